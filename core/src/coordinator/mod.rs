@@ -1,0 +1,45 @@
+//! Request coordinators: quorum logic as state machines with no I/O.
+//!
+//! The node that coordinates a request for a plain caller and the smart client that coordinates
+//! its own requests drive the *same* machines, so quorum counting, sloppy fallbacks, hints and
+//! read repair are written once.
+//!
+//! Every machine has the same shape:
+//!
+//! - build it with the key's [`PreferenceList`](crate::ring::PreferenceList), the store's
+//!   [`StoreConfig`](crate::store::StoreConfig), a per-replica timeout and `now`;
+//! - call `poll_action` until it returns `None` and perform each action (send a request to a
+//!   replica, return the outcome to the caller, repair a replica);
+//! - feed every replica's answer to `handle_reply` and, when the time `poll_timeout` names has
+//!   come, call `handle_timeout`; then poll actions again;
+//! - stop when `is_finished` says so. Answers that arrive later are ignored.
+//!
+//! `now` is any monotonic [`Duration`](core::time::Duration) since an origin of the caller's.
+//! A machine replies exactly once: success as soon as the quorum is met, failure as soon as it can
+//! no longer be met. Deletes are puts of a tombstone ([`Write::delete`]).
+
+mod get;
+mod put;
+mod replicas;
+
+use alloc::string::String;
+
+pub use get::{GetAction, GetCoordinator, GetError};
+pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
+
+pub use crate::version::Write;
+
+/// Why one replica did not serve a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaFailure {
+    /// The replica could not be reached or could not serve now (overloaded, storage error);
+    /// another replica or a fallback may serve instead.
+    Unavailable,
+    /// The replica judged the request itself invalid (for example a forged context); no other
+    /// replica would accept it either, so the request fails with this reason.
+    Refused(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,477 @@
+//! Coordinators under every order of replies, failures and timeouts.
+//!
+//! A scenario fixes each node's fate (answers, is unreachable, times out, refuses) and the order
+//! in which outstanding requests resolve. Checked after every event:
+//! - the machine replies exactly once, and only to nodes of the preference list (fallbacks only
+//!   under a sloppy quorum), asking each node at most once;
+//! - success comes as soon as the quorum is met, never before;
+//! - failure comes as soon as no continuation could succeed, never before (the oracle is a
+//!   clone of the machine that may not fail early, driven as if every node answered).
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::node::NodeId;
+use crate::ring::PreferenceList;
+use crate::store::{ConflictPolicy, QuorumKind, StoreConfig};
+use crate::token::Token;
+use crate::version::{CausalContext, Siblings, Write};
+
+const TIMEOUT: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Answers,
+    Unreachable,
+    TimesOut,
+    Refuses,
+}
+
+fn fate() -> impl Strategy<Value = Fate> {
+    prop_oneof![
+        6 => Just(Fate::Answers),
+        2 => Just(Fate::Unreachable),
+        2 => Just(Fate::TimesOut),
+        1 => Just(Fate::Refuses),
+    ]
+}
+
+/// What the driver sees of an action.
+#[derive(Debug)]
+enum Act {
+    Send(NodeId),
+    Reply { ok: bool, unavailable: bool },
+    Repair(NodeId),
+}
+
+trait Machine: Clone {
+    fn next(&mut self) -> Option<Act>;
+    fn answer(&mut self, now: Duration, node: &NodeId, fate: Fate);
+    fn timeout(&mut self, now: Duration);
+    fn finished(&self) -> bool;
+    fn make_patient(&mut self);
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    n: usize,
+    quorum: usize,
+    kind: QuorumKind,
+    fallbacks: usize,
+    fates: Vec<Fate>,
+    order: Vec<prop::sample::Index>,
+    data: Vec<usize>,
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        1usize..=5,
+        1usize..=5,
+        prop_oneof![Just(QuorumKind::Sloppy), Just(QuorumKind::Strict)],
+        0usize..=3,
+        proptest::collection::vec(fate(), 8),
+        proptest::collection::vec(any::<prop::sample::Index>(), 16),
+        proptest::collection::vec(0usize..4, 8),
+    )
+        .prop_map(|(n, q, kind, fallbacks, fates, order, data)| Scenario {
+            n,
+            quorum: q.min(n),
+            kind,
+            fallbacks,
+            fates,
+            order,
+            data,
+        })
+}
+
+impl Scenario {
+    fn config(&self) -> StoreConfig {
+        let q = self.quorum as u8;
+        StoreConfig::new(self.n as u8, q, q, self.kind, ConflictPolicy::Siblings).unwrap()
+    }
+
+    fn prefs(&self) -> PreferenceList {
+        let primaries = (0..self.n).map(|i| node(&format!("p{i}"))).collect();
+        let fallbacks = (0..self.fallbacks).map(|i| node(&format!("f{i}"))).collect();
+        PreferenceList::from_parts(Token(0), primaries, fallbacks)
+    }
+
+    fn fates(&self) -> BTreeMap<NodeId, Fate> {
+        let prefs = self.prefs();
+        prefs.primaries().iter().chain(prefs.fallbacks()).cloned().zip(self.fates.iter().copied()).collect()
+    }
+
+    fn allowed(&self) -> Vec<NodeId> {
+        let prefs = self.prefs();
+        let mut allowed = prefs.primaries().to_vec();
+        if self.kind == QuorumKind::Sloppy {
+            allowed.extend(prefs.fallbacks().iter().cloned());
+        }
+        allowed
+    }
+}
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(name).unwrap()
+}
+
+/// Whether the machine could still succeed if every outstanding and future request answered.
+fn could_succeed<M: Machine>(machine: &M, inflight: &[(NodeId, Duration)], now: Duration) -> bool {
+    let mut m = machine.clone();
+    m.make_patient();
+    let mut queue: Vec<NodeId> = inflight.iter().map(|(n, _)| n.clone()).collect();
+    loop {
+        while let Some(act) = m.next() {
+            match act {
+                Act::Send(n) => queue.push(n),
+                Act::Reply { ok, .. } => return ok,
+                Act::Repair(_) => {}
+            }
+        }
+        if queue.is_empty() {
+            return false;
+        }
+        let n = queue.remove(0);
+        m.answer(now, &n, Fate::Answers);
+    }
+}
+
+/// A machine with the requests still outstanding and the time, for the oracle.
+type Snapshot<M> = (M, Vec<(NodeId, Duration)>, Duration);
+
+struct Run {
+    replies: Vec<bool>,
+    repairs: Vec<NodeId>,
+}
+
+fn drive<M: Machine>(m: &mut M, s: &Scenario) -> Result<Run, TestCaseError> {
+    let fates = s.fates();
+    let allowed = s.allowed();
+    let mut now = Duration::ZERO;
+    let mut inflight: Vec<(NodeId, Duration)> = Vec::new();
+    let mut asked: Vec<NodeId> = Vec::new();
+    let mut replies = Vec::new();
+    let mut repairs = Vec::new();
+    let mut answered = 0usize;
+    let mut step = 0;
+    let mut pre: Option<Snapshot<M>> = None;
+    loop {
+        while let Some(act) = m.next() {
+            match act {
+                Act::Send(n) => {
+                    prop_assert!(allowed.contains(&n), "sent to {n}, not allowed");
+                    prop_assert!(!asked.contains(&n), "asked {n} twice");
+                    prop_assert!(replies.is_empty() || replies[0], "sent after failing");
+                    asked.push(n.clone());
+                    inflight.push((n, now + TIMEOUT));
+                }
+                Act::Reply { ok, unavailable } => {
+                    prop_assert!(replies.is_empty(), "replied twice");
+                    if ok {
+                        prop_assert!(answered >= s.quorum, "succeeded with {answered} of {}", s.quorum);
+                    }
+                    if unavailable {
+                        // Never before the quorum is out of reach: the event that led here, on a
+                        // machine that may not fail early, could not end in success either.
+                        if let Some((p, pinflight, pnow)) = pre.take() {
+                            prop_assert!(!could_succeed(&p, &pinflight, pnow), "failed early");
+                        }
+                    }
+                    replies.push(ok);
+                }
+                Act::Repair(n) => repairs.push(n),
+            }
+        }
+        if replies.is_empty() {
+            prop_assert!(answered < s.quorum, "quorum of {answered} met but no reply");
+            prop_assert!(could_succeed(&*m, &inflight, now), "quorum out of reach but no reply");
+        }
+        if inflight.is_empty() || m.finished() {
+            break;
+        }
+        let i = s.order.get(step).map_or(0, |ix| ix.index(inflight.len()));
+        step += 1;
+        let (n, deadline) = inflight.remove(i);
+        let fate = fates[&n];
+        let before = (*m).clone();
+        match fate {
+            Fate::TimesOut => {
+                now = now.max(deadline);
+                inflight.retain(|(_, d)| *d > now);
+                m.timeout(now);
+            }
+            _ => {
+                if fate == Fate::Answers {
+                    answered += 1;
+                }
+                m.answer(now, &n, fate);
+            }
+        }
+        // Keep the pre-event machine with the event applied patiently, for the early-fail check.
+        let mut patient = before;
+        patient.make_patient();
+        match fate {
+            Fate::TimesOut => patient.timeout(now),
+            _ => patient.answer(now, &n, fate),
+        }
+        pre = Some((patient, inflight.clone(), now));
+    }
+    prop_assert_eq!(replies.len(), 1, "no reply");
+    if inflight.is_empty() {
+        prop_assert!(m.finished());
+    }
+    Ok(Run { replies, repairs })
+}
+
+// --- get --------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct GetHarness {
+    m: GetCoordinator,
+    data: BTreeMap<NodeId, Option<Siblings>>,
+    /// States answered before the reply, and in all.
+    before_reply: Vec<Siblings>,
+    all: Vec<(NodeId, Option<Siblings>)>,
+    result: Option<Siblings>,
+    replied: bool,
+}
+
+fn sample_states() -> Vec<Option<Siblings>> {
+    let (a, b) = (node("p0"), node("p1"));
+    let policy = ConflictPolicy::Siblings;
+    let mut one = Siblings::new();
+    one.apply(&a, &Write::put(b"x".to_vec(), CausalContext::empty(), 1), policy).unwrap();
+    let mut two = one.clone();
+    two.apply(&a, &Write::put(b"y".to_vec(), one.context(), 2), policy).unwrap();
+    let mut other = Siblings::new();
+    other.apply(&b, &Write::put(b"z".to_vec(), CausalContext::empty(), 3), policy).unwrap();
+    alloc::vec![None, Some(one), Some(two), Some(other)]
+}
+
+impl Machine for GetHarness {
+    fn next(&mut self) -> Option<Act> {
+        Some(match self.m.poll_action()? {
+            GetAction::Send { to } => Act::Send(to),
+            GetAction::Reply(outcome) => {
+                self.replied = true;
+                let unavailable = matches!(outcome, Err(GetError::Unavailable { .. }));
+                let ok = outcome.is_ok();
+                self.result = outcome.ok();
+                Act::Reply { ok, unavailable }
+            }
+            GetAction::Repair { to, .. } => Act::Repair(to),
+        })
+    }
+
+    fn answer(&mut self, now: Duration, node: &NodeId, fate: Fate) {
+        let answer = match fate {
+            Fate::Answers => {
+                let state = self.data.get(node).cloned().flatten();
+                if !self.replied {
+                    self.before_reply.extend(state.clone());
+                }
+                self.all.push((node.clone(), state.clone()));
+                Ok(state)
+            }
+            Fate::Refuses => Err(ReplicaFailure::Refused(String::from("no"))),
+            _ => Err(ReplicaFailure::Unavailable),
+        };
+        self.m.handle_reply(now, node, answer);
+    }
+
+    fn timeout(&mut self, now: Duration) {
+        self.m.handle_timeout(now);
+    }
+
+    fn finished(&self) -> bool {
+        self.m.is_finished()
+    }
+
+    fn make_patient(&mut self) {
+        self.m.patient = true;
+    }
+}
+
+fn merge_all<'a>(states: impl IntoIterator<Item = &'a Siblings>) -> Siblings {
+    let mut merged = Siblings::new();
+    for s in states {
+        merged.merge(s, ConflictPolicy::Siblings);
+    }
+    merged
+}
+
+// --- put --------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct PutHarness {
+    m: PutCoordinator,
+    requests: BTreeMap<NodeId, PutRequest>,
+    stored: BTreeMap<NodeId, Siblings>,
+    outcome: Option<PutOutcome>,
+}
+
+impl Machine for PutHarness {
+    fn next(&mut self) -> Option<Act> {
+        Some(match self.m.poll_action()? {
+            PutAction::Send { to, request } => {
+                self.requests.insert(to.clone(), request);
+                Act::Send(to)
+            }
+            PutAction::Reply(outcome) => {
+                let unavailable = matches!(outcome, Err(PutError::Unavailable { .. }));
+                let ok = outcome.is_ok();
+                self.outcome = outcome.ok();
+                Act::Reply { ok, unavailable }
+            }
+        })
+    }
+
+    fn answer(&mut self, now: Duration, node: &NodeId, fate: Fate) {
+        let answer = match fate {
+            Fate::Answers => {
+                let state = self.stored.entry(node.clone()).or_default();
+                match &self.requests[node] {
+                    PutRequest::Mint { write, .. } => {
+                        state.apply(node, write, ConflictPolicy::Siblings).unwrap();
+                    }
+                    PutRequest::Replicate { siblings, .. } => state.merge(siblings, ConflictPolicy::Siblings),
+                }
+                Ok(state.clone())
+            }
+            Fate::Refuses => Err(ReplicaFailure::Refused(String::from("no"))),
+            _ => Err(ReplicaFailure::Unavailable),
+        };
+        self.m.handle_reply(now, node, answer);
+    }
+
+    fn timeout(&mut self, now: Duration) {
+        self.m.handle_timeout(now);
+    }
+
+    fn finished(&self) -> bool {
+        self.m.is_finished()
+    }
+
+    fn make_patient(&mut self) {
+        self.m.patient = true;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn get_replies_once_at_the_right_moment_and_repairs_stale_replicas(s in scenario()) {
+        let states = sample_states();
+        let prefs = s.prefs();
+        let data = prefs.primaries().iter().chain(prefs.fallbacks()).cloned()
+            .zip(s.data.iter().map(|&i| states[i].clone())).collect();
+        let m = GetCoordinator::new(&prefs, &s.config(), TIMEOUT, Duration::ZERO);
+        let mut h = GetHarness { m, data, before_reply: Vec::new(), all: Vec::new(), result: None, replied: false };
+        let run = drive(&mut h, &s)?;
+        if let Some(result) = &h.result {
+            prop_assert_eq!(result, &merge_all(&h.before_reply));
+        }
+        if h.m.is_finished() && run.replies[0] {
+            let merged = merge_all(h.all.iter().filter_map(|(_, s)| s.as_ref()));
+            let mut expected: Vec<NodeId> = if merged == Siblings::new() { Vec::new() } else {
+                h.all.iter()
+                    .filter(|(n, st)| prefs.is_primary(n) && st.as_ref() != Some(&merged))
+                    .map(|(n, _)| n.clone()).collect()
+            };
+            let mut got = run.repairs.clone();
+            expected.sort();
+            got.sort();
+            prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn put_replies_once_at_the_right_moment_and_names_its_hints(s in scenario()) {
+        let prefs = s.prefs();
+        let write = Write::put(b"v".to_vec(), CausalContext::empty(), 7);
+        let m = PutCoordinator::new(&prefs, &s.config(), write, TIMEOUT, Duration::ZERO);
+        let mut h = PutHarness { m, requests: BTreeMap::new(), stored: BTreeMap::new(), outcome: None };
+        drive(&mut h, &s)?;
+        if let Some(outcome) = &h.outcome {
+            prop_assert!(outcome.acknowledged.len() >= s.quorum);
+            prop_assert_eq!(outcome.siblings.values().count(), 1);
+            for hint in &outcome.hints {
+                prop_assert!(prefs.fallbacks().contains(&hint.holder));
+                prop_assert!(prefs.is_primary(&hint.primary));
+                prop_assert_eq!(s.kind, QuorumKind::Sloppy);
+            }
+            // Every acknowledging node holds the write.
+            for n in &outcome.acknowledged {
+                prop_assert_eq!(h.stored[n].values().count(), 1);
+            }
+        }
+        // One mint at a time, and mints at fallbacks carry a hint.
+        let mints = h.requests.values().filter(|r| matches!(r, PutRequest::Mint { .. })).count();
+        prop_assert!(mints >= 1);
+        for (n, r) in &h.requests {
+            let (PutRequest::Mint { hint_for, .. } | PutRequest::Replicate { hint_for, .. }) = r;
+            prop_assert_eq!(hint_for.is_some(), !prefs.is_primary(n));
+        }
+    }
+}
+
+#[test]
+fn strict_quorum_fails_at_once_when_too_few_primaries_exist() {
+    let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0")], alloc::vec![node("f0")]);
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), TIMEOUT, Duration::ZERO);
+    assert_eq!(get.poll_action(), Some(GetAction::Send { to: node("p0") }));
+    assert_eq!(get.poll_action(), Some(GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 0 }))));
+    assert!(get.is_finished());
+}
+
+#[test]
+fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
+    let prefs =
+        PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write, TIMEOUT, Duration::ZERO);
+    let Some(PutAction::Send { to, request: PutRequest::Mint { write, hint_for: None } }) = put.poll_action() else {
+        panic!("expected a mint at p0")
+    };
+    assert_eq!(to, node("p0"));
+    // p0 is down: p1 mints instead.
+    put.handle_reply(Duration::ZERO, &to, Err(ReplicaFailure::Unavailable));
+    let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!() };
+    assert_eq!(to, node("p1"));
+    let mut state = Siblings::new();
+    state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
+    put.handle_reply(Duration::ZERO, &to, Ok(state.clone()));
+    let mut sent = Vec::new();
+    while let Some(PutAction::Send { to, request: PutRequest::Replicate { hint_for, .. } }) = put.poll_action() {
+        sent.push((to, hint_for));
+    }
+    sent.sort();
+    assert_eq!(sent, [(node("f0"), Some(node("p0"))), (node("p2"), None)]);
+    // The fallback acknowledges first: W=2 is met with one hint.
+    put.handle_reply(Duration::ZERO, &node("f0"), Ok(state));
+    let Some(PutAction::Reply(Ok(outcome))) = put.poll_action() else { panic!() };
+    assert_eq!(outcome.hints, [Hint { holder: node("f0"), primary: node("p0") }]);
+    assert!(!put.is_finished(), "still waiting for p2");
+    put.handle_timeout(TIMEOUT);
+    assert!(put.is_finished());
+}
+
+#[test]
+fn a_refused_write_fails_without_trying_elsewhere() {
+    let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1")], Vec::new());
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write, TIMEOUT, Duration::ZERO);
+    put.poll_action();
+    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(String::from("forged context"))));
+    let Some(PutAction::Reply(Err(e))) = put.poll_action() else { panic!() };
+    assert_eq!(e.to_string(), "the write was refused: forged context");
+    assert!(!e.is_retryable());
+    assert!(put.is_finished());
+}

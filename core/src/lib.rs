@@ -1,0 +1,108 @@
+//! # quickv-core: the sans-IO brain of quickv
+//!
+//! Everything that decides *what* a quickv node or smart client should do lives here, with no
+//! sockets, no clock reads and no global randomness: time comes in as a `now` argument (a
+//! [`Duration`](core::time::Duration) since an origin the caller picks) and randomness from seeds.
+//! The crate is `#![no_std]` + `alloc`, so it builds for `wasm32-unknown-unknown` and runs the
+//! same in the server, the Rust client and the browser.
+//!
+//! ## A tour
+//!
+//! ```
+//! use quickv_core::{
+//!     coordinator::{GetAction, GetCoordinator, PutAction, PutCoordinator, PutRequest, Write},
+//!     membership::{Membership, NodeInfo},
+//!     node::NodeId,
+//!     ring::Ring,
+//!     store::StoreConfig,
+//!     token::Token,
+//!     version::{CausalContext, Siblings},
+//! };
+//! use core::time::Duration;
+//!
+//! // Three nodes in three zones; the ring gives each a share in proportion to its capacity.
+//! let mut membership = Membership::new();
+//! for (id, zone) in [("a", "z1"), ("b", "z2"), ("c", "z3")] {
+//!     membership.upsert(NodeInfo::new(id, "127.0.0.1:7100", zone, 1)?);
+//! }
+//! let ring = Ring::build(&membership, 10)?;
+//! let config = StoreConfig::quorum(); // N=3, R=2, W=2, sloppy, siblings
+//!
+//! // The key's replicas: three distinct nodes in three distinct zones.
+//! let prefs = ring.preference_list(Token::of(b"cart:42"), config.n(), 2);
+//! assert_eq!(prefs.primaries().len(), 3);
+//!
+//! // A put is a state machine: it says where to send, you feed it the replies.
+//! let now = Duration::ZERO;
+//! let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1_000);
+//! let mut put = PutCoordinator::new(&prefs, &config, write, Duration::from_millis(500), now);
+//! let mut replicas: Vec<(NodeId, Siblings)> = Vec::new();
+//! while let Some(action) = put.poll_action() {
+//!     match action {
+//!         PutAction::Send { to, request } => {
+//!             // A real caller sends `request` over the network; here the replica answers inline.
+//!             let stored = match request {
+//!                 PutRequest::Mint { write, .. } => {
+//!                     let mut s = Siblings::new();
+//!                     s.apply(&to, &write, config.conflicts())?;
+//!                     s
+//!                 }
+//!                 PutRequest::Replicate { siblings, .. } => siblings,
+//!             };
+//!             replicas.push((to.clone(), stored.clone()));
+//!             put.handle_reply(now, &to, Ok(stored));
+//!         }
+//!         PutAction::Reply(outcome) => assert!(outcome.is_ok()),
+//!     }
+//! }
+//!
+//! // A get collects R replies and reconciles them.
+//! let mut get = GetCoordinator::new(&prefs, &config, Duration::from_millis(500), now);
+//! while let Some(action) = get.poll_action() {
+//!     match action {
+//!         GetAction::Send { to } => {
+//!             let found = replicas.iter().find(|(n, _)| *n == to).map(|(_, s)| s.clone());
+//!             get.handle_reply(now, &to, Ok(found));
+//!         }
+//!         GetAction::Reply(outcome) => {
+//!             let siblings = outcome?;
+//!             assert_eq!(siblings.values().next().map(|v| v.as_ref()), Some(&b"apples"[..]));
+//!         }
+//!         GetAction::Repair { .. } => {}
+//!     }
+//! }
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+//!
+//! ## Modules
+//! - [`token`]: MD5 key tokens and token ranges.
+//! - [`node`], [`membership`]: who is in the cluster, and how two views of it merge.
+//! - [`ring`]: capacity-weighted partitions, zone-aware preference lists, ownership diffs.
+//! - [`version`]: version vectors, siblings, causal contexts, last-writer-wins.
+//! - [`store`]: store configuration (N, R, W, quorum kind, conflict policy) and request limits.
+//! - [`coordinator`]: get and put/delete coordinators as state machines.
+//! - [`merkle`]: Merkle trees over token ranges for anti-entropy.
+//! - [`failure`]: the phi-accrual failure detector.
+//! - [`wire`]: versioned, postcard-encoded wire messages.
+//!
+//! Design rationale lives in `docs/architecture.md` of the repository.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod coordinator;
+pub mod failure;
+pub mod membership;
+pub mod merkle;
+pub mod node;
+pub mod ring;
+pub mod store;
+pub mod token;
+pub mod version;
+pub mod wire;
+
+mod mix;

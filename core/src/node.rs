@@ -1,0 +1,125 @@
+//! Node identity and the facts a node declares about itself.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest node id, zone name or address accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The stable name of a node (`--id`), unique in a cluster. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NodeId(Arc<str>);
+
+impl TryFrom<String> for NodeId {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<NodeId, NameError> {
+        NodeId::new(&s)
+    }
+}
+
+impl NodeId {
+    /// A node id from its name. Names are non-empty printable ASCII without spaces.
+    pub fn new(name: &str) -> Result<NodeId, NameError> {
+        check_name(name)?;
+        Ok(NodeId(Arc::from(name)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A zone (rack, availability zone, data centre): replicas of a key are spread over zones.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Zone(Arc<str>);
+
+impl TryFrom<String> for Zone {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Zone, NameError> {
+        Zone::new(&s)
+    }
+}
+
+impl Zone {
+    /// A zone from its name, with the same rules as [`NodeId::new`].
+    pub fn new(name: &str) -> Result<Zone, NameError> {
+        check_name(name)?;
+        Ok(Zone(Arc::from(name)))
+    }
+
+    /// The zone as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A name (node id, zone) that is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("name is {len} bytes long; the limit is {MAX_NAME_LEN}")]
+    TooLong {
+        /// Length of the rejected name.
+        len: usize,
+    },
+    /// The name holds a space, a control character or non-ASCII.
+    #[error("name {name:?} may hold only printable ASCII without spaces")]
+    BadCharacter {
+        /// The rejected name.
+        name: String,
+    },
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { len: name.len() });
+    }
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(NameError::BadCharacter { name: name.into() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(NodeId::new("node-1").is_ok());
+        assert_eq!(NodeId::new(""), Err(NameError::Empty));
+        assert!(matches!(NodeId::new("a b"), Err(NameError::BadCharacter { .. })));
+        assert!(matches!(Zone::new(&"z".repeat(256)), Err(NameError::TooLong { len: 256 })));
+    }
+}

@@ -1,0 +1,184 @@
+//! The ring: who owns which keys.
+//!
+//! quickv uses Dynamo's third partitioning strategy: the 128-bit token space is cut into
+//! `2^partition_bits` equal partitions, fixed for the life of the cluster, and partitions are
+//! assigned to nodes in proportion to their declared capacity. A key lives in the partition its
+//! [`Token`] falls in; its preference list is the walk clockwise over partition owners from there
+//! (see [`Ring::preference_list`]).
+//!
+//! A ring is versioned data (`epoch`) derived from the membership *and the previous ring*:
+//! [`Ring::next`] moves only the partitions that must move (those of nodes that left, and the
+//! surplus of nodes above their share, to nodes below theirs), so adding a node moves data only
+//! to it and removing one moves only its data. Every node and client holding the same ring
+//! computes the same preference lists. Why this scheme rather than random virtual-node tokens is
+//! explained in `docs/architecture.md`.
+
+mod balance;
+mod diff;
+mod preference;
+
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::membership::Membership;
+use crate::node::{NodeId, Zone};
+use crate::token::{Token, TokenRange};
+
+pub use diff::{OwnershipChange, ReplicaChange};
+pub use preference::{PreferenceList, Walk};
+
+/// Fewest partition bits accepted (16 partitions).
+pub const MIN_PARTITION_BITS: u8 = 4;
+/// Most partition bits accepted (about 4 million partitions).
+pub const MAX_PARTITION_BITS: u8 = 22;
+/// Default partition bits: 65,536 partitions, enough for about 1,000 nodes within 2% of their
+/// share. Clusters meant to grow to 10,000 nodes should be created with 20 bits.
+pub const DEFAULT_PARTITION_BITS: u8 = 16;
+
+/// A node as the ring sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingNode {
+    /// The node's id.
+    pub id: NodeId,
+    /// The node's zone.
+    pub zone: Zone,
+    /// The node's capacity (weight).
+    pub capacity: u32,
+}
+
+/// Partition ownership at one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ring {
+    epoch: u64,
+    partition_bits: u8,
+    /// Ring members, sorted by id.
+    nodes: Vec<RingNode>,
+    /// Zone index of each node (parallel to `nodes`).
+    zone_of: Vec<u32>,
+    zone_count: u32,
+    /// Owner (index into `nodes`) of each partition.
+    owners: Vec<u32>,
+}
+
+/// Why a ring cannot be built or compared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// No node in the membership owns partitions.
+    #[error("the membership has no node that can own partitions")]
+    NoMembers,
+    /// The partition count is outside the accepted range.
+    #[error("partition bits must be between {MIN_PARTITION_BITS} and {MAX_PARTITION_BITS}, got {0}")]
+    PartitionBits(u8),
+    /// More nodes than the ring can index.
+    #[error("{nodes} nodes is more than the {partitions} partitions of the ring")]
+    TooManyNodes {
+        /// Ring members.
+        nodes: usize,
+        /// Partitions.
+        partitions: usize,
+    },
+    /// Two rings with different partition counts cannot be compared.
+    #[error("rings have different partition counts ({0} and {1} bits)")]
+    PartitionMismatch(u8, u8),
+    /// A decoded ring is not self-consistent.
+    #[error("ring data is inconsistent: {0}")]
+    Inconsistent(&'static str),
+}
+
+impl Ring {
+    /// The first ring of a cluster: `2^partition_bits` partitions spread over the membership's
+    /// ring members by capacity.
+    pub fn build(membership: &Membership, partition_bits: u8) -> Result<Ring, RingError> {
+        if !(MIN_PARTITION_BITS..=MAX_PARTITION_BITS).contains(&partition_bits) {
+            return Err(RingError::PartitionBits(partition_bits));
+        }
+        balance::assign(None, membership, partition_bits, 1)
+    }
+
+    /// The ring that follows this one after a membership change: only the partitions that must
+    /// move, move. The epoch is raised by one.
+    pub fn next(&self, membership: &Membership) -> Result<Ring, RingError> {
+        balance::assign(Some(self), membership, self.partition_bits, self.epoch + 1)
+    }
+
+    /// The ring's version; raised by each [`Ring::next`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// log2 of the partition count.
+    pub fn partition_bits(&self) -> u8 {
+        self.partition_bits
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Ring members, sorted by id.
+    pub fn nodes(&self) -> &[RingNode] {
+        &self.nodes
+    }
+
+    /// Number of distinct zones among ring members.
+    pub fn zone_count(&self) -> usize {
+        self.zone_count as usize
+    }
+
+    /// The partition a token falls in.
+    pub fn partition_of(&self, token: Token) -> usize {
+        (token.0 >> (128 - u32::from(self.partition_bits))) as usize
+    }
+
+    /// The tokens of one partition.
+    pub fn partition_range(&self, partition: usize) -> TokenRange {
+        let shift = 128 - u32::from(self.partition_bits);
+        let first = (partition as u128) << shift;
+        let last = first | ((1u128 << shift) - 1);
+        TokenRange::new(Token(first), Token(last)).unwrap_or(TokenRange::FULL)
+    }
+
+    /// The owner of a partition (the first node of its preference list).
+    pub fn owner(&self, partition: usize) -> &NodeId {
+        &self.nodes[self.owners[partition % self.owners.len()] as usize].id
+    }
+
+    /// The share of the ring each member owns, in member order (fractions summing to 1).
+    pub fn shares(&self) -> Vec<(NodeId, f64)> {
+        let mut counts = alloc::vec![0usize; self.nodes.len()];
+        for &o in &self.owners {
+            counts[o as usize] += 1;
+        }
+        let total = self.owners.len() as f64;
+        self.nodes.iter().zip(counts).map(|(n, c)| (n.id.clone(), c as f64 / total)).collect()
+    }
+
+    /// Checks the invariants a decoded ring must hold before it is used.
+    pub fn validate(&self) -> Result<(), RingError> {
+        if !(MIN_PARTITION_BITS..=MAX_PARTITION_BITS).contains(&self.partition_bits) {
+            return Err(RingError::PartitionBits(self.partition_bits));
+        }
+        if self.owners.len() != 1usize << self.partition_bits {
+            return Err(RingError::Inconsistent("partition table has the wrong length"));
+        }
+        if self.nodes.is_empty() || self.zone_of.len() != self.nodes.len() {
+            return Err(RingError::Inconsistent("node table is empty or misaligned"));
+        }
+        if !self.nodes.windows(2).all(|w| w[0].id < w[1].id) {
+            return Err(RingError::Inconsistent("nodes are not sorted and distinct"));
+        }
+        if self.zone_of.iter().any(|&z| z >= self.zone_count) {
+            return Err(RingError::Inconsistent("zone index out of range"));
+        }
+        if self.owners.iter().any(|&o| o as usize >= self.nodes.len()) {
+            return Err(RingError::Inconsistent("partition owner out of range"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,357 @@
+//! Stores: named keyspaces whose replication and conflict rules are fixed at creation.
+//!
+//! ```
+//! use quickv_core::store::{ConflictPolicy, Preset, QuorumKind, StoreConfig};
+//!
+//! let carts = StoreConfig::quorum(); // Dynamo's common setting
+//! assert_eq!((carts.n(), carts.r(), carts.w()), (3, 2, 2));
+//! let sessions = Preset::Eventual.config().with_conflicts(ConflictPolicy::Lww);
+//! assert_eq!(sessions.quorum_kind(), QuorumKind::Sloppy);
+//! assert!(StoreConfig::new(3, 4, 2, QuorumKind::Strict, ConflictPolicy::Siblings).is_err());
+//! ```
+
+use alloc::string::String;
+use core::fmt;
+use core::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest replication factor a store may ask for.
+pub const MAX_REPLICATION: u8 = 16;
+
+/// Which replicas count towards a quorum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum QuorumKind {
+    /// Fallback nodes stand in for unreachable replicas and keep a hint: always writable.
+    Sloppy,
+    /// Only the key's true replicas count.
+    Strict,
+}
+
+/// What happens to concurrent writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConflictPolicy {
+    /// Keep every concurrent version as a sibling for the reader to resolve.
+    Siblings,
+    /// Keep the version with the latest timestamp (ties broken by dot).
+    Lww,
+}
+
+/// A store's fixed settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoreConfig {
+    n: u8,
+    r: u8,
+    w: u8,
+    quorum: QuorumKind,
+    conflicts: ConflictPolicy,
+}
+
+/// Why a store configuration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreConfigError {
+    /// N is 0 or above [`MAX_REPLICATION`].
+    #[error("replication factor N must be between 1 and {MAX_REPLICATION}, got {0}")]
+    Replication(u8),
+    /// R is 0 or greater than N.
+    #[error("read quorum R must be between 1 and N={n}, got {r}")]
+    ReadQuorum {
+        /// Requested R.
+        r: u8,
+        /// Requested N.
+        n: u8,
+    },
+    /// W is 0 or greater than N.
+    #[error("write quorum W must be between 1 and N={n}, got {w}")]
+    WriteQuorum {
+        /// Requested W.
+        w: u8,
+        /// Requested N.
+        n: u8,
+    },
+}
+
+impl StoreConfig {
+    /// A configuration, validated.
+    pub fn new(
+        n: u8,
+        r: u8,
+        w: u8,
+        quorum: QuorumKind,
+        conflicts: ConflictPolicy,
+    ) -> Result<StoreConfig, StoreConfigError> {
+        let config = StoreConfig { n, r, w, quorum, conflicts };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks a configuration (for example one decoded from the network).
+    pub fn validate(&self) -> Result<(), StoreConfigError> {
+        let StoreConfig { n, r, w, .. } = *self;
+        if n == 0 || n > MAX_REPLICATION {
+            return Err(StoreConfigError::Replication(n));
+        }
+        if r == 0 || r > n {
+            return Err(StoreConfigError::ReadQuorum { r, n });
+        }
+        if w == 0 || w > n {
+            return Err(StoreConfigError::WriteQuorum { w, n });
+        }
+        Ok(())
+    }
+
+    /// `eventual`: N=3, R=1, W=1, sloppy, siblings.
+    pub fn eventual() -> StoreConfig {
+        StoreConfig { n: 3, r: 1, w: 1, quorum: QuorumKind::Sloppy, conflicts: ConflictPolicy::Siblings }
+    }
+
+    /// `quorum`: N=3, R=2, W=2, sloppy, siblings (Dynamo's common setting; the `default` store).
+    pub fn quorum() -> StoreConfig {
+        StoreConfig { n: 3, r: 2, w: 2, quorum: QuorumKind::Sloppy, conflicts: ConflictPolicy::Siblings }
+    }
+
+    /// `strict`: N=3, R=2, W=2, strict, siblings.
+    pub fn strict() -> StoreConfig {
+        StoreConfig { n: 3, r: 2, w: 2, quorum: QuorumKind::Strict, conflicts: ConflictPolicy::Siblings }
+    }
+
+    /// The same configuration with another conflict policy.
+    pub fn with_conflicts(self, conflicts: ConflictPolicy) -> StoreConfig {
+        StoreConfig { conflicts, ..self }
+    }
+
+    /// Replication factor.
+    pub fn n(&self) -> usize {
+        usize::from(self.n)
+    }
+
+    /// Read quorum.
+    pub fn r(&self) -> usize {
+        usize::from(self.r)
+    }
+
+    /// Write quorum.
+    pub fn w(&self) -> usize {
+        usize::from(self.w)
+    }
+
+    /// Quorum kind.
+    pub fn quorum_kind(&self) -> QuorumKind {
+        self.quorum
+    }
+
+    /// Conflict policy.
+    pub fn conflicts(&self) -> ConflictPolicy {
+        self.conflicts
+    }
+}
+
+impl fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n={} r={} w={} quorum={} conflicts={}", self.n, self.r, self.w, self.quorum, self.conflicts)
+    }
+}
+
+/// Named presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// See [`StoreConfig::eventual`].
+    Eventual,
+    /// See [`StoreConfig::quorum`].
+    Quorum,
+    /// See [`StoreConfig::strict`].
+    Strict,
+}
+
+impl Preset {
+    /// The preset's configuration.
+    pub fn config(self) -> StoreConfig {
+        match self {
+            Preset::Eventual => StoreConfig::eventual(),
+            Preset::Quorum => StoreConfig::quorum(),
+            Preset::Strict => StoreConfig::strict(),
+        }
+    }
+}
+
+/// A word that names no known option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {got:?}; expected one of {expected}")]
+pub struct UnknownName {
+    what: &'static str,
+    got: String,
+    expected: &'static str,
+}
+
+macro_rules! named {
+    ($ty:ident, $what:literal, $($name:literal => $variant:ident),+) => {
+        impl FromStr for $ty {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<$ty, UnknownName> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(UnknownName { what: $what, got: s.into(), expected: concat!($($name, " "),+) }),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $($ty::$variant => $name,)+ })
+            }
+        }
+    };
+}
+named!(Preset, "preset", "eventual" => Eventual, "quorum" => Quorum, "strict" => Strict);
+named!(QuorumKind, "quorum kind", "sloppy" => Sloppy, "strict" => Strict);
+named!(ConflictPolicy, "conflict policy", "siblings" => Siblings, "lww" => Lww);
+
+/// Longest store name, in bytes.
+pub const MAX_STORE_NAME: usize = 64;
+
+/// A store's name: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`, starting with a letter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub struct StoreName(String);
+
+impl TryFrom<String> for StoreName {
+    type Error = StoreNameError;
+    fn try_from(s: String) -> Result<StoreName, StoreNameError> {
+        StoreName::new(&s)
+    }
+}
+
+/// Why a store name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store name {0:?} must be 1 to {MAX_STORE_NAME} characters of a-z, 0-9, '-' and '_', starting with a letter")]
+pub struct StoreNameError(pub String);
+
+impl StoreName {
+    /// The store every cluster starts with (preset `quorum`).
+    pub const DEFAULT: &'static str = "default";
+
+    /// A checked store name.
+    pub fn new(name: &str) -> Result<StoreName, StoreNameError> {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_STORE_NAME
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok { Ok(StoreName(name.into())) } else { Err(StoreNameError(name.into())) }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoreName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Request size limits a node enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Longest key, in bytes (default 64 KiB).
+    pub max_key: usize,
+    /// Largest value, in bytes (default 16 MiB).
+    pub max_value: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_key: 64 * 1024, max_value: 16 * 1024 * 1024 }
+    }
+}
+
+/// A key or value outside the limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// Keys may not be empty.
+    #[error("key is empty")]
+    EmptyKey,
+    /// The key is over `max_key`.
+    #[error("key is {len} bytes; the limit (max_key) is {limit}")]
+    KeyTooLong {
+        /// Key length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The value is over `max_value`.
+    #[error("value is {len} bytes; the limit (max_value) is {limit}")]
+    ValueTooLarge {
+        /// Value length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl Limits {
+    /// Checks a key.
+    pub fn check_key(&self, key: &[u8]) -> Result<(), LimitError> {
+        match key.len() {
+            0 => Err(LimitError::EmptyKey),
+            len if len > self.max_key => Err(LimitError::KeyTooLong { len, limit: self.max_key }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a value.
+    pub fn check_value(&self, value: &[u8]) -> Result<(), LimitError> {
+        if value.len() > self.max_value {
+            return Err(LimitError::ValueTooLarge { len: value.len(), limit: self.max_value });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn presets_match_the_documented_settings() {
+        assert_eq!(Preset::Eventual.config().to_string(), "n=3 r=1 w=1 quorum=sloppy conflicts=siblings");
+        assert_eq!(Preset::Quorum.config().to_string(), "n=3 r=2 w=2 quorum=sloppy conflicts=siblings");
+        assert_eq!(Preset::Strict.config().to_string(), "n=3 r=2 w=2 quorum=strict conflicts=siblings");
+        assert_eq!("lww".parse::<ConflictPolicy>(), Ok(ConflictPolicy::Lww));
+        assert!("fast".parse::<Preset>().unwrap_err().to_string().contains("eventual quorum strict"));
+    }
+
+    #[test]
+    fn invalid_quorums_are_refused() {
+        use ConflictPolicy::Siblings;
+        use QuorumKind::Sloppy;
+        assert_eq!(StoreConfig::new(0, 1, 1, Sloppy, Siblings), Err(StoreConfigError::Replication(0)));
+        assert_eq!(StoreConfig::new(17, 1, 1, Sloppy, Siblings), Err(StoreConfigError::Replication(17)));
+        assert_eq!(StoreConfig::new(3, 0, 1, Sloppy, Siblings), Err(StoreConfigError::ReadQuorum { r: 0, n: 3 }));
+        assert_eq!(StoreConfig::new(3, 2, 4, Sloppy, Siblings), Err(StoreConfigError::WriteQuorum { w: 4, n: 3 }));
+        assert_eq!(
+            StoreConfig::new(3, 0, 1, Sloppy, Siblings).unwrap_err().to_string(),
+            "read quorum R must be between 1 and N=3, got 0"
+        );
+        assert!(StoreConfig::new(5, 3, 3, Sloppy, Siblings).is_ok());
+    }
+
+    #[test]
+    fn names_and_limits_are_checked() {
+        assert!(StoreName::new("carts_2").is_ok());
+        for bad in ["", "Carts", "1x", "a b", &"a".repeat(65)] {
+            assert!(StoreName::new(bad).is_err(), "{bad:?}");
+        }
+        let limits = Limits { max_key: 4, max_value: 8 };
+        assert_eq!(limits.check_key(b""), Err(LimitError::EmptyKey));
+        assert_eq!(limits.check_key(b"12345"), Err(LimitError::KeyTooLong { len: 5, limit: 4 }));
+        assert_eq!(
+            limits.check_value(&[0; 9]).unwrap_err().to_string(),
+            "value is 9 bytes; the limit (max_value) is 8"
+        );
+        assert!(limits.check_value(&[0; 8]).is_ok());
+    }
+}

@@ -1,0 +1,29 @@
+//! Versioning: how concurrent writes are told apart and reconciled.
+//!
+//! quickv versions each key the way Riak 2 does with *dotted version vectors*: a stored key is a
+//! set of [`Siblings`], each tagged with the unique [`Dot`] (node, counter) of the write that made
+//! it, plus one [`VersionVector`] summarising every write the key's history holds. A write names
+//! what its author had seen with a [`CausalContext`] (the vector it read); it supersedes exactly
+//! the siblings that context covers and nothing else, so concurrent writes become siblings and a
+//! write that read them all replaces them all.
+//!
+//! Dots are minted by the replica that coordinates the write (never by clients), so vectors grow
+//! with the number of nodes that ever coordinated writes, not with clients, and the number of
+//! siblings is bounded by the number of writers that raced, not by the number of writes. Nothing
+//! is ever truncated.
+//!
+//! Deletes write a tombstone sibling. Under the last-writer-wins policy a key holds one version,
+//! the greatest by (timestamp, dot).
+
+mod clock;
+mod context;
+mod siblings;
+mod value;
+
+pub use clock::{Causality, Dot, VersionVector};
+pub use context::{CONTEXT_FORMAT, CausalContext, ContextError};
+pub use siblings::{ApplyError, Payload, Sibling, Siblings, SiblingsError, Write};
+pub use value::Value;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,252 @@
+//! Siblings: the stored state of one key, and the two ways it changes (a write, a merge).
+
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CausalContext, Dot, Value, VersionVector};
+use crate::mix::{combine, mix64};
+use crate::node::NodeId;
+use crate::store::ConflictPolicy;
+
+/// What a write stores: a value, or a tombstone for a delete.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Payload {
+    /// A value.
+    Value(Value),
+    /// A delete.
+    Tombstone,
+}
+
+/// A write as a caller asks for it: what to store, what it supersedes, and when (milliseconds of
+/// wall-clock time, used only by last-writer-wins).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    /// Value or tombstone.
+    pub payload: Payload,
+    /// The versions this write supersedes.
+    pub context: CausalContext,
+    /// The caller's wall clock, in milliseconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+impl Write {
+    /// A put of `value`.
+    pub fn put(value: impl Into<Value>, context: CausalContext, timestamp: u64) -> Write {
+        Write { payload: Payload::Value(value.into()), context, timestamp }
+    }
+
+    /// A delete.
+    pub fn delete(context: CausalContext, timestamp: u64) -> Write {
+        Write { payload: Payload::Tombstone, context, timestamp }
+    }
+}
+
+/// One version of a key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Sibling {
+    /// The write that made it.
+    pub dot: Dot,
+    /// Wall-clock milliseconds of the write (for last-writer-wins).
+    pub timestamp: u64,
+    /// Value or tombstone.
+    pub payload: Payload,
+}
+
+/// The state of one key: every version not superseded, and the history they summarise.
+///
+/// **Merge laws**: for well-formed states (see [`Siblings::validate`]), [`Siblings::merge`] under
+/// either policy is commutative, associative and idempotent, so replicas converge whatever order
+/// repairs, handoffs and anti-entropy deliver states in. Under `Siblings` it keeps a version iff
+/// the other side holds it too or has not seen it; under `Lww` it keeps the greatest version by
+/// (timestamp, dot).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Siblings {
+    history: VersionVector,
+    /// Sorted by dot, dots distinct.
+    versions: Vec<Sibling>,
+}
+
+/// Why a write cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The context claims writes by this replica that it never made: the context is forged,
+    /// corrupted, or from another cluster. Retrying the same context will fail again.
+    #[error("causal context claims {claimed} writes by {actor}, which has made only {known}")]
+    ContextFromTheFuture {
+        /// The replica minting the write.
+        actor: NodeId,
+        /// What the context claims.
+        claimed: u64,
+        /// What the replica has.
+        known: u64,
+    },
+}
+
+/// Why a decoded state is not well formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiblingsError {
+    /// Versions are out of order or repeat a dot.
+    #[error("sibling versions are not sorted by distinct dots")]
+    Unsorted,
+    /// A version's dot is not in the history.
+    #[error("a sibling's dot is not covered by the history")]
+    Uncovered,
+    /// The history holds a zero entry.
+    #[error("history is not canonical")]
+    NotCanonical,
+}
+
+impl Siblings {
+    /// The state of a key never written.
+    pub fn new() -> Siblings {
+        Siblings::default()
+    }
+
+    /// Applies a write at the replica `actor`, which mints its dot. Returns the dot.
+    pub fn apply(&mut self, actor: &NodeId, write: &Write, policy: ConflictPolicy) -> Result<Dot, ApplyError> {
+        let seen = write.context.vector();
+        let known = self.history.counter(actor);
+        let claimed = seen.counter(actor);
+        if claimed > known {
+            return Err(ApplyError::ContextFromTheFuture { actor: actor.clone(), claimed, known });
+        }
+        let dot = Dot { actor: actor.clone(), counter: known + 1 };
+        // A write that supersedes versions is later than them even if clocks disagree.
+        let floor = self
+            .versions
+            .iter()
+            .filter(|v| seen.covers(&v.dot))
+            .map(|v| v.timestamp.saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        let timestamp = write.timestamp.max(floor);
+        self.versions.retain(|v| !seen.covers(&v.dot));
+        self.history.merge(seen);
+        self.history.add(&dot);
+        self.versions.push(Sibling { dot: dot.clone(), timestamp, payload: write.payload.clone() });
+        self.versions.sort_unstable_by(|a, b| a.dot.cmp(&b.dot));
+        if policy == ConflictPolicy::Lww {
+            self.keep_latest();
+        }
+        Ok(dot)
+    }
+
+    /// Merges another replica's state of the same key into this one (see the merge laws above).
+    pub fn merge(&mut self, other: &Siblings, policy: ConflictPolicy) {
+        let mut merged: Vec<Sibling> = Vec::with_capacity(self.versions.len() + other.versions.len());
+        let (mine, theirs) = (&self.versions, &other.versions);
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() || j < theirs.len() {
+            match (mine.get(i), theirs.get(j)) {
+                (Some(x), Some(y)) if x.dot == y.dot => {
+                    merged.push(if x >= y { x.clone() } else { y.clone() });
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), y) if y.is_none_or(|y| x.dot < y.dot) => {
+                    if !other.history.covers(&x.dot) {
+                        merged.push(x.clone());
+                    }
+                    i += 1;
+                }
+                (_, Some(y)) => {
+                    if !self.history.covers(&y.dot) {
+                        merged.push(y.clone());
+                    }
+                    j += 1;
+                }
+                (None, None) | (Some(_), None) => break,
+            }
+        }
+        if policy == ConflictPolicy::Lww {
+            // Greatest of the union, regardless of coverage: a total order keeps the laws.
+            let best = self.versions.iter().chain(&other.versions).max_by(|x, y| x.lww_cmp(y)).cloned();
+            merged = best.into_iter().collect();
+        }
+        self.versions = merged;
+        self.history.merge(&other.history);
+    }
+
+    fn keep_latest(&mut self) {
+        if let Some(best) = self.versions.iter().max_by(|x, y| x.lww_cmp(y)).cloned() {
+            self.versions = alloc::vec![best];
+        }
+    }
+
+    /// The versions, tombstones included, sorted by dot.
+    pub fn versions(&self) -> &[Sibling] {
+        &self.versions
+    }
+
+    /// The live values (tombstones left out).
+    pub fn values(&self) -> impl Iterator<Item = &Value> {
+        self.versions.iter().filter_map(|v| match &v.payload {
+            Payload::Value(value) => Some(value),
+            Payload::Tombstone => None,
+        })
+    }
+
+    /// Whether the key reads as absent: never written, or every version is a tombstone.
+    pub fn is_absent(&self) -> bool {
+        self.values().next().is_none()
+    }
+
+    /// Every write this state has seen.
+    pub fn history(&self) -> &VersionVector {
+        &self.history
+    }
+
+    /// The context to hand a caller who read this state.
+    pub fn context(&self) -> CausalContext {
+        CausalContext::from_vector(self.history.clone())
+    }
+
+    /// Checks the invariants merge relies on; call it on states decoded from disk or network.
+    pub fn validate(&self) -> Result<(), SiblingsError> {
+        if !self.history.is_canonical() {
+            return Err(SiblingsError::NotCanonical);
+        }
+        if !self.versions.windows(2).all(|w| w[0].dot < w[1].dot) {
+            return Err(SiblingsError::Unsorted);
+        }
+        if !self.versions.iter().all(|v| self.history.covers(&v.dot)) {
+            return Err(SiblingsError::Uncovered);
+        }
+        Ok(())
+    }
+
+    /// A 64-bit digest of the state, equal for equal states (for Merkle trees and repair).
+    pub fn digest(&self) -> u64 {
+        let mut h = 0u64;
+        for (actor, counter) in self.history.iter() {
+            h = combine(h, combine(bytes_digest(actor.as_str().as_bytes()), counter));
+        }
+        for v in &self.versions {
+            let payload = match &v.payload {
+                Payload::Value(value) => bytes_digest(value.as_ref()),
+                Payload::Tombstone => u64::MAX,
+            };
+            h = combine(h, combine(combine(bytes_digest(v.dot.actor.as_str().as_bytes()), v.dot.counter), payload));
+        }
+        h
+    }
+}
+
+impl Sibling {
+    fn lww_cmp(&self, other: &Sibling) -> core::cmp::Ordering {
+        (self.timestamp, &self.dot, &self.payload).cmp(&(other.timestamp, &other.dot, &other.payload))
+    }
+}
+
+fn bytes_digest(bytes: &[u8]) -> u64 {
+    let mut h = mix64(bytes.len() as u64);
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = combine(h, u64::from_le_bytes(word));
+    }
+    h
+}

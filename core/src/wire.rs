@@ -1,0 +1,331 @@
+//! Wire messages between callers and nodes, and between nodes.
+//!
+//! A frame is one version byte ([`WIRE_VERSION`]) followed by the postcard encoding of a
+//! [`Message`]. [`decode`] refuses other versions, trailing bytes and contents that break the
+//! types' invariants (invalid names, malformed versions), and never panics whatever the bytes.
+//! Frame length limits are the transport's: see [`MAX_FRAME`].
+//!
+//! ```
+//! use quickv_core::{store::StoreName, wire::{self, Message, Request}};
+//!
+//! let msg = Message::Request { id: 7, body: Request::Get { store: StoreName::new("default")?, key: b"k".to_vec() } };
+//! let bytes = wire::encode(&msg);
+//! assert_eq!(bytes[0], wire::WIRE_VERSION);
+//! assert_eq!(wire::decode(&bytes)?, msg);
+//! assert!(wire::decode(&[wire::WIRE_VERSION, 0xff]).is_err());
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::membership::Membership;
+use crate::node::NodeId;
+use crate::store::{StoreConfig, StoreName};
+use crate::version::{Siblings, Write};
+
+/// Version of the frame format this build speaks.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
+/// key (64 KiB) and the message around them.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 64 * 1024 + 4096;
+
+/// One frame's content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A request; the answer carries the same `id`.
+    Request {
+        /// Chosen by the sender, echoed in the response.
+        id: u64,
+        /// What is asked.
+        body: Request,
+    },
+    /// The answer to the request with this `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        body: Response,
+    },
+}
+
+/// What a caller or a peer asks a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Replica read: your state of `key`.
+    Get {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Replica write, first step: apply `write` minting its dot, answer with the new state.
+    Mint {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The caller's write.
+        write: Write,
+        /// Set when the receiver holds the write for an unreachable primary.
+        hint_for: Option<NodeId>,
+    },
+    /// Replica write, second step (also read repair and handoff): merge this state.
+    Replicate {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The state to merge.
+        siblings: Siblings,
+        /// Set when the receiver holds the write for an unreachable primary.
+        hint_for: Option<NodeId>,
+    },
+    /// For callers that cannot route: coordinate a whole get of `key`.
+    CoordinateGet {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// For callers that cannot route: coordinate a whole put or delete.
+    CoordinatePut {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The write.
+        write: Write,
+    },
+    /// Create a store with a configuration fixed for life.
+    CreateStore {
+        /// Its name.
+        name: StoreName,
+        /// Its configuration.
+        config: StoreConfig,
+    },
+    /// Exchange membership views (the receiver merges and answers with its own).
+    Gossip {
+        /// The sender's view.
+        membership: Membership,
+    },
+}
+
+/// A node's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// A key's state, `None` if the node has none.
+    State(Option<Siblings>),
+    /// Done.
+    Ack,
+    /// A membership view.
+    Membership(Membership),
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+/// A failed request, as sent back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// A lowercase, human-readable message.
+    pub message: String,
+}
+
+/// Kinds of failure a node reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The frame could not be decoded.
+    Malformed,
+    /// The store does not exist.
+    UnknownStore,
+    /// A key or value is over a limit (the message names it).
+    TooLarge,
+    /// The causal context is invalid.
+    InvalidContext,
+    /// The store exists with another configuration.
+    StoreConflict,
+    /// Not enough replicas answered; retry later.
+    Unavailable,
+    /// The node failed internally (for example storage); retry elsewhere.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Whether the same request may succeed if sent again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Internal)
+    }
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// No bytes at all.
+    #[error("frame is empty")]
+    Empty,
+    /// Another version of the format.
+    #[error("frame has wire version {0}, this build speaks version {WIRE_VERSION}")]
+    UnsupportedVersion(u8),
+    /// The bytes are not a message.
+    #[error("frame is malformed")]
+    Malformed,
+    /// A message followed by extra bytes.
+    #[error("frame has {0} bytes after the message")]
+    TrailingBytes(usize),
+    /// The message decoded but breaks an invariant.
+    #[error("frame content is invalid: {0}")]
+    Invalid(&'static str),
+}
+
+/// Encodes a message as a frame.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut out = alloc::vec![WIRE_VERSION];
+    // postcard into a Vec only fails on serde errors our types never raise.
+    out.extend(postcard::to_allocvec(message).unwrap_or_default());
+    out
+}
+
+/// Decodes and checks a frame.
+pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+    let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let (message, rest): (Message, _) = postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    check(&message)?;
+    Ok(message)
+}
+
+fn check(message: &Message) -> Result<(), DecodeError> {
+    let siblings_ok = |s: &Siblings| s.validate().map_err(|_| DecodeError::Invalid("malformed sibling state"));
+    let write_ok = |w: &Write| {
+        if w.context.is_well_formed() { Ok(()) } else { Err(DecodeError::Invalid("malformed causal context")) }
+    };
+    match message {
+        Message::Request { body, .. } => match body {
+            Request::Mint { write, .. } | Request::CoordinatePut { write, .. } => write_ok(write),
+            Request::Replicate { siblings, .. } => siblings_ok(siblings),
+            Request::CreateStore { config, .. } => {
+                config.validate().map_err(|_| DecodeError::Invalid("invalid store configuration"))
+            }
+            Request::Get { .. } | Request::CoordinateGet { .. } | Request::Gossip { .. } => Ok(()),
+        },
+        Message::Response { body: Response::State(Some(siblings)), .. } => siblings_ok(siblings),
+        Message::Response { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::NodeInfo;
+    use crate::store::ConflictPolicy;
+    use crate::version::CausalContext;
+    use proptest::prelude::*;
+
+    fn store() -> StoreName {
+        StoreName::new("default").unwrap()
+    }
+
+    fn samples() -> Vec<Message> {
+        let a = NodeId::new("a").unwrap();
+        let mut s = Siblings::new();
+        s.apply(&a, &Write::put(b"v".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings).unwrap();
+        let write = Write::put(b"w".to_vec(), s.context(), 6);
+        let mut m = Membership::new();
+        m.upsert(NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap());
+        let req = |id, body| Message::Request { id, body };
+        alloc::vec![
+            req(1, Request::Get { store: store(), key: b"k".to_vec() }),
+            req(
+                2,
+                Request::Mint { store: store(), key: b"k".to_vec(), write: write.clone(), hint_for: Some(a.clone()) }
+            ),
+            req(3, Request::Replicate { store: store(), key: b"k".to_vec(), siblings: s.clone(), hint_for: None }),
+            req(4, Request::CoordinateGet { store: store(), key: b"k".to_vec() }),
+            req(5, Request::CoordinatePut { store: store(), key: b"k".to_vec(), write: Write::delete(s.context(), 9) }),
+            req(6, Request::CreateStore { name: store(), config: StoreConfig::strict() }),
+            req(7, Request::Gossip { membership: m.clone() }),
+            Message::Response { id: 1, body: Response::State(Some(s)) },
+            Message::Response { id: 2, body: Response::State(None) },
+            Message::Response { id: 3, body: Response::Ack },
+            Message::Response { id: 4, body: Response::Membership(m) },
+            Message::Response {
+                id: 5,
+                body: Response::Error(ErrorReply { kind: ErrorKind::TooLarge, message: "value is too large".into() }),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_every_truncation_fails() {
+        for msg in samples() {
+            let bytes = encode(&msg);
+            assert_eq!(decode(&bytes), Ok(msg.clone()));
+            for cut in 0..bytes.len() {
+                assert!(decode(&bytes[..cut]).is_err(), "{msg:?} cut at {cut} decoded");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode(&longer), Err(DecodeError::TrailingBytes(1)));
+        }
+    }
+
+    /// Frames written by version 1 must keep decoding: this is a get of "k" in "default", id 7.
+    #[test]
+    fn version_1_frames_still_decode() {
+        let v1 = [1u8, 0, 7, 0, 7, b'd', b'e', b'f', b'a', b'u', b'l', b't', 1, b'k'];
+        let msg = Message::Request { id: 7, body: Request::Get { store: store(), key: b"k".to_vec() } };
+        assert_eq!(decode(&v1), Ok(msg.clone()));
+        assert_eq!(encode(&msg), v1);
+    }
+
+    #[test]
+    fn bad_frames_get_clear_errors() {
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(decode(&[2, 0]), Err(DecodeError::UnsupportedVersion(2)));
+        // A store name that is not a valid name.
+        let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
+        assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));
+        // A store configuration with R > N.
+        let mut frame = encode(&Message::Request {
+            id: 1,
+            body: Request::CreateStore { name: store(), config: StoreConfig::quorum() },
+        });
+        let at = frame.len() - 4; // n, r, w, quorum, conflicts: r is 4th from the end
+        frame[at] = 9;
+        assert_eq!(decode(&frame), Err(DecodeError::Invalid("invalid store configuration")));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_frames_never_panics(pick in any::<prop::sample::Index>(),
+                                               flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let samples = samples();
+            let mut bytes = encode(&samples[pick.index(samples.len())]);
+            for (at, b) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            if let Ok(msg) = decode(&bytes) {
+                // Whatever decodes re-encodes to a frame that decodes to the same message.
+                prop_assert_eq!(decode(&encode(&msg)), Ok(msg));
+            }
+        }
+    }
+}
