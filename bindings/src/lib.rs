@@ -1,1 +1,83 @@
-//! placeholder
+//! # quickv-wasm: quickv for JavaScript
+//!
+//! A thin wasm-bindgen layer over [`quickv_core`], so that browsers, edge workers and Node compute
+//! key tokens and preference lists exactly as the nodes and the Rust client do.
+//!
+//! ```js
+//! import { keyToken, Ring } from "quickv-wasm";
+//! const ring = new Ring([
+//!   { id: "a", address: "10.0.0.1:7100", zone: "z1", capacity: 1 },
+//!   { id: "b", address: "10.0.0.2:7100", zone: "z2", capacity: 2 },
+//!   { id: "c", address: "10.0.0.3:7100", zone: "z3", capacity: 1 },
+//! ]);
+//! const { primaries, fallbacks } = ring.preferenceList(new TextEncoder().encode("cart:42"), 3, 2);
+//! ```
+//!
+//! The HTTPS client that routes requests to preference-list nodes arrives with the gateway.
+//! Every conversion between JS values and Rust types lives in `convert.rs`; errors become JS
+//! exceptions (`Error`) with the core error's message.
+
+mod convert;
+
+use quickv_core::ring::{DEFAULT_PARTITION_BITS, Ring as CoreRing};
+use quickv_core::token::Token;
+use wasm_bindgen::prelude::*;
+
+pub use convert::PreferenceListJs;
+
+/// The 128-bit ring token of a key (MD5 of its bytes), as 32 lowercase hex digits.
+#[wasm_bindgen(js_name = keyToken)]
+pub fn key_token(#[wasm_bindgen(unchecked_param_type = "Uint8Array")] key: &[u8]) -> String {
+    Token::of(key).to_string()
+}
+
+/// The ring token of a text key (its UTF-8 bytes).
+#[wasm_bindgen(js_name = keyTokenOfText)]
+pub fn key_token_of_text(key: &str) -> String {
+    Token::of(key.as_bytes()).to_string()
+}
+
+/// A ring built from a list of nodes, as the cluster builds its first ring.
+#[wasm_bindgen]
+pub struct Ring {
+    inner: CoreRing,
+}
+
+#[wasm_bindgen]
+impl Ring {
+    /// Builds a ring from `nodes` (`[{ id, address, zone, capacity }]`) with
+    /// `2^partitionBits` partitions (default 16).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "NodeSpec[]")] nodes: &JsValue,
+        #[wasm_bindgen(js_name = partitionBits)] partition_bits: Option<u8>,
+    ) -> Result<Ring, JsError> {
+        let membership = convert::membership(nodes)?;
+        let inner = CoreRing::build(&membership, partition_bits.unwrap_or(DEFAULT_PARTITION_BITS))?;
+        Ok(Ring { inner })
+    }
+
+    /// The `n` replicas of `key` and up to `fallbacks` fallback nodes (default `n`).
+    #[wasm_bindgen(js_name = preferenceList)]
+    pub fn preference_list(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] key: &[u8],
+        n: usize,
+        fallbacks: Option<usize>,
+    ) -> PreferenceListJs {
+        let prefs = self.inner.preference_list(Token::of(key), n, fallbacks.unwrap_or(n));
+        convert::preference_list(&prefs)
+    }
+
+    /// Each node's share of the ring, as `{ id: fraction }`.
+    #[wasm_bindgen(unchecked_return_type = "Record<string, number>")]
+    pub fn shares(&self) -> Result<js_sys::Object, JsError> {
+        convert::shares(&self.inner.shares())
+    }
+
+    /// Number of partitions.
+    #[wasm_bindgen(getter, js_name = partitionCount)]
+    pub fn partition_count(&self) -> usize {
+        self.inner.partition_count()
+    }
+}

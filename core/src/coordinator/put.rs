@@ -62,7 +62,8 @@ pub struct PutOutcome {
     pub siblings: Siblings,
     /// The nodes that acknowledged the write before the reply.
     pub acknowledged: Vec<NodeId>,
-    /// Hints left by the write (fallbacks that acknowledged for an unreachable primary).
+    /// Hints left by the write before the reply (fallbacks that acknowledged for an unreachable
+    /// primary); [`PutCoordinator::hints`] has those acknowledged later too.
     pub hints: Vec<Hint>,
 }
 
@@ -167,6 +168,12 @@ impl PutCoordinator {
     /// Whether the machine has nothing left to do.
     pub fn is_finished(&self) -> bool {
         self.finished && self.actions.is_empty()
+    }
+
+    /// Every hint left so far, including those acknowledged after the reply; complete once
+    /// [`is_finished`](Self::is_finished).
+    pub fn hints(&self) -> &[Hint] {
+        &self.hints
     }
 
     /// Feeds the answer of node `from`: for a mint, the state after the write; for a replicate,

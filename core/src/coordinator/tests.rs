@@ -407,6 +407,7 @@ proptest! {
                 prop_assert!(prefs.is_primary(&hint.primary));
                 prop_assert_eq!(s.kind, QuorumKind::Sloppy);
             }
+            prop_assert!(h.m.hints().starts_with(&outcome.hints));
             // Every acknowledging node holds the write.
             for n in &outcome.acknowledged {
                 prop_assert_eq!(h.stored[n].values().count(), 1);
@@ -461,6 +462,7 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
     assert!(!put.is_finished(), "still waiting for p2");
     put.handle_timeout(TIMEOUT);
     assert!(put.is_finished());
+    assert_eq!(put.hints(), outcome.hints);
 }
 
 #[test]
