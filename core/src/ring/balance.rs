@@ -1,18 +1,24 @@
 //! Capacity-weighted partition assignment with minimal movement.
 //!
 //! Each ring member `i` of capacity `c_i` has the exact quota `q_i = P * c_i / C` of the `P`
-//! partitions (`C` is the total capacity); it must end with `floor(q_i)` or `ceil(q_i)`
-//! partitions. From the previous ring:
+//! partitions (`C` is the total capacity) and should hold `floor(q_i)` or `ceil(q_i)` of them.
+//! A partition may move only **from a node that left, or to or from a node whose entry changed**
+//! (new in the ring, or a new capacity): data never moves between two nodes that did not change.
+//! From the previous ring:
 //!
-//! 1. partitions of nodes no longer in the ring go to a pool;
-//! 2. nodes above `ceil(q_i)` release their surplus to the pool;
-//! 3. if the pool cannot lift every node to `floor(q_i)`, the nodes furthest above their quota
-//!    release one partition each until it can;
-//! 4. nodes below `floor(q_i)` take from the pool, and what is left goes one partition each to
-//!    nodes below `ceil(q_i)`, those already receiving first.
+//! 1. partitions of nodes that left, and the surplus of changed nodes above `ceil`, are *free*;
+//! 2. unchanged nodes below `floor` take free partitions;
+//! 3. changed nodes below `floor` take free partitions, then partitions of unchanged nodes, those
+//!    furthest above their quota first;
+//! 4. free partitions left go one each to nodes below `ceil`, changed nodes first;
+//! 5. changed nodes below `ceil` take the surplus of unchanged nodes above `ceil`.
 //!
-//! All arithmetic is on integers and every tie is broken by node order, so the result depends
-//! only on the previous ring and the membership.
+//! The first ring has no previous ring, every node counts as changed, and every node ends in
+//! `[floor, ceil]`. Later rings keep that band whenever the movement rule allows; when it does
+//! not (partitions so coarse that a departure lifts more floors than it frees), a node stays at
+//! most a partition or two outside it until the next change. All arithmetic is on integers and
+//! every tie is broken by node order, so the result depends only on the previous ring and the
+//! membership.
 
 use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
@@ -56,11 +62,19 @@ pub(super) fn assign(
     }
 
     let quotas = Quotas::new(&nodes, partitions);
+    let changed: Vec<bool> = nodes
+        .iter()
+        .map(|n| {
+            previous.is_none_or(|p| {
+                p.nodes.binary_search_by(|m| m.id.cmp(&n.id)).map_or(true, |j| p.nodes[j].capacity != n.capacity)
+            })
+        })
+        .collect();
     let mut held: Vec<Vec<u32>> = alloc::vec![Vec::new(); nodes.len()];
-    let mut pool: Vec<u32> = Vec::new();
+    let mut free: Vec<u32> = Vec::new();
     for (p, &o) in owners.iter().enumerate() {
         if o == UNOWNED {
-            pool.push(p as u32);
+            free.push(p as u32);
         } else {
             held[o as usize].push(p as u32);
         }
@@ -69,52 +83,48 @@ pub(super) fn assign(
     for list in &mut held {
         list.sort_unstable_by_key(|&p| Reverse(mix64(u64::from(p))));
     }
-
-    // 2. Surplus above ceil.
+    // 1. Free partitions: those of departed nodes, and changed nodes' surplus above ceil.
     for (i, list) in held.iter_mut().enumerate() {
-        let ceil = quotas.ceil(i);
-        while list.len() > ceil {
-            pool.extend(list.pop());
+        while changed[i] && list.len() > quotas.ceil(i) {
+            free.extend(list.pop());
         }
     }
-    // 3. Make sure the pool covers every deficit below floor.
-    let need: usize = held.iter().enumerate().map(|(i, l)| quotas.floor(i).saturating_sub(l.len())).sum();
-    if pool.len() < need {
-        let mut donors: BinaryHeap<(u128, Reverse<usize>)> = held
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| l.len() > quotas.floor(*i))
-            .map(|(i, l)| (quotas.excess(i, l.len()), Reverse(i)))
-            .collect();
-        while pool.len() < need {
-            let Some((_, Reverse(i))) = donors.pop() else { break };
-            pool.extend(held[i].pop());
-            if held[i].len() > quotas.floor(i) {
-                donors.push((quotas.excess(i, held[i].len()), Reverse(i)));
-            }
-        }
-    }
-    // 4. Fill deficits, then hand out what is left.
-    pool.sort_unstable_by_key(|&p| (mix64(u64::from(p) ^ epoch.rotate_left(32)), p));
-    pool.reverse();
-    let mut receiving = alloc::vec![false; nodes.len()];
-    for (i, list) in held.iter_mut().enumerate() {
-        while list.len() < quotas.floor(i) {
-            let Some(p) = pool.pop() else { break };
-            list.push(p);
-            receiving[i] = true;
-        }
-    }
-    if !pool.is_empty() {
-        let mut takers: Vec<usize> = (0..nodes.len()).filter(|&i| held[i].len() < quotas.ceil(i)).collect();
-        takers.sort_by_key(|&i| (Reverse(receiving[i]), Reverse(quotas.shortfall(i, held[i].len())), i));
-        for i in takers {
-            let Some(p) = pool.pop() else { break };
+    free.sort_unstable_by_key(|&p| (mix64(u64::from(p) ^ epoch.rotate_left(32)), p));
+    free.reverse();
+    // 2. Unchanged nodes up to floor, from the free partitions.
+    for i in (0..nodes.len()).filter(|&i| !changed[i]) {
+        while held[i].len() < quotas.floor(i) {
+            let Some(p) = free.pop() else { break };
             held[i].push(p);
         }
     }
-    if !pool.is_empty() {
+    // 3. Changed nodes up to floor, from the free partitions, then from unchanged nodes.
+    let mut donors = Donors::new(&held, &changed, &quotas, |q, i, n| n > q.floor(i));
+    for i in (0..nodes.len()).filter(|&i| changed[i]) {
+        while held[i].len() < quotas.floor(i) {
+            let Some(p) = free.pop().or_else(|| donors.take(&mut held, &quotas)) else { break };
+            held[i].push(p);
+        }
+    }
+    // 4. Free partitions left: one each to nodes below ceil, changed nodes first.
+    if !free.is_empty() {
+        let mut takers: Vec<usize> = (0..nodes.len()).filter(|&i| held[i].len() < quotas.ceil(i)).collect();
+        takers.sort_by_key(|&i| (Reverse(changed[i]), Reverse(quotas.shortfall(i, held[i].len())), i));
+        for i in takers {
+            let Some(p) = free.pop() else { break };
+            held[i].push(p);
+        }
+    }
+    if !free.is_empty() {
         return Err(RingError::Inconsistent("partitions left unassigned"));
+    }
+    // 5. Changed nodes up to ceil, from unchanged nodes above ceil.
+    let mut donors = Donors::new(&held, &changed, &quotas, |q, i, n| n > q.ceil(i));
+    for i in (0..nodes.len()).filter(|&i| changed[i]) {
+        while held[i].len() < quotas.ceil(i) {
+            let Some(p) = donors.take(&mut held, &quotas) else { break };
+            held[i].push(p);
+        }
     }
     for (i, list) in held.iter().enumerate() {
         for &p in list {
@@ -127,6 +137,37 @@ pub(super) fn assign(
     zones.dedup();
     let zone_of = nodes.iter().map(|n| zones.binary_search(&n.zone).map_or(0, |z| z as u32)).collect();
     Ok(Ring { epoch, partition_bits, nodes, zone_of, zone_count: zones.len() as u32, owners })
+}
+
+/// Unchanged nodes that may give partitions to changed ones, furthest above quota first.
+struct Donors {
+    heap: BinaryHeap<(u128, Reverse<usize>)>,
+    eligible: fn(&Quotas, usize, usize) -> bool,
+}
+
+impl Donors {
+    fn new(
+        held: &[Vec<u32>],
+        changed: &[bool],
+        quotas: &Quotas,
+        eligible: fn(&Quotas, usize, usize) -> bool,
+    ) -> Donors {
+        let heap = (0..held.len())
+            .filter(|&i| !changed[i] && eligible(quotas, i, held[i].len()))
+            .map(|i| (quotas.excess(i, held[i].len()), Reverse(i)))
+            .collect();
+        Donors { heap, eligible }
+    }
+
+    /// Takes one partition from the donor furthest above its quota.
+    fn take(&mut self, held: &mut [Vec<u32>], quotas: &Quotas) -> Option<u32> {
+        let (_, Reverse(i)) = self.heap.pop()?;
+        let p = held[i].pop();
+        if (self.eligible)(quotas, i, held[i].len()) {
+            self.heap.push((quotas.excess(i, held[i].len()), Reverse(i)));
+        }
+        p
+    }
 }
 
 /// Exact quotas `P * c_i / C`, kept as integers scaled by `C`.
