@@ -182,6 +182,10 @@ proptest! {
             let prefs = ring.preference_list(Token::of(&key.to_le_bytes()), n, 4);
             let mut all: Vec<&NodeId> = prefs.primaries().iter().chain(prefs.fallbacks()).collect();
             prop_assert_eq!(prefs.primaries().len(), n.min(caps.len()));
+            // Fallbacks continue the walk: the walk's order with the primaries taken out.
+            let walked: Vec<&NodeId> =
+                ring.walk(prefs.token()).filter(|n| !prefs.is_primary(n)).take(prefs.fallbacks().len()).collect();
+            prop_assert_eq!(walked, prefs.fallbacks().iter().collect::<Vec<_>>());
             let count = all.len();
             all.sort();
             all.dedup();
