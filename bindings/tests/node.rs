@@ -8,11 +8,15 @@ use wasm_bindgen_test::wasm_bindgen_test;
 
 fn node(id: &str, zone: &str, capacity: f64) -> JsValue {
     let o = Object::new();
-    for (k, v) in [("id", JsValue::from_str(id)), ("address", JsValue::from_str("127.0.0.1:7100"))] {
+    let fields = [
+        ("id", JsValue::from_str(id)),
+        ("address", JsValue::from_str("127.0.0.1:7100")),
+        ("zone", JsValue::from_str(zone)),
+        ("capacity", JsValue::from_f64(capacity)),
+    ];
+    for (k, v) in fields {
         Reflect::set(&o, &JsValue::from_str(k), &v).unwrap();
     }
-    Reflect::set(&o, &JsValue::from_str("zone"), &JsValue::from_str(zone)).unwrap();
-    Reflect::set(&o, &JsValue::from_str("capacity"), &JsValue::from_f64(capacity)).unwrap();
     o.into()
 }
 

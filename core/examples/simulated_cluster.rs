@@ -78,7 +78,7 @@ impl Cluster {
             return Err(ReplicaFailure::Unavailable);
         }
         let policy = self.config.conflicts();
-        let state = self.disks.entry(node.clone()).or_default().entry(key.to_vec()).or_default();
+        let state = self.state(node, key);
         match request {
             PutRequest::Mint { write, .. } => {
                 state.apply(node, &write, policy).map_err(|e| ReplicaFailure::Refused(e.to_string()))?;
@@ -90,7 +90,12 @@ impl Cluster {
 
     fn merge_into(&mut self, node: &NodeId, key: &[u8], siblings: &Siblings) {
         let policy = self.config.conflicts();
-        self.disks.entry(node.clone()).or_default().entry(key.to_vec()).or_default().merge(siblings, policy);
+        self.state(node, key).merge(siblings, policy);
+    }
+
+    /// `node`'s stored state of `key` (empty if it has none yet).
+    fn state(&mut self, node: &NodeId, key: &[u8]) -> &mut Siblings {
+        self.disks.entry(node.clone()).or_default().entry(key.to_vec()).or_default()
     }
 }
 

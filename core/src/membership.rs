@@ -12,7 +12,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -157,22 +156,6 @@ impl Membership {
     /// Whether the view is empty.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
-    }
-
-    /// A digest of the whole view: equal views have equal digests.
-    pub fn digest(&self) -> u64 {
-        self.nodes.values().fold(0, |acc, n| {
-            let mut h = crate::mix::mix64(n.version);
-            for b in n.id.as_str().bytes() {
-                h = crate::mix::mix64(h ^ u64::from(b));
-            }
-            crate::mix::combine(acc, h ^ (n.status as u64) ^ (u64::from(n.capacity) << 8))
-        })
-    }
-
-    /// All the entries, for sending.
-    pub fn entries(&self) -> Vec<NodeInfo> {
-        self.nodes.values().cloned().collect()
     }
 }
 

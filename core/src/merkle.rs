@@ -73,7 +73,8 @@ impl MerkleTree {
     /// `state` is a digest of the key's versions, such as
     /// [`Siblings::digest`](crate::version::Siblings::digest).
     pub fn item_digest(key: &[u8], state: u64) -> u64 {
-        combine(Token::of(key).0 as u64 ^ mix64((Token::of(key).0 >> 64) as u64), state) | 1
+        let token = Token::of(key).0;
+        combine(token as u64 ^ mix64((token >> 64) as u64), state) | 1
     }
 
     /// Adds a key's digest. Inserting the same digest again removes it, so a change of state is

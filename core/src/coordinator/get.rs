@@ -91,7 +91,7 @@ impl GetCoordinator {
         for node in prefs.primaries().iter().take(config.n()) {
             get.send(node.clone(), None, now);
         }
-        // Too few primaries and fallbacks (a ring smaller than N): try fallbacks now.
+        // A list with fewer than N primaries: fallbacks, if any, fill the missing slots at once.
         while get.replicas.slots.len() < config.n() {
             let Some(node) = get.replicas.take_fallback() else { break };
             get.send(node, None, now);
@@ -221,10 +221,5 @@ impl GetCoordinator {
                 self.actions.push_back(GetAction::Repair { to: slot.node.clone(), siblings: self.merged.clone() });
             }
         }
-    }
-
-    /// Whether `node` was asked as a fallback (its answer is not repaired).
-    pub fn is_fallback(&self, node: &NodeId) -> bool {
-        self.replicas.slots.iter().any(|s| s.node == *node && s.stands_in_for.is_some())
     }
 }

@@ -48,28 +48,27 @@ pub(super) fn assign(
         return Err(RingError::TooManyNodes { nodes: nodes.len(), partitions });
     }
 
-    // Carry previous owners over to the new node indices.
+    // Carry previous owners over to the new node indices; a node is unchanged when the previous
+    // ring had it with the same capacity.
     let mut owners = alloc::vec![UNOWNED; partitions];
+    let mut changed = alloc::vec![true; nodes.len()];
     if let Some(prev) = previous {
         let remap: Vec<u32> = prev
             .nodes
             .iter()
             .map(|n| nodes.binary_search_by(|m| m.id.cmp(&n.id)).map_or(UNOWNED, |i| i as u32))
             .collect();
+        for (old, &new) in prev.nodes.iter().zip(&remap) {
+            if new != UNOWNED && old.capacity == nodes[new as usize].capacity {
+                changed[new as usize] = false;
+            }
+        }
         for (slot, &o) in owners.iter_mut().zip(&prev.owners) {
             *slot = remap[o as usize];
         }
     }
 
     let quotas = Quotas::new(&nodes, partitions);
-    let changed: Vec<bool> = nodes
-        .iter()
-        .map(|n| {
-            previous.is_none_or(|p| {
-                p.nodes.binary_search_by(|m| m.id.cmp(&n.id)).map_or(true, |j| p.nodes[j].capacity != n.capacity)
-            })
-        })
-        .collect();
     let mut held: Vec<Vec<u32>> = alloc::vec![Vec::new(); nodes.len()];
     let mut free: Vec<u32> = Vec::new();
     for (p, &o) in owners.iter().enumerate() {

@@ -136,6 +136,18 @@ impl Siblings {
 
     /// Merges another replica's state of the same key into this one (see the merge laws above).
     pub fn merge(&mut self, other: &Siblings, policy: ConflictPolicy) {
+        self.versions = match policy {
+            ConflictPolicy::Siblings => self.unseen_union(other),
+            // Greatest of the union, regardless of coverage: a total order keeps the laws.
+            ConflictPolicy::Lww => {
+                self.versions.iter().chain(&other.versions).max_by(|x, y| x.lww_cmp(y)).cloned().into_iter().collect()
+            }
+        };
+        self.history.merge(&other.history);
+    }
+
+    /// The versions of both sides that both hold or that the other side has not seen, by dot.
+    fn unseen_union(&self, other: &Siblings) -> Vec<Sibling> {
         let mut merged: Vec<Sibling> = Vec::with_capacity(self.versions.len() + other.versions.len());
         let (mine, theirs) = (&self.versions, &other.versions);
         let (mut i, mut j) = (0, 0);
@@ -161,13 +173,7 @@ impl Siblings {
                 (None, None) | (Some(_), None) => break,
             }
         }
-        if policy == ConflictPolicy::Lww {
-            // Greatest of the union, regardless of coverage: a total order keeps the laws.
-            let best = self.versions.iter().chain(&other.versions).max_by(|x, y| x.lww_cmp(y)).cloned();
-            merged = best.into_iter().collect();
-        }
-        self.versions = merged;
-        self.history.merge(&other.history);
+        merged
     }
 
     fn keep_latest(&mut self) {
