@@ -17,6 +17,7 @@ use quickv_core::ring::{PreferenceList, Ring};
 use quickv_core::store::StoreConfig;
 use quickv_core::token::Token;
 use quickv_core::version::{CausalContext, Siblings};
+use quickv_core::wire::{ErrorKind, ErrorReply};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -81,7 +82,9 @@ impl Cluster {
         let state = self.state(node, key);
         match request {
             PutRequest::Mint { write, .. } => {
-                state.apply(node, &write, policy).map_err(|e| ReplicaFailure::Refused(e.to_string()))?;
+                state
+                    .apply(node, &write, policy)
+                    .map_err(|e| ReplicaFailure::Refused(ErrorReply::new(ErrorKind::InvalidContext, e.to_string())))?;
             }
             PutRequest::Replicate { siblings, .. } => state.merge(&siblings, policy),
         }

@@ -76,6 +76,7 @@
 //!
 //! ## Modules
 //! - [`token`]: MD5 key tokens and token ranges.
+//! - [`cluster`]: the view nodes and clients share: membership, ring and store catalogue.
 //! - [`node`], [`membership`]: who is in the cluster, and how two views of it merge.
 //! - [`ring`]: capacity-weighted partitions, zone-aware preference lists, ownership diffs.
 //! - [`version`]: version vectors, siblings, causal contexts, last-writer-wins.
@@ -94,6 +95,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod cluster;
 pub mod coordinator;
 pub mod failure;
 pub mod membership;

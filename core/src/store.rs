@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_REPLICATION: u8 = 16;
 
 /// Which replicas count towards a quorum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum QuorumKind {
     /// Fallback nodes stand in for unreachable replicas and keep a hint: always writable.
     Sloppy,
@@ -29,7 +29,7 @@ pub enum QuorumKind {
 }
 
 /// What happens to concurrent writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ConflictPolicy {
     /// Keep every concurrent version as a sibling for the reader to resolve.
     Siblings,
@@ -38,7 +38,7 @@ pub enum ConflictPolicy {
 }
 
 /// A store's fixed settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StoreConfig {
     n: u8,
     r: u8,
@@ -237,6 +237,11 @@ impl StoreName {
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok { Ok(StoreName(name.into())) } else { Err(StoreNameError(name.into())) }
+    }
+
+    /// The `default` store's name.
+    pub fn default_store() -> StoreName {
+        StoreName(StoreName::DEFAULT.into())
     }
 
     /// The name as text.

@@ -21,7 +21,8 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use crate::membership::Membership;
+use crate::cluster::ClusterView;
+use crate::membership::{Membership, NodeInfo};
 use crate::node::NodeId;
 use crate::store::{StoreConfig, StoreName};
 use crate::version::{Siblings, Write};
@@ -49,6 +50,16 @@ pub enum Message {
         id: u64,
         /// The answer.
         body: Response,
+    },
+    /// A request routed with the sender's ring: a node whose ring is newer and that is not one of
+    /// the key's replicas in it answers [`ErrorKind::StaleRing`], so the sender refreshes its view.
+    Routed {
+        /// Chosen by the sender, echoed in the response.
+        id: u64,
+        /// Epoch of the ring the sender routed with.
+        epoch: u64,
+        /// What is asked.
+        body: Request,
     },
 }
 
@@ -112,6 +123,19 @@ pub enum Request {
         /// The sender's view.
         membership: Membership,
     },
+    /// A node asks to join (or updates its entry): the receiver adds the entry to its view and
+    /// answers with the whole view. Only nodes with a cluster certificate may send it.
+    Join {
+        /// The joining node's entry.
+        node: NodeInfo,
+    },
+    /// Your cluster view, please (clients: membership, ring and store catalogue).
+    Cluster,
+    /// Merge this cluster view and answer with yours. Only nodes may send it.
+    Sync {
+        /// The sender's view.
+        view: ClusterView,
+    },
 }
 
 /// A node's answer.
@@ -125,6 +149,8 @@ pub enum Response {
     Membership(Membership),
     /// The request failed.
     Error(ErrorReply),
+    /// A cluster view.
+    Cluster(ClusterView),
 }
 
 /// A failed request, as sent back.
@@ -154,12 +180,30 @@ pub enum ErrorKind {
     Unavailable,
     /// The node failed internally (for example storage); retry elsewhere.
     Internal,
+    /// The sender's ring is older than the node's and the node is not a replica of the key:
+    /// refresh the cluster view and route again.
+    StaleRing,
+    /// The request needs a node certificate of the cluster.
+    NotPermitted,
+}
+
+impl ErrorReply {
+    /// A reply of this kind with this message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
+        ErrorReply { kind, message: message.into() }
+    }
+}
+
+impl core::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl ErrorKind {
     /// Whether the same request may succeed if sent again.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Internal)
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::StaleRing)
     }
 }
 
@@ -211,16 +255,23 @@ fn check(message: &Message) -> Result<(), DecodeError> {
     let write_ok = |w: &Write| {
         if w.context.is_well_formed() { Ok(()) } else { Err(DecodeError::Invalid("malformed causal context")) }
     };
+    let view_ok = |v: &ClusterView| v.validate().map_err(|_| DecodeError::Invalid("inconsistent cluster view"));
     match message {
-        Message::Request { body, .. } => match body {
+        Message::Request { body, .. } | Message::Routed { body, .. } => match body {
             Request::Mint { write, .. } | Request::CoordinatePut { write, .. } => write_ok(write),
             Request::Replicate { siblings, .. } => siblings_ok(siblings),
             Request::CreateStore { config, .. } => {
                 config.validate().map_err(|_| DecodeError::Invalid("invalid store configuration"))
             }
-            Request::Get { .. } | Request::CoordinateGet { .. } | Request::Gossip { .. } => Ok(()),
+            Request::Sync { view } => view_ok(view),
+            Request::Get { .. }
+            | Request::CoordinateGet { .. }
+            | Request::Gossip { .. }
+            | Request::Join { .. }
+            | Request::Cluster => Ok(()),
         },
         Message::Response { body: Response::State(Some(siblings)), .. } => siblings_ok(siblings),
+        Message::Response { body: Response::Cluster(view), .. } => view_ok(view),
         Message::Response { .. } => Ok(()),
     }
 }
@@ -228,7 +279,6 @@ fn check(message: &Message) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::NodeInfo;
     use crate::store::ConflictPolicy;
     use crate::version::CausalContext;
     use proptest::prelude::*;
@@ -243,7 +293,10 @@ mod tests {
         s.apply(&a, &Write::put(b"v".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings).unwrap();
         let write = Write::put(b"w".to_vec(), s.context(), 6);
         let mut m = Membership::new();
-        m.upsert(NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap());
+        let info = NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap();
+        m.upsert(info.clone());
+        let mut view = ClusterView::new(4);
+        view.upsert_node(info.clone()).unwrap();
         let req = |id, body| Message::Request { id, body };
         alloc::vec![
             req(1, Request::Get { store: store(), key: b"k".to_vec() }),
@@ -256,6 +309,11 @@ mod tests {
             req(5, Request::CoordinatePut { store: store(), key: b"k".to_vec(), write: Write::delete(s.context(), 9) }),
             req(6, Request::CreateStore { name: store(), config: StoreConfig::strict() }),
             req(7, Request::Gossip { membership: m.clone() }),
+            req(8, Request::Join { node: info }),
+            req(9, Request::Cluster),
+            req(10, Request::Sync { view: view.clone() }),
+            Message::Routed { id: 11, epoch: 3, body: Request::Get { store: store(), key: b"k".to_vec() } },
+            Message::Response { id: 6, body: Response::Cluster(view) },
             Message::Response { id: 1, body: Response::State(Some(s)) },
             Message::Response { id: 2, body: Response::State(None) },
             Message::Response { id: 3, body: Response::Ack },

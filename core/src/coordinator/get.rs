@@ -1,7 +1,6 @@
 //! The get coordinator.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -11,6 +10,7 @@ use crate::node::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
 use crate::version::Siblings;
+use crate::wire::ErrorReply;
 
 /// What a get coordinator asks its driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub enum GetError {
     },
     /// A replica refused the request as invalid. Not retryable as is.
     #[error("the request was refused: {0}")]
-    Refused(String),
+    Refused(ErrorReply),
 }
 
 impl GetError {

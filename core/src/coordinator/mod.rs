@@ -22,7 +22,7 @@ mod get;
 mod put;
 mod replicas;
 
-use alloc::string::String;
+use crate::wire::ErrorReply;
 
 pub use get::{GetAction, GetCoordinator, GetError};
 pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
@@ -38,7 +38,7 @@ pub enum ReplicaFailure {
     Unavailable,
     /// The replica judged the request itself invalid (for example a forged context); no other
     /// replica would accept it either, so the request fails with this reason.
-    Refused(String),
+    Refused(ErrorReply),
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The put (and delete) coordinator.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -11,6 +10,7 @@ use crate::node::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, Siblings, Write};
+use crate::wire::ErrorReply;
 
 /// A request the put coordinator sends to one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub enum PutError {
     },
     /// A replica refused the write as invalid (for example a forged context). Not retryable.
     #[error("the write was refused: {0}")]
-    Refused(String),
+    Refused(ErrorReply),
 }
 
 impl PutError {

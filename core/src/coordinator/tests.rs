@@ -10,7 +10,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -22,6 +22,11 @@ use crate::ring::PreferenceList;
 use crate::store::{ConflictPolicy, QuorumKind, StoreConfig};
 use crate::token::Token;
 use crate::version::{CausalContext, Siblings, Write};
+use crate::wire::{ErrorKind, ErrorReply};
+
+fn refusal(message: &str) -> ErrorReply {
+    ErrorReply::new(ErrorKind::InvalidContext, message)
+}
 
 const TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -279,7 +284,7 @@ impl Machine for GetHarness {
                 self.all.push((node.clone(), state.clone()));
                 Ok(state)
             }
-            Fate::Refuses => Err(ReplicaFailure::Refused(String::from("no"))),
+            Fate::Refuses => Err(ReplicaFailure::Refused(refusal("no"))),
             _ => Err(ReplicaFailure::Unavailable),
         };
         self.m.handle_reply(now, node, answer);
@@ -344,7 +349,7 @@ impl Machine for PutHarness {
                 }
                 Ok(state.clone())
             }
-            Fate::Refuses => Err(ReplicaFailure::Refused(String::from("no"))),
+            Fate::Refuses => Err(ReplicaFailure::Refused(refusal("no"))),
             _ => Err(ReplicaFailure::Unavailable),
         };
         self.m.handle_reply(now, node, answer);
@@ -471,7 +476,7 @@ fn a_refused_write_fails_without_trying_elsewhere() {
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
     let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write, TIMEOUT, Duration::ZERO);
     put.poll_action();
-    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(String::from("forged context"))));
+    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(refusal("forged context"))));
     let Some(PutAction::Reply(Err(e))) = put.poll_action() else { panic!() };
     assert_eq!(e.to_string(), "the write was refused: forged context");
     assert!(!e.is_retryable());

@@ -22,6 +22,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::membership::Membership;
+use crate::mix::{combine, mix64};
 use crate::node::{NodeId, Zone};
 use crate::token::{Token, TokenRange};
 
@@ -154,6 +155,21 @@ impl Ring {
         }
         let total = self.owners.len() as f64;
         self.nodes.iter().zip(counts).map(|(n, c)| (n.id.clone(), c as f64 / total)).collect()
+    }
+
+    /// A digest of the whole ring (epoch, members and partition owners). Two rings with the same
+    /// digest are, in practice, the same ring; gossip uses it to pick one of two rings of equal
+    /// epoch deterministically.
+    pub fn digest(&self) -> u64 {
+        let mut d = mix64(self.epoch ^ (u64::from(self.partition_bits) << 56));
+        for node in &self.nodes {
+            d = combine(d, Token::of(node.id.as_str().as_bytes()).0 as u64);
+            d = combine(d, Token::of(node.zone.as_str().as_bytes()).0 as u64 ^ u64::from(node.capacity));
+        }
+        for &owner in &self.owners {
+            d = combine(d, u64::from(owner));
+        }
+        d
     }
 
     /// Checks the invariants a decoded ring must hold before it is used.

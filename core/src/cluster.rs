@@ -1,0 +1,349 @@
+//! The cluster view every node and client holds: membership, the ring and the store catalogue.
+//!
+//! Nodes exchange whole views and [`ClusterView::merge`] them:
+//!
+//! - **membership** merges as the CRDT of [`crate::membership`];
+//! - the **store catalogue** is a map from name to configuration that only grows; if two nodes
+//!   created the same name with different settings at the same time (each refuses a conflicting
+//!   create it already knows about), every view keeps the smaller configuration in
+//!   [`StoreConfig`]'s order, so all views agree;
+//! - the **ring** depends on its history (see [`crate::ring`]), so it is agreed rather than
+//!   derived: of two rings the one with the higher `(epoch, digest)` wins, and a view whose ring
+//!   does not match its membership's ring members moves to `ring.next(membership)`. Because
+//!   `next` is a pure function of the ring and the membership, views that have seen the same
+//!   entries converge once membership stops changing (checked by a property test).
+//!
+//! **Merge laws**: the membership and catalogue parts are commutative, associative and
+//! idempotent; the ring part converges as described above.
+
+use alloc::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::membership::{Membership, NodeInfo};
+use crate::ring::{Ring, RingError, RingNode};
+use crate::store::{StoreConfig, StoreName};
+
+/// Membership, ring and store catalogue, as one node or client sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    partition_bits: u8,
+    membership: Membership,
+    ring: Option<Ring>,
+    stores: BTreeMap<StoreName, StoreConfig>,
+}
+
+/// Why a store cannot be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateStoreError {
+    /// The store exists with other settings; settings are fixed for life.
+    #[error("store {name} already exists with {existing}; a store's settings cannot change (asked for {requested})")]
+    Conflict {
+        /// The store.
+        name: StoreName,
+        /// Its settings.
+        existing: StoreConfig,
+        /// The settings asked for.
+        requested: StoreConfig,
+    },
+    /// The settings are invalid.
+    #[error("invalid store settings: {0}")]
+    Invalid(#[from] crate::store::StoreConfigError),
+}
+
+/// Why two views cannot be merged, or a decoded view is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    /// The views belong to clusters with different partition counts.
+    #[error("cluster views have different partition counts ({0} and {1} bits): not the same cluster")]
+    PartitionMismatch(u8, u8),
+    /// The ring could not be built or is inconsistent.
+    #[error("ring: {0}")]
+    Ring(#[from] RingError),
+    /// A store configuration in the catalogue is invalid.
+    #[error("store {0} has an invalid configuration")]
+    InvalidStore(StoreName),
+}
+
+impl ClusterView {
+    /// A view of a cluster with no nodes yet, whose catalogue holds the `default` store (the
+    /// `quorum` preset).
+    pub fn new(partition_bits: u8) -> ClusterView {
+        let mut stores = BTreeMap::new();
+        stores.insert(StoreName::default_store(), StoreConfig::quorum());
+        ClusterView { partition_bits, membership: Membership::new(), ring: None, stores }
+    }
+
+    /// log2 of the ring's partition count, fixed for the cluster's life.
+    pub fn partition_bits(&self) -> u8 {
+        self.partition_bits
+    }
+
+    /// The membership.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The ring, once the cluster has a node that owns partitions.
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// Every store and its settings, by name.
+    pub fn stores(&self) -> impl Iterator<Item = (&StoreName, &StoreConfig)> {
+        self.stores.iter()
+    }
+
+    /// One store's settings.
+    pub fn store(&self, name: &StoreName) -> Option<&StoreConfig> {
+        self.stores.get(name)
+    }
+
+    /// Adds or updates a node entry (the membership rule decides) and moves the ring if the
+    /// ring members changed. Returns whether the view changed.
+    pub fn upsert_node(&mut self, info: NodeInfo) -> Result<bool, ViewError> {
+        let changed = self.membership.upsert(info);
+        Ok(self.reconcile()? || changed)
+    }
+
+    /// Creates a store. Returns `Ok(true)` if it was created, `Ok(false)` if it already exists
+    /// with exactly these settings, and an error if it exists with others.
+    pub fn create_store(&mut self, name: StoreName, config: StoreConfig) -> Result<bool, CreateStoreError> {
+        config.validate()?;
+        match self.stores.get(&name) {
+            Some(existing) if *existing == config => Ok(false),
+            Some(existing) => Err(CreateStoreError::Conflict { name, existing: *existing, requested: config }),
+            None => {
+                self.stores.insert(name, config);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Merges another view into this one (see the module docs). Returns whether this view changed.
+    pub fn merge(&mut self, other: &ClusterView) -> Result<bool, ViewError> {
+        if other.partition_bits != self.partition_bits {
+            return Err(ViewError::PartitionMismatch(self.partition_bits, other.partition_bits));
+        }
+        let mut changed = self.membership.merge(&other.membership);
+        for (name, config) in &other.stores {
+            match self.stores.get_mut(name) {
+                Some(mine) if *config < *mine => {
+                    *mine = *config;
+                    changed = true;
+                }
+                Some(_) => {}
+                None => {
+                    self.stores.insert(name.clone(), *config);
+                    changed = true;
+                }
+            }
+        }
+        if let Some(theirs) = &other.ring {
+            let wins = match &self.ring {
+                None => true,
+                Some(mine) => (theirs.epoch(), theirs.digest()) > (mine.epoch(), mine.digest()),
+            };
+            if wins {
+                self.ring = Some(theirs.clone());
+                changed = true;
+            }
+        }
+        Ok(self.reconcile()? || changed)
+    }
+
+    /// Checks a decoded view before it is used.
+    pub fn validate(&self) -> Result<(), ViewError> {
+        if let Some(ring) = &self.ring {
+            ring.validate()?;
+            if ring.partition_bits() != self.partition_bits {
+                return Err(ViewError::PartitionMismatch(self.partition_bits, ring.partition_bits()));
+            }
+        }
+        match self.stores.iter().find(|(_, c)| c.validate().is_err()) {
+            Some((name, _)) => Err(ViewError::InvalidStore(name.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves the ring to match the membership's ring members, if they differ.
+    fn reconcile(&mut self) -> Result<bool, ViewError> {
+        let wanted = self.membership.ring_members().map(|n| RingNode {
+            id: n.id.clone(),
+            zone: n.zone.clone(),
+            capacity: n.capacity,
+        });
+        let matches = match &self.ring {
+            Some(ring) => ring.nodes().iter().cloned().eq(wanted),
+            None => wanted.count() == 0,
+        };
+        if matches || self.membership.ring_members().next().is_none() {
+            return Ok(false);
+        }
+        self.ring = Some(match &self.ring {
+            Some(ring) => ring.next(&self.membership)?,
+            None => Ring::build(&self.membership, self.partition_bits)?,
+        });
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::NodeStatus;
+    use crate::store::{ConflictPolicy, QuorumKind};
+    use alloc::format;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    fn node(i: usize, capacity: u32) -> NodeInfo {
+        NodeInfo::new(&format!("n{i}"), &format!("127.0.0.1:{}", 7100 + i), &format!("z{}", i % 3), capacity).unwrap()
+    }
+
+    #[test]
+    fn new_view_has_the_default_store_and_no_ring() {
+        let view = ClusterView::new(8);
+        assert_eq!(view.store(&StoreName::default_store()), Some(&StoreConfig::quorum()));
+        assert!(view.ring().is_none());
+    }
+
+    #[test]
+    fn joining_nodes_build_then_move_the_ring() {
+        let mut view = ClusterView::new(8);
+        assert!(view.upsert_node(node(0, 1)).unwrap());
+        assert_eq!(view.ring().unwrap().epoch(), 1);
+        assert!(view.upsert_node(node(1, 1)).unwrap());
+        let ring = view.ring().unwrap();
+        assert_eq!(ring.epoch(), 2);
+        assert_eq!(ring.nodes().len(), 2);
+        // The same entry again changes nothing.
+        assert!(!view.upsert_node(node(1, 1)).unwrap());
+    }
+
+    #[test]
+    fn store_settings_are_fixed_for_life() {
+        let mut view = ClusterView::new(8);
+        let carts = StoreName::new("carts").unwrap();
+        assert!(view.create_store(carts.clone(), StoreConfig::eventual()).unwrap());
+        assert!(!view.create_store(carts.clone(), StoreConfig::eventual()).unwrap());
+        let err = view.create_store(carts.clone(), StoreConfig::strict()).unwrap_err();
+        assert!(matches!(err, CreateStoreError::Conflict { .. }));
+        assert!(err.to_string().contains("cannot change"), "{err}");
+        assert!(view.create_store(StoreName::default_store(), StoreConfig::eventual()).is_err());
+        assert_eq!(view.store(&carts), Some(&StoreConfig::eventual()));
+    }
+
+    #[test]
+    fn views_of_different_clusters_do_not_merge() {
+        let mut a = ClusterView::new(8);
+        assert_eq!(a.merge(&ClusterView::new(9)), Err(ViewError::PartitionMismatch(8, 9)));
+    }
+
+    fn config_strategy() -> impl Strategy<Value = StoreConfig> {
+        (1u8..=5, any::<bool>(), any::<bool>()).prop_map(|(n, strict, lww)| {
+            let kind = if strict { QuorumKind::Strict } else { QuorumKind::Sloppy };
+            let policy = if lww { ConflictPolicy::Lww } else { ConflictPolicy::Siblings };
+            StoreConfig::new(n, 1, n, kind, policy).unwrap()
+        })
+    }
+
+    /// One node's local history: nodes it saw join (or change) and stores created through it.
+    #[derive(Clone, Debug)]
+    enum Event {
+        Node(usize, u32, bool),
+        Store(usize, StoreConfig),
+    }
+
+    fn event_strategy() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (0usize..6, 1u32..4, any::<bool>()).prop_map(|(i, c, up)| Event::Node(i, c, up)),
+            (0usize..3, config_strategy()).prop_map(|(i, c)| Event::Store(i, c)),
+        ]
+    }
+
+    fn apply(view: &mut ClusterView, event: &Event, version: u64) {
+        match event {
+            Event::Node(i, capacity, up) => {
+                let mut info = node(*i, *capacity);
+                info.version = version;
+                info.status = if *up { NodeStatus::Up } else { NodeStatus::Leaving };
+                view.upsert_node(info).unwrap();
+            }
+            Event::Store(i, config) => {
+                let _ = view.create_store(StoreName::new(&format!("s{i}")).unwrap(), *config);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Views that saw different events in different orders agree after gossip rounds.
+        #[test]
+        fn views_converge_after_exchanges(
+            histories in proptest::collection::vec(proptest::collection::vec(event_strategy(), 0..6), 2..5),
+            order in proptest::collection::vec((0usize..5, 0usize..5), 0..12),
+        ) {
+            let mut views: Vec<ClusterView> = histories.iter().enumerate().map(|(v, events)| {
+                let mut view = ClusterView::new(6);
+                for (k, e) in events.iter().enumerate() {
+                    apply(&mut view, e, (v * 10 + k) as u64 + 1);
+                }
+                view
+            }).collect();
+            let count = views.len();
+            // Some random exchanges first, then full rounds until nothing changes.
+            for (a, b) in order {
+                let (a, b) = (a % count, b % count);
+                let other = views[b].clone();
+                views[a].merge(&other).unwrap();
+            }
+            for _round in 0..(2 * count + 2) {
+                for a in 0..count {
+                    for b in 0..count {
+                        let other = views[b].clone();
+                        views[a].merge(&other).unwrap();
+                    }
+                }
+            }
+            for v in &views[1..] {
+                prop_assert_eq!(v, &views[0]);
+            }
+            // The agreed ring matches the agreed membership.
+            let view = &views[0];
+            if let Some(ring) = view.ring() {
+                let ids: Vec<_> = ring.nodes().iter().map(|n| n.id.clone()).collect();
+                let members: Vec<_> = view.membership().ring_members().map(|n| n.id.clone()).collect();
+                if !members.is_empty() {
+                    prop_assert_eq!(ids, members);
+                }
+            }
+        }
+
+        /// The membership and catalogue parts obey the CRDT laws.
+        #[test]
+        fn catalogue_merge_is_order_free(
+            a in proptest::collection::vec(event_strategy(), 0..6),
+            b in proptest::collection::vec(event_strategy(), 0..6),
+        ) {
+            let build = |events: &[Event], base: u64| {
+                let mut v = ClusterView::new(6);
+                for (k, e) in events.iter().enumerate() { apply(&mut v, e, base + k as u64); }
+                v
+            };
+            let (va, vb) = (build(&a, 1), build(&b, 100));
+            let mut ab = va.clone();
+            ab.merge(&vb).unwrap();
+            let mut ba = vb.clone();
+            ba.merge(&va).unwrap();
+            prop_assert_eq!(ab.membership(), ba.membership());
+            prop_assert_eq!(ab.stores().collect::<Vec<_>>(), ba.stores().collect::<Vec<_>>());
+            let mut again = ab.clone();
+            prop_assert!(!again.merge(&ab).unwrap(), "merging a view into itself changes nothing");
+        }
+    }
+}
