@@ -1,0 +1,424 @@
+//! The smart client: a builder, a cheap-to-clone [`Client`] and per-store handles.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quickv_core::cluster::ClusterView;
+use quickv_core::coordinator::ReplicaFailure;
+use quickv_core::node::NodeId;
+use quickv_core::store::{Limits, StoreConfig, StoreName};
+use quickv_core::version::{CausalContext, Siblings, Value, Write};
+use quickv_core::wire::{ErrorKind, Request, Response};
+
+use crate::drive::{self, NodeCaller, Target};
+use crate::error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
+use crate::resolver::Resolver;
+use crate::tls::{self, ClusterCa};
+use crate::topology::Topology;
+use crate::transport::Transport;
+
+/// Delays between retries: `base * 2^attempt`, capped at `max`. A pure value: no clock, no I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the first retry.
+    pub base: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        self.base.saturating_mul(1u32 << attempt.min(16)).min(self.max)
+    }
+}
+
+/// Client settings; [`ClientOptions::default`] documents the defaults.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one replica has to answer one request (default 2 s).
+    pub replica_timeout: Duration,
+    /// How many times a retryable failure is retried (default 2).
+    pub retries: u32,
+    /// Delays between retries (default 20 ms doubling to 500 ms).
+    pub backoff: Backoff,
+    /// Fallback nodes a sloppy store may use when replicas do not answer (default 3).
+    pub fallbacks: usize,
+    /// How often the cluster view is refreshed in the background (default 30 s).
+    pub refresh_interval: Duration,
+    /// Key and value limits checked before sending (default 64 KiB keys, 16 MiB values; nodes
+    /// enforce their own).
+    pub limits: Limits,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            replica_timeout: Duration::from_secs(2),
+            retries: 2,
+            backoff: Backoff { base: Duration::from_millis(20), max: Duration::from_millis(500) },
+            fallbacks: 3,
+            refresh_interval: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Builds a [`Client`]: `Client::builder().seeds(["127.0.0.1:7101"]).ca_cert(ca).build().await`.
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    seeds: Vec<String>,
+    ca: Option<ClusterCa>,
+    options: ClientOptions,
+}
+
+impl ClientBuilder {
+    /// Node addresses to fetch the cluster view from (`IP:port`); any one that answers will do.
+    pub fn seeds<I, S>(mut self, seeds: I) -> ClientBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    /// The cluster CA that node certificates must chain to.
+    pub fn ca_cert(mut self, ca: ClusterCa) -> ClientBuilder {
+        self.ca = Some(ca);
+        self
+    }
+
+    /// Settings other than the defaults.
+    pub fn options(mut self, options: ClientOptions) -> ClientBuilder {
+        self.options = options;
+        self
+    }
+
+    /// Connects to a seed, fetches the cluster view and starts the background refresh.
+    pub async fn build(self) -> Result<Client, ConnectError> {
+        let ca = self.ca.ok_or(ConnectError::NoCa)?;
+        let mut seeds = Vec::new();
+        let mut failures = Vec::new();
+        for seed in &self.seeds {
+            match tokio::net::lookup_host(seed.as_str()).await {
+                Ok(addrs) => seeds.extend(addrs),
+                Err(e) => failures.push((SocketAddr::from(([0, 0, 0, 0], 0)), format!("{seed}: {e}"))),
+            }
+        }
+        let Some(first) = seeds.first() else {
+            return Err(if failures.is_empty() { ConnectError::NoSeeds } else { ConnectError::Unreachable(failures) });
+        };
+        let bind: SocketAddr = if first.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let config = tls::client_config(&ca, None)?;
+        let transport = Transport::client(config, bind, self.options.replica_timeout)?;
+        let inner = Arc::new(Inner {
+            transport,
+            seeds,
+            topology: RwLock::new(Arc::new(Topology::new(ClusterView::new(0)))),
+            options: self.options,
+        });
+        let view = inner.fetch_view().await.map_err(|RefreshError::Unreachable(f)| ConnectError::Unreachable(f))?;
+        inner.install(view);
+        let weak = Arc::downgrade(&inner);
+        let interval = inner.options.refresh_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = inner.refresh().await;
+            }
+        });
+        Ok(Client { inner })
+    }
+}
+
+/// A connection to a quickv cluster. Cheap to clone; clones share connections and the view.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    transport: Transport,
+    seeds: Vec<SocketAddr>,
+    topology: RwLock<Arc<Topology>>,
+    options: ClientOptions,
+}
+
+impl Client {
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A handle on one store, carrying its fixed settings. Refreshes the view once if the
+    /// store is not known yet.
+    pub async fn store(&self, name: &str) -> Result<Store, StoreError> {
+        let name = StoreName::new(name)?;
+        let known = |c: &Client| c.inner.topology().view().store(&name).copied();
+        let config = match known(self) {
+            Some(config) => config,
+            None => {
+                self.inner.refresh().await?;
+                known(self).ok_or_else(|| StoreError::Unknown(name.clone()))?
+            }
+        };
+        Ok(Store { client: self.clone(), name, config })
+    }
+
+    /// Creates a store with settings fixed for life. Returns `true` if it was created, `false`
+    /// if it already existed with these settings.
+    pub async fn create_store(&self, name: &StoreName, config: StoreConfig) -> Result<bool, CreateStoreError> {
+        let existed = self.inner.topology().view().store(name) == Some(&config);
+        let request = Request::CreateStore { name: name.clone(), config };
+        let mut failures = Vec::new();
+        for addr in self.inner.candidates() {
+            match self.inner.transport.call(addr, None, request.clone()).await {
+                Ok(Response::Ack) => {
+                    let _ = self.inner.refresh().await;
+                    return Ok(!existed);
+                }
+                Ok(Response::Error(e)) if !e.kind.is_retryable() => return Err(CreateStoreError::Refused(e)),
+                Ok(other) => failures.push((addr, format!("unexpected answer {other:?}"))),
+                Err(e) => failures.push((addr, e.to_string())),
+            }
+        }
+        Err(RefreshError::Unreachable(failures).into())
+    }
+
+    /// The cluster view as last fetched: membership, ring and store catalogue.
+    pub fn view(&self) -> ClusterView {
+        self.inner.topology().view().clone()
+    }
+
+    /// Fetches the cluster view now.
+    pub async fn refresh(&self) -> Result<(), RefreshError> {
+        self.inner.refresh().await
+    }
+
+    /// Closes the client's connections.
+    pub fn close(&self) {
+        self.inner.transport.close();
+    }
+}
+
+impl Inner {
+    fn topology(&self) -> Arc<Topology> {
+        self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn install(&self, view: ClusterView) {
+        *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Topology::new(view));
+    }
+
+    /// Known members first, then the seeds.
+    fn candidates(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self.topology().addresses().collect();
+        for seed in &self.seeds {
+            if !all.contains(seed) {
+                all.push(*seed);
+            }
+        }
+        all
+    }
+
+    async fn fetch_view(&self) -> Result<ClusterView, RefreshError> {
+        let mut failures = Vec::new();
+        for addr in self.candidates() {
+            match self.transport.call(addr, None, Request::Cluster).await {
+                Ok(Response::Cluster(view)) => return Ok(view),
+                Ok(other) => failures.push((addr, format!("unexpected answer {other:?}"))),
+                Err(e) => failures.push((addr, e.to_string())),
+            }
+        }
+        Err(RefreshError::Unreachable(failures))
+    }
+
+    async fn refresh(&self) -> Result<(), RefreshError> {
+        let fetched = self.fetch_view().await?;
+        let mut view = self.topology().view().clone();
+        // A view of another partition count belongs to a new cluster at the same addresses.
+        if view.partition_bits() != fetched.partition_bits() || view.merge(&fetched).is_err() {
+            view = fetched;
+        }
+        self.install(view);
+        Ok(())
+    }
+}
+
+/// A handle on one store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    name: StoreName,
+    config: StoreConfig,
+}
+
+/// What a get found: every concurrent value and the context that has seen them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// The sibling values; empty if the key is absent (never written, or deleted).
+    pub values: Vec<Value>,
+    /// Pass this to the next put or delete of the key to supersede every value read.
+    pub context: CausalContext,
+}
+
+impl Versions {
+    fn of(siblings: &Siblings) -> Versions {
+        Versions { values: siblings.values().cloned().collect(), context: siblings.context() }
+    }
+
+    /// Whether the key is absent.
+    pub fn is_absent(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// One value: the only one, or the resolver's merge of the siblings; `None` if absent.
+    pub fn resolve(&self, resolver: &impl Resolver) -> Option<Value> {
+        match self.values.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(resolver.resolve(many)),
+        }
+    }
+}
+
+impl Store {
+    /// The store's name.
+    pub fn name(&self) -> &StoreName {
+        &self.name
+    }
+
+    /// The store's settings, fixed at creation.
+    pub fn config(&self) -> StoreConfig {
+        self.config
+    }
+
+    /// Reads a key from R of its replicas.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Versions, GetError> {
+        let key = key.as_ref();
+        self.client.inner.options.limits.check_key(key).map_err(GetError::InvalidKey)?;
+        let siblings = self
+            .retrying(
+                key,
+                |caller, target| async move { Ok(drive::get(caller, target).await?) },
+                GetError::is_retryable,
+                GetError::NoNodes,
+            )
+            .await?;
+        Ok(Versions::of(&siblings))
+    }
+
+    /// Writes a value, superseding the versions `context` has seen (use
+    /// [`CausalContext::empty`] for a blind write). Returns the context of the new state.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Value>,
+        context: &CausalContext,
+    ) -> Result<CausalContext, PutError> {
+        let value = value.into();
+        self.client.inner.options.limits.check_value(value.as_ref()).map_err(PutError::OverLimit)?;
+        self.write(key.as_ref(), Write::put(value, context.clone(), now_millis())).await
+    }
+
+    /// Deletes a key: writes a tombstone superseding the versions `context` has seen.
+    pub async fn delete(&self, key: impl AsRef<[u8]>, context: &CausalContext) -> Result<CausalContext, PutError> {
+        self.write(key.as_ref(), Write::delete(context.clone(), now_millis())).await
+    }
+
+    async fn write(&self, key: &[u8], write: Write) -> Result<CausalContext, PutError> {
+        self.client.inner.options.limits.check_key(key).map_err(PutError::OverLimit)?;
+        let outcome = self
+            .retrying(
+                key,
+                |caller, target| {
+                    let write = write.clone();
+                    async move { Ok(drive::put(caller, target, write).await?) }
+                },
+                PutError::is_retryable,
+                PutError::NoNodes,
+            )
+            .await?;
+        Ok(outcome.context())
+    }
+
+    /// Routes with the current view and retries retryable failures, refreshing the view first
+    /// when a node said it was stale.
+    async fn retrying<T, E, F, Fut>(&self, key: &[u8], run: F, retryable: fn(&E) -> bool, no_nodes: E) -> Result<T, E>
+    where
+        F: Fn(Arc<ClientCaller>, Target) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let inner = &self.client.inner;
+        let mut attempt = 0;
+        loop {
+            let topology = inner.topology();
+            let n = self.config.n();
+            let Some(prefs) = topology.preference_list(key, n, inner.options.fallbacks) else {
+                return Err(no_nodes);
+            };
+            let target = Target {
+                store: self.name.clone(),
+                config: self.config,
+                key: key.to_vec(),
+                prefs,
+                timeout: inner.options.replica_timeout,
+            };
+            let caller =
+                Arc::new(ClientCaller { inner: self.client.inner.clone(), topology, stale: AtomicBool::new(false) });
+            let result = run(caller.clone(), target).await;
+            let stale = caller.stale.load(Ordering::Relaxed);
+            match result {
+                Err(e) if retryable(&e) && attempt < inner.options.retries => {
+                    if stale {
+                        let _ = inner.refresh().await;
+                    } else {
+                        tokio::time::sleep(inner.options.backoff.delay(attempt)).await;
+                    }
+                    attempt += 1;
+                }
+                other => {
+                    if stale {
+                        let inner = self.client.inner.clone();
+                        tokio::spawn(async move { inner.refresh().await });
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+}
+
+/// Sends replica requests straight to nodes, routed with one topology.
+#[derive(Debug)]
+struct ClientCaller {
+    inner: Arc<Inner>,
+    topology: Arc<Topology>,
+    stale: AtomicBool,
+}
+
+impl NodeCaller for ClientCaller {
+    async fn call(&self, to: NodeId, request: Request) -> Result<Response, ReplicaFailure> {
+        let addr = self.topology.address(&to).ok_or(ReplicaFailure::Unavailable)?;
+        match self.inner.transport.call(addr, Some(self.topology.epoch()), request).await {
+            Ok(Response::Error(e)) if e.kind == ErrorKind::StaleRing => {
+                self.stale.store(true, Ordering::Relaxed);
+                Err(ReplicaFailure::Unavailable)
+            }
+            Ok(Response::Error(e)) if e.kind.is_retryable() => Err(ReplicaFailure::Unavailable),
+            Ok(Response::Error(e)) => Err(ReplicaFailure::Refused(e)),
+            Ok(response) => Ok(response),
+            Err(_) => Err(ReplicaFailure::Unavailable),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the timestamp last-writer-wins stores compare.
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

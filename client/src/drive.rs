@@ -1,0 +1,190 @@
+//! Runs core's coordinators against real nodes: the runtime glue shared by the smart client and
+//! by nodes that coordinate for plain callers.
+//!
+//! The glue is thin on purpose: the machines decide everything (where to send, when the quorum
+//! is met, what to repair); this module sends what they emit, feeds back the answers and the
+//! timeouts, and hands the reply to the caller as soon as the machine emits it. The machine keeps
+//! running in the background after the reply, to finish replication and read repair.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quickv_core::coordinator::{
+    GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest, ReplicaFailure,
+};
+use quickv_core::node::NodeId;
+use quickv_core::ring::PreferenceList;
+use quickv_core::store::{StoreConfig, StoreName};
+use quickv_core::version::{Siblings, Write};
+use quickv_core::wire::{Request, Response};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Something that can send one request to a named node and wait for its answer.
+///
+/// Implementations map transport failures, and errors the node reports as retryable, to
+/// [`ReplicaFailure::Unavailable`]; errors that say the request itself is invalid to
+/// [`ReplicaFailure::Refused`].
+pub trait NodeCaller: Send + Sync + 'static {
+    /// Sends `request` to `to`.
+    fn call(&self, to: NodeId, request: Request) -> impl Future<Output = Result<Response, ReplicaFailure>> + Send;
+}
+
+/// What one coordinated request is about.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The store.
+    pub store: StoreName,
+    /// Its settings.
+    pub config: StoreConfig,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The key's preference list.
+    pub prefs: PreferenceList,
+    /// How long each replica has to answer.
+    pub timeout: Duration,
+}
+
+/// Coordinates a get; returns the reconciled state (empty if no replica has the key).
+pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblings, GetError> {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let origin = Instant::now();
+        let mut machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
+        let (answers_tx, mut answers) = mpsc::unbounded_channel();
+        let mut reply_tx = Some(reply_tx);
+        loop {
+            while let Some(action) = machine.poll_action() {
+                match action {
+                    GetAction::Send { to } => {
+                        let request = Request::Get { store: target.store.clone(), key: target.key.clone() };
+                        send(&caller, &answers_tx, to, request, |response| match response {
+                            Response::State(state) => Some(state),
+                            _ => None,
+                        });
+                    }
+                    GetAction::Reply(outcome) => {
+                        if let Some(tx) = reply_tx.take() {
+                            let _ = tx.send(outcome);
+                        }
+                    }
+                    GetAction::Repair { to, siblings } => {
+                        let request = Request::Replicate {
+                            store: target.store.clone(),
+                            key: target.key.clone(),
+                            siblings,
+                            hint_for: None,
+                        };
+                        let caller = caller.clone();
+                        tokio::spawn(async move {
+                            let _ = caller.call(to, request).await;
+                        });
+                    }
+                }
+            }
+            if machine.is_finished() {
+                break;
+            }
+            match next_event(&mut answers, machine.poll_timeout(), origin).await {
+                Event::Answer(from, answer) => machine.handle_reply(origin.elapsed(), &from, answer),
+                Event::Timeout => machine.handle_timeout(origin.elapsed()),
+            }
+        }
+    });
+    reply_rx.await.unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0 }))
+}
+
+/// Coordinates a put or, with a tombstone write, a delete.
+pub async fn put<C: NodeCaller>(caller: Arc<C>, target: Target, write: Write) -> Result<PutOutcome, PutError> {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let origin = Instant::now();
+        let mut machine = PutCoordinator::new(&target.prefs, &target.config, write, target.timeout, Duration::ZERO);
+        let (answers_tx, mut answers) = mpsc::unbounded_channel();
+        let mut reply_tx = Some(reply_tx);
+        loop {
+            while let Some(action) = machine.poll_action() {
+                match action {
+                    PutAction::Send { to, request: PutRequest::Mint { write, hint_for } } => {
+                        let request =
+                            Request::Mint { store: target.store.clone(), key: target.key.clone(), write, hint_for };
+                        send(&caller, &answers_tx, to, request, |response| match response {
+                            Response::State(Some(state)) => Some(state),
+                            _ => None,
+                        });
+                    }
+                    PutAction::Send { to, request: PutRequest::Replicate { siblings, hint_for } } => {
+                        let request = Request::Replicate {
+                            store: target.store.clone(),
+                            key: target.key.clone(),
+                            siblings,
+                            hint_for,
+                        };
+                        send(&caller, &answers_tx, to, request, |response| match response {
+                            Response::Ack => Some(Siblings::new()),
+                            _ => None,
+                        });
+                    }
+                    PutAction::Reply(outcome) => {
+                        if let Some(tx) = reply_tx.take() {
+                            let _ = tx.send(outcome);
+                        }
+                    }
+                }
+            }
+            if machine.is_finished() {
+                break;
+            }
+            match next_event(&mut answers, machine.poll_timeout(), origin).await {
+                Event::Answer(from, answer) => machine.handle_reply(origin.elapsed(), &from, answer),
+                Event::Timeout => machine.handle_timeout(origin.elapsed()),
+            }
+        }
+    });
+    reply_rx.await.unwrap_or(Err(PutError::Unavailable { required: 1, acknowledged: 0 }))
+}
+
+type Answer<T> = (NodeId, Result<T, ReplicaFailure>);
+
+enum Event<T> {
+    Answer(NodeId, Result<T, ReplicaFailure>),
+    Timeout,
+}
+
+/// Sends one request in its own task; the answer, mapped by `expect` (an unexpected response
+/// kind counts as the node being unavailable), comes back on `answers`.
+fn send<C: NodeCaller, T: Send + 'static>(
+    caller: &Arc<C>,
+    answers: &mpsc::UnboundedSender<Answer<T>>,
+    to: NodeId,
+    request: Request,
+    expect: fn(Response) -> Option<T>,
+) {
+    let (caller, answers) = (caller.clone(), answers.clone());
+    tokio::spawn(async move {
+        let answer = caller.call(to.clone(), request).await.and_then(|r| expect(r).ok_or(ReplicaFailure::Unavailable));
+        let _ = answers.send((to, answer));
+    });
+}
+
+async fn next_event<T>(
+    answers: &mut mpsc::UnboundedReceiver<Answer<T>>,
+    deadline: Option<Duration>,
+    origin: Instant,
+) -> Event<T> {
+    let sleep = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(origin + at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        answer = answers.recv() => match answer {
+            Some((from, answer)) => Event::Answer(from, answer),
+            // Unreachable while the machine holds a sender; treat as time passing.
+            None => Event::Timeout,
+        },
+        () = sleep => Event::Timeout,
+    }
+}

@@ -1,0 +1,177 @@
+//! Requests over QUIC: one bidirectional stream per request, pooled connections.
+//!
+//! A request is one frame ([`quickv_core::wire`]) written to a new stream, which the sender then
+//! finishes; the answer is one frame read to the end of the stream, refused above
+//! [`Transport::max_frame`]. Connections are opened on first use and kept, one per address.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quickv_core::wire::{self, DecodeError, MAX_FRAME, Message, Request, Response};
+
+use crate::tls::NODE_SERVER_NAME;
+
+/// How long an idle connection is kept open.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The QUIC transport settings shared by nodes and clients.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut config = quinn::TransportConfig::default();
+    config.max_concurrent_bidi_streams(1024u32.into());
+    config.max_concurrent_uni_streams(0u32.into());
+    config.keep_alive_interval(Some(IDLE_TIMEOUT / 3));
+    // Unwrap-free: 30 s always fits an idle timeout.
+    config.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    config.stream_receive_window((8u32 * 1024 * 1024).into());
+    config.receive_window((32u32 * 1024 * 1024).into());
+    config
+}
+
+/// Why one request got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No connection could be made.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The stream failed (the node closed it, the connection dropped).
+    #[error("request to {addr} failed: {reason}")]
+    Stream {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// No answer within the time allowed.
+    #[error("no answer from {0} in time")]
+    Timeout(SocketAddr),
+    /// The answer was over the frame limit.
+    #[error("answer from {0} is larger than the frame limit")]
+    TooLarge(SocketAddr),
+    /// The answer could not be decoded.
+    #[error("answer from {addr} is malformed: {error}")]
+    Malformed {
+        /// The address.
+        addr: SocketAddr,
+        /// The decoding error.
+        error: DecodeError,
+    },
+}
+
+/// A QUIC endpoint that sends requests and pools connections.
+#[derive(Debug)]
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    connections: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<quinn::Connection>>>>>,
+    next_id: AtomicU64,
+    max_frame: usize,
+    timeout: Duration,
+}
+
+impl Transport {
+    /// A transport over an endpoint whose default client configuration is set.
+    pub fn new(endpoint: quinn::Endpoint, timeout: Duration) -> Transport {
+        Transport {
+            endpoint,
+            connections: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            max_frame: MAX_FRAME,
+            timeout,
+        }
+    }
+
+    /// A client-only endpoint bound to an ephemeral port of `bind`'s address family.
+    pub fn client(config: quinn::ClientConfig, bind: SocketAddr, timeout: Duration) -> std::io::Result<Transport> {
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(config);
+        Ok(Transport::new(endpoint, timeout))
+    }
+
+    /// Largest answer accepted.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends `body` to `addr`, routed with ring `epoch` if given, and waits for the answer.
+    pub async fn call(&self, addr: SocketAddr, epoch: Option<u64>, body: Request) -> Result<Response, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = match epoch {
+            Some(epoch) => Message::Routed { id, epoch, body },
+            None => Message::Request { id, body },
+        };
+        let frame = wire::encode(&message);
+        let answer = tokio::time::timeout(self.timeout, self.exchange(addr, &frame)).await;
+        let bytes = answer.map_err(|_| CallError::Timeout(addr))??;
+        match wire::decode(&bytes) {
+            Ok(Message::Response { id: got, body }) if got == id => Ok(body),
+            Ok(_) => Err(CallError::Malformed {
+                addr,
+                error: DecodeError::Invalid("answer is not the response to the request"),
+            }),
+            Err(error) => Err(CallError::Malformed { addr, error }),
+        }
+    }
+
+    async fn exchange(&self, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, CallError> {
+        let connection = self.connection(addr).await?;
+        let stream_error = |e: &dyn std::fmt::Display| CallError::Stream { addr, reason: e.to_string() };
+        let result = async {
+            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| stream_error(&e))?;
+            send.write_all(frame).await.map_err(|e| stream_error(&e))?;
+            send.finish().map_err(|e| stream_error(&e))?;
+            recv.read_to_end(self.max_frame).await.map_err(|e| match e {
+                quinn::ReadToEndError::TooLong => CallError::TooLarge(addr),
+                other => stream_error(&other),
+            })
+        }
+        .await;
+        if result.is_err() && connection.close_reason().is_some() {
+            self.forget(addr, &connection);
+        }
+        result
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
+        let slot = {
+            let mut map = self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.entry(addr).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(connection.clone());
+        }
+        let connect_error = |e: &dyn std::fmt::Display| CallError::Connect { addr, reason: e.to_string() };
+        let connecting = self.endpoint.connect(addr, NODE_SERVER_NAME).map_err(|e| connect_error(&e))?;
+        let connection = connecting.await.map_err(|e| connect_error(&e))?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    fn forget(&self, addr: SocketAddr, connection: &quinn::Connection) {
+        let map = self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slot) = map.get(&addr)
+            && let Ok(mut slot) = slot.try_lock()
+            && slot.as_ref().is_some_and(|c| c.stable_id() == connection.stable_id())
+        {
+            *slot = None;
+        }
+    }
+
+    /// Closes every connection and the endpoint.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"closing");
+    }
+}

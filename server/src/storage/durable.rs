@@ -1,0 +1,116 @@
+//! The durable engine, built on fjall (an LSM tree with a write-ahead journal).
+//!
+//! Each space is a fjall keyspace. A write is appended to fjall's journal (handed to the
+//! operating system) before `put` returns; under [`SyncPolicy::Always`] it is also fsynced, and
+//! concurrent writers share fsyncs: each write takes a sequence number after it is journaled,
+//! and a writer whose number an fsync already covered returns without one (group commit).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{Engine, StorageError, SyncPolicy, check_space};
+
+/// The default engine: fjall on local disk.
+pub struct DurableEngine {
+    db: Database,
+    spaces: RwLock<HashMap<String, Keyspace>>,
+    sync: SyncPolicy,
+    /// Writes journaled so far.
+    written: AtomicU64,
+    /// Writes covered by a completed fsync; the lock admits one fsync at a time.
+    synced: Mutex<u64>,
+}
+
+impl std::fmt::Debug for DurableEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableEngine").field("sync", &self.sync).finish_non_exhaustive()
+    }
+}
+
+fn engine_error(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Engine(e.to_string())
+}
+
+impl DurableEngine {
+    /// Opens (or creates) the engine's files in `dir`, recovering the journal after a crash.
+    pub fn open(dir: &Path, sync: SyncPolicy) -> Result<DurableEngine, StorageError> {
+        std::fs::create_dir_all(dir).map_err(engine_error)?;
+        let db = Database::builder(dir).open().map_err(engine_error)?;
+        Ok(DurableEngine {
+            db,
+            spaces: RwLock::new(HashMap::new()),
+            sync,
+            written: AtomicU64::new(0),
+            synced: Mutex::new(0),
+        })
+    }
+
+    /// The keyspace of `space`; with `create` false, `None` if it was never written.
+    fn space(&self, space: &str, create: bool) -> Result<Option<Keyspace>, StorageError> {
+        check_space(space)?;
+        if let Some(ks) = self.spaces.read().unwrap_or_else(|p| p.into_inner()).get(space) {
+            return Ok(Some(ks.clone()));
+        }
+        if !create && !self.db.keyspace_exists(space) {
+            return Ok(None);
+        }
+        let ks = self.db.keyspace(space, KeyspaceCreateOptions::default).map_err(engine_error)?;
+        self.spaces.write().unwrap_or_else(|p| p.into_inner()).insert(space.to_owned(), ks.clone());
+        Ok(Some(ks))
+    }
+
+    /// Waits until the write numbered `seq` is on stable storage, under the policy.
+    fn commit(&self, seq: u64) -> Result<(), StorageError> {
+        if self.sync == SyncPolicy::Os {
+            return Ok(());
+        }
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= seq {
+            return Ok(()); // another writer's fsync covered this write
+        }
+        let target = self.written.load(Ordering::Acquire);
+        self.db.persist(PersistMode::SyncAll).map_err(engine_error)?;
+        *synced = target;
+        Ok(())
+    }
+}
+
+impl Engine for DurableEngine {
+    fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some(ks) = self.space(space, false)? else { return Ok(None) };
+        Ok(ks.get(key).map_err(engine_error)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let Some(ks) = self.space(space, true)? else { return Err(StorageError::InvalidSpace(space.into())) };
+        ks.insert(key, value).map_err(engine_error)?;
+        let seq = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        self.commit(seq)
+    }
+
+    fn remove(&self, space: &str, key: &[u8]) -> Result<(), StorageError> {
+        let Some(ks) = self.space(space, false)? else { return Ok(()) };
+        ks.remove(key).map_err(engine_error)?;
+        let seq = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        self.commit(seq)
+    }
+
+    fn scan(&self, space: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError> {
+        let Some(ks) = self.space(space, false)? else { return Ok(()) };
+        for guard in ks.iter() {
+            let (k, v) = guard.into_inner().map_err(engine_error)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncAll).map_err(engine_error)
+    }
+}

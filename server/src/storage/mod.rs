@@ -1,0 +1,136 @@
+//! Storage engines: where a node keeps its replicas.
+//!
+//! Every engine implements the object-safe [`Engine`] trait: named spaces (one per store) of
+//! byte keys and byte values, with a write acknowledged only once it is as durable as the
+//! [`SyncPolicy`] says. Two engines ship: [`MemoryEngine`] (tests, caches) and
+//! [`DurableEngine`], built on fjall, the default (see `docs/storage.md` for why fjall and the
+//! measurements). One conformance suite (`storage/tests.rs`) runs against both.
+//!
+//! Engines store opaque bytes; [`record`] adds the versioned, checksummed record format the
+//! node writes, so that corruption is reported rather than returned as data whatever the engine.
+
+mod durable;
+mod memory;
+pub mod record;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+pub use durable::DurableEngine;
+pub use memory::MemoryEngine;
+
+/// When a write counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// The write is on stable storage (fsync) before it is acknowledged: it survives a crash
+    /// of the process and of the machine. Concurrent writes share one fsync (group commit).
+    /// The default.
+    #[default]
+    Always,
+    /// The write is handed to the operating system before it is acknowledged: it survives a
+    /// crash of the process (SIGKILL) but not a power loss or kernel crash.
+    Os,
+}
+
+impl FromStr for SyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SyncPolicy, String> {
+        match s {
+            "always" => Ok(SyncPolicy::Always),
+            "os" => Ok(SyncPolicy::Os),
+            other => Err(format!("unknown sync policy {other:?}: expected always or os")),
+        }
+    }
+}
+
+impl fmt::Display for SyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncPolicy::Always => "always",
+            SyncPolicy::Os => "os",
+        })
+    }
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The space name is not usable (1 to 255 bytes).
+    #[error("invalid space name {0:?}")]
+    InvalidSpace(String),
+    /// The underlying engine failed (I/O, a failed fsync, a damaged file).
+    #[error("storage engine failed: {0}")]
+    Engine(String),
+    /// A record failed its checksum or could not be decoded.
+    #[error("corrupt record for key {key:?} in {space}: {reason}")]
+    Corrupt {
+        /// The space.
+        space: String,
+        /// The key, lossily as text.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A storage engine: spaces of byte keys and byte values. Object safe; shared across threads.
+pub trait Engine: Send + Sync + fmt::Debug {
+    /// The value of `key` in `space`, if any. A space never written reads as empty.
+    fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Stores `value` under `key`, replacing any value; durable per the engine's
+    /// [`SyncPolicy`] when it returns.
+    fn put(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
+
+    /// Removes `key`; durable per the engine's [`SyncPolicy`] when it returns.
+    fn remove(&self, space: &str, key: &[u8]) -> Result<(), StorageError>;
+
+    /// Calls `visit` on each entry of `space` in key order until it returns `false`.
+    fn scan(&self, space: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError>;
+
+    /// Makes every write so far durable on stable storage, whatever the policy.
+    fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// Which engine a node runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// [`DurableEngine`] (fjall), the default.
+    #[default]
+    Durable,
+    /// [`MemoryEngine`]: nothing survives a restart.
+    Memory,
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EngineKind, String> {
+        match s {
+            "durable" => Ok(EngineKind::Durable),
+            "memory" => Ok(EngineKind::Memory),
+            other => Err(format!("unknown engine {other:?}: expected durable or memory")),
+        }
+    }
+}
+
+/// Opens an engine of `kind` in `dir` (the durable engine keeps its files in `dir/data`).
+pub fn open(kind: EngineKind, dir: &Path, sync: SyncPolicy) -> Result<Box<dyn Engine>, StorageError> {
+    Ok(match kind {
+        EngineKind::Durable => Box::new(DurableEngine::open(&dir.join("data"), sync)?),
+        EngineKind::Memory => Box::new(MemoryEngine::new()),
+    })
+}
+
+fn check_space(space: &str) -> Result<(), StorageError> {
+    if space.is_empty() || space.len() > 255 {
+        return Err(StorageError::InvalidSpace(space.into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
