@@ -10,7 +10,7 @@ use quickv_core::coordinator::ReplicaFailure;
 use quickv_core::node::NodeId;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Siblings, Value, Write};
-use quickv_core::wire::{ErrorKind, Request, Response};
+use quickv_core::wire::{Request, Response};
 
 use crate::drive::{self, NodeCaller, Target};
 use crate::error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
@@ -405,16 +405,8 @@ struct ClientCaller {
 impl NodeCaller for ClientCaller {
     async fn call(&self, to: NodeId, request: Request) -> Result<Response, ReplicaFailure> {
         let addr = self.topology.address(&to).ok_or(ReplicaFailure::Unavailable)?;
-        match self.inner.transport.call(addr, Some(self.topology.epoch()), request).await {
-            Ok(Response::Error(e)) if e.kind == ErrorKind::StaleRing => {
-                self.stale.store(true, Ordering::Relaxed);
-                Err(ReplicaFailure::Unavailable)
-            }
-            Ok(Response::Error(e)) if e.kind.is_retryable() => Err(ReplicaFailure::Unavailable),
-            Ok(Response::Error(e)) => Err(ReplicaFailure::Refused(e)),
-            Ok(response) => Ok(response),
-            Err(_) => Err(ReplicaFailure::Unavailable),
-        }
+        let answer = self.inner.transport.call(addr, Some(self.topology.epoch()), request).await;
+        drive::replica_answer(answer, &self.stale)
     }
 }
 

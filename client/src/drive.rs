@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
@@ -17,9 +18,11 @@ use quickv_core::node::NodeId;
 use quickv_core::ring::PreferenceList;
 use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::version::{Siblings, Write};
-use quickv_core::wire::{Request, Response};
+use quickv_core::wire::{ErrorKind, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+use crate::transport::CallError;
 
 /// Something that can send one request to a named node and wait for its answer.
 ///
@@ -29,6 +32,22 @@ use tokio::time::Instant;
 pub trait NodeCaller: Send + Sync + 'static {
     /// Sends `request` to `to`.
     fn call(&self, to: NodeId, request: Request) -> impl Future<Output = Result<Response, ReplicaFailure>> + Send;
+}
+
+/// Maps a node's answer to what a coordinator expects: transport failures and errors the node
+/// reports as retryable become [`ReplicaFailure::Unavailable`], others [`ReplicaFailure::Refused`].
+/// `stale` is set when the node said the sender routed with an old ring.
+pub fn replica_answer(answer: Result<Response, CallError>, stale: &AtomicBool) -> Result<Response, ReplicaFailure> {
+    match answer {
+        Ok(Response::Error(e)) if e.kind == ErrorKind::StaleRing => {
+            stale.store(true, Ordering::Relaxed);
+            Err(ReplicaFailure::Unavailable)
+        }
+        Ok(Response::Error(e)) if e.kind.is_retryable() => Err(ReplicaFailure::Unavailable),
+        Ok(Response::Error(e)) => Err(ReplicaFailure::Refused(e)),
+        Ok(response) => Ok(response),
+        Err(_) => Err(ReplicaFailure::Unavailable),
+    }
 }
 
 /// What one coordinated request is about.

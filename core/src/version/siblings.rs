@@ -18,6 +18,16 @@ pub enum Payload {
     Tombstone,
 }
 
+impl Payload {
+    /// The value, unless this is a tombstone.
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Payload::Value(value) => Some(value),
+            Payload::Tombstone => None,
+        }
+    }
+}
+
 /// A write as a caller asks for it: what to store, what it supersedes, and when (milliseconds of
 /// wall-clock time, used only by last-writer-wins).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,10 +199,7 @@ impl Siblings {
 
     /// The live values (tombstones left out).
     pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.versions.iter().filter_map(|v| match &v.payload {
-            Payload::Value(value) => Some(value),
-            Payload::Tombstone => None,
-        })
+        self.versions.iter().filter_map(|v| v.payload.value())
     }
 
     /// Whether the key reads as absent: never written, or every version is a tombstone.

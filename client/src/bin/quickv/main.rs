@@ -1,0 +1,279 @@
+//! `quickv`: the command-line tool of quickv.
+//!
+//! ```text
+//! quickv [--seeds A,B] [--ca FILE] [--json] COMMAND
+//!   put [--store S] KEY VALUE [--context TOKEN]    VALUE - reads stdin; prints the new context
+//!   get [--store S] KEY                            exit status 1 when the key is absent
+//!   delete [--store S] KEY [--context TOKEN]
+//!   store create NAME [--preset P] [--n N --r R --w W --quorum sloppy|strict --conflicts siblings|lww]
+//!   store list
+//!   status
+//! ```
+//!
+//! Seeds and CA default to `QUICKV_SEEDS` and `QUICKV_CA` (what `quickv-node dev` prints).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::{Parser, Subcommand};
+use quickv_client::{CausalContext, Client, ClusterCa, ConflictPolicy, Preset, QuorumKind, StoreConfig, StoreName};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "quickv", version, about = "Use a quickv cluster")]
+struct Cli {
+    /// Node addresses to reach the cluster through, comma separated.
+    #[arg(long, env = "QUICKV_SEEDS", value_delimiter = ',', global = true)]
+    seeds: Vec<String>,
+    /// The cluster CA certificate (ca.pem).
+    #[arg(long, env = "QUICKV_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a value; prints the new causal context.
+    Put {
+        /// The store.
+        #[arg(long, default_value = StoreName::DEFAULT)]
+        store: String,
+        /// The key.
+        key: String,
+        /// The value; `-` reads it from stdin.
+        value: String,
+        /// The context of the versions this write supersedes (from a get); none writes blind,
+        /// which leaves any current value as a sibling.
+        #[arg(long)]
+        context: Option<CausalContext>,
+    },
+    /// Read a key: its value, or every sibling, and the causal context.
+    Get {
+        /// The store.
+        #[arg(long, default_value = StoreName::DEFAULT)]
+        store: String,
+        /// The key.
+        key: String,
+    },
+    /// Delete a key (without --context: the versions a read finds now).
+    Delete {
+        /// The store.
+        #[arg(long, default_value = StoreName::DEFAULT)]
+        store: String,
+        /// The key.
+        key: String,
+        /// The context of the versions to delete.
+        #[arg(long)]
+        context: Option<CausalContext>,
+    },
+    /// Create or list stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Every node: address, zone, capacity, state and share of the ring.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create a store; its settings are fixed for life.
+    Create {
+        /// The store's name.
+        name: String,
+        /// Starting settings: eventual (N3 R1 W1), quorum (N3 R2 W2) or strict (N3 R2 W2, strict).
+        #[arg(long, default_value = "quorum")]
+        preset: Preset,
+        /// Replication factor.
+        #[arg(long)]
+        n: Option<u8>,
+        /// Read quorum.
+        #[arg(long)]
+        r: Option<u8>,
+        /// Write quorum.
+        #[arg(long)]
+        w: Option<u8>,
+        /// sloppy (fallbacks count, always writable) or strict.
+        #[arg(long)]
+        quorum: Option<QuorumKind>,
+        /// siblings or lww.
+        #[arg(long)]
+        conflicts: Option<ConflictPolicy>,
+    },
+    /// List stores and their settings.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("quickv: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("quickv: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<Client> {
+    if cli.seeds.is_empty() {
+        bail!("no seeds: pass --seeds or set QUICKV_SEEDS (quickv-node dev prints the line)");
+    }
+    let Some(ca) = &cli.ca else { bail!("no CA: pass --ca or set QUICKV_CA (quickv-node dev prints the line)") };
+    let ca = ClusterCa::from_pem_file(ca)?;
+    Ok(Client::builder().seeds(cli.seeds.clone()).ca_cert(ca).build().await?)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let client = connect(&cli).await?;
+    let code = match &cli.command {
+        Command::Put { store, key, value, context } => {
+            let value = if value == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin().read_to_end(&mut buf).context("reading the value from stdin")?;
+                buf
+            } else {
+                value.clone().into_bytes()
+            };
+            let store = client.store(store).await?;
+            let context = store.put(key, value, &context.clone().unwrap_or_else(CausalContext::empty)).await?;
+            if cli.json {
+                println!("{}", json!({ "key": key, "context": context.to_string() }));
+            } else {
+                println!("{context}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Get { store, key } => {
+            let store = client.store(store).await?;
+            let read = store.get(key).await?;
+            if cli.json {
+                let values: Vec<String> = read.values.iter().map(|v| BASE64.encode(v)).collect();
+                println!("{}", json!({ "key": key, "values": values, "context": read.context.to_string() }));
+            } else if read.is_absent() {
+                eprintln!("{key}: not found");
+            } else {
+                let mut out = std::io::stdout().lock();
+                let many = read.values.len() > 1;
+                for (i, value) in read.values.iter().enumerate() {
+                    if many {
+                        writeln!(out, "-- sibling {} of {} --", i + 1, read.values.len())?;
+                    }
+                    out.write_all(value.as_ref())?;
+                    writeln!(out)?;
+                }
+                eprintln!("context: {}", read.context);
+            }
+            if read.is_absent() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+        }
+        Command::Delete { store, key, context } => {
+            let store = client.store(store).await?;
+            let context = match context {
+                Some(c) => c.clone(),
+                None => store.get(key).await?.context,
+            };
+            let after = store.delete(key, &context).await?;
+            if cli.json {
+                println!("{}", json!({ "key": key, "context": after.to_string() }));
+            } else {
+                println!("{after}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Store { command: StoreCommand::Create { name, preset, n, r, w, quorum, conflicts } } => {
+            let base = preset.config();
+            let config = StoreConfig::new(
+                n.unwrap_or(base.n() as u8),
+                r.unwrap_or(base.r() as u8),
+                w.unwrap_or(base.w() as u8),
+                quorum.unwrap_or(base.quorum_kind()),
+                conflicts.unwrap_or(base.conflicts()),
+            )?;
+            let name = StoreName::new(name)?;
+            let created = client.create_store(&name, config).await?;
+            if cli.json {
+                println!("{}", json!({ "store": name.as_str(), "config": config.to_string(), "created": created }));
+            } else if created {
+                println!("created store {name}: {config}");
+            } else {
+                println!("store {name} already exists with these settings: {config}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Store { command: StoreCommand::List } => {
+            client.refresh().await?;
+            let view = client.view();
+            if cli.json {
+                let stores: serde_json::Map<String, serde_json::Value> =
+                    view.stores().map(|(n, c)| (n.to_string(), json!(c.to_string()))).collect();
+                println!("{}", json!({ "stores": stores }));
+            } else {
+                for (name, config) in view.stores() {
+                    println!("{name}\t{config}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Status => {
+            client.refresh().await?;
+            let view = client.view();
+            let shares: std::collections::HashMap<_, _> =
+                view.ring().map(|r| r.shares().into_iter().collect()).unwrap_or_default();
+            let epoch = view.ring().map_or(0, |r| r.epoch());
+            let rows: Vec<_> = view
+                .membership()
+                .nodes()
+                .map(|n| {
+                    let share = shares.get(&n.id).copied().unwrap_or(0.0);
+                    (n, share)
+                })
+                .collect();
+            if cli.json {
+                let nodes: Vec<_> = rows
+                    .iter()
+                    .map(|(n, share)| {
+                        json!({ "id": n.id.as_str(), "address": n.address, "zone": n.zone.as_str(),
+                                "capacity": n.capacity, "state": format!("{:?}", n.status).to_lowercase(), "share": share })
+                    })
+                    .collect();
+                println!("{}", json!({ "ring_epoch": epoch, "nodes": nodes }));
+            } else {
+                println!(
+                    "{:<12} {:<22} {:<12} {:>8} {:<8} {:>7}",
+                    "NODE", "ADDRESS", "ZONE", "CAPACITY", "STATE", "SHARE"
+                );
+                for (n, share) in rows {
+                    let state = format!("{:?}", n.status).to_lowercase();
+                    println!(
+                        "{:<12} {:<22} {:<12} {:>8} {:<8} {:>6.1}%",
+                        n.id.as_str(),
+                        n.address,
+                        n.zone.as_str(),
+                        n.capacity,
+                        state,
+                        share * 100.0
+                    );
+                }
+                println!("ring epoch {epoch}, {} stores", view.stores().count());
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    client.close();
+    Ok(code)
+}

@@ -1,0 +1,194 @@
+//! `quickv-node`: run quickv nodes.
+//!
+//! - `quickv-node dev [--nodes 3] [--dir ./quickv-dev]`: a local cluster on loopback, in the
+//!   foreground, with the durable engine; prints the line that points `quickv` at it.
+//! - `quickv-node init --dir DIR`: create the cluster's CA in DIR.
+//! - `quickv-node run --dir DIR/NODE --ca-dir DIR --listen ADDR [--seeds ADDR,...] ...`: one node.
+//!
+//! Logs go to stderr; `QUICKV_LOG=debug` (or `warn`, `error`) changes the level (default `info`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use quickv_core::store::Limits;
+use quickv_server::node::{Node, NodeConfig};
+use quickv_server::pki;
+use quickv_server::storage::{EngineKind, SyncPolicy};
+
+#[derive(Parser)]
+#[command(name = "quickv-node", version, about = "Run quickv nodes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local cluster on loopback in the foreground (creates it on first start).
+    Dev {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// The cluster folder (CA and one folder per node).
+        #[arg(long, default_value = "./quickv-dev")]
+        dir: PathBuf,
+        /// Port of the first node; the others follow.
+        #[arg(long, default_value_t = 7101)]
+        base_port: u16,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Create a cluster's certificate authority in DIR (ca.pem for clients, ca.key to issue node
+    /// certificates).
+    Init {
+        /// The cluster folder.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Run one node.
+    Run(RunArgs),
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Storage engine: durable (fjall, the default) or memory.
+    #[arg(long, default_value = "durable")]
+    engine: EngineKind,
+    /// When a write is acknowledged: always (after fsync, the default) or os (after handing it to
+    /// the operating system: survives a process crash, not a power loss).
+    #[arg(long, default_value = "always")]
+    sync: SyncPolicy,
+    /// Longest key in bytes.
+    #[arg(long, default_value_t = Limits::default().max_key)]
+    max_key: usize,
+    /// Largest value in bytes.
+    #[arg(long, default_value_t = Limits::default().max_value)]
+    max_value: usize,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The node's folder (certificate, data, saved cluster view).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The cluster folder made by `init` (ca.pem, and ca.key to issue this node's certificate).
+    #[arg(long)]
+    ca_dir: PathBuf,
+    /// Address to listen on, for example 127.0.0.1:7101.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Address others reach this node at (default: the listen address).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    /// Nodes to join through, comma separated; none for the first node.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<SocketAddr>,
+    /// The node's zone.
+    #[arg(long, default_value = "default")]
+    zone: String,
+    /// The node's capacity (its weight in the ring).
+    #[arg(long, default_value_t = 1)]
+    capacity: u32,
+    /// The node's id (default: the name of its folder).
+    #[arg(long)]
+    id: Option<String>,
+    /// log2 of the partition count, for the first node of a new cluster.
+    #[arg(long, default_value_t = quickv_core::ring::DEFAULT_PARTITION_BITS)]
+    partition_bits: u8,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+fn main() -> Result<()> {
+    let level = match std::env::var("QUICKV_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("error") => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Init { dir } => {
+                let created = pki::init_cluster(&dir)?;
+                let verb = if created { "created" } else { "already has" };
+                println!("{} {verb} a cluster CA: give clients {}", dir.display(), dir.join(pki::CA_CERT).display());
+                Ok(())
+            }
+            Command::Run(args) => run(args).await,
+            Command::Dev { nodes, dir, base_port, storage } => dev(nodes, dir, base_port, storage).await,
+        }
+    })
+}
+
+fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
+    config.engine = storage.engine;
+    config.sync = storage.sync;
+    config.limits = Limits { max_key: storage.max_key, max_value: storage.max_value };
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let mut config = NodeConfig::new(&args.dir, &args.ca_dir, args.listen);
+    config.advertise = args.advertise;
+    config.seeds = args.seeds;
+    config.zone = args.zone;
+    config.capacity = args.capacity;
+    config.id = args.id;
+    config.partition_bits = args.partition_bits;
+    apply_storage(&mut config, &args.storage);
+    let node = Node::start(config).await.with_context(|| format!("starting the node in {}", args.dir.display()))?;
+    wait_for_stop().await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> Result<()> {
+    anyhow::ensure!(count >= 1, "--nodes must be at least 1");
+    pki::init_cluster(&dir).with_context(|| format!("creating the cluster CA in {}", dir.display()))?;
+    let first: SocketAddr = ([127, 0, 0, 1], base_port).into();
+    let mut nodes = Vec::new();
+    for i in 0..count {
+        let addr: SocketAddr = ([127, 0, 0, 1], base_port + i).into();
+        let mut config = NodeConfig::new(dir.join(format!("n{}", i + 1)), &dir, addr);
+        config.zone = format!("zone-{}", i + 1);
+        if i > 0 {
+            config.seeds = vec![first];
+        }
+        apply_storage(&mut config, &storage);
+        let node = Node::start(config).await.with_context(|| format!("starting node n{} on {addr}", i + 1))?;
+        nodes.push(node);
+    }
+    // Let the joins settle so the printed line works at once.
+    for _ in 0..100 {
+        if nodes.iter().all(|n| n.view().membership().len() == usize::from(count)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "quickv dev cluster: {count} nodes on 127.0.0.1:{base_port}..{}, data in {}",
+        base_port + count - 1,
+        dir.display()
+    );
+    println!("export QUICKV_SEEDS={first} QUICKV_CA={}", dir.join(pki::CA_CERT).display());
+    wait_for_stop().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    tracing::info!("stopping");
+}
