@@ -117,6 +117,8 @@ impl Transport {
         let bytes = answer.map_err(|_| CallError::Timeout(addr))??;
         match wire::decode(&bytes) {
             Ok(Message::Response { id: got, body }) if got == id => Ok(body),
+            // Id 0 answers a request the node could not read (for example over the frame limit).
+            Ok(Message::Response { id: 0, body: body @ Response::Error(_) }) => Ok(body),
             Ok(_) => Err(CallError::Malformed {
                 addr,
                 error: DecodeError::Invalid("answer is not the response to the request"),

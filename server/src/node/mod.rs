@@ -190,13 +190,17 @@ impl Node {
             .clone()
             .or_else(|| config.dir.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "node".into());
-        let advertise = config.advertise.unwrap_or(config.listen);
-        let mut info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| StartError::SavedView { path: config.dir.clone(), reason: e.to_string() })?;
-
         let ca = ClusterCa::from_pem_file(config.ca_dir.join(pki::CA_CERT))?;
         let identity = pki::node_identity(&config.dir, &config.ca_dir)?;
+        let mut endpoint = quinn::Endpoint::server(pki::server_config(&ca, &identity)?, config.listen)
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        endpoint.set_default_client_config(tls::client_config(&ca, Some(&identity))?);
+        // Listening on port 0 picks a free port: advertise the one picked.
+        let bound = endpoint.local_addr().unwrap_or(config.listen);
+        let advertise = config.advertise.unwrap_or(bound);
+        let mut info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?;
         let engine: Arc<dyn storage::Engine> = Arc::from(storage::open(config.engine, &config.dir, config.sync)?);
 
         let saved_view = saved_view::SavedView::new(config.dir.join(saved_view::FILE));
@@ -212,9 +216,6 @@ impl Node {
         })?;
         saved_view.save(&view)?;
 
-        let mut endpoint = quinn::Endpoint::server(pki::server_config(&ca, &identity)?, config.listen)
-            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
-        endpoint.set_default_client_config(tls::client_config(&ca, Some(&identity))?);
         let transport = Transport::new(endpoint.clone(), config.replica_timeout);
         let shared = Arc::new(Shared {
             id: info.id.clone(),
@@ -263,6 +264,17 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
         let engine = self.shared.replica.engine().clone();
         let _ = tokio::task::spawn_blocking(move || engine.flush()).await;
-        tracing::info!(node = %self.shared.id, "node stopped");
+        // Wait (briefly) for request tasks to let go, so the socket is released on return.
+        let id = self.shared.id.clone();
+        let shared = Arc::downgrade(&self.shared);
+        drop(self);
+        drop(endpoint);
+        for _ in 0..100 {
+            if shared.strong_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!(node = %id, "node stopped");
     }
 }

@@ -1,0 +1,315 @@
+//! Integration tests: nodes on loopback QUIC, the smart client, plain callers and bad input.
+
+#![allow(clippy::unwrap_used)]
+
+mod process;
+mod support;
+
+use std::time::Duration;
+
+use quickv_client::{CausalContext, Client, ClusterCa, ConflictPolicy, GetError, PutError, StoreConfig, StoreName};
+use quickv_core::node::NodeId;
+use quickv_core::store::Limits;
+use quickv_core::token::Token;
+use quickv_core::version::{Dot, VersionVector, Write};
+use quickv_core::wire::{self, ErrorKind, Message, Request, Response};
+use quickv_server::node::Stats;
+use support::Cluster;
+
+fn values(read: &quickv_client::Versions) -> Vec<Vec<u8>> {
+    let mut v: Vec<_> = read.values.iter().map(|v| v.as_ref().to_vec()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_delete_and_siblings() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    assert_eq!(store.config(), StoreConfig::quorum());
+
+    assert!(store.get("cart").await.unwrap().is_absent());
+    let ctx = store.put("cart", b"apples".to_vec(), &CausalContext::empty()).await.unwrap();
+    let read = store.get("cart").await.unwrap();
+    assert_eq!(values(&read), vec![b"apples".to_vec()]);
+    assert_eq!(read.context, ctx);
+
+    // Two writes without context are concurrent: both stay, as siblings.
+    store.put("pair", b"x".to_vec(), &CausalContext::empty()).await.unwrap();
+    store.put("pair", b"y".to_vec(), &CausalContext::empty()).await.unwrap();
+    let both = store.get("pair").await.unwrap();
+    assert_eq!(values(&both), vec![b"x".to_vec(), b"y".to_vec()]);
+    // A write with the merged context replaces both.
+    store.put("pair", b"xy".to_vec(), &both.context).await.unwrap();
+    assert_eq!(values(&store.get("pair").await.unwrap()), vec![b"xy".to_vec()]);
+
+    // Delete with the read's context.
+    let read = store.get("cart").await.unwrap();
+    store.delete("cart", &read.context).await.unwrap();
+    assert!(store.get("cart").await.unwrap().is_absent());
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lww_stores_keep_one_value_and_settings_are_fixed() {
+    let cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let name = StoreName::new("prefs").unwrap();
+    let lww = StoreConfig::quorum().with_conflicts(ConflictPolicy::Lww);
+    assert!(client.create_store(&name, lww).await.unwrap());
+    assert!(!client.create_store(&name, lww).await.unwrap(), "same settings again is fine");
+    let err = client.create_store(&name, StoreConfig::strict()).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("cannot change"), "{err}");
+
+    let store = client.store("prefs").await.unwrap();
+    assert_eq!(store.config(), lww);
+    store.put("theme", b"dark".to_vec(), &CausalContext::empty()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.put("theme", b"light".to_vec(), &CausalContext::empty()).await.unwrap();
+    assert_eq!(values(&store.get("theme").await.unwrap()), vec![b"light".to_vec()]);
+
+    // The catalogue reaches every node.
+    for _ in 0..100 {
+        if cluster.running().all(|n| n.view().store(&name).is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cluster.running().all(|n| n.view().store(&name) == Some(&lww)));
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_holds_with_one_of_three_nodes_stopped_and_a_restarted_node_keeps_its_data() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    for i in 0..20 {
+        store.put(format!("k{i}"), format!("v{i}").into_bytes(), &CausalContext::empty()).await.unwrap();
+    }
+    cluster.stop(2).await;
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(values(&store.get(&key).await.unwrap()), vec![format!("v{i}").into_bytes()]);
+        let read = store.get(&key).await.unwrap();
+        store.put(&key, format!("w{i}").into_bytes(), &read.context).await.unwrap();
+    }
+    let strict = StoreName::new("strict").unwrap();
+    client.create_store(&strict, StoreConfig::strict()).await.unwrap();
+    let strict = client.store("strict").await.unwrap();
+    strict.put("s", b"1".to_vec(), &CausalContext::empty()).await.unwrap();
+    assert_eq!(values(&strict.get("s").await.unwrap()), vec![b"1".to_vec()]);
+
+    // With 3 nodes and N=3, node 0 is a replica of every key and acknowledged every write above
+    // (the client waited for W=2 of the 2 running nodes). Restart it and ask it directly.
+    cluster.stop(0).await;
+    cluster.restart(0).await;
+    let raw = cluster.raw();
+    let mut held = 0;
+    for i in 0..20 {
+        let request = Request::Get { store: StoreName::default_store(), key: format!("k{i}").into_bytes() };
+        match raw.call(cluster.addrs[0], None, request).await.unwrap() {
+            Response::State(Some(state)) => {
+                let vals: Vec<_> = state.values().map(|v| v.as_ref().to_vec()).collect();
+                assert!(vals == vec![format!("w{i}").into_bytes()] || vals == vec![format!("v{i}").into_bytes()]);
+                held += 1;
+            }
+            other => panic!("restarted node lost k{i}: {other:?}"),
+        }
+    }
+    assert_eq!(held, 20);
+    raw.close();
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sloppy_stores_stay_writable_where_strict_ones_refuse() {
+    let mut cluster = Cluster::start(5).await;
+    let client = cluster.client().await;
+    let view = client.view();
+    let ring = view.ring().unwrap();
+    let key = b"hot-key";
+    let prefs = ring.preference_list(Token::of(key), 3, 2);
+    // Stop two of the key's three replicas.
+    for id in &prefs.primaries()[1..] {
+        cluster.stop(Cluster::index_of(id)).await;
+    }
+    let sloppy = client.store("default").await.unwrap();
+    sloppy.put(key, b"v".to_vec(), &CausalContext::empty()).await.unwrap();
+    assert_eq!(values(&sloppy.get(key).await.unwrap()), vec![b"v".to_vec()]);
+
+    client.create_store(&StoreName::new("strict").unwrap(), StoreConfig::strict()).await.unwrap();
+    let strict = client.store("strict").await.unwrap();
+    let err = strict.put(key, b"v".to_vec(), &CausalContext::empty()).await.unwrap_err();
+    assert!(matches!(err, PutError::Unavailable { required: 2, .. }), "{err}");
+    assert!(err.is_retryable());
+    let err = strict.get(key).await.unwrap_err();
+    assert!(matches!(err, GetError::Unavailable { required: 2, answered: 1 }), "{err}");
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smart_client_sends_only_to_replicas() {
+    let cluster = Cluster::start(5).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    for i in 0..40 {
+        store.put(format!("key-{i}"), vec![1u8; 100], &CausalContext::empty()).await.unwrap();
+        store.get(format!("key-{i}")).await.unwrap();
+    }
+    let total: u64 = cluster.running().map(|n| Stats::read(&n.stats().replica_requests)).sum();
+    assert!(total >= 40 * 6, "each put reaches 3 replicas and each get asks 3: {total}");
+    for node in cluster.running() {
+        let stats = node.stats();
+        assert_eq!(Stats::read(&stats.misrouted), 0, "{} got a request for a key it is not a replica of", node.id());
+        assert_eq!(Stats::read(&stats.coordinated), 0, "{} coordinated", node.id());
+        assert_eq!(Stats::read(&stats.forwarded), 0, "{} forwarded", node.id());
+    }
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_callers_are_coordinated_by_any_node() {
+    let cluster = Cluster::start(3).await;
+    let raw = cluster.raw();
+    let store = StoreName::default_store();
+    let write = Write::put(b"plain".to_vec(), CausalContext::empty(), 1);
+    let put = Request::CoordinatePut { store: store.clone(), key: b"p".to_vec(), write };
+    assert!(matches!(raw.call(cluster.addrs[1], None, put).await.unwrap(), Response::State(Some(_))));
+    let get = Request::CoordinateGet { store, key: b"p".to_vec() };
+    match raw.call(cluster.addrs[2], None, get).await.unwrap() {
+        Response::State(Some(state)) => assert_eq!(state.values().next().unwrap().as_ref(), b"plain"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(Stats::read(&cluster.node(1).stats().coordinated), 1);
+    assert_eq!(Stats::read(&cluster.node(2).stats().coordinated), 1);
+    // The smart client sees the plain caller's write.
+    let client = cluster.client().await;
+    let read = client.store("default").await.unwrap().get("p").await.unwrap();
+    assert_eq!(values(&read), vec![b"plain".to_vec()]);
+    raw.close();
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_reach_nodes_and_clients() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let old_epoch = client.view().ring().unwrap().epoch();
+    cluster.add_node().await;
+    cluster.add_node().await;
+    cluster.settle().await;
+    // The client still routes with the old ring; nodes that are no longer replicas say so, and
+    // the client refreshes and retries.
+    let store = client.store("default").await.unwrap();
+    for i in 0..30 {
+        store.put(format!("m{i}"), b"v".to_vec(), &CausalContext::empty()).await.unwrap();
+    }
+    client.refresh().await.unwrap();
+    let view = client.view();
+    assert_eq!(view.membership().len(), 5);
+    assert!(view.ring().unwrap().epoch() > old_epoch);
+    assert_eq!(view.ring(), cluster.node(4).view().ring());
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_changes_nothing() {
+    let limits = Limits { max_key: 32, max_value: 1024 };
+    let cluster = Cluster::start_with(3, limits).await;
+    let raw = cluster.raw();
+    let addr = cluster.addrs[0];
+    let default = StoreName::default_store();
+
+    // A value over the node's limit: refused, naming the limit.
+    let big = Write::put(vec![0u8; 2000], CausalContext::empty(), 1);
+    let mint = Request::Mint { store: default.clone(), key: b"k".to_vec(), write: big, hint_for: None };
+    let Response::Error(e) = raw.call(addr, None, mint).await.unwrap() else { panic!("accepted") };
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    assert!(e.message.contains("(max_value) is 1024"), "{}", e.message);
+    // A key over the limit.
+    let get = Request::Get { store: default.clone(), key: vec![b'k'; 33] };
+    let Response::Error(e) = raw.call(addr, None, get).await.unwrap() else { panic!("accepted") };
+    assert!(e.message.contains("(max_key) is 32"), "{}", e.message);
+    // A frame over the frame limit.
+    let huge = Write::put(vec![0u8; 8 * 1024], CausalContext::empty(), 1);
+    let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write: huge };
+    let Response::Error(e) = raw.call(addr, None, put).await.unwrap() else { panic!("accepted") };
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    assert!(e.message.contains("frame limit"), "{}", e.message);
+    // An unknown store.
+    let get = Request::Get { store: StoreName::new("nope").unwrap(), key: b"k".to_vec() };
+    let Response::Error(e) = raw.call(addr, None, get).await.unwrap() else { panic!("accepted") };
+    assert_eq!(e.kind, ErrorKind::UnknownStore);
+    assert!(e.message.contains("store nope does not exist"));
+    // A forged context that claims writes no node made.
+    let mut forged = VersionVector::new();
+    for n in 0..3 {
+        forged.add(&Dot { actor: NodeId::new(&format!("n{n}")).unwrap(), counter: 1000 });
+    }
+    let write = Write::put(b"v".to_vec(), CausalContext::from_vector(forged), 1);
+    let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write };
+    let Response::Error(e) = raw.call(addr, None, put).await.unwrap() else { panic!("accepted") };
+    assert_eq!(e.kind, ErrorKind::InvalidContext, "{}", e.message);
+    // Membership changes need a node certificate.
+    let join = Request::Join { node: quickv_core::membership::NodeInfo::new("evil", "127.0.0.1:1", "z", 1).unwrap() };
+    let Response::Error(e) = raw.call(addr, None, join).await.unwrap() else { panic!("accepted") };
+    assert_eq!(e.kind, ErrorKind::NotPermitted);
+    // Malformed bytes: answered with an error, and the node keeps serving.
+    let connection = raw.endpoint().connect(addr, quickv_client::tls::NODE_SERVER_NAME).unwrap().await.unwrap();
+    for garbage in [&b""[..], &[1u8, 0xff, 0xff][..], &[9u8, 0][..]] {
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        send.write_all(garbage).await.unwrap();
+        send.finish().unwrap();
+        let answer = wire::decode(&recv.read_to_end(1 << 20).await.unwrap()).unwrap();
+        let Message::Response { body: Response::Error(e), .. } = answer else { panic!("{answer:?}") };
+        assert_eq!(e.kind, ErrorKind::Malformed);
+    }
+    assert!(Stats::read(&cluster.node(0).stats().refused) >= 5);
+    // Nothing was stored by any of the above.
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    assert!(store.get("k").await.unwrap().is_absent());
+    // The client checks limits before sending.
+    let err = store.put("k", vec![0u8; 20 * 1024 * 1024], &CausalContext::empty()).await.unwrap_err();
+    assert!(matches!(err, PutError::OverLimit(_)) && !err.is_retryable(), "{err}");
+    // Node-side limits below the client's are reported as refusals.
+    let err = store.put("k", vec![0u8; 2000], &CausalContext::empty()).await.unwrap_err();
+    assert!(matches!(&err, PutError::Refused(e) if e.kind == ErrorKind::TooLarge), "{err:?}");
+    assert!(matches!(client.store("nope").await, Err(quickv_client::StoreError::Unknown(_))));
+    raw.close();
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_and_peers_outside_the_cluster_ca_are_refused() {
+    let cluster = Cluster::start(1).await;
+    let other = tempfile::tempdir().unwrap();
+    quickv_server::pki::init_cluster(other.path()).unwrap();
+    let foreign_ca = ClusterCa::from_pem_file(other.path().join("ca.pem")).unwrap();
+    // A client trusting another CA cannot verify the node.
+    let err =
+        Client::builder().seeds([cluster.addrs[0].to_string()]).ca_cert(foreign_ca.clone()).build().await.unwrap_err();
+    assert!(err.to_string().contains("no seed answered"), "{err}");
+    // A "node" with a certificate from another CA is refused in the handshake.
+    let identity = quickv_server::pki::node_identity(&other.path().join("rogue"), other.path()).unwrap();
+    let config = quickv_client::tls::client_config(&cluster.ca(), Some(&identity)).unwrap();
+    let rogue =
+        quickv_client::transport::Transport::client(config, "127.0.0.1:0".parse().unwrap(), Duration::from_secs(2))
+            .unwrap();
+    let sync = Request::Sync { view: cluster.node(0).view() };
+    assert!(rogue.call(cluster.addrs[0], None, sync).await.is_err());
+    assert_eq!(cluster.node(0).view().membership().len(), 1);
+    rogue.close();
+    cluster.shutdown().await;
+}

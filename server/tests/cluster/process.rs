@@ -1,0 +1,136 @@
+//! Process-level test: `quickv-node dev` as a real process, driven with the real `quickv` tool.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The `quickv` binary next to `quickv-node`, built first if this run has not built it.
+fn quickv_binary() -> PathBuf {
+    let node = PathBuf::from(env!("CARGO_BIN_EXE_quickv-node"));
+    let quickv = node.with_file_name("quickv");
+    if !quickv.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--locked", "-p", "quickv-client", "--bin", "quickv"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building quickv failed");
+    }
+    quickv
+}
+
+struct Dev {
+    child: Child,
+    seeds: String,
+    ca: String,
+}
+
+impl Dev {
+    /// Starts `quickv-node dev` and waits for the line it prints for clients.
+    fn start(dir: &Path, port: u16) -> Dev {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quickv-node"))
+            .args(["dev", "--nodes", "3", "--base-port", &port.to_string(), "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("quickv-node starts");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("export ") {
+                let mut seeds = String::new();
+                let mut ca = String::new();
+                for pair in rest.split_whitespace() {
+                    match pair.split_once('=') {
+                        Some(("QUICKV_SEEDS", v)) => seeds = v.into(),
+                        Some(("QUICKV_CA", v)) => ca = v.into(),
+                        _ => {}
+                    }
+                }
+                return Dev { child, seeds, ca };
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("quickv-node dev exited without printing the client line");
+    }
+
+    fn quickv(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut command = Command::new(quickv_binary());
+        command.args(args).env("QUICKV_SEEDS", &self.seeds).env("QUICKV_CA", &self.ca);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("quickv runs");
+        if let Some(bytes) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(bytes).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_owned()
+}
+
+#[test]
+fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let mut dev = Dev::start(dir.path(), port);
+
+    let put = dev.quickv(&["put", "greeting", "hello"], None);
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let context = text(&put.stdout);
+    assert!(!context.is_empty());
+
+    let get = dev.quickv(&["get", "greeting"], None);
+    assert!(get.status.success(), "{}", text(&get.stderr));
+    assert_eq!(text(&get.stdout), "hello");
+
+    // A value from stdin, with the context: replaces the first.
+    let put = dev.quickv(&["put", "greeting", "-", "--context", &context], Some(b"hi there"));
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let json = dev.quickv(&["--json", "get", "greeting"], None);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
+    assert_eq!(parsed["key"], "greeting");
+    assert_eq!(parsed["values"], serde_json::json!(["aGkgdGhlcmU="]));
+    assert!(parsed["context"].as_str().is_some_and(|c| !c.is_empty()));
+
+    let status = dev.quickv(&["status"], None);
+    assert!(text(&status.stdout).contains("33.3%"), "{}", text(&status.stdout));
+
+    // SIGKILL the whole cluster, start it again from its folder: the write is there.
+    dev.signal("-KILL");
+    let _ = dev.child.wait();
+    let mut dev = Dev::start(dir.path(), port);
+    let get = dev.quickv(&["get", "greeting"], None);
+    assert_eq!(text(&get.stdout), "hi there", "{}", text(&get.stderr));
+
+    let delete = dev.quickv(&["delete", "greeting"], None);
+    assert!(delete.status.success(), "{}", text(&delete.stderr));
+    let get = dev.quickv(&["get", "greeting"], None);
+    assert_eq!(get.status.code(), Some(1), "absent keys exit with status 1");
+    let json = dev.quickv(&["--json", "get", "greeting"], None);
+    assert_eq!(json.status.code(), Some(1));
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
+    assert_eq!(parsed["values"], serde_json::json!([]));
+
+    // A clean stop on SIGTERM.
+    dev.signal("-TERM");
+    let exit = dev.child.wait().unwrap();
+    assert!(exit.success(), "quickv-node dev exited with {exit}");
+}

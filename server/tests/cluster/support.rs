@@ -1,0 +1,140 @@
+//! A cluster of in-process nodes on loopback QUIC for the tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quickv_client::tls::{self, ClusterCa};
+use quickv_client::transport::Transport;
+use quickv_client::{Client, ClientOptions};
+use quickv_core::node::NodeId;
+use quickv_core::store::Limits;
+use quickv_server::node::{Node, NodeConfig, StartError};
+use quickv_server::pki;
+use quickv_server::storage::EngineKind;
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Option<Node>>,
+    pub addrs: Vec<SocketAddr>,
+    pub limits: Limits,
+}
+
+pub fn config(dir: &Path, i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>, limits: Limits) -> NodeConfig {
+    let mut config = NodeConfig::new(dir.join(format!("n{i}")), dir, listen);
+    config.zone = format!("zone-{i}");
+    config.seeds = seeds;
+    config.engine = EngineKind::Durable;
+    config.limits = limits;
+    config.partition_bits = 8;
+    config.replica_timeout = Duration::from_millis(500);
+    config.sync_interval = Duration::from_millis(100);
+    config
+}
+
+impl Cluster {
+    pub async fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, Limits::default()).await
+    }
+
+    pub async fn start_with(count: usize, limits: Limits) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_cluster(dir.path()).unwrap();
+        let mut cluster = Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits };
+        for _ in 0..count {
+            cluster.add_node().await;
+        }
+        cluster.settle().await;
+        cluster
+    }
+
+    /// Starts one more node, joining through the first.
+    pub async fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let seeds = self.addrs.first().copied().into_iter().collect();
+        let node =
+            Node::start(config(self.dir.path(), i, "127.0.0.1:0".parse().unwrap(), seeds, self.limits)).await.unwrap();
+        self.addrs.push(node.local_addr().unwrap());
+        self.nodes.push(Some(node));
+        i
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().flatten()
+    }
+
+    /// Waits until every running node sees every node and the same ring.
+    pub async fn settle(&self) {
+        let total = self.nodes.len();
+        for _ in 0..200 {
+            let views: Vec<_> = self.running().map(|n| n.view()).collect();
+            let epochs: Vec<_> = views.iter().map(|v| v.ring().map(|r| (r.epoch(), r.digest()))).collect();
+            if views.iter().all(|v| v.membership().len() == total) && epochs.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cluster did not settle");
+    }
+
+    pub async fn stop(&mut self, i: usize) {
+        self.nodes[i].take().expect("node is running").shutdown().await;
+    }
+
+    /// Starts a stopped node again on its address, from its folder.
+    pub async fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none());
+        let config = config(self.dir.path(), i, self.addrs[i], vec![self.addrs[0]], self.limits);
+        // The old socket closes once its connections have drained.
+        for attempt in 0.. {
+            match Node::start(config.clone()).await {
+                Ok(node) => {
+                    self.nodes[i] = Some(node);
+                    return;
+                }
+                Err(StartError::Listen { .. }) if attempt < 100 => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("restart failed: {e}"),
+            }
+        }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join(pki::CA_CERT)
+    }
+
+    pub fn ca(&self) -> ClusterCa {
+        ClusterCa::from_pem_file(self.ca_path()).unwrap()
+    }
+
+    pub async fn client(&self) -> Client {
+        let options = ClientOptions { replica_timeout: Duration::from_millis(500), ..ClientOptions::default() };
+        Client::builder()
+            .seeds(self.addrs.iter().map(|a| a.to_string()))
+            .ca_cert(self.ca())
+            .options(options)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    /// A raw transport without a certificate (a plain caller).
+    pub fn raw(&self) -> Transport {
+        let config = tls::client_config(&self.ca(), None).unwrap();
+        Transport::client(config, "127.0.0.1:0".parse().unwrap(), Duration::from_secs(5)).unwrap()
+    }
+
+    /// The index of a node (ids are `n<index>`).
+    pub fn index_of(id: &NodeId) -> usize {
+        id.as_str()[1..].parse().unwrap()
+    }
+
+    pub async fn shutdown(mut self) {
+        for node in self.nodes.iter_mut().filter_map(Option::take) {
+            node.shutdown().await;
+        }
+    }
+}
