@@ -1,4 +1,4 @@
-//! Ring: preference-list lookup on a 1,000-node ring, and rebalancing after a join.
+//! Ring: preference-list lookup on 1,000-node and 3-node rings, and rebalancing after a join.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented public functions.
 
@@ -18,6 +18,14 @@ fn preference_list(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % tokens.len();
             black_box(ring.preference_list(black_box(tokens[i]), 3, 3))
+        })
+    });
+    // A small cluster asked for more fallbacks than it has nodes: must not walk every partition.
+    let small = Ring::build(&membership(3, 3), DEFAULT_PARTITION_BITS).expect("ring builds");
+    c.bench_function("ring/preference_list/3_nodes/n3+3_fallbacks", |b| {
+        b.iter(|| {
+            i = (i + 1) % tokens.len();
+            black_box(small.preference_list(black_box(tokens[i]), 3, 3))
         })
     });
     c.bench_function("ring/key_token/16_byte_key", |b| b.iter(|| Token::of(black_box(b"cart:1234567890a"))));

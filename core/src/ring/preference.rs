@@ -63,22 +63,25 @@ impl Seen {
 }
 
 /// The distinct nodes met walking clockwise from a token, in order (no zone rule). Yields each
-/// ring member once; ends after a full turn.
+/// ring member once; ends after a full turn, or as soon as every member has been met (so asking
+/// for more nodes than a small cluster has does not walk every partition).
 pub struct Walk<'a> {
     ring: &'a Ring,
     partition: usize,
     steps_left: usize,
+    unseen: usize,
     seen: Seen,
 }
 
 impl<'a> Walk<'a> {
     fn next_index(&mut self) -> Option<u32> {
         let mask = self.ring.owners.len() - 1;
-        while self.steps_left > 0 {
+        while self.steps_left > 0 && self.unseen > 0 {
             let owner = self.ring.owners[self.partition & mask];
             self.partition = self.partition.wrapping_add(1);
             self.steps_left -= 1;
             if self.seen.insert(owner) {
+                self.unseen -= 1;
                 return Some(owner);
             }
         }
@@ -102,6 +105,7 @@ impl Ring {
             ring: self,
             partition: self.partition_of(token),
             steps_left: self.owners.len(),
+            unseen: self.nodes.len(),
             seen: Seen::new(self.nodes.len()),
         }
     }
