@@ -134,3 +134,55 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
     let exit = dev.child.wait().unwrap();
     assert!(exit.success(), "quickv-node dev exited with {exit}");
 }
+
+#[test]
+fn init_and_run_start_nodes_as_separate_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_bin = env!("CARGO_BIN_EXE_quickv-node");
+    let init = Command::new(node_bin).args(["init", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    assert!(dir.path().join("ca.pem").exists() && dir.path().join("ca.key").exists());
+
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let addr = |i: u16| format!("127.0.0.1:{}", port + i);
+    let mut nodes: Vec<Child> = (0..2u16)
+        .map(|i| {
+            let mut command = Command::new(node_bin);
+            command.arg("run").arg("--dir").arg(dir.path().join(format!("n{i}"))).arg("--ca-dir").arg(dir.path());
+            command.args(["--listen", &addr(i), "--zone", &format!("z{i}"), "--capacity", &(i + 1).to_string()]);
+            if i > 0 {
+                command.args(["--seeds", &addr(0)]);
+            }
+            command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    let quickv = |args: &[&str]| {
+        Command::new(quickv_binary())
+            .args(args)
+            .env("QUICKV_SEEDS", addr(0))
+            .env("QUICKV_CA", dir.path().join("ca.pem"))
+            .output()
+            .unwrap()
+    };
+    // Both nodes appear, with shares in proportion to capacity (1:2).
+    let mut listing = String::new();
+    for _ in 0..100 {
+        let status = quickv(&["--json", "status"]);
+        listing = text(&status.stdout);
+        if status.status.success() && listing.matches("\"up\"").count() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&listing).expect("status JSON");
+    let shares: Vec<f64> = parsed["nodes"].as_array().unwrap().iter().map(|n| n["share"].as_f64().unwrap()).collect();
+    assert_eq!(shares.len(), 2, "{listing}");
+    assert!((shares[1] / shares[0] - 2.0).abs() < 0.1, "{listing}");
+    let put = quickv(&["put", "k", "v"]);
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    assert_eq!(text(&quickv(&["get", "k"]).stdout), "v");
+    for node in &mut nodes {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+}
