@@ -173,6 +173,9 @@ impl Client {
     /// Creates a store with settings fixed for life. Returns `true` if it was created, `false`
     /// if it already existed with these settings.
     pub async fn create_store(&self, name: &StoreName, config: StoreConfig) -> Result<bool, CreateStoreError> {
+        // Nodes acknowledge a create of an existing identical store too: tell the two apart
+        // with a fresh view.
+        let _ = self.inner.refresh().await;
         let existed = self.inner.topology().view().store(name) == Some(&config);
         let request = Request::CreateStore { name: name.clone(), config };
         let mut failures = Vec::new();
@@ -241,8 +244,9 @@ impl Inner {
     async fn refresh(&self) -> Result<(), RefreshError> {
         let fetched = self.fetch_view().await?;
         let mut view = self.topology().view().clone();
-        // A view of another partition count belongs to a new cluster at the same addresses.
-        if view.partition_bits() != fetched.partition_bits() || view.merge(&fetched).is_err() {
+        // A view that does not merge (another partition count) belongs to a new cluster at the
+        // same addresses, or this client has none yet.
+        if view.merge(&fetched).is_err() {
             view = fetched;
         }
         self.install(view);

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use quickv_client::Topology;
 use quickv_client::tls::{self, ClusterCa};
 use quickv_client::transport::Transport;
 use quickv_core::cluster::ClusterView;
@@ -145,7 +146,9 @@ impl Stats {
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
     pub(crate) config: NodeConfig,
-    pub(crate) view: RwLock<ClusterView>,
+    /// The cluster view with its routing data, replaced as a whole when the view changes, so
+    /// requests share it instead of copying the view.
+    pub(crate) topology: RwLock<Arc<Topology>>,
     pub(crate) replica: Replica,
     pub(crate) transport: Transport,
     pub(crate) stats: Stats,
@@ -153,16 +156,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn topology(&self) -> Arc<Topology> {
+        self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub(crate) fn view(&self) -> ClusterView {
-        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.topology().view().clone()
     }
 
     /// Applies `change` to the view; if it changed, saves it and tells every peer.
     pub(crate) fn update_view<T>(self: &Arc<Self>, change: impl FnOnce(&mut ClusterView) -> (bool, T)) -> T {
         let (changed, out, view) = {
-            let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            let mut topology = self.topology.write().unwrap_or_else(|p| p.into_inner());
+            let mut view = topology.view().clone();
             let (changed, out) = change(&mut view);
-            (changed, out, view.clone())
+            if changed {
+                *topology = Arc::new(Topology::new(view.clone()));
+            }
+            (changed, out, view)
         };
         if changed {
             if let Err(e) = self.saved_view.save(&view) {
@@ -220,7 +231,7 @@ impl Node {
         let shared = Arc::new(Shared {
             id: info.id.clone(),
             replica: Replica::new(info.id.clone(), engine),
-            view: RwLock::new(view),
+            topology: RwLock::new(Arc::new(Topology::new(view))),
             transport,
             stats: Stats::default(),
             saved_view,

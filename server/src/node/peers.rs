@@ -6,6 +6,7 @@
 //! a node that missed a change catches up within a few rounds. (Failure detection and the full
 //! gossip protocol come later.)
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,13 +25,13 @@ use super::service::replica_op;
 /// QUIC, routed with this node's ring.
 pub(crate) struct PeerCaller {
     shared: Arc<Shared>,
-    topology: Topology,
+    topology: Arc<Topology>,
     stale: AtomicBool,
 }
 
 impl PeerCaller {
     pub(crate) fn new(shared: Arc<Shared>) -> PeerCaller {
-        let topology = Topology::new(shared.view());
+        let topology = shared.topology();
         PeerCaller { shared, topology, stale: AtomicBool::new(false) }
     }
 }
@@ -51,14 +52,7 @@ impl NodeCaller for PeerCaller {
 
 /// Sends `view` to every other node, in the background.
 pub(crate) fn broadcast(shared: Arc<Shared>, view: ClusterView) {
-    let peers: Vec<_> = Topology::new(view.clone())
-        .view()
-        .membership()
-        .nodes()
-        .filter(|n| n.id != shared.id)
-        .filter_map(|n| n.address.parse().ok())
-        .collect();
-    for addr in peers {
+    for addr in peer_addresses(&shared, &view) {
         let (shared, view) = (shared.clone(), view.clone());
         tokio::spawn(async move {
             let _ = exchange(&shared, addr, view).await;
@@ -66,8 +60,13 @@ pub(crate) fn broadcast(shared: Arc<Shared>, view: ClusterView) {
     }
 }
 
+/// The addresses of every other node in `view`.
+fn peer_addresses(shared: &Shared, view: &ClusterView) -> Vec<SocketAddr> {
+    view.membership().nodes().filter(|n| n.id != shared.id).filter_map(|n| n.address.parse().ok()).collect()
+}
+
 /// Sends our view to `addr` and merges the answer.
-async fn exchange(shared: &Arc<Shared>, addr: std::net::SocketAddr, view: ClusterView) -> Result<(), String> {
+async fn exchange(shared: &Arc<Shared>, addr: SocketAddr, view: ClusterView) -> Result<(), String> {
     match shared.transport.call(addr, None, Request::Sync { view }).await {
         Ok(Response::Cluster(theirs)) => {
             shared.update_view(|mine| match mine.merge(&theirs) {
@@ -113,12 +112,7 @@ pub(crate) async fn join_and_sync(shared: Arc<Shared>, me: NodeInfo) {
             }
         } else {
             let view = shared.view();
-            let peers: Vec<_> = view
-                .membership()
-                .nodes()
-                .filter(|n| n.id != shared.id)
-                .filter_map(|n| n.address.parse().ok())
-                .collect();
+            let peers = peer_addresses(&shared, &view);
             if !peers.is_empty() {
                 turn = turn.wrapping_add(1);
                 let _ = exchange(&shared, peers[turn % peers.len()], view).await;

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use quickv_client::drive::{self, Target};
 use quickv_core::coordinator::{GetError, PutError};
 use quickv_core::store::{StoreConfig, StoreName};
+use quickv_core::version::Value;
 use quickv_core::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
 
 use super::Shared;
@@ -116,9 +117,7 @@ async fn handle(
         }
         Request::CoordinatePut { store, key, write } => {
             shared.stats.coordinated.fetch_add(1, Ordering::Relaxed);
-            if let Some(value) = write.payload.value() {
-                shared.config.limits.check_value(value.as_ref()).map_err(too_large)?;
-            }
+            check_value(shared, write.payload.value())?;
             let target = target(shared, store, key)?;
             let caller = Arc::new(PeerCaller::new(shared.clone()));
             match drive::put(caller, target, write).await {
@@ -155,7 +154,7 @@ async fn handle(
                 }
                 (changed, ())
             });
-            Ok(Response::Membership(shared.view().membership().clone()))
+            Ok(Response::Membership(shared.topology().view().membership().clone()))
         }
     }
 }
@@ -172,18 +171,14 @@ pub(crate) async fn replica_op(shared: &Arc<Shared>, body: Request) -> Result<Re
         Request::Mint { store, key, write, hint_for: _ } => {
             let config = store_config(shared, &store)?;
             shared.config.limits.check_key(&key).map_err(too_large)?;
-            if let Some(value) = write.payload.value() {
-                shared.config.limits.check_value(value.as_ref()).map_err(too_large)?;
-            }
+            check_value(shared, write.payload.value())?;
             let state = shared.replica.mint(&store, &key, &write, config.conflicts()).await.map_err(internal)?;
             Ok(Response::State(Some(state)))
         }
         Request::Replicate { store, key, siblings, hint_for: _ } => {
             let config = store_config(shared, &store)?;
             shared.config.limits.check_key(&key).map_err(too_large)?;
-            if let Some(value) = siblings.values().find(|v| v.len() > shared.config.limits.max_value) {
-                shared.config.limits.check_value(value.as_ref()).map_err(too_large)?;
-            }
+            siblings.values().try_for_each(|v| check_value(shared, Some(v)))?;
             shared.replica.merge(&store, &key, &siblings, config.conflicts()).await.map_err(internal)?;
             Ok(Response::Ack)
         }
@@ -199,7 +194,8 @@ fn check_routing(shared: &Shared, body: &Request, epoch: Option<u64>) -> Result<
     else {
         return Ok(());
     };
-    let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
+    let topology = shared.topology();
+    let view = topology.view();
     let (Some(ring), Some(config)) = (view.ring(), view.store(store)) else { return Ok(()) };
     let prefs = ring.preference_list(quickv_core::token::Token::of(key), config.n(), 3);
     if !prefs.is_primary(&shared.id) {
@@ -230,15 +226,18 @@ async fn create_store(shared: &Arc<Shared>, name: StoreName, config: StoreConfig
 fn target(shared: &Shared, store: StoreName, key: Vec<u8>) -> Result<Target, ErrorReply> {
     let config = store_config(shared, &store)?;
     shared.config.limits.check_key(&key).map_err(too_large)?;
-    let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
-    let ring = view.ring().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))?;
-    let prefs = ring.preference_list(quickv_core::token::Token::of(&key), config.n(), 3);
+    let prefs = shared
+        .topology()
+        .preference_list(&key, config.n(), 3)
+        .ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))?;
     Ok(Target { store, config, key, prefs, timeout: shared.config.replica_timeout })
 }
 
 fn store_config(shared: &Shared, store: &StoreName) -> Result<StoreConfig, ErrorReply> {
-    let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
-    view.store(store)
+    shared
+        .topology()
+        .view()
+        .store(store)
         .copied()
         .ok_or_else(|| ErrorReply::new(ErrorKind::UnknownStore, format!("store {store} does not exist")))
 }
@@ -252,6 +251,10 @@ fn nodes_only(from_node: bool) -> Result<(), ErrorReply> {
             "only cluster nodes (with a certificate of the cluster CA) may send this",
         ))
     }
+}
+
+fn check_value(shared: &Shared, value: Option<&Value>) -> Result<(), ErrorReply> {
+    value.map_or(Ok(()), |v| shared.config.limits.check_value(v.as_ref()).map_err(too_large))
 }
 
 fn too_large(e: quickv_core::store::LimitError) -> ErrorReply {

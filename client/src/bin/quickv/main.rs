@@ -216,7 +216,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Store { command: StoreCommand::List } => {
-            client.refresh().await?;
             let view = client.view();
             if cli.json {
                 let stores: serde_json::Map<String, serde_json::Value> =
@@ -230,7 +229,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Status => {
-            client.refresh().await?;
             let view = client.view();
             let shares: std::collections::HashMap<_, _> =
                 view.ring().map(|r| r.shares().into_iter().collect()).unwrap_or_default();
