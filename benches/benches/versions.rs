@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::store::ConflictPolicy;
 use quickv_core::version::{CausalContext, Siblings, Write};
 

@@ -1,8 +1,8 @@
 //! Every conversion between JavaScript values and core types.
 
 use js_sys::{Array, Object, Reflect};
+use quickv_core::identity::NodeId;
 use quickv_core::membership::{Membership, NodeInfo};
-use quickv_core::node::NodeId;
 use quickv_core::ring::PreferenceList;
 use wasm_bindgen::prelude::*;
 

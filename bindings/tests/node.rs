@@ -42,7 +42,7 @@ fn preference_lists_match_core() {
     }
     let core = quickv_core::ring::Ring::build(&membership, 10).unwrap();
     let expected = core.preference_list(quickv_core::token::Token::of(b"cart:42"), 3, 1);
-    let ids = |v: &[quickv_core::node::NodeId]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let ids = |v: &[quickv_core::identity::NodeId]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(prefs.primaries(), ids(expected.primaries()));
     assert_eq!(prefs.fallbacks(), ids(expected.fallbacks()));
 }

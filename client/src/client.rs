@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::ReplicaFailure;
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Siblings, Value, Write};
 use quickv_core::wire::{Request, Response};

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
-    GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest, ReplicaFailure,
+    self, GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest,
+    ReplicaFailure,
 };
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
 use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::version::{Siblings, Write};
@@ -43,8 +44,7 @@ pub fn replica_answer(answer: Result<Response, CallError>, stale: &AtomicBool) -
             stale.store(true, Ordering::Relaxed);
             Err(ReplicaFailure::Unavailable)
         }
-        Ok(Response::Error(e)) if e.kind.is_retryable() => Err(ReplicaFailure::Unavailable),
-        Ok(Response::Error(e)) => Err(ReplicaFailure::Refused(e)),
+        Ok(Response::Error(e)) => Err(ReplicaFailure::from_reply(e)),
         Ok(response) => Ok(response),
         Err(_) => Err(ReplicaFailure::Unavailable),
     }
@@ -78,10 +78,7 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblin
                 match action {
                     GetAction::Send { to } => {
                         let request = Request::Get { store: target.store.clone(), key: target.key.clone() };
-                        send(&caller, &answers_tx, to, request, |response| match response {
-                            Response::State(state) => Some(state),
-                            _ => None,
-                        });
+                        send(&caller, &answers_tx, to, request, coordinator::read_answer);
                     }
                     GetAction::Reply(outcome) => {
                         if let Some(tx) = reply_tx.take() {
@@ -125,24 +122,16 @@ pub async fn put<C: NodeCaller>(caller: Arc<C>, target: Target, write: Write) ->
         loop {
             while let Some(action) = machine.poll_action() {
                 match action {
-                    PutAction::Send { to, request: PutRequest::Mint { write, hint_for } } => {
-                        let request =
-                            Request::Mint { store: target.store.clone(), key: target.key.clone(), write, hint_for };
-                        send(&caller, &answers_tx, to, request, |response| match response {
-                            Response::State(Some(state)) => Some(state),
-                            _ => None,
-                        });
-                    }
-                    PutAction::Send { to, request: PutRequest::Replicate { siblings, hint_for } } => {
-                        let request = Request::Replicate {
-                            store: target.store.clone(),
-                            key: target.key.clone(),
-                            siblings,
-                            hint_for,
+                    PutAction::Send { to, request } => {
+                        let (store, key) = (target.store.clone(), target.key.clone());
+                        let body = match request.clone() {
+                            PutRequest::Mint { write, hint_for } => Request::Mint { store, key, write, hint_for },
+                            PutRequest::Replicate { siblings, hint_for } => {
+                                Request::Replicate { store, key, siblings, hint_for }
+                            }
                         };
-                        send(&caller, &answers_tx, to, request, |response| match response {
-                            Response::Ack => Some(Siblings::new()),
-                            _ => None,
+                        send(&caller, &answers_tx, to, body, move |response| {
+                            coordinator::write_answer(&request, response)
                         });
                     }
                     PutAction::Reply(outcome) => {
@@ -171,18 +160,18 @@ enum Event<T> {
     Timeout,
 }
 
-/// Sends one request in its own task; the answer, mapped by `expect` (an unexpected response
-/// kind counts as the node being unavailable), comes back on `answers`.
+/// Sends one request in its own task; the answer, mapped by `expect` (core's reading of a
+/// replica's answer), comes back on `answers`.
 fn send<C: NodeCaller, T: Send + 'static>(
     caller: &Arc<C>,
     answers: &mpsc::UnboundedSender<Answer<T>>,
     to: NodeId,
     request: Request,
-    expect: fn(Response) -> Option<T>,
+    expect: impl FnOnce(Response) -> Result<T, ReplicaFailure> + Send + 'static,
 ) {
     let (caller, answers) = (caller.clone(), answers.clone());
     tokio::spawn(async move {
-        let answer = caller.call(to.clone(), request).await.and_then(|r| expect(r).ok_or(ReplicaFailure::Unavailable));
+        let answer = caller.call(to.clone(), request).await.and_then(expect);
         let _ = answers.send((to, answer));
     });
 }

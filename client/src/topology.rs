@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use quickv_core::cluster::ClusterView;
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
 use quickv_core::token::Token;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use quickv_core::coordinator::{
     GetAction, GetCoordinator, PutAction, PutCoordinator, PutRequest, ReplicaFailure, Write,
 };
+use quickv_core::identity::NodeId;
 use quickv_core::membership::{Membership, NodeInfo};
-use quickv_core::node::NodeId;
 use quickv_core::ring::{PreferenceList, Ring};
 use quickv_core::store::StoreConfig;
 use quickv_core::token::Token;

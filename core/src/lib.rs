@@ -12,7 +12,7 @@
 //! use quickv_core::{
 //!     coordinator::{GetAction, GetCoordinator, PutAction, PutCoordinator, PutRequest, Write},
 //!     membership::{Membership, NodeInfo},
-//!     node::NodeId,
+//!     identity::NodeId,
 //!     ring::Ring,
 //!     store::StoreConfig,
 //!     token::Token,
@@ -77,7 +77,8 @@
 //! ## Modules
 //! - [`token`]: MD5 key tokens and token ranges.
 //! - [`cluster`]: the view nodes and clients share: membership, ring and store catalogue.
-//! - [`node`], [`membership`]: who is in the cluster, and how two views of it merge.
+//! - [`identity`], [`membership`]: who is in the cluster (node ids, zones), and how two views of it merge.
+//! - [`node`]: the node itself as a sans-IO state machine.
 //! - [`ring`]: capacity-weighted partitions, zone-aware preference lists, ownership diffs.
 //! - [`version`]: version vectors, siblings, causal contexts, last-writer-wins.
 //! - [`store`]: store configuration (N, R, W, quorum kind, conflict policy) and request limits.
@@ -98,6 +99,7 @@ extern crate std;
 pub mod cluster;
 pub mod coordinator;
 pub mod failure;
+pub mod identity;
 pub mod membership;
 pub mod merkle;
 pub mod node;

@@ -15,7 +15,7 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::{NameError, NodeId, Zone, check_name};
+use crate::identity::{NameError, NodeId, Zone, check_name};
 
 /// Where a node is in its life in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -296,7 +296,16 @@ pub enum LimitError {
     },
 }
 
+/// Room a frame needs beyond its key and value: ids, names, contexts, the envelope.
+pub const FRAME_OVERHEAD: usize = 4096;
+
 impl Limits {
+    /// The largest frame a node reads or a caller should send under these limits: one value,
+    /// one key and the envelope around them. The one place the frame limit is derived.
+    pub fn max_frame(&self) -> usize {
+        self.max_value.saturating_add(self.max_key).saturating_add(FRAME_OVERHEAD)
+    }
+
     /// Checks a key.
     pub fn check_key(&self, key: &[u8]) -> Result<(), LimitError> {
         match key.len() {

@@ -22,8 +22,8 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterView;
+use crate::identity::NodeId;
 use crate::membership::{Membership, NodeInfo};
-use crate::node::NodeId;
 use crate::store::{StoreConfig, StoreName};
 use crate::version::{Siblings, Write};
 
@@ -32,7 +32,8 @@ pub const WIRE_VERSION: u8 = 1;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (64 KiB) and the message around them.
-pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 64 * 1024 + 4096;
+/// Equal to `Limits::default().max_frame()` (checked by a test).
+pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 64 * 1024 + crate::store::FRAME_OVERHEAD;
 
 /// One frame's content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +347,11 @@ mod tests {
         let msg = Message::Request { id: 7, body: Request::Get { store: store(), key: b"k".to_vec() } };
         assert_eq!(decode(&v1), Ok(msg.clone()));
         assert_eq!(encode(&msg), v1);
+    }
+
+    #[test]
+    fn the_default_frame_limit_is_the_limits_one() {
+        assert_eq!(MAX_FRAME, crate::store::Limits::default().max_frame());
     }
 
     #[test]

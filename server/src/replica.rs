@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::store::{ConflictPolicy, StoreName};
 use quickv_core::token::Token;
 use quickv_core::version::{ApplyError, Siblings, Write};

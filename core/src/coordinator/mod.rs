@@ -22,7 +22,8 @@ mod get;
 mod put;
 mod replicas;
 
-use crate::wire::ErrorReply;
+use crate::version::Siblings;
+use crate::wire::{ErrorKind, ErrorReply, Response};
 
 pub use get::{GetAction, GetCoordinator, GetError};
 pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
@@ -39,6 +40,42 @@ pub enum ReplicaFailure {
     /// The replica judged the request itself invalid (for example a forged context); no other
     /// replica would accept it either, so the request fails with this reason.
     Refused(ErrorReply),
+}
+
+impl ReplicaFailure {
+    /// What a replica's error answer means to a coordinator: errors the node reports as
+    /// retryable (unavailable, internal, stale ring) leave room for another replica; others say the
+    /// request itself is invalid. The one place this mapping is written.
+    pub fn from_reply(reply: ErrorReply) -> ReplicaFailure {
+        if reply.kind.is_retryable() { ReplicaFailure::Unavailable } else { ReplicaFailure::Refused(reply) }
+    }
+}
+
+/// A replica's answer to a replica read ([`GetAction::Send`]), as the get coordinator takes it.
+/// Any answer of another kind counts as the replica being unavailable.
+pub fn read_answer(response: Response) -> Result<Option<Siblings>, ReplicaFailure> {
+    match response {
+        Response::State(state) => Ok(state),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A replica's answer to a [`PutRequest`], as the put coordinator takes it: the minted state for
+/// a mint, an empty state for an acknowledged replicate.
+pub fn write_answer(request: &PutRequest, response: Response) -> Result<Siblings, ReplicaFailure> {
+    match (request, response) {
+        (PutRequest::Mint { .. }, Response::State(Some(state))) => Ok(state),
+        (PutRequest::Replicate { .. }, Response::Ack) => Ok(Siblings::new()),
+        (_, other) => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(response: Response) -> ReplicaFailure {
+    match response {
+        Response::Error(reply) if reply.kind == ErrorKind::StaleRing => ReplicaFailure::Unavailable,
+        Response::Error(reply) => ReplicaFailure::from_reply(reply),
+        _ => ReplicaFailure::Unavailable,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use super::ReplicaFailure;
 use super::replicas::{Replicas, State};
-use crate::node::NodeId;
+use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, Siblings, Write};

@@ -5,7 +5,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::node::NodeId;
+use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::{QuorumKind, StoreConfig};
 

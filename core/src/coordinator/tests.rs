@@ -17,7 +17,7 @@ use core::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::node::NodeId;
+use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::{ConflictPolicy, QuorumKind, StoreConfig};
 use crate::token::Token;

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use super::{Ring, RingError};
-use crate::node::NodeId;
+use crate::identity::NodeId;
 use crate::token::TokenRange;
 
 /// A token range whose owner (first replica) changes.

@@ -21,9 +21,9 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{NodeId, Zone};
 use crate::membership::Membership;
 use crate::mix::{combine, mix64};
-use crate::node::{NodeId, Zone};
 use crate::token::{Token, TokenRange};
 
 pub use diff::{OwnershipChange, ReplicaChange};

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use super::Ring;
-use crate::node::NodeId;
+use crate::identity::NodeId;
 use crate::token::Token;
 
 /// The replicas of one key, in order, and the fallbacks a sloppy quorum may use.

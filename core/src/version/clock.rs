@@ -5,7 +5,7 @@ use core::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::NodeId;
+use crate::identity::NodeId;
 
 /// One write event: the `counter`-th write coordinated by `actor`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -5,8 +5,8 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use super::{CausalContext, Dot, Value, VersionVector};
+use crate::identity::NodeId;
 use crate::mix::{combine, mix64};
-use crate::node::NodeId;
 use crate::store::ConflictPolicy;
 
 /// What a write stores: a value, or a tombstone for a delete.

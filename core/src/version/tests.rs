@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::node::NodeId;
+use crate::identity::NodeId;
 use crate::store::ConflictPolicy;
 
 fn actor(i: usize) -> NodeId {

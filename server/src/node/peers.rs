@@ -14,8 +14,8 @@ use quickv_client::Topology;
 use quickv_client::drive::{self, NodeCaller};
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::ReplicaFailure;
+use quickv_core::identity::NodeId;
 use quickv_core::membership::NodeInfo;
-use quickv_core::node::NodeId;
 use quickv_core::wire::{Request, Response};
 
 use super::Shared;

@@ -60,8 +60,7 @@ async fn serve_stream(shared: Arc<Shared>, mut send: quinn::SendStream, mut recv
 }
 
 fn frame_limit(shared: &Shared) -> usize {
-    let limits = shared.config.limits;
-    limits.max_value + limits.max_key + 4096
+    shared.config.limits.max_frame()
 }
 
 fn refusal(id: u64, kind: ErrorKind, message: impl Into<String>) -> Message {

@@ -63,7 +63,7 @@ fn checksum(key: &[u8], body: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quickv_core::node::NodeId;
+    use quickv_core::identity::NodeId;
     use quickv_core::store::ConflictPolicy;
     use quickv_core::version::{CausalContext, Write};
 

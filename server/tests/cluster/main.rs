@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use quickv_client::{CausalContext, Client, ClusterCa, ConflictPolicy, GetError, PutError, StoreConfig, StoreName};
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::store::Limits;
 use quickv_core::token::Token;
 use quickv_core::version::{Dot, VersionVector, Write};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use quickv_client::tls::{self, ClusterCa};
 use quickv_client::transport::Transport;
 use quickv_client::{Client, ClientOptions};
-use quickv_core::node::NodeId;
+use quickv_core::identity::NodeId;
 use quickv_core::store::Limits;
 use quickv_server::node::{Node, NodeConfig, StartError};
 use quickv_server::pki;

@@ -1,4 +1,4 @@
-//! Node identity and the facts a node declares about itself.
+//! Node identity: the names of nodes and zones.
 
 use alloc::string::String;
 use alloc::sync::Arc;

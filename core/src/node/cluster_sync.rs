@@ -1,0 +1,108 @@
+//! Keeping the cluster view in step: joining through seeds, and exchanging views with peers.
+//!
+//! A node without seeds starts a cluster. A node with seeds sends its entry to every seed each
+//! [`sync_interval`](super::NodeConfig::sync_interval) until one answers with its view. Once in,
+//! a node whose view changes saves it and sends it to every peer at once, and every interval it
+//! exchanges views with one peer chosen at random, so a node that missed a change catches up
+//! within a few rounds. (Digest-first gossip and failure detection replace the whole-view
+//! exchange in a later step.) Views merge by the laws of [`ClusterView::merge`].
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::{Destination, Event, IoId, Node, Purpose};
+use crate::cluster::ClusterView;
+use crate::wire::{Request, Response};
+
+impl Node {
+    /// Applies `change` to the view; if it changed, saves it, tells every peer and reports it.
+    pub(super) fn update_view(&mut self, now: Duration, change: impl FnOnce(&mut ClusterView) -> bool) -> bool {
+        let changed = change(&mut self.view);
+        if changed {
+            self.view_changed(now);
+        }
+        changed
+    }
+
+    /// After the view changed: saves it, sends it to every peer and reports it. Returns the id
+    /// of the save.
+    pub(super) fn view_changed(&mut self, now: Duration) -> IoId {
+        let save = self.save_view();
+        self.events.push_back(Event::ViewChanged);
+        for address in self.peer_addresses() {
+            self.sync_with(now, address);
+        }
+        save
+    }
+
+    /// Joins through the seeds, or exchanges views with one peer at random.
+    pub(super) fn sync_tick(&mut self, now: Duration) {
+        if !self.joined {
+            for seed in self.config.seeds.clone() {
+                let busy =
+                    self.outgoing.values().any(|o| matches!(&o.purpose, Purpose::Join { seed: s } if *s == seed));
+                if !busy {
+                    let to = Destination::Node { address: seed.clone(), id: None };
+                    let body = Request::Join { node: self.config.info.clone() };
+                    self.send_request(now, to, body, false, Purpose::Join { seed });
+                }
+            }
+            return;
+        }
+        let peers = self.peer_addresses();
+        if !peers.is_empty() {
+            let pick = (self.random() % peers.len() as u64) as usize;
+            self.sync_with(now, peers[pick].clone());
+        }
+    }
+
+    /// Sends this node's view to `address` (unless an exchange with it is under way).
+    pub(super) fn sync_with(&mut self, now: Duration, address: String) {
+        let busy = self.outgoing.values().any(|o| matches!(&o.purpose, Purpose::Sync { address: a } if *a == address));
+        if busy {
+            return;
+        }
+        let id = self.view.membership().nodes().find(|n| n.address == address).map(|n| n.id.clone());
+        let to = Destination::Node { address: address.clone(), id };
+        self.send_request(now, to, Request::Sync { view: self.view.clone() }, false, Purpose::Sync { address });
+    }
+
+    pub(super) fn join_answer(&mut self, now: Duration, seed: String, answer: Result<Response, ()>) {
+        let Ok(Response::Cluster(theirs)) = answer else { return };
+        if self.merge_from(now, &seed, &theirs) && !self.joined {
+            self.joined = true;
+            self.events.push_back(Event::Joined { seed });
+        }
+    }
+
+    pub(super) fn sync_answer(&mut self, now: Duration, address: String, answer: Result<Response, ()>) {
+        if let Ok(Response::Cluster(theirs)) = answer {
+            self.merge_from(now, &address, &theirs);
+        }
+    }
+
+    /// Merges a peer's view; reports a view that cannot be merged. Returns whether it merged.
+    fn merge_from(&mut self, now: Duration, address: &str, theirs: &ClusterView) -> bool {
+        let mut refused = None;
+        self.update_view(now, |view| {
+            view.merge(theirs).unwrap_or_else(|e| {
+                refused = Some(format!("{e}"));
+                false
+            })
+        });
+        match refused {
+            Some(reason) => {
+                self.events.push_back(Event::IncompatiblePeer { address: address.into(), reason });
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The addresses of every other node of the view.
+    fn peer_addresses(&self) -> Vec<String> {
+        self.view.membership().nodes().filter(|n| n.id != self.id).map(|n| n.address.clone()).collect()
+    }
+}

@@ -1,0 +1,240 @@
+//! Coordination for callers that cannot route: the node runs core's get and put coordinators
+//! (the same machines the smart client runs), one per request, and performs what they emit —
+//! replica requests to peers, or replica steps on itself when it is one of the replicas.
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::replica::{Completion, ReplicaStep};
+use super::{Node, Purpose, ReplicaCall};
+use crate::coordinator::{
+    self, GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutRequest, ReplicaFailure,
+};
+use crate::identity::NodeId;
+use crate::store::{StoreConfig, StoreName};
+use crate::token::Token;
+use crate::version::Write;
+use crate::wire::{ErrorKind, ErrorReply, Request, Response};
+
+/// One request this node coordinates.
+#[derive(Debug)]
+pub(super) struct Coordination {
+    /// Where the reply goes.
+    stream: u64,
+    id: u64,
+    store: StoreName,
+    key: Vec<u8>,
+    config: StoreConfig,
+    machine: Machine,
+}
+
+#[derive(Debug)]
+enum Machine {
+    Get(GetCoordinator),
+    Put(PutCoordinator),
+}
+
+impl Coordination {
+    pub(super) fn poll_timeout(&self) -> Option<Duration> {
+        match &self.machine {
+            Machine::Get(m) => m.poll_timeout(),
+            Machine::Put(m) => m.poll_timeout(),
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        match &self.machine {
+            Machine::Get(m) => m.is_finished(),
+            Machine::Put(m) => m.is_finished(),
+        }
+    }
+}
+
+/// An action of either machine, reduced to what the node does.
+enum Action {
+    Call { to: NodeId, call: ReplicaCall },
+    Reply(Response),
+    Repair { to: NodeId, siblings: crate::version::Siblings },
+}
+
+impl Node {
+    pub(super) fn coordinate_get(
+        &mut self,
+        now: Duration,
+        stream: u64,
+        id: u64,
+        store: StoreName,
+        key: Vec<u8>,
+        config: StoreConfig,
+    ) -> Result<(), ErrorReply> {
+        let prefs = self.preference_list(&key, &config)?;
+        let machine = Machine::Get(GetCoordinator::new(&prefs, &config, self.config.replica_timeout, now));
+        self.start_coordination(now, Coordination { stream, id, store, key, config, machine });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn coordinate_put(
+        &mut self,
+        now: Duration,
+        stream: u64,
+        id: u64,
+        store: StoreName,
+        key: Vec<u8>,
+        config: StoreConfig,
+        write: Write,
+    ) -> Result<(), ErrorReply> {
+        let prefs = self.preference_list(&key, &config)?;
+        let machine = Machine::Put(PutCoordinator::new(&prefs, &config, write, self.config.replica_timeout, now));
+        self.start_coordination(now, Coordination { stream, id, store, key, config, machine });
+        Ok(())
+    }
+
+    fn preference_list(&self, key: &[u8], config: &StoreConfig) -> Result<crate::ring::PreferenceList, ErrorReply> {
+        let ring =
+            self.view.ring().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))?;
+        Ok(ring.preference_list(Token::of(key), config.n(), self.config.fallbacks))
+    }
+
+    fn start_coordination(&mut self, now: Duration, coordination: Coordination) {
+        let number = self.next_coordination;
+        self.next_coordination += 1;
+        self.coordinations.insert(number, coordination);
+        self.drive(now, number);
+    }
+
+    /// An answer to a replica request of coordination `number` (from a peer or from this node).
+    pub(super) fn replica_answer(
+        &mut self,
+        now: Duration,
+        number: u64,
+        from: &NodeId,
+        call: &ReplicaCall,
+        answer: Result<Response, ()>,
+    ) {
+        if let Ok(Response::Error(reply)) = &answer
+            && reply.kind == ErrorKind::StaleRing
+            && let Some(address) = self.view.membership().node(from).map(|n| n.address.clone())
+        {
+            // The peer's ring is newer than ours: catch up with it.
+            self.sync_with(now, address);
+        }
+        let Some(coordination) = self.coordinations.get_mut(&number) else { return };
+        match (&mut coordination.machine, call) {
+            (Machine::Get(machine), ReplicaCall::Read) => {
+                let answer = answer.map_err(|()| ReplicaFailure::Unavailable).and_then(coordinator::read_answer);
+                machine.handle_reply(now, from, answer);
+            }
+            (Machine::Put(machine), ReplicaCall::Write(request)) => {
+                let answer = answer
+                    .map_err(|()| ReplicaFailure::Unavailable)
+                    .and_then(|body| coordinator::write_answer(request, body));
+                machine.handle_reply(now, from, answer);
+            }
+            _ => return,
+        }
+        self.drive(now, number);
+    }
+
+    /// Expires the replica requests of every coordination whose deadline has come.
+    pub(super) fn coordinations_timeout(&mut self, now: Duration) {
+        let due: Vec<u64> = self
+            .coordinations
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(&n, _)| n)
+            .collect();
+        for number in due {
+            if let Some(coordination) = self.coordinations.get_mut(&number) {
+                match &mut coordination.machine {
+                    Machine::Get(m) => m.handle_timeout(now),
+                    Machine::Put(m) => m.handle_timeout(now),
+                }
+            }
+            self.drive(now, number);
+        }
+    }
+
+    /// Performs every action coordination `number` has emitted; forgets it once finished.
+    fn drive(&mut self, now: Duration, number: u64) {
+        loop {
+            let Some(coordination) = self.coordinations.get_mut(&number) else { return };
+            let Some(action) = next_action(&mut coordination.machine) else { break };
+            let (stream, id, store, key, config) = (
+                coordination.stream,
+                coordination.id,
+                coordination.store.clone(),
+                coordination.key.clone(),
+                coordination.config,
+            );
+            match action {
+                Action::Reply(body) => self.reply(stream, id, body),
+                Action::Call { to, call } if to == self.id => {
+                    let step = match &call {
+                        ReplicaCall::Read => ReplicaStep::Read,
+                        ReplicaCall::Write(PutRequest::Mint { write, .. }) => ReplicaStep::Mint(write.clone()),
+                        ReplicaCall::Write(PutRequest::Replicate { siblings, .. }) => {
+                            ReplicaStep::Merge(siblings.clone())
+                        }
+                    };
+                    self.enqueue(store, key, config, step, Completion::Coordination { coordination: number, call });
+                }
+                Action::Call { to, call } => {
+                    let body = match &call {
+                        ReplicaCall::Read => Request::Get { store, key },
+                        ReplicaCall::Write(PutRequest::Mint { write, hint_for }) => {
+                            Request::Mint { store, key, write: write.clone(), hint_for: hint_for.clone() }
+                        }
+                        ReplicaCall::Write(PutRequest::Replicate { siblings, hint_for }) => {
+                            Request::Replicate { store, key, siblings: siblings.clone(), hint_for: hint_for.clone() }
+                        }
+                    };
+                    match self.destination(&to) {
+                        Some(destination) => {
+                            self.stats.forwarded += 1;
+                            let purpose = Purpose::Replica { coordination: number, to, request: call };
+                            self.send_request(now, destination, body, true, purpose);
+                        }
+                        // A node of the ring missing from the membership cannot be reached.
+                        None => self.replica_answer(now, number, &to, &call, Err(())),
+                    }
+                }
+                Action::Repair { to, siblings } if to == self.id => {
+                    self.enqueue(store, key, config, ReplicaStep::Merge(siblings), Completion::Nothing);
+                }
+                Action::Repair { to, siblings } => {
+                    if let Some(destination) = self.destination(&to) {
+                        let body = Request::Replicate { store, key, siblings, hint_for: None };
+                        self.send_request(now, destination, body, true, Purpose::Repair);
+                    }
+                }
+            }
+        }
+        if self.coordinations.get(&number).is_some_and(Coordination::is_finished) {
+            self.coordinations.remove(&number);
+        }
+    }
+}
+
+fn next_action(machine: &mut Machine) -> Option<Action> {
+    Some(match machine {
+        Machine::Get(m) => match m.poll_action()? {
+            GetAction::Send { to } => Action::Call { to, call: ReplicaCall::Read },
+            GetAction::Reply(Ok(state)) => Action::Reply(Response::State(Some(state))),
+            GetAction::Reply(Err(GetError::Refused(reply))) => Action::Reply(Response::Error(reply)),
+            GetAction::Reply(Err(e)) => Action::Reply(unavailable(&e)),
+            GetAction::Repair { to, siblings } => Action::Repair { to, siblings },
+        },
+        Machine::Put(m) => match m.poll_action()? {
+            PutAction::Send { to, request } => Action::Call { to, call: ReplicaCall::Write(request) },
+            PutAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(outcome.siblings))),
+            PutAction::Reply(Err(PutError::Refused(reply))) => Action::Reply(Response::Error(reply)),
+            PutAction::Reply(Err(e)) => Action::Reply(unavailable(&e)),
+        },
+    })
+}
+
+fn unavailable(e: &dyn core::fmt::Display) -> Response {
+    Response::Error(ErrorReply::new(ErrorKind::Unavailable, format!("{e}")))
+}

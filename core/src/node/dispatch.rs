@@ -1,0 +1,189 @@
+//! Requests in: who may ask what, the limits, the routing check, and where each request goes.
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::replica::{Completion, ReplicaStep};
+use super::{AfterSave, Node};
+use crate::store::{StoreConfig, StoreName};
+use crate::token::Token;
+use crate::version::Value;
+use crate::wire::{ErrorKind, ErrorReply, Request, Response};
+
+impl Node {
+    /// Answers or starts work on one request that came in on `stream`.
+    pub(super) fn handle_request(
+        &mut self,
+        now: Duration,
+        stream: u64,
+        from_node: bool,
+        id: u64,
+        epoch: Option<u64>,
+        body: Request,
+    ) {
+        match self.dispatch(now, stream, from_node, id, epoch, body) {
+            Ok(Some(body)) => self.reply(stream, id, body),
+            Ok(None) => {}
+            Err(reply) => {
+                if matches!(reply.kind, ErrorKind::TooLarge | ErrorKind::Malformed | ErrorKind::InvalidContext) {
+                    self.stats.refused += 1;
+                }
+                self.reply(stream, id, Response::Error(reply));
+            }
+        }
+    }
+
+    /// The answer at once (`Some`), or `None` when the answer comes later.
+    fn dispatch(
+        &mut self,
+        now: Duration,
+        stream: u64,
+        from_node: bool,
+        id: u64,
+        epoch: Option<u64>,
+        body: Request,
+    ) -> Result<Option<Response>, ErrorReply> {
+        let done = Completion::Reply { stream, id };
+        match body {
+            Request::Get { store, key } => {
+                let config = self.replica_checks(&store, &key, epoch)?;
+                self.enqueue(store, key, config, ReplicaStep::Read, done);
+                Ok(None)
+            }
+            Request::Mint { store, key, write, hint_for: _ } => {
+                let config = self.replica_checks(&store, &key, epoch)?;
+                self.check_value(write.payload.value())?;
+                self.enqueue(store, key, config, ReplicaStep::Mint(write), done);
+                Ok(None)
+            }
+            Request::Replicate { store, key, siblings, hint_for: _ } => {
+                let config = self.replica_checks(&store, &key, epoch)?;
+                siblings.values().try_for_each(|v| self.check_value(Some(v)))?;
+                self.enqueue(store, key, config, ReplicaStep::Merge(siblings), done);
+                Ok(None)
+            }
+            Request::CoordinateGet { store, key } => {
+                self.stats.coordinated += 1;
+                let config = self.store_config(&store)?;
+                self.check_key(&key)?;
+                self.coordinate_get(now, stream, id, store, key, config)?;
+                Ok(None)
+            }
+            Request::CoordinatePut { store, key, write } => {
+                self.stats.coordinated += 1;
+                let config = self.store_config(&store)?;
+                self.check_key(&key)?;
+                self.check_value(write.payload.value())?;
+                self.coordinate_put(now, stream, id, store, key, config, write)?;
+                Ok(None)
+            }
+            Request::CreateStore { name, config } => self.create_store(now, stream, id, name, config),
+            Request::Cluster => Ok(Some(Response::Cluster(self.view.clone()))),
+            Request::Join { node } => {
+                nodes_only(from_node)?;
+                self.update_view(now, |view| view.upsert_node(node).unwrap_or(false));
+                Ok(Some(Response::Cluster(self.view.clone())))
+            }
+            Request::Sync { view } => {
+                nodes_only(from_node)?;
+                let mut error = None;
+                self.update_view(now, |mine| {
+                    mine.merge(&view).unwrap_or_else(|e| {
+                        error = Some(e);
+                        false
+                    })
+                });
+                if let Some(e) = error {
+                    return Err(ErrorReply::new(ErrorKind::Malformed, format!("{e}")));
+                }
+                Ok(Some(Response::Cluster(self.view.clone())))
+            }
+            Request::Gossip { membership } => {
+                nodes_only(from_node)?;
+                let nodes: Vec<_> = membership.nodes().cloned().collect();
+                self.update_view(now, |view| {
+                    let mut changed = false;
+                    for node in nodes {
+                        changed |= view.upsert_node(node).unwrap_or(false);
+                    }
+                    changed
+                });
+                Ok(Some(Response::Membership(self.view.membership().clone())))
+            }
+        }
+    }
+
+    /// The checks every replica request passes: the store exists, the key is within limits, and
+    /// a request routed with an older ring reaches a node that still holds a replica of the key.
+    /// Counts requests for keys this node is not a primary of (`misrouted`).
+    fn replica_checks(&mut self, store: &StoreName, key: &[u8], epoch: Option<u64>) -> Result<StoreConfig, ErrorReply> {
+        self.stats.replica_requests += 1;
+        let config = self.store_config(store)?;
+        self.check_key(key)?;
+        let Some(ring) = self.view.ring() else { return Ok(config) };
+        let prefs = ring.preference_list(Token::of(key), config.n(), self.config.fallbacks);
+        if !prefs.is_primary(&self.id) {
+            self.stats.misrouted += 1;
+        }
+        let known = prefs.is_primary(&self.id) || prefs.fallbacks().contains(&self.id);
+        match epoch {
+            Some(epoch) if epoch < ring.epoch() && !known => Err(ErrorReply::new(
+                ErrorKind::StaleRing,
+                format!(
+                    "routed with ring epoch {epoch}; this node is at epoch {} and holds no replica of the key",
+                    ring.epoch()
+                ),
+            )),
+            _ => Ok(config),
+        }
+    }
+
+    fn create_store(
+        &mut self,
+        now: Duration,
+        stream: u64,
+        id: u64,
+        name: StoreName,
+        config: StoreConfig,
+    ) -> Result<Option<Response>, ErrorReply> {
+        let created = self
+            .view
+            .create_store(name, config)
+            .map_err(|e| ErrorReply::new(ErrorKind::StoreConflict, format!("{e}")))?;
+        if !created {
+            return Ok(Some(Response::Ack));
+        }
+        // The caller hears "created" only once the catalogue holding the store is on disk.
+        let save = self.view_changed(now);
+        self.after_save.entry(save).or_default().push(AfterSave { stream, id, body: Response::Ack });
+        Ok(None)
+    }
+
+    pub(super) fn store_config(&self, store: &StoreName) -> Result<StoreConfig, ErrorReply> {
+        self.view
+            .store(store)
+            .copied()
+            .ok_or_else(|| ErrorReply::new(ErrorKind::UnknownStore, format!("store {store} does not exist")))
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), ErrorReply> {
+        self.config.limits.check_key(key).map_err(|e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}")))
+    }
+
+    fn check_value(&self, value: Option<&Value>) -> Result<(), ErrorReply> {
+        let Some(value) = value else { return Ok(()) };
+        self.config.limits.check_value(value.as_ref()).map_err(|e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}")))
+    }
+}
+
+fn nodes_only(from_node: bool) -> Result<(), ErrorReply> {
+    if from_node {
+        Ok(())
+    } else {
+        Err(ErrorReply::new(
+            ErrorKind::NotPermitted,
+            "only cluster nodes (with a certificate of the cluster CA) may send this",
+        ))
+    }
+}

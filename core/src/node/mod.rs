@@ -1,0 +1,540 @@
+//! The node itself, as a sans-IO state machine.
+//!
+//! A [`Node`] makes every decision a quickv node makes: which requests it accepts and from whom,
+//! whether a request was routed with a ring it should refuse, the limits, the replica steps of a
+//! get, a mint and a merge (as storage I/O it asks for, one key at a time), coordination of whole
+//! requests for callers that cannot route (core's coordinators, held by request), and keeping its
+//! cluster view in step with its peers (joining through seeds, exchanging views). It has no
+//! sockets, no clock and no global randomness, in the shape of `quinn-proto`'s `Connection`:
+//!
+//! - **inputs**: [`handle_message`](Node::handle_message) (a decoded frame, or
+//!   [`handle_frame`](Node::handle_frame) for raw bytes), [`handle_unreachable`](Node::handle_unreachable)
+//!   (a request this node sent got no answer from the transport),
+//!   [`handle_io`](Node::handle_io) (a storage step finished), [`handle_timeout`](Node::handle_timeout);
+//! - **outputs**, pulled until `None` after every input: [`poll_transmit`](Node::poll_transmit)
+//!   (frames to send), [`poll_io`](Node::poll_io) (storage steps to run, in any order: the
+//!   machine never has two in flight for one key), [`poll_event`](Node::poll_event) (what an
+//!   operator may want to log), and [`poll_timeout`](Node::poll_timeout) (when to call
+//!   `handle_timeout` next).
+//!
+//! `now` is a [`Duration`] since an origin the driver picks, never going backwards. Randomness
+//! comes from [`NodeConfig::seed`]. The server runs one of these per process over QUIC and a
+//! durable engine; the simulation (`quickv-sim`) runs many over a simulated network and storage,
+//! so the code the simulation checks is the code that ships.
+//!
+//! ```
+//! use core::time::Duration;
+//! use quickv_core::cluster::ClusterView;
+//! use quickv_core::membership::NodeInfo;
+//! use quickv_core::node::{Destination, Io, IoOutput, Node, NodeConfig, Origin};
+//! use quickv_core::store::StoreName;
+//! use quickv_core::wire::{Message, Request, Response};
+//!
+//! let info = NodeInfo::new("n1", "127.0.0.1:7101", "z1", 1)?;
+//! let mut node = Node::new(NodeConfig::new(info), ClusterView::new(8), Duration::ZERO);
+//! while node.poll_io().is_some() {} // the driver would save the view here
+//!
+//! // A caller asks the node (a replica of every key: it is alone) for a key.
+//! let get = Request::Get { store: StoreName::default_store(), key: b"k".to_vec() };
+//! node.handle_message(Duration::ZERO, Origin::caller(1), Message::Request { id: 7, body: get });
+//! // The node reads its storage first...
+//! let (io, step) = node.poll_io().expect("a read");
+//! assert!(matches!(step, Io::Load { .. }));
+//! node.handle_io(Duration::ZERO, io, Ok(IoOutput::Loaded(None)));
+//! // ...then answers on the caller's stream.
+//! let out = node.poll_transmit().expect("an answer");
+//! assert_eq!(out.to, Destination::Reply(1));
+//! assert_eq!(out.message, Message::Response { id: 7, body: Response::State(None) });
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+mod cluster_sync;
+mod coordination;
+mod dispatch;
+mod replica;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::cluster::ClusterView;
+use crate::identity::NodeId;
+use crate::membership::NodeInfo;
+use crate::store::{Limits, StoreName};
+use crate::version::Siblings;
+use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
+
+use coordination::Coordination;
+use replica::KeyQueue;
+
+/// How a node runs. [`NodeConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The node's own entry (id, address, zone, capacity).
+    pub info: NodeInfo,
+    /// Addresses of nodes to join through; empty for the first node of a cluster.
+    pub seeds: Vec<String>,
+    /// Key and value limits (and so the frame limit).
+    pub limits: Limits,
+    /// How long a replica has to answer when this node coordinates (default 2 s).
+    pub replica_timeout: Duration,
+    /// How often the node exchanges its view with one peer, and retries joining (default 1 s).
+    pub sync_interval: Duration,
+    /// How many fallbacks a sloppy store may use when this node coordinates (default 3).
+    pub fallbacks: usize,
+    /// Seed of the node's random choices (which peer to exchange views with).
+    pub seed: u64,
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults for a node with this entry.
+    pub fn new(info: NodeInfo) -> NodeConfig {
+        NodeConfig {
+            info,
+            seeds: Vec::new(),
+            limits: Limits::default(),
+            replica_timeout: Duration::from_secs(2),
+            sync_interval: Duration::from_secs(1),
+            fallbacks: 3,
+            seed: 0,
+        }
+    }
+}
+
+/// Who sent a message in, as the transport established it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A request arriving on a stream the driver named `stream`; the answer goes to
+    /// [`Destination::Reply`] with the same number. `node` is whether the sender presented a
+    /// certificate of the cluster's CA.
+    Stream {
+        /// The driver's name for the stream, unique among streams open at once.
+        stream: u64,
+        /// The sender is a node of the cluster.
+        node: bool,
+    },
+    /// The answer to a request this node sent (matched by its id).
+    Answer,
+}
+
+impl Origin {
+    /// A request on `stream` from a caller without a node certificate.
+    pub fn caller(stream: u64) -> Origin {
+        Origin::Stream { stream, node: false }
+    }
+
+    /// A request on `stream` from a node of the cluster.
+    pub fn peer(stream: u64) -> Origin {
+        Origin::Stream { stream, node: true }
+    }
+}
+
+/// Where a frame goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The answer to the request that came in on this stream: write it and finish the stream.
+    Reply(u64),
+    /// A request to the node at this address (a node of the view or a seed): open a stream, send
+    /// it, and feed the answer back with [`Origin::Answer`], or report
+    /// [`Node::handle_unreachable`] with the request's id if there is none.
+    Node {
+        /// Where the node listens.
+        address: String,
+        /// Its id, when known (not for seeds).
+        id: Option<NodeId>,
+    },
+}
+
+/// A frame for the driver to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where.
+    pub to: Destination,
+    /// What.
+    pub message: Message,
+}
+
+/// Names one storage step, to match its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoId(pub u64);
+
+/// A storage step for the driver to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Read the stored state of `key` in `store`: answer [`IoOutput::Loaded`].
+    Load {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Store `state` as the state of `key`, durably (per the engine's sync policy) before
+    /// answering [`IoOutput::Done`].
+    Store {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The new state.
+        state: Siblings,
+    },
+    /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
+    /// Views are emitted in order; a driver that runs them concurrently must still leave the
+    /// last one emitted on disk.
+    SaveView(ClusterView),
+}
+
+/// What a storage step gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoOutput {
+    /// The state read by [`Io::Load`] (`None`: the key is not stored).
+    Loaded(Option<Siblings>),
+    /// The write asked for is done.
+    Done,
+}
+
+/// A storage step that failed (an I/O error, a corrupt record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoError(pub String);
+
+/// Something the node did that an operator may want to see (the driver logs these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The cluster view changed (membership, ring or store catalogue).
+    ViewChanged,
+    /// The node joined the cluster through this seed.
+    Joined {
+        /// The seed's address.
+        seed: String,
+    },
+    /// A peer's view could not be merged (another cluster, or inconsistent).
+    IncompatiblePeer {
+        /// The peer's address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// A storage step failed.
+    StorageFailed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Request counters, for operators and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Replica requests (get, mint, replicate) received from callers and peers.
+    pub replica_requests: u64,
+    /// Replica requests for a key this node is not a primary replica of in its ring.
+    pub misrouted: u64,
+    /// Requests this node coordinated for plain callers.
+    pub coordinated: u64,
+    /// Replica requests this node sent to other nodes while coordinating.
+    pub forwarded: u64,
+    /// Requests refused as malformed, over a limit, or with an invalid context.
+    pub refused: u64,
+}
+
+/// Why this node sent a request, so that its answer goes to the right place.
+#[derive(Clone, Debug)]
+enum Purpose {
+    /// A replica request of a coordination.
+    Replica { coordination: u64, to: NodeId, request: ReplicaCall },
+    /// A read repair or other write nobody waits for.
+    Repair,
+    /// A join through a seed.
+    Join { seed: String },
+    /// A view exchange.
+    Sync { address: String },
+}
+
+/// The replica request a coordination sent, to interpret the answer.
+#[derive(Clone, Debug)]
+enum ReplicaCall {
+    Read,
+    Write(crate::coordinator::PutRequest),
+}
+
+#[derive(Clone, Debug)]
+struct Outgoing {
+    purpose: Purpose,
+    /// When the request is given up if no answer came (the transport may stay silent).
+    expires: Duration,
+}
+
+/// A reply that waits until the view it depends on is saved.
+#[derive(Clone, Debug)]
+struct AfterSave {
+    stream: u64,
+    id: u64,
+    body: Response,
+}
+
+/// A quickv node as a state machine: see the [module docs](self).
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    id: NodeId,
+    view: ClusterView,
+    rng: u64,
+    stats: NodeStats,
+    next_request: u64,
+    next_io: u64,
+    next_coordination: u64,
+    transmits: VecDeque<Transmit>,
+    ios: VecDeque<(IoId, Io)>,
+    events: VecDeque<Event>,
+    /// Requests this node sent that await an answer.
+    outgoing: BTreeMap<u64, Outgoing>,
+    /// Replica steps, one queue per key; the head of a queue has its storage step in flight.
+    keys: BTreeMap<(StoreName, Vec<u8>), KeyQueue>,
+    /// Which key each storage step in flight is for (`None`: a view save).
+    io_owner: BTreeMap<IoId, Option<(StoreName, Vec<u8>)>>,
+    /// Replies held until a view save finishes, by the save's id.
+    after_save: BTreeMap<IoId, Vec<AfterSave>>,
+    coordinations: BTreeMap<u64, Coordination>,
+    joined: bool,
+    next_sync: Duration,
+}
+
+impl Node {
+    /// A node with its `config` and the cluster view it saved last time (or a new view), at
+    /// `now`. The node adds its own entry to the view (raising its version if the address,
+    /// zone or capacity changed since the saved one) and asks for the view to be saved.
+    pub fn new(config: NodeConfig, mut view: ClusterView, now: Duration) -> Node {
+        let mut info = config.info.clone();
+        if let Some(known) = view.membership().node(&info.id) {
+            let same = known.address == info.address && known.zone == info.zone && known.capacity == info.capacity;
+            info.version = if same { known.version.max(info.version) } else { known.version.saturating_add(1) };
+        }
+        // A view whose ring cannot take this node is unusable; start from an empty one.
+        if view.upsert_node(info.clone()).is_err() {
+            view = ClusterView::new(view.partition_bits());
+            let _ = view.upsert_node(info.clone());
+        }
+        let mut node = Node {
+            id: info.id.clone(),
+            rng: crate::mix::mix64(config.seed),
+            joined: config.seeds.is_empty(),
+            config: NodeConfig { info, ..config },
+            view,
+            stats: NodeStats::default(),
+            next_request: 1,
+            next_io: 1,
+            next_coordination: 1,
+            transmits: VecDeque::new(),
+            ios: VecDeque::new(),
+            events: VecDeque::new(),
+            outgoing: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            io_owner: BTreeMap::new(),
+            after_save: BTreeMap::new(),
+            coordinations: BTreeMap::new(),
+            next_sync: now,
+        };
+        node.save_view();
+        node.handle_timeout(now);
+        node
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The node's entry as it announces it.
+    pub fn info(&self) -> &NodeInfo {
+        &self.config.info
+    }
+
+    /// The node's cluster view.
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// The node's request counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// The largest frame the node reads; a longer one is refused with
+    /// [`handle_oversized`](Self::handle_oversized) instead of being read.
+    pub fn max_frame(&self) -> usize {
+        self.config.limits.max_frame()
+    }
+
+    /// Whether the node has joined a cluster (always true for a node without seeds).
+    pub fn has_joined(&self) -> bool {
+        self.joined
+    }
+
+    /// Feeds one frame's bytes. A frame that does not decode is answered with a
+    /// [`ErrorKind::Malformed`] error on its stream (answers to this node's own requests that do
+    /// not decode count as no answer).
+    pub fn handle_frame(&mut self, now: Duration, from: Origin, frame: &[u8]) {
+        match (wire::decode(frame), from) {
+            (Ok(message), _) => self.handle_message(now, from, message),
+            (Err(e), Origin::Stream { stream, .. }) => {
+                self.stats.refused += 1;
+                self.reply(stream, 0, Response::Error(ErrorReply::new(ErrorKind::Malformed, alloc::format!("{e}"))));
+            }
+            (Err(_), Origin::Answer) => {}
+        }
+    }
+
+    /// Refuses a request whose frame is over [`max_frame`](Self::max_frame) without reading it.
+    pub fn handle_oversized(&mut self, _now: Duration, stream: u64) {
+        self.stats.refused += 1;
+        let message = alloc::format!(
+            "request is larger than the frame limit of {} bytes (max_value + max_key + envelope)",
+            self.max_frame()
+        );
+        self.reply(stream, 0, Response::Error(ErrorReply::new(ErrorKind::TooLarge, message)));
+    }
+
+    /// Feeds one decoded message: a request from a caller or peer, or the answer to a request
+    /// this node sent.
+    pub fn handle_message(&mut self, now: Duration, from: Origin, message: Message) {
+        match (message, from) {
+            (Message::Request { id, body }, Origin::Stream { stream, node }) => {
+                self.handle_request(now, stream, node, id, None, body)
+            }
+            (Message::Routed { id, epoch, body }, Origin::Stream { stream, node }) => {
+                self.handle_request(now, stream, node, id, Some(epoch), body)
+            }
+            (Message::Response { id, body }, Origin::Answer) => self.handle_answer(now, id, Ok(body)),
+            // A response on a request stream, or a request where an answer was expected.
+            (_, Origin::Stream { stream, .. }) => {
+                self.stats.refused += 1;
+                self.reply(stream, 0, Response::Error(ErrorReply::new(ErrorKind::Malformed, "expected a request")));
+            }
+            (_, Origin::Answer) => {}
+        }
+    }
+
+    /// The transport could not deliver request `id` or got no answer to it.
+    pub fn handle_unreachable(&mut self, now: Duration, id: u64) {
+        self.handle_answer(now, id, Err(()));
+    }
+
+    /// A storage step finished.
+    pub fn handle_io(&mut self, now: Duration, id: IoId, result: Result<IoOutput, IoError>) {
+        let Some(owner) = self.io_owner.remove(&id) else { return };
+        if let Err(IoError(reason)) = &result {
+            self.events.push_back(Event::StorageFailed { reason: reason.clone() });
+        }
+        match owner {
+            Some(key) => self.replica_io_done(now, key, result),
+            None => {
+                let failed = result.is_err();
+                for held in self.after_save.remove(&id).unwrap_or_default() {
+                    let body = if failed {
+                        Response::Error(ErrorReply::new(ErrorKind::Internal, "the cluster view could not be saved"))
+                    } else {
+                        held.body
+                    };
+                    self.reply(held.stream, held.id, body);
+                }
+            }
+        }
+    }
+
+    /// Time has come (see [`poll_timeout`](Self::poll_timeout)): expires replica requests,
+    /// gives up on silent peers, exchanges views and retries joining when due.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let expired: Vec<u64> = self.outgoing.iter().filter(|(_, o)| o.expires <= now).map(|(&id, _)| id).collect();
+        for id in expired {
+            self.handle_answer(now, id, Err(()));
+        }
+        self.coordinations_timeout(now);
+        if now >= self.next_sync {
+            self.next_sync = now.saturating_add(self.config.sync_interval);
+            self.sync_tick(now);
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next storage step to run; report its result with [`handle_io`](Self::handle_io).
+    pub fn poll_io(&mut self) -> Option<(IoId, Io)> {
+        self.ios.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let outgoing = self.outgoing.values().map(|o| o.expires).min();
+        let coordination = self.coordinations.values().filter_map(Coordination::poll_timeout).min();
+        [Some(self.next_sync), outgoing, coordination].into_iter().flatten().min()
+    }
+
+    /// Sends a request to a node and remembers why.
+    fn send_request(&mut self, now: Duration, to: Destination, body: Request, routed: bool, purpose: Purpose) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        let epoch = self.view.ring().map(|r| r.epoch());
+        let message = match epoch {
+            Some(epoch) if routed => Message::Routed { id, epoch, body },
+            _ => Message::Request { id, body },
+        };
+        // The transport's own timeouts are longer; past this the answer is of no use.
+        let expires = now.saturating_add(self.config.replica_timeout.saturating_mul(2));
+        self.outgoing.insert(id, Outgoing { purpose, expires });
+        self.transmits.push_back(Transmit { to, message });
+        id
+    }
+
+    /// The destination of a node of the view.
+    fn destination(&self, id: &NodeId) -> Option<Destination> {
+        let info = self.view.membership().node(id)?;
+        Some(Destination::Node { address: info.address.clone(), id: Some(id.clone()) })
+    }
+
+    fn reply(&mut self, stream: u64, id: u64, body: Response) {
+        self.transmits.push_back(Transmit { to: Destination::Reply(stream), message: Message::Response { id, body } });
+    }
+
+    fn issue_io(&mut self, io: Io, owner: Option<(StoreName, Vec<u8>)>) -> IoId {
+        let id = IoId(self.next_io);
+        self.next_io += 1;
+        self.io_owner.insert(id, owner);
+        self.ios.push_back((id, io));
+        id
+    }
+
+    /// Asks for the current view to be saved; returns the step's id.
+    fn save_view(&mut self) -> IoId {
+        self.issue_io(Io::SaveView(self.view.clone()), None)
+    }
+
+    /// A random number from the node's seeded generator (SplitMix64).
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        crate::mix::mix64(self.rng)
+    }
+
+    fn handle_answer(&mut self, now: Duration, id: u64, answer: Result<Response, ()>) {
+        let Some(outgoing) = self.outgoing.remove(&id) else { return };
+        match outgoing.purpose {
+            Purpose::Replica { coordination, to, request } => {
+                self.replica_answer(now, coordination, &to, &request, answer)
+            }
+            Purpose::Repair => {}
+            Purpose::Join { seed } => self.join_answer(now, seed, answer),
+            Purpose::Sync { address } => self.sync_answer(now, address, answer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

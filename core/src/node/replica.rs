@@ -1,0 +1,167 @@
+//! Replica steps: what a node does with the keys it holds, as storage I/O one key at a time.
+//!
+//! - **read** loads the stored state of a key;
+//! - **mint** loads the state, applies the caller's write with this node as the actor (minting
+//!   the write's dot), stores the result, then answers with it;
+//! - **merge** loads the state, folds another replica's state in and stores the result if it
+//!   changed.
+//!
+//! Steps on one key run one after another, in arrival order: the next step loads only once the
+//! previous one's store has finished, so a read never sees a state that is not yet durable and
+//! two writes to a key never lose each other. Steps on different keys run concurrently.
+
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::{Io, IoError, IoOutput, Node, ReplicaCall};
+use crate::store::{StoreConfig, StoreName};
+use crate::version::{Siblings, Write};
+use crate::wire::{ErrorKind, ErrorReply, Response};
+
+/// What one replica step does.
+#[derive(Clone, Debug)]
+pub(super) enum ReplicaStep {
+    Read,
+    Mint(Write),
+    Merge(Siblings),
+}
+
+/// Where a replica step's answer goes.
+#[derive(Clone, Debug)]
+pub(super) enum Completion {
+    /// To the caller, on its stream.
+    Reply { stream: u64, id: u64 },
+    /// To a coordination this node runs (it is itself one of the replicas).
+    Coordination { coordination: u64, call: ReplicaCall },
+    /// Nowhere (a read repair of this node's own copy).
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    config: StoreConfig,
+    step: ReplicaStep,
+    done: Completion,
+}
+
+/// The steps waiting on one key; the first is in flight.
+#[derive(Debug, Default)]
+pub(super) struct KeyQueue {
+    steps: VecDeque<Pending>,
+    /// The state to store, once the head step has loaded and changed it.
+    storing: Option<Siblings>,
+}
+
+impl Node {
+    /// Queues a replica step on `key`; starts it if the key is idle.
+    pub(super) fn enqueue(
+        &mut self,
+        store: StoreName,
+        key: Vec<u8>,
+        config: StoreConfig,
+        step: ReplicaStep,
+        done: Completion,
+    ) {
+        let queue = self.keys.entry((store.clone(), key.clone())).or_default();
+        queue.steps.push_back(Pending { config, step, done });
+        if queue.steps.len() == 1 {
+            self.issue_io(Io::Load { store: store.clone(), key: key.clone() }, Some((store, key)));
+        }
+    }
+
+    /// The storage step of the head step of `key`'s queue finished.
+    pub(super) fn replica_io_done(
+        &mut self,
+        now: Duration,
+        key: (StoreName, Vec<u8>),
+        result: Result<IoOutput, IoError>,
+    ) {
+        let Some(queue) = self.keys.get_mut(&key) else { return };
+        let Some(head) = queue.steps.front().cloned() else { return };
+        let answer = match (result, queue.storing.take()) {
+            (Err(IoError(reason)), _) => {
+                Some(Err(ErrorReply::new(ErrorKind::Internal, format!("storage failed: {reason}"))))
+            }
+            // The store finished: the step is done.
+            (Ok(IoOutput::Done), Some(stored)) => Some(Ok(match head.step {
+                ReplicaStep::Mint(_) => Response::State(Some(stored)),
+                _ => Response::Ack,
+            })),
+            (Ok(IoOutput::Loaded(current)), None) => match self.apply(&head, current) {
+                Ok(Step::Answer(body)) => Some(Ok(body)),
+                Ok(Step::Store(state)) => {
+                    let io = Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone() };
+                    if let Some(queue) = self.keys.get_mut(&key) {
+                        queue.storing = Some(state);
+                    }
+                    self.issue_io(io, Some(key.clone()));
+                    None
+                }
+                Err(reply) => Some(Err(reply)),
+            },
+            // A result that does not match the step in flight: treat as a storage failure.
+            _ => Some(Err(ErrorReply::new(ErrorKind::Internal, "storage answered out of turn"))),
+        };
+        if let Some(answer) = answer {
+            self.finish_step(now, key, head.done, answer);
+        }
+    }
+
+    /// What the head step does with the state it loaded.
+    fn apply(&mut self, head: &Pending, current: Option<Siblings>) -> Result<Step, ErrorReply> {
+        match &head.step {
+            ReplicaStep::Read => Ok(Step::Answer(Response::State(current))),
+            ReplicaStep::Mint(write) => {
+                let mut state = current.unwrap_or_default();
+                state.apply(&self.id, write, head.config.conflicts()).map_err(|e| {
+                    self.stats.refused += 1;
+                    ErrorReply::new(ErrorKind::InvalidContext, format!("invalid causal context: {e}"))
+                })?;
+                Ok(Step::Store(state))
+            }
+            ReplicaStep::Merge(incoming) => {
+                let mut state = current.clone().unwrap_or_default();
+                state.merge(incoming, head.config.conflicts());
+                if current.as_ref() == Some(&state) || (current.is_none() && state == Siblings::new()) {
+                    Ok(Step::Answer(Response::Ack))
+                } else {
+                    Ok(Step::Store(state))
+                }
+            }
+        }
+    }
+
+    /// Delivers the head step's answer and starts the next step of the key, if any.
+    fn finish_step(
+        &mut self,
+        now: Duration,
+        key: (StoreName, Vec<u8>),
+        done: Completion,
+        answer: Result<Response, ErrorReply>,
+    ) {
+        let body = answer.unwrap_or_else(Response::Error);
+        match done {
+            Completion::Reply { stream, id } => self.reply(stream, id, body),
+            Completion::Coordination { coordination, call } => {
+                let me = self.id.clone();
+                self.replica_answer(now, coordination, &me, &call, Ok(body));
+            }
+            Completion::Nothing => {}
+        }
+        let Some(queue) = self.keys.get_mut(&key) else { return };
+        queue.steps.pop_front();
+        if queue.steps.is_empty() {
+            self.keys.remove(&key);
+        } else {
+            let io = Io::Load { store: key.0.clone(), key: key.1.clone() };
+            self.issue_io(io, Some(key));
+        }
+    }
+}
+
+enum Step {
+    Answer(Response),
+    Store(Siblings),
+}

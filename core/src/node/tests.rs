@@ -1,0 +1,224 @@
+//! Node machines driven by a small in-process harness: instant network, storage in maps.
+//! (The simulation in `quickv-sim` drives them through faults.)
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::*;
+use crate::store::StoreConfig;
+use crate::version::{CausalContext, Write};
+
+struct Harness {
+    nodes: Vec<Node>,
+    disks: Vec<BTreeMap<(StoreName, Vec<u8>), Siblings>>,
+    /// Answers that reached callers (stream numbers above 1000), by stream.
+    answers: BTreeMap<u64, Response>,
+    now: Duration,
+}
+
+impl Harness {
+    fn new(count: usize) -> Harness {
+        let mut h = Harness { nodes: Vec::new(), disks: Vec::new(), answers: BTreeMap::new(), now: Duration::ZERO };
+        for i in 0..count {
+            let info = NodeInfo::new(&format!("n{i}"), &format!("addr-{i}"), &format!("z{i}"), 1).unwrap();
+            let mut config = NodeConfig::new(info);
+            if i > 0 {
+                config.seeds = vec![String::from("addr-0")];
+            }
+            config.seed = i as u64;
+            h.nodes.push(Node::new(config, ClusterView::new(6), h.now));
+            h.disks.push(BTreeMap::new());
+        }
+        h.run();
+        h
+    }
+
+    fn index(&self, address: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.info().address == address)
+    }
+
+    /// Delivers everything, runs every storage step and advances time by `sync_interval` until
+    /// nothing is left to do (bounded).
+    fn run(&mut self) {
+        for _round in 0..50 {
+            let mut busy = false;
+            for i in 0..self.nodes.len() {
+                while let Some((id, io)) = self.nodes[i].poll_io() {
+                    busy = true;
+                    let out = match io {
+                        Io::Load { store, key } => IoOutput::Loaded(self.disks[i].get(&(store, key)).cloned()),
+                        Io::Store { store, key, state } => {
+                            self.disks[i].insert((store, key), state);
+                            IoOutput::Done
+                        }
+                        Io::SaveView(_) => IoOutput::Done,
+                    };
+                    self.nodes[i].handle_io(self.now, id, Ok(out));
+                }
+                while let Some(t) = self.nodes[i].poll_transmit() {
+                    busy = true;
+                    self.deliver(i, t);
+                }
+            }
+            if !busy {
+                self.now += Duration::from_secs(1);
+                for node in &mut self.nodes {
+                    node.handle_timeout(self.now);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: usize, t: Transmit) {
+        match t.to {
+            // Streams 1..1000 carry requests between nodes: stream = sender * 100 + request id.
+            Destination::Reply(stream) if stream >= 1000 => {
+                if let Message::Response { body, .. } = t.message {
+                    self.answers.insert(stream, body);
+                }
+            }
+            Destination::Reply(stream) => {
+                let sender = (stream / 100) as usize;
+                self.nodes[sender].handle_message(self.now, Origin::Answer, t.message);
+            }
+            Destination::Node { address, .. } => {
+                let (Message::Request { id, .. } | Message::Routed { id, .. }) = &t.message else { return };
+                let id = *id;
+                match self.index(&address) {
+                    Some(to) => {
+                        self.nodes[to].handle_message(self.now, Origin::peer(from as u64 * 100 + id), t.message)
+                    }
+                    None => self.nodes[from].handle_unreachable(self.now, id),
+                }
+            }
+        }
+    }
+
+    fn ask(&mut self, node: usize, stream: u64, body: Request) -> Response {
+        self.nodes[node].handle_message(self.now, Origin::caller(stream), Message::Request { id: 1, body });
+        self.run();
+        self.answers.remove(&stream).expect("an answer")
+    }
+}
+
+fn state(response: Response) -> Siblings {
+    match response {
+        Response::State(Some(s)) => s,
+        other => panic!("expected a state, got {other:?}"),
+    }
+}
+
+fn values(s: &Siblings) -> Vec<Vec<u8>> {
+    s.values().map(|v| v.as_ref().to_vec()).collect()
+}
+
+#[test]
+fn nodes_join_through_a_seed_and_agree_on_the_view() {
+    let h = Harness::new(4);
+    for node in &h.nodes {
+        assert!(node.has_joined());
+        assert_eq!(node.view().membership().len(), 4);
+        assert_eq!(node.view(), h.nodes[0].view());
+    }
+}
+
+#[test]
+fn any_node_coordinates_a_put_and_another_reads_it() {
+    let mut h = Harness::new(4);
+    let store = StoreName::default_store();
+    let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1);
+    let put = h.ask(1, 1001, Request::CoordinatePut { store: store.clone(), key: b"cart".to_vec(), write });
+    assert_eq!(values(&state(put)), vec![b"apples".to_vec()]);
+    let read = h.ask(3, 1002, Request::CoordinateGet { store: store.clone(), key: b"cart".to_vec() });
+    assert_eq!(values(&state(read)), vec![b"apples".to_vec()]);
+    // Exactly the key's three replicas hold it.
+    let holders = h.disks.iter().filter(|d| d.contains_key(&(store.clone(), b"cart".to_vec()))).count();
+    assert_eq!(holders, 3);
+}
+
+#[test]
+fn callers_without_a_certificate_may_not_join_or_sync() {
+    let mut h = Harness::new(1);
+    let info = NodeInfo::new("intruder", "addr-9", "z9", 1).unwrap();
+    let answer = h.ask(0, 1001, Request::Join { node: info });
+    assert!(matches!(answer, Response::Error(ErrorReply { kind: ErrorKind::NotPermitted, .. })), "{answer:?}");
+    assert_eq!(h.nodes[0].view().membership().len(), 1);
+}
+
+#[test]
+fn steps_on_one_key_wait_for_the_previous_store() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO);
+    while node.poll_io().is_some() {}
+    let store = StoreName::default_store();
+    let mint = |v: &[u8]| Request::Mint {
+        store: store.clone(),
+        key: b"k".to_vec(),
+        write: Write::put(v.to_vec(), CausalContext::empty(), 1),
+        hint_for: None,
+    };
+    let now = Duration::ZERO;
+    node.handle_message(now, Origin::caller(1), Message::Request { id: 1, body: mint(b"a") });
+    node.handle_message(now, Origin::caller(2), Message::Request { id: 2, body: mint(b"b") });
+    let (load, _) = node.poll_io().expect("the first load");
+    assert!(node.poll_io().is_none(), "the second step waits");
+    node.handle_io(now, load, Ok(IoOutput::Loaded(None)));
+    let (store_a, io) = node.poll_io().expect("the first store");
+    let Io::Store { state: first, .. } = io else { panic!("expected a store") };
+    assert!(node.poll_io().is_none(), "still one step in flight on the key");
+    node.handle_io(now, store_a, Ok(IoOutput::Done));
+    let (load_b, _) = node.poll_io().expect("the second load, after the first store");
+    node.handle_io(now, load_b, Ok(IoOutput::Loaded(Some(first))));
+    let (store_b, io) = node.poll_io().expect("the second store");
+    let Io::Store { state: second, .. } = io else { panic!("expected a store") };
+    assert_eq!(second.values().count(), 2, "two blind writes are two siblings");
+    node.handle_io(now, store_b, Ok(IoOutput::Done));
+    let answers: Vec<Transmit> = core::iter::from_fn(|| node.poll_transmit()).collect();
+    assert_eq!(answers.len(), 2);
+}
+
+#[test]
+fn a_created_store_is_acknowledged_only_once_saved_and_a_storage_failure_is_reported() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO);
+    while node.poll_io().is_some() {}
+    let now = Duration::ZERO;
+    let name = StoreName::new("carts").unwrap();
+    let create = Request::CreateStore { name: name.clone(), config: StoreConfig::eventual() };
+    node.handle_message(now, Origin::caller(1), Message::Request { id: 1, body: create });
+    assert!(node.poll_transmit().is_none(), "no answer before the view is saved");
+    let (save, io) = node.poll_io().expect("a save");
+    assert!(matches!(io, Io::SaveView(ref v) if v.store(&name).is_some()));
+    node.handle_io(now, save, Ok(IoOutput::Done));
+    assert_eq!(node.poll_transmit().map(|t| t.message), Some(Message::Response { id: 1, body: Response::Ack }));
+
+    let get = Request::Get { store: name, key: b"k".to_vec() };
+    node.handle_message(now, Origin::caller(2), Message::Request { id: 2, body: get });
+    let (load, _) = node.poll_io().expect("a load");
+    node.handle_io(now, load, Err(IoError("disk on fire".into())));
+    let answer = node.poll_transmit().expect("an answer").message;
+    assert!(
+        matches!(answer, Message::Response { body: Response::Error(ErrorReply { kind: ErrorKind::Internal, .. }), .. }),
+        "{answer:?}"
+    );
+    assert!(matches!(node.poll_event(), Some(Event::ViewChanged)));
+    assert!(matches!(node.poll_event(), Some(Event::StorageFailed { .. })));
+}
+
+#[test]
+fn garbage_frames_get_a_malformed_answer() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO);
+    node.handle_frame(Duration::ZERO, Origin::caller(5), &[1, 0xff, 0xff]);
+    let t = node.poll_transmit().expect("an answer");
+    assert_eq!(t.to, Destination::Reply(5));
+    assert!(matches!(
+        t.message,
+        Message::Response { id: 0, body: Response::Error(ErrorReply { kind: ErrorKind::Malformed, .. }) }
+    ));
+    assert_eq!(node.stats().refused, 1);
+}

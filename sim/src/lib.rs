@@ -1,0 +1,145 @@
+//! # quickv-sim: a deterministic simulation of a quickv cluster
+//!
+//! The simulation runs many real [`quickv_core::node::Node`] machines — the code `quickv-node`
+//! ships — in one thread, on a virtual clock, with one seeded random generator deciding
+//! everything: message delays (and so their order), drops, duplicates, partitions (symmetric and
+//! one-way), paused nodes, crashed and restarted nodes (losing what their disk had not synced),
+//! clients' clock skew, and what clients do. Clients are plain callers: they ask random nodes to
+//! coordinate gets, puts and deletes, with fresh, stale, merged and empty contexts (and, where a
+//! run asks for it, foreign and forged ones).
+//!
+//! After the faults stop and every node is back, the run reads every key (read repair) and
+//! [`check`]s the history against what the cluster holds:
+//!
+//! - every acknowledged write is readable (as the value or a sibling) unless a write whose
+//!   context had seen it superseded it;
+//! - a write that a later acknowledged write superseded (a deleted value among them) never comes
+//!   back, and a write refused as invalid never appears;
+//! - one put never leaves more than one version, and siblings never outnumber the clients that
+//!   wrote the key;
+//! - every request gets an answer (a request whose node crashed counts as "maybe applied");
+//! - the primary replicas of every key hold equal states.
+//!
+//! A run is a pure function of its seed and [`Options`]: the same seed gives the same trace.
+//!
+//! ```
+//! use quickv_sim::{run, Options};
+//!
+//! let outcome = run(&Options::new(7));
+//! assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+//! assert!(outcome.stats.acknowledged > 0);
+//! ```
+//!
+//! From the command line: `cargo run --release -p quickv-sim -- --seeds 1000 --first 0`.
+
+pub mod check;
+mod faults;
+pub mod rng;
+mod workload;
+mod world;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+pub use faults::Fault;
+
+/// What one run simulates.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The run's seed: everything random follows from it.
+    pub seed: u64,
+    /// Nodes in the cluster (default 5, in 3 zones).
+    pub nodes: usize,
+    /// Clients issuing requests (default 4).
+    pub clients: usize,
+    /// Requests each client issues (default 40).
+    pub ops_per_client: usize,
+    /// Distinct keys the clients use (default 3: they contend).
+    pub keys: usize,
+    /// The faults injected (default [`Fault::DEFAULT`]).
+    pub faults: BTreeSet<Fault>,
+    /// Record a readable trace of the run.
+    pub trace: bool,
+}
+
+impl Options {
+    /// The default run for `seed`.
+    pub fn new(seed: u64) -> Options {
+        Options {
+            seed,
+            nodes: 5,
+            clients: 4,
+            ops_per_client: 40,
+            keys: 3,
+            faults: Fault::DEFAULT.iter().copied().collect(),
+            trace: false,
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Broken properties, one line each; empty when the run is correct.
+    pub violations: Vec<String>,
+    /// The trace, if asked for.
+    pub trace: Vec<String>,
+    /// Counts of what happened.
+    pub stats: RunStats,
+}
+
+/// Counts of what happened in a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Client requests sent.
+    pub requests: usize,
+    /// Writes (puts and deletes) acknowledged.
+    pub acknowledged: usize,
+    /// Writes that failed or got no answer (maybe applied).
+    pub maybe: usize,
+    /// Messages between nodes.
+    pub messages: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Virtual time simulated, in milliseconds.
+    pub virtual_ms: u64,
+}
+
+impl fmt::Display for RunStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} requests, {} writes acknowledged, {} maybe applied, {} node messages, {} faults, {} ms simulated",
+            self.requests, self.acknowledged, self.maybe, self.messages, self.faults, self.virtual_ms
+        )
+    }
+}
+
+/// Runs one seed.
+pub fn run(options: &Options) -> Outcome {
+    world::World::new(options).run()
+}
+
+/// A list of faults on the command line: `delay,drop,crash` or `default` or `all`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultList(pub BTreeSet<Fault>);
+
+impl FromStr for FaultList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FaultList, String> {
+        let mut set = BTreeSet::new();
+        for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "default" => set.extend(Fault::DEFAULT.iter().copied()),
+                "all" => set.extend(Fault::ALL.iter().copied()),
+                "none" => {}
+                other => {
+                    set.insert(other.parse::<Fault>()?);
+                }
+            }
+        }
+        Ok(FaultList(set))
+    }
+}

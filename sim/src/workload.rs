@@ -1,0 +1,173 @@
+//! Clients: what they ask, with which contexts, and the history of what they were told.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use quickv_core::identity::NodeId;
+use quickv_core::store::StoreName;
+use quickv_core::version::{CausalContext, Dot, Siblings, VersionVector, Write};
+use quickv_core::wire::{Request, Response};
+
+use crate::Fault;
+use crate::rng::Rng;
+
+/// A key as the checkers see it: its store and its name.
+pub(crate) type KeyId = (StoreName, Vec<u8>);
+
+/// What a client read of a key: the context and the values it showed.
+#[derive(Clone, Debug)]
+pub(crate) struct Read {
+    pub(crate) context: CausalContext,
+    pub(crate) values: BTreeSet<String>,
+}
+
+/// One client request and what became of it.
+#[derive(Clone, Debug)]
+pub(crate) struct Op {
+    /// The client that sent it.
+    #[allow(dead_code)] // read through Debug in traces
+    pub(crate) client: usize,
+    pub(crate) key: KeyId,
+    pub(crate) kind: OpKind,
+    /// The values the write's context had seen (it supersedes exactly these).
+    pub(crate) seen: BTreeSet<String>,
+    pub(crate) status: Status,
+    /// For a get that succeeded: the state it returned.
+    pub(crate) read: Option<Siblings>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Get,
+    Put(String),
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Sent, no answer yet.
+    Pending,
+    /// Acknowledged (for a get: answered).
+    Ok,
+    /// Failed or unanswered: for a write, maybe applied.
+    Failed(String),
+}
+
+/// One client: its reads per key and its progress.
+#[derive(Debug)]
+pub(crate) struct Client {
+    reads: BTreeMap<KeyId, Vec<Read>>,
+    pub(crate) remaining: usize,
+    pub(crate) pending: Option<usize>,
+    pub(crate) skew_ms: i64,
+    writes: usize,
+}
+
+impl Client {
+    pub(crate) fn new(ops: usize, skew_ms: i64) -> Client {
+        Client { reads: BTreeMap::new(), remaining: ops, pending: None, skew_ms, writes: 0 }
+    }
+
+    /// Chooses the next request: the op to record and the request to send.
+    pub(crate) fn next(
+        &mut self,
+        index: usize,
+        rng: &mut Rng,
+        keys: &[KeyId],
+        faults: &BTreeSet<Fault>,
+        nodes: &[NodeId],
+        now_ms: u64,
+    ) -> (Op, Request) {
+        self.remaining -= 1;
+        let key = rng.pick(keys).clone();
+        let reads = self.reads.get(&key).cloned().unwrap_or_default();
+        let roll = rng.below(100);
+        if roll < 35 || (roll >= 85 && reads.is_empty()) {
+            let op = Op {
+                client: index,
+                key: key.clone(),
+                kind: OpKind::Get,
+                seen: BTreeSet::new(),
+                status: Status::Pending,
+                read: None,
+            };
+            return (op, Request::CoordinateGet { store: key.0, key: key.1 });
+        }
+        let (context, seen) = self.choose_context(rng, &key, &reads, faults, nodes);
+        let timestamp = now_ms.saturating_add_signed(self.skew_ms);
+        let (kind, write) = if roll < 85 {
+            self.writes += 1;
+            let value = format!("c{index}w{}", self.writes);
+            (OpKind::Put(value.clone()), Write::put(value.into_bytes(), context, timestamp))
+        } else {
+            (OpKind::Delete, Write::delete(context, timestamp))
+        };
+        let op = Op { client: index, key: key.clone(), kind, seen, status: Status::Pending, read: None };
+        (op, Request::CoordinatePut { store: key.0, key: key.1, write })
+    }
+
+    fn choose_context(
+        &self,
+        rng: &mut Rng,
+        key: &KeyId,
+        reads: &[Read],
+        faults: &BTreeSet<Fault>,
+        nodes: &[NodeId],
+    ) -> (CausalContext, BTreeSet<String>) {
+        if faults.contains(&Fault::ForeignContext) && rng.chance(10) {
+            // The context of another key: the writer saw nothing of this one.
+            if let Some(read) = self.reads.iter().filter(|(k, _)| *k != key).flat_map(|(_, r)| r.last()).next() {
+                return (read.context.clone(), BTreeSet::new());
+            }
+        }
+        if faults.contains(&Fault::ForgedContext) && rng.chance(5) {
+            let mut vector = VersionVector::new();
+            vector.add(&Dot { actor: rng.pick(nodes).clone(), counter: u64::MAX });
+            return (CausalContext::from_vector(vector), BTreeSet::new());
+        }
+        let Some(latest) = reads.last() else { return (CausalContext::empty(), BTreeSet::new()) };
+        match rng.below(100) {
+            0..60 => (latest.context.clone(), latest.values.clone()),
+            60..75 => {
+                let old = rng.pick(reads);
+                (old.context.clone(), old.values.clone())
+            }
+            75..90 => {
+                let other = rng.pick(reads);
+                let mut context = latest.context.clone();
+                context.merge(&other.context);
+                (context, latest.values.union(&other.values).cloned().collect())
+            }
+            _ => (CausalContext::empty(), BTreeSet::new()),
+        }
+    }
+
+    /// Records the answer to `op` (`None`: the node went away before answering).
+    pub(crate) fn answer(&mut self, op: &mut Op, answer: Option<Response>) {
+        self.pending = None;
+        op.status = match answer {
+            Some(Response::State(Some(state))) => {
+                if op.kind == OpKind::Get {
+                    self.remember(&op.key, &state);
+                    op.read = Some(state);
+                }
+                Status::Ok
+            }
+            Some(Response::Error(e)) => Status::Failed(format!("{:?}: {}", e.kind, e.message)),
+            Some(other) => Status::Failed(format!("unexpected answer {other:?}")),
+            None => Status::Failed("no answer: the node went away".into()),
+        };
+    }
+
+    fn remember(&mut self, key: &KeyId, state: &Siblings) {
+        let reads = self.reads.entry(key.clone()).or_default();
+        reads.push(Read { context: state.context(), values: values_of(state) });
+        if reads.len() > 4 {
+            reads.remove(0);
+        }
+    }
+}
+
+/// The live values of a state, as text.
+pub(crate) fn values_of(state: &Siblings) -> BTreeSet<String> {
+    state.values().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()).collect()
+}

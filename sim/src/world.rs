@@ -1,0 +1,652 @@
+//! The simulated world: nodes with their disks, the network, the clients and the clock.
+//!
+//! Everything happens at an instant of virtual time, in the order of a queue keyed by
+//! (time, sequence number); node timers fire when they come before the next queued event. Every
+//! random choice comes from the run's one [`Rng`], so a seed replays exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use quickv_core::cluster::ClusterView;
+use quickv_core::identity::NodeId;
+use quickv_core::membership::NodeInfo;
+use quickv_core::node::{Destination, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
+use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
+use quickv_core::version::Siblings;
+use quickv_core::wire::{self, Message, Request, Response};
+
+use crate::check::{self, Final};
+use crate::rng::Rng;
+use crate::workload::{Client, KeyId, Op};
+use crate::{Fault, Options, Outcome, RunStats};
+
+/// How long nodes wait for a replica.
+const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long the faults go on.
+const CHAOS: Duration = Duration::from_secs(20);
+/// How long the cluster has, once healed, before the final reads.
+const SETTLE: Duration = Duration::from_secs(5);
+/// The store the clients use: strict, so that every acknowledged write is on its primaries.
+const STORE: &str = "sim";
+const LWW_STORE: &str = "sim-lww";
+/// Nodes paused or crashed at once, at most (a strict store of N=3, W=2 stays writable).
+const MAX_IMPAIRED: usize = 1;
+
+/// A node's disk: what is synced, what is not yet, and the saved view.
+#[derive(Debug, Default)]
+struct Disk {
+    durable: BTreeMap<KeyId, Siblings>,
+    view: Option<ClusterView>,
+}
+
+#[derive(Debug)]
+struct SimNode {
+    config: NodeConfig,
+    machine: Option<Node>,
+    /// Raised at every crash: answers and storage results of an older life are dropped.
+    life: u64,
+    disk: Disk,
+    paused: bool,
+    /// Deliveries held while the node is paused.
+    held: Vec<Event>,
+}
+
+/// Who waits for the answer on a stream.
+#[derive(Clone, Debug)]
+enum Requester {
+    Node {
+        index: usize,
+        life: u64,
+        request: u64,
+    },
+    Client {
+        index: usize,
+        op: usize,
+    },
+    /// A duplicate delivery: nobody waits for its answer.
+    Nobody,
+}
+
+#[derive(Clone, Debug)]
+struct Stream {
+    requester: Requester,
+    target: usize,
+    target_life: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Request {
+        stream: u64,
+        frame: Vec<u8>,
+    },
+    /// An answer, or `None`: the transport reports the stream failed.
+    Answer {
+        requester: Requester,
+        frame: Option<Vec<u8>>,
+    },
+    Io {
+        node: usize,
+        life: u64,
+        id: IoId,
+        result: Result<IoOutput, IoError>,
+    },
+    ClientStep {
+        client: usize,
+    },
+    Fault(FaultEvent),
+}
+
+#[derive(Clone, Debug)]
+enum FaultEvent {
+    Cut(Vec<(usize, usize)>),
+    Heal(Vec<(usize, usize)>),
+    Pause(usize),
+    Resume(usize),
+    Crash(usize),
+    Restart(usize),
+}
+
+pub(crate) struct World {
+    options: Options,
+    rng: Rng,
+    now: Duration,
+    seq: u64,
+    queue: BTreeMap<(Duration, u64), Event>,
+    nodes: Vec<SimNode>,
+    ids: Vec<NodeId>,
+    streams: BTreeMap<u64, Stream>,
+    next_stream: u64,
+    cut: BTreeSet<(usize, usize)>,
+    clients: Vec<Client>,
+    history: Vec<Op>,
+    keys: Vec<KeyId>,
+    trace: Vec<String>,
+    stats: RunStats,
+    /// Nodes down or paused now, to bound concurrent node faults.
+    impaired: BTreeSet<usize>,
+}
+
+impl World {
+    pub(crate) fn new(options: &Options) -> World {
+        let mut rng = Rng::new(options.seed);
+        let mut view = ClusterView::new(6);
+        let strict = StoreConfig::new(3, 2, 2, QuorumKind::Strict, ConflictPolicy::Siblings).expect("valid");
+        let _ = view.create_store(StoreName::new(STORE).expect("valid"), strict);
+        let _ =
+            view.create_store(StoreName::new(LWW_STORE).expect("valid"), strict.with_conflicts(ConflictPolicy::Lww));
+        let mut nodes = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..options.nodes {
+            let info = NodeInfo::new(&format!("n{i}"), &address(i), &format!("z{}", i % 3), 1).expect("valid node");
+            ids.push(info.id.clone());
+            let mut config = NodeConfig::new(info);
+            config.replica_timeout = REPLICA_TIMEOUT;
+            config.sync_interval = Duration::from_millis(100);
+            config.seed = rng.next_u64();
+            if i > 0 {
+                config.seeds = vec![address(0)];
+            }
+            let disk = Disk { view: (i == 0).then(|| view.clone()), ..Disk::default() };
+            nodes.push(SimNode { config, machine: None, life: 0, disk, paused: false, held: Vec::new() });
+        }
+        let mut keys = Vec::new();
+        for k in 0..options.keys {
+            keys.push((StoreName::new(STORE).expect("valid"), format!("k{k}").into_bytes()));
+            if options.faults.contains(&Fault::Lww) {
+                keys.push((StoreName::new(LWW_STORE).expect("valid"), format!("k{k}").into_bytes()));
+            }
+        }
+        let skew = options.faults.contains(&Fault::Skew);
+        let clients = (0..options.clients)
+            .map(|_| Client::new(options.ops_per_client, if skew { rng.range(0, 6000) as i64 - 3000 } else { 0 }))
+            .collect();
+        World {
+            options: options.clone(),
+            rng,
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            ids,
+            streams: BTreeMap::new(),
+            next_stream: 1,
+            cut: BTreeSet::new(),
+            clients,
+            history: Vec::new(),
+            keys,
+            trace: Vec::new(),
+            stats: RunStats::default(),
+            impaired: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self) -> Outcome {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+        // Clients start once the cluster has formed.
+        for c in 0..self.clients.len() {
+            let at = Duration::from_millis(1000 + self.rng.below(100));
+            self.schedule_at(at, Event::ClientStep { client: c });
+        }
+        self.plan_faults();
+        let end = CHAOS + SETTLE;
+        self.run_until(end);
+        let finals = self.final_reads(end);
+        let violations = check::check(&self.history, &finals, &self.clients_pending());
+        self.stats.virtual_ms = self.now.as_millis() as u64;
+        Outcome { violations, trace: self.trace, stats: self.stats }
+    }
+
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.options.trace {
+            let line = line();
+            self.trace.push(format!("{:>8.3}s {line}", self.now.as_secs_f64()));
+        }
+    }
+
+    fn schedule_at(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), event);
+    }
+
+    fn schedule_in(&mut self, delay: Duration, event: Event) {
+        self.schedule_at(self.now + delay, event);
+    }
+
+    /// A message's delay under the run's faults.
+    fn latency(&mut self) -> Duration {
+        let faults = &self.options.faults;
+        let chaos = self.now < CHAOS;
+        let ms = if chaos && faults.contains(&Fault::SlowMessages) && self.rng.chance(3) {
+            self.rng.range(REPLICA_TIMEOUT.as_millis() as u64, 3 * REPLICA_TIMEOUT.as_millis() as u64)
+        } else if faults.contains(&Fault::Delay) {
+            // A round trip stays well within the replica timeout.
+            self.rng.range(1, REPLICA_TIMEOUT.as_millis() as u64 / 5)
+        } else {
+            1
+        };
+        Duration::from_millis(ms)
+    }
+
+    fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let view = node.disk.view.clone().unwrap_or_else(|| ClusterView::new(6));
+        let mut config = node.config.clone();
+        config.seed = config.seed.wrapping_add(node.life);
+        node.machine = Some(Node::new(config, view, self.now));
+        self.note(|| format!("n{i} starts"));
+        self.drain(i);
+    }
+
+    fn run_until(&mut self, end: Duration) {
+        loop {
+            let next_event = self.queue.keys().next().map(|(t, _)| *t);
+            let next_timer =
+                self.nodes.iter().filter(|n| !n.paused).filter_map(|n| n.machine.as_ref()?.poll_timeout()).min();
+            let at = match (next_event, next_timer) {
+                (Some(e), Some(t)) => e.min(t),
+                (Some(e), None) => e,
+                (None, Some(t)) => t,
+                (None, None) => break,
+            };
+            if at > end {
+                break;
+            }
+            self.now = self.now.max(at);
+            if next_timer.is_some_and(|t| t <= at) {
+                for i in 0..self.nodes.len() {
+                    let due = !self.nodes[i].paused
+                        && self.nodes[i].machine.as_ref().and_then(Node::poll_timeout).is_some_and(|t| t <= self.now);
+                    if due {
+                        if let Some(m) = self.nodes[i].machine.as_mut() {
+                            m.handle_timeout(self.now);
+                        }
+                        self.drain(i);
+                    }
+                }
+                continue;
+            }
+            let Some((_, event)) = self.queue.pop_first() else { break };
+            self.handle(event);
+        }
+        self.now = self.now.max(end);
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Request { stream, frame } => {
+                let Some(info) = self.streams.get(&stream).cloned() else { return };
+                let target = info.target;
+                if self.nodes[target].paused {
+                    self.nodes[target].held.push(Event::Request { stream, frame });
+                    return;
+                }
+                if self.nodes[target].life != info.target_life || self.nodes[target].machine.is_none() {
+                    self.streams.remove(&stream);
+                    return self.fail_stream(info.requester);
+                }
+                let from_node = matches!(info.requester, Requester::Node { .. } | Requester::Nobody);
+                let origin = Origin::Stream { stream, node: from_node };
+                if let Some(m) = self.nodes[target].machine.as_mut() {
+                    m.handle_frame(self.now, origin, &frame);
+                }
+                self.drain(target);
+            }
+            Event::Answer { requester, frame } => self.answer(requester, frame),
+            Event::Io { node, life, id, result } => {
+                if self.nodes[node].life != life {
+                    return;
+                }
+                if self.nodes[node].paused {
+                    self.nodes[node].held.push(Event::Io { node, life, id, result });
+                    return;
+                }
+                if let Some(m) = self.nodes[node].machine.as_mut() {
+                    m.handle_io(self.now, id, result);
+                }
+                self.drain(node);
+            }
+            Event::ClientStep { client } => self.client_step(client),
+            Event::Fault(fault) => self.fault(fault),
+        }
+    }
+
+    fn answer(&mut self, requester: Requester, frame: Option<Vec<u8>>) {
+        match requester {
+            Requester::Node { index, life, request } => {
+                if self.nodes[index].life != life || self.nodes[index].machine.is_none() {
+                    return;
+                }
+                if self.nodes[index].paused {
+                    self.nodes[index].held.push(Event::Answer { requester, frame });
+                    return;
+                }
+                if let Some(m) = self.nodes[index].machine.as_mut() {
+                    match &frame {
+                        Some(frame) => m.handle_frame(self.now, Origin::Answer, frame),
+                        None => m.handle_unreachable(self.now, request),
+                    }
+                }
+                self.drain(index);
+            }
+            Requester::Client { index, op } => {
+                let response = frame.and_then(|f| match wire::decode(&f) {
+                    Ok(Message::Response { body, .. }) => Some(body),
+                    _ => None,
+                });
+                self.note(|| format!("c{index} op {op} answered: {}", brief(&response)));
+                let mut record = self.history[op].clone();
+                self.clients[index].answer(&mut record, response);
+                if record.kind != crate::workload::OpKind::Get {
+                    match record.status {
+                        crate::workload::Status::Ok => self.stats.acknowledged += 1,
+                        _ => self.stats.maybe += 1,
+                    }
+                }
+                self.history[op] = record;
+                if self.clients[index].remaining > 0 && self.now < CHAOS {
+                    let think = Duration::from_millis(self.rng.range(1, 50));
+                    self.schedule_in(think, Event::ClientStep { client: index });
+                }
+            }
+            Requester::Nobody => {}
+        }
+    }
+
+    /// Tells the requester its stream failed (after a little while).
+    fn fail_stream(&mut self, requester: Requester) {
+        let delay = self.latency();
+        self.schedule_in(delay, Event::Answer { requester, frame: None });
+    }
+
+    fn client_step(&mut self, client: usize) {
+        if self.clients[client].remaining == 0 || self.clients[client].pending.is_some() {
+            return;
+        }
+        let now_ms = self.now.as_millis() as u64;
+        let (op, request) =
+            self.clients[client].next(client, &mut self.rng, &self.keys, &self.options.faults, &self.ids, now_ms);
+        let index = self.history.len();
+        self.note(|| {
+            format!("c{client} op {index}: {:?} {:?} seen {:?}", op.kind, String::from_utf8_lossy(&op.key.1), op.seen)
+        });
+        self.history.push(op);
+        self.clients[client].pending = Some(index);
+        self.stats.requests += 1;
+        let target = self.rng.below(self.nodes.len() as u64) as usize;
+        self.send_from_client(Requester::Client { index: client, op: index }, target, request);
+    }
+
+    fn send_from_client(&mut self, requester: Requester, target: usize, body: Request) {
+        let frame = wire::encode(&Message::Request { id: 1, body });
+        let stream = self.open_stream(requester.clone(), target);
+        if self.nodes[target].machine.is_none() {
+            self.streams.remove(&stream);
+            return self.fail_stream(requester);
+        }
+        let delay = Duration::from_millis(self.rng.range(1, 5));
+        self.schedule_in(delay, Event::Request { stream, frame });
+    }
+
+    fn open_stream(&mut self, requester: Requester, target: usize) -> u64 {
+        let stream = self.next_stream;
+        self.next_stream += 1;
+        let target_life = self.nodes[target].life;
+        self.streams.insert(stream, Stream { requester, target, target_life });
+        stream
+    }
+
+    /// Performs everything node `i` has emitted.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(machine) = self.nodes[i].machine.as_mut() else { return };
+            if let Some((id, io)) = machine.poll_io() {
+                self.storage(i, id, io);
+            } else if let Some(transmit) = machine.poll_transmit() {
+                let frame = wire::encode(&transmit.message);
+                match transmit.to {
+                    Destination::Reply(stream) => self.reply(i, stream, frame),
+                    Destination::Node { address, .. } => {
+                        let request = match transmit.message {
+                            Message::Request { id, .. } | Message::Routed { id, .. } => id,
+                            Message::Response { .. } => continue,
+                        };
+                        self.send_between_nodes(i, &address, request, frame);
+                    }
+                }
+            } else if let Some(event) = machine.poll_event() {
+                self.note(|| format!("n{i} {event:?}"));
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn storage(&mut self, i: usize, id: IoId, io: Io) {
+        let life = self.nodes[i].life;
+        let disk = &mut self.nodes[i].disk;
+        let result = match io {
+            Io::Load { store, key } => Ok(IoOutput::Loaded(disk.durable.get(&(store, key)).cloned())),
+            // Writes are synced when they complete; a crash before that loses them (the
+            // completion is dropped with the node's life, so nothing acknowledged depends on it).
+            Io::Store { store, key, state } => {
+                disk.durable.insert((store, key), state);
+                Ok(IoOutput::Done)
+            }
+            Io::SaveView(view) => {
+                disk.view = Some(view);
+                Ok(IoOutput::Done)
+            }
+        };
+        let delay = Duration::from_micros(self.rng.range(50, 2000));
+        self.schedule_in(delay, Event::Io { node: i, life, id, result });
+    }
+
+    fn reply(&mut self, from: usize, stream: u64, frame: Vec<u8>) {
+        let Some(info) = self.streams.remove(&stream) else { return };
+        let lost = match &info.requester {
+            Requester::Node { index, .. } => self.cut.contains(&(from, *index)),
+            _ => false,
+        };
+        if lost {
+            // The answer never arrives; the sender's timeouts deal with it.
+            self.note(|| format!("n{from} answer on stream {stream} lost"));
+            return;
+        }
+        let delay = self.latency();
+        self.schedule_in(delay, Event::Answer { requester: info.requester, frame: Some(frame) });
+    }
+
+    fn send_between_nodes(&mut self, from: usize, address: &str, request: u64, frame: Vec<u8>) {
+        self.stats.messages += 1;
+        let requester = Requester::Node { index: from, life: self.nodes[from].life, request };
+        let Some(to) = (0..self.nodes.len()).find(|&j| self.nodes[j].config.info.address == address) else {
+            return self.fail_stream(requester);
+        };
+        if self.nodes[to].machine.is_none() {
+            return self.fail_stream(requester);
+        }
+        if self.cut.contains(&(from, to)) {
+            // Nothing arrives; sometimes the transport notices.
+            if self.rng.chance(50) {
+                let delay = REPLICA_TIMEOUT + self.latency();
+                self.schedule_in(delay, Event::Answer { requester, frame: None });
+            }
+            return;
+        }
+        let chaos = self.now < CHAOS;
+        if chaos && self.options.faults.contains(&Fault::Drop) && self.rng.chance(2) {
+            self.note(|| format!("n{from} -> n{to} request {request} dropped"));
+            return self.fail_stream(requester);
+        }
+        if chaos && self.options.faults.contains(&Fault::Duplicate) && self.rng.chance(2) {
+            let stream = self.open_stream(Requester::Nobody, to);
+            let delay = self.latency();
+            self.schedule_in(delay, Event::Request { stream, frame: frame.clone() });
+        }
+        let stream = self.open_stream(requester, to);
+        let delay = self.latency();
+        self.schedule_in(delay, Event::Request { stream, frame });
+    }
+
+    /// Schedules the run's faults over the chaos period; at its end everything heals.
+    fn plan_faults(&mut self) {
+        let faults = self.options.faults.clone();
+        let count = self.nodes.len();
+        let mut at = Duration::from_millis(1500);
+        while at < CHAOS {
+            let length = Duration::from_millis(self.rng.range(200, 3000));
+            let end = (at + length).min(CHAOS);
+            let kinds: Vec<Fault> = [Fault::Partition, Fault::OneWay, Fault::Pause, Fault::Crash]
+                .into_iter()
+                .filter(|f| faults.contains(f))
+                .collect();
+            if kinds.is_empty() {
+                break;
+            }
+            let node = self.rng.below(count as u64) as usize;
+            let (start, stop) = match *self.rng.pick(&kinds) {
+                Fault::Partition => {
+                    let side: BTreeSet<usize> = (0..count).filter(|_| self.rng.chance(50)).collect();
+                    let links: Vec<(usize, usize)> = (0..count)
+                        .flat_map(|a| (0..count).map(move |b| (a, b)))
+                        .filter(|(a, b)| side.contains(a) != side.contains(b))
+                        .collect();
+                    (FaultEvent::Cut(links.clone()), FaultEvent::Heal(links))
+                }
+                Fault::OneWay => {
+                    let other = (node + 1 + self.rng.below(count as u64 - 1) as usize) % count;
+                    (FaultEvent::Cut(vec![(node, other)]), FaultEvent::Heal(vec![(node, other)]))
+                }
+                Fault::Pause => (FaultEvent::Pause(node), FaultEvent::Resume(node)),
+                _ => (FaultEvent::Crash(node), FaultEvent::Restart(node)),
+            };
+            self.schedule_at(at, Event::Fault(start));
+            self.schedule_at(end, Event::Fault(stop));
+            at += Duration::from_millis(self.rng.range(300, 2500));
+        }
+    }
+
+    fn fault(&mut self, fault: FaultEvent) {
+        self.note(|| format!("fault {fault:?}"));
+        match fault {
+            FaultEvent::Cut(links) => {
+                self.stats.faults += 1;
+                self.cut.extend(links);
+            }
+            FaultEvent::Heal(links) => {
+                for link in links {
+                    self.cut.remove(&link);
+                }
+            }
+            FaultEvent::Pause(i) => {
+                if self.impaired.len() < MAX_IMPAIRED && self.impaired.insert(i) {
+                    self.stats.faults += 1;
+                    self.nodes[i].paused = true;
+                }
+            }
+            FaultEvent::Resume(i) => {
+                if self.nodes[i].paused {
+                    self.nodes[i].paused = false;
+                    self.impaired.remove(&i);
+                    for event in std::mem::take(&mut self.nodes[i].held) {
+                        self.schedule_in(Duration::ZERO, event);
+                    }
+                }
+            }
+            FaultEvent::Crash(i) => {
+                if self.impaired.len() < MAX_IMPAIRED && self.nodes[i].machine.is_some() && self.impaired.insert(i) {
+                    self.stats.faults += 1;
+                    self.crash(i);
+                }
+            }
+            FaultEvent::Restart(i) => {
+                if self.nodes[i].machine.is_none() {
+                    self.impaired.remove(&i);
+                    self.start(i);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.machine = None;
+        node.life += 1;
+        node.held.clear();
+        // Streams to the crashed node break: their senders hear so.
+        let broken: Vec<u64> = self.streams.iter().filter(|(_, s)| s.target == i).map(|(&id, _)| id).collect();
+        for stream in broken {
+            if let Some(info) = self.streams.remove(&stream) {
+                self.fail_stream(info.requester);
+            }
+        }
+    }
+
+    fn clients_pending(&self) -> Vec<usize> {
+        self.clients.iter().filter_map(|c| c.pending).collect()
+    }
+
+    /// After the faults: every key read once through the coordinators (repairing replicas),
+    /// then each key's state on each node's disk.
+    fn final_reads(&mut self, mut end: Duration) -> Final {
+        let mut reads = BTreeMap::new();
+        let checker = self.clients.len();
+        self.clients.push(Client::new(0, 0));
+        for key in self.keys.clone() {
+            for attempt in 0..5 {
+                let op = self.history.len();
+                self.history.push(Op {
+                    client: checker,
+                    key: key.clone(),
+                    kind: crate::workload::OpKind::Get,
+                    seen: BTreeSet::new(),
+                    status: crate::workload::Status::Pending,
+                    read: None,
+                });
+                let request = Request::CoordinateGet { store: key.0.clone(), key: key.1.clone() };
+                self.send_from_client(Requester::Client { index: checker, op }, attempt % self.nodes.len(), request);
+                end += Duration::from_secs(1);
+                self.run_until(end);
+                self.clients[checker].pending = None;
+                if let Some(state) = self.history[op].read.clone() {
+                    reads.insert(key.clone(), state);
+                    break;
+                }
+            }
+        }
+        end += Duration::from_secs(2);
+        self.run_until(end);
+        let mut replicas = BTreeMap::new();
+        for key in &self.keys {
+            let Some(view) = self.nodes[0].machine.as_ref().map(|m| m.view().clone()) else { continue };
+            let (Some(ring), Some(config)) = (view.ring(), view.store(&key.0)) else { continue };
+            let prefs = ring.preference_list(quickv_core::token::Token::of(&key.1), config.n(), 0);
+            let holders: Vec<(NodeId, Option<Siblings>)> = prefs
+                .primaries()
+                .iter()
+                .map(|id| {
+                    let index = self.ids.iter().position(|x| x == id).unwrap_or(0);
+                    (id.clone(), self.nodes[index].disk.durable.get(key).cloned())
+                })
+                .collect();
+            replicas.insert(key.clone(), holders);
+        }
+        Final { reads, replicas }
+    }
+}
+
+fn address(i: usize) -> String {
+    format!("sim-node-{i}")
+}
+
+fn brief(response: &Option<Response>) -> String {
+    match response {
+        None => "no answer".into(),
+        Some(Response::State(Some(s))) => format!("{:?}", crate::workload::values_of(s)),
+        Some(Response::Error(e)) => format!("{:?} {}", e.kind, e.message),
+        Some(other) => format!("{other:?}"),
+    }
+}
