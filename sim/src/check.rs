@@ -7,10 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use quickv_core::identity::NodeId;
-use quickv_core::store::StoreName;
 use quickv_core::version::Siblings;
 
-use crate::workload::{KeyId, Op, OpKind, Status};
+use crate::workload::{KeyId, LWW_STORE, Op, OpKind, Status};
 
 /// What the cluster holds after the run.
 #[derive(Debug, Default)]
@@ -44,7 +43,7 @@ fn check_key(key: &KeyId, ops: &[&Op], finals: &Final, violations: &mut Vec<Stri
         violations.push(format!("{}: no final read succeeded after the faults stopped", name(key)));
         return;
     };
-    let lww = key.0 == StoreName::new(LWW_STORE_NAME).expect("valid");
+    let lww = key.0.as_str() == LWW_STORE;
     let values: Vec<String> = state.values().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()).collect();
     let writes: BTreeMap<&str, &Op> = ops
         .iter()
@@ -114,8 +113,6 @@ fn superseded<'a>(seen: impl Iterator<Item = &'a BTreeSet<String>>, writes: &BTr
     }
     out
 }
-
-const LWW_STORE_NAME: &str = "sim-lww";
 
 fn name(key: &KeyId) -> String {
     format!("{}/{}", key.0, String::from_utf8_lossy(&key.1))

@@ -13,6 +13,11 @@ use crate::rng::Rng;
 /// A key as the checkers see it: its store and its name.
 pub(crate) type KeyId = (StoreName, Vec<u8>);
 
+/// The store the clients use: strict, so that every acknowledged write is on its primaries.
+pub(crate) const STORE: &str = "sim";
+/// The same with last-writer-wins conflicts (used with [`Fault::Lww`]).
+pub(crate) const LWW_STORE: &str = "sim-lww";
+
 /// What a client read of a key: the context and the values it showed.
 #[derive(Clone, Debug)]
 pub(crate) struct Read {
@@ -23,9 +28,6 @@ pub(crate) struct Read {
 /// One client request and what became of it.
 #[derive(Clone, Debug)]
 pub(crate) struct Op {
-    /// The client that sent it.
-    #[allow(dead_code)] // read through Debug in traces
-    pub(crate) client: usize,
     pub(crate) key: KeyId,
     pub(crate) kind: OpKind,
     /// The values the write's context had seen (it supersedes exactly these).
@@ -33,6 +35,13 @@ pub(crate) struct Op {
     pub(crate) status: Status,
     /// For a get that succeeded: the state it returned.
     pub(crate) read: Option<Siblings>,
+}
+
+impl Op {
+    /// A get of `key`, not answered yet.
+    pub(crate) fn get(key: KeyId) -> Op {
+        Op { key, kind: OpKind::Get, seen: BTreeSet::new(), status: Status::Pending, read: None }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,15 +91,7 @@ impl Client {
         let reads = self.reads.get(&key).cloned().unwrap_or_default();
         let roll = rng.below(100);
         if roll < 35 || (roll >= 85 && reads.is_empty()) {
-            let op = Op {
-                client: index,
-                key: key.clone(),
-                kind: OpKind::Get,
-                seen: BTreeSet::new(),
-                status: Status::Pending,
-                read: None,
-            };
-            return (op, Request::CoordinateGet { store: key.0, key: key.1 });
+            return (Op::get(key.clone()), Request::CoordinateGet { store: key.0, key: key.1 });
         }
         let (context, seen) = self.choose_context(rng, &key, &reads, faults, nodes);
         let timestamp = now_ms.saturating_add_signed(self.skew_ms);
@@ -101,7 +102,7 @@ impl Client {
         } else {
             (OpKind::Delete, Write::delete(context, timestamp))
         };
-        let op = Op { client: index, key: key.clone(), kind, seen, status: Status::Pending, read: None };
+        let op = Op { key: key.clone(), kind, seen, status: Status::Pending, read: None };
         (op, Request::CoordinatePut { store: key.0, key: key.1, write })
     }
 

@@ -17,7 +17,7 @@ use quickv_core::wire::{self, Message, Request, Response};
 
 use crate::check::{self, Final};
 use crate::rng::Rng;
-use crate::workload::{Client, KeyId, Op};
+use crate::workload::{Client, KeyId, LWW_STORE, Op, OpKind, STORE, Status, values_of};
 use crate::{Fault, Options, Outcome, RunStats};
 
 /// How long nodes wait for a replica.
@@ -26,13 +26,10 @@ const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
 const CHAOS: Duration = Duration::from_secs(20);
 /// How long the cluster has, once healed, before the final reads.
 const SETTLE: Duration = Duration::from_secs(5);
-/// The store the clients use: strict, so that every acknowledged write is on its primaries.
-const STORE: &str = "sim";
-const LWW_STORE: &str = "sim-lww";
 /// Nodes paused or crashed at once, at most (a strict store of N=3, W=2 stays writable).
 const MAX_IMPAIRED: usize = 1;
 
-/// A node's disk: what is synced, what is not yet, and the saved view.
+/// A node's disk: key states and the saved view (a write is durable once it completes).
 #[derive(Debug, Default)]
 struct Disk {
     durable: BTreeMap<KeyId, Siblings>,
@@ -125,6 +122,8 @@ pub(crate) struct World {
     stats: RunStats,
     /// Nodes down or paused now, to bound concurrent node faults.
     impaired: BTreeSet<usize>,
+    /// Nodes that refused to start (a violation: a node must restart from what it saved).
+    broken: Vec<String>,
 }
 
 impl World {
@@ -178,6 +177,7 @@ impl World {
             trace: Vec::new(),
             stats: RunStats::default(),
             impaired: BTreeSet::new(),
+            broken: Vec::new(),
         }
     }
 
@@ -194,7 +194,8 @@ impl World {
         let end = CHAOS + SETTLE;
         self.run_until(end);
         let finals = self.final_reads(end);
-        let violations = check::check(&self.history, &finals, &self.clients_pending());
+        let mut violations = std::mem::take(&mut self.broken);
+        violations.extend(check::check(&self.history, &finals, &self.clients_pending()));
         self.stats.virtual_ms = self.now.as_millis() as u64;
         Outcome { violations, trace: self.trace, stats: self.stats }
     }
@@ -235,7 +236,13 @@ impl World {
         let view = node.disk.view.clone().unwrap_or_else(|| ClusterView::new(6));
         let mut config = node.config.clone();
         config.seed = config.seed.wrapping_add(node.life);
-        node.machine = Some(Node::new(config, view, self.now));
+        match Node::new(config, view, self.now) {
+            Ok(machine) => node.machine = Some(machine),
+            Err(e) => {
+                self.broken.push(format!("n{i} could not start from its saved view: {e}"));
+                return;
+            }
+        }
         self.note(|| format!("n{i} starts"));
         self.drain(i);
     }
@@ -337,15 +344,14 @@ impl World {
                     _ => None,
                 });
                 self.note(|| format!("c{index} op {op} answered: {}", brief(&response)));
-                let mut record = self.history[op].clone();
-                self.clients[index].answer(&mut record, response);
-                if record.kind != crate::workload::OpKind::Get {
+                let record = &mut self.history[op];
+                self.clients[index].answer(record, response);
+                if record.kind != OpKind::Get {
                     match record.status {
-                        crate::workload::Status::Ok => self.stats.acknowledged += 1,
+                        Status::Ok => self.stats.acknowledged += 1,
                         _ => self.stats.maybe += 1,
                     }
                 }
-                self.history[op] = record;
                 if self.clients[index].remaining > 0 && self.now < CHAOS {
                     let think = Duration::from_millis(self.rng.range(1, 50));
                     self.schedule_in(think, Event::ClientStep { client: index });
@@ -598,14 +604,7 @@ impl World {
         for key in self.keys.clone() {
             for attempt in 0..5 {
                 let op = self.history.len();
-                self.history.push(Op {
-                    client: checker,
-                    key: key.clone(),
-                    kind: crate::workload::OpKind::Get,
-                    seen: BTreeSet::new(),
-                    status: crate::workload::Status::Pending,
-                    read: None,
-                });
+                self.history.push(Op::get(key.clone()));
                 let request = Request::CoordinateGet { store: key.0.clone(), key: key.1.clone() };
                 self.send_from_client(Requester::Client { index: checker, op }, attempt % self.nodes.len(), request);
                 end += Duration::from_secs(1);
@@ -627,9 +626,9 @@ impl World {
             let holders: Vec<(NodeId, Option<Siblings>)> = prefs
                 .primaries()
                 .iter()
-                .map(|id| {
-                    let index = self.ids.iter().position(|x| x == id).unwrap_or(0);
-                    (id.clone(), self.nodes[index].disk.durable.get(key).cloned())
+                .filter_map(|id| {
+                    let index = self.ids.iter().position(|x| x == id)?;
+                    Some((id.clone(), self.nodes[index].disk.durable.get(key).cloned()))
                 })
                 .collect();
             replicas.insert(key.clone(), holders);
@@ -645,7 +644,7 @@ fn address(i: usize) -> String {
 fn brief(response: &Option<Response>) -> String {
     match response {
         None => "no answer".into(),
-        Some(Response::State(Some(s))) => format!("{:?}", crate::workload::values_of(s)),
+        Some(Response::State(Some(s))) => format!("{:?}", values_of(s)),
         Some(Response::Error(e)) => format!("{:?} {}", e.kind, e.message),
         Some(other) => format!("{other:?}"),
     }

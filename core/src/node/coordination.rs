@@ -59,23 +59,9 @@ enum Action {
 }
 
 impl Node {
-    pub(super) fn coordinate_get(
-        &mut self,
-        now: Duration,
-        stream: u64,
-        id: u64,
-        store: StoreName,
-        key: Vec<u8>,
-        config: StoreConfig,
-    ) -> Result<(), ErrorReply> {
-        let prefs = self.preference_list(&key, &config)?;
-        let machine = Machine::Get(GetCoordinator::new(&prefs, &config, self.config.replica_timeout, now));
-        self.start_coordination(now, Coordination { stream, id, store, key, config, machine });
-        Ok(())
-    }
-
+    /// Starts coordinating a get (`write` is `None`) or a put or delete for a plain caller.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn coordinate_put(
+    pub(super) fn coordinate(
         &mut self,
         now: Duration,
         stream: u64,
@@ -83,11 +69,18 @@ impl Node {
         store: StoreName,
         key: Vec<u8>,
         config: StoreConfig,
-        write: Write,
+        write: Option<Write>,
     ) -> Result<(), ErrorReply> {
         let prefs = self.preference_list(&key, &config)?;
-        let machine = Machine::Put(PutCoordinator::new(&prefs, &config, write, self.config.replica_timeout, now));
-        self.start_coordination(now, Coordination { stream, id, store, key, config, machine });
+        let timeout = self.config.replica_timeout;
+        let machine = match write {
+            None => Machine::Get(GetCoordinator::new(&prefs, &config, timeout, now)),
+            Some(write) => Machine::Put(PutCoordinator::new(&prefs, &config, write, timeout, now)),
+        };
+        let number = self.next_coordination;
+        self.next_coordination += 1;
+        self.coordinations.insert(number, Coordination { stream, id, store, key, config, machine });
+        self.drive(now, number);
         Ok(())
     }
 
@@ -95,13 +88,6 @@ impl Node {
         let ring =
             self.view.ring().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))?;
         Ok(ring.preference_list(Token::of(key), config.n(), self.config.fallbacks))
-    }
-
-    fn start_coordination(&mut self, now: Duration, coordination: Coordination) {
-        let number = self.next_coordination;
-        self.next_coordination += 1;
-        self.coordinations.insert(number, coordination);
-        self.drive(now, number);
     }
 
     /// An answer to a replica request of coordination `number` (from a peer or from this node).
@@ -161,15 +147,14 @@ impl Node {
         loop {
             let Some(coordination) = self.coordinations.get_mut(&number) else { return };
             let Some(action) = next_action(&mut coordination.machine) else { break };
-            let (stream, id, store, key, config) = (
-                coordination.stream,
-                coordination.id,
-                coordination.store.clone(),
-                coordination.key.clone(),
-                coordination.config,
-            );
+            if let Action::Reply(body) = action {
+                let (stream, id) = (coordination.stream, coordination.id);
+                self.reply(stream, id, body);
+                continue;
+            }
+            let (store, key, config) = (coordination.store.clone(), coordination.key.clone(), coordination.config);
             match action {
-                Action::Reply(body) => self.reply(stream, id, body),
+                Action::Reply(_) => {}
                 Action::Call { to, call } if to == self.id => {
                     let step = match &call {
                         ReplicaCall::Read => ReplicaStep::Read,
@@ -193,7 +178,7 @@ impl Node {
                     match self.destination(&to) {
                         Some(destination) => {
                             self.stats.forwarded += 1;
-                            let purpose = Purpose::Replica { coordination: number, to, request: call };
+                            let purpose = Purpose::Replica { coordination: number, to, call };
                             self.send_request(now, destination, body, true, purpose);
                         }
                         // A node of the ring missing from the membership cannot be reached.

@@ -67,7 +67,7 @@ impl Node {
                 self.stats.coordinated += 1;
                 let config = self.store_config(&store)?;
                 self.check_key(&key)?;
-                self.coordinate_get(now, stream, id, store, key, config)?;
+                self.coordinate(now, stream, id, store, key, config, None)?;
                 Ok(None)
             }
             Request::CoordinatePut { store, key, write } => {
@@ -75,7 +75,7 @@ impl Node {
                 let config = self.store_config(&store)?;
                 self.check_key(&key)?;
                 self.check_value(write.payload.value())?;
-                self.coordinate_put(now, stream, id, store, key, config, write)?;
+                self.coordinate(now, stream, id, store, key, config, Some(write))?;
                 Ok(None)
             }
             Request::CreateStore { name, config } => self.create_store(now, stream, id, name, config),

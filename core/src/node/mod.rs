@@ -31,7 +31,7 @@
 //! use quickv_core::wire::{Message, Request, Response};
 //!
 //! let info = NodeInfo::new("n1", "127.0.0.1:7101", "z1", 1)?;
-//! let mut node = Node::new(NodeConfig::new(info), ClusterView::new(8), Duration::ZERO);
+//! let mut node = Node::new(NodeConfig::new(info), ClusterView::new(8), Duration::ZERO)?;
 //! while node.poll_io().is_some() {} // the driver would save the view here
 //!
 //! // A caller asks the node (a replica of every key: it is alone) for a key.
@@ -58,7 +58,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, ViewError};
 use crate::identity::NodeId;
 use crate::membership::NodeInfo;
 use crate::store::{Limits, StoreName};
@@ -242,7 +242,7 @@ pub struct NodeStats {
 #[derive(Clone, Debug)]
 enum Purpose {
     /// A replica request of a coordination.
-    Replica { coordination: u64, to: NodeId, request: ReplicaCall },
+    Replica { coordination: u64, to: NodeId, call: ReplicaCall },
     /// A read repair or other write nobody waits for.
     Repair,
     /// A join through a seed.
@@ -304,17 +304,16 @@ impl Node {
     /// A node with its `config` and the cluster view it saved last time (or a new view), at
     /// `now`. The node adds its own entry to the view (raising its version if the address,
     /// zone or capacity changed since the saved one) and asks for the view to be saved.
-    pub fn new(config: NodeConfig, mut view: ClusterView, now: Duration) -> Node {
+    ///
+    /// Fails, changing nothing, if the saved view's ring cannot take this node's entry: the view
+    /// (and its store catalogue) is never thrown away silently.
+    pub fn new(config: NodeConfig, mut view: ClusterView, now: Duration) -> Result<Node, ViewError> {
         let mut info = config.info.clone();
         if let Some(known) = view.membership().node(&info.id) {
             let same = known.address == info.address && known.zone == info.zone && known.capacity == info.capacity;
             info.version = if same { known.version.max(info.version) } else { known.version.saturating_add(1) };
         }
-        // A view whose ring cannot take this node is unusable; start from an empty one.
-        if view.upsert_node(info.clone()).is_err() {
-            view = ClusterView::new(view.partition_bits());
-            let _ = view.upsert_node(info.clone());
-        }
+        view.upsert_node(info.clone())?;
         let mut node = Node {
             id: info.id.clone(),
             rng: crate::mix::mix64(config.seed),
@@ -337,7 +336,7 @@ impl Node {
         };
         node.save_view();
         node.handle_timeout(now);
-        node
+        Ok(node)
     }
 
     /// The node's id.
@@ -526,9 +525,7 @@ impl Node {
     fn handle_answer(&mut self, now: Duration, id: u64, answer: Result<Response, ()>) {
         let Some(outgoing) = self.outgoing.remove(&id) else { return };
         match outgoing.purpose {
-            Purpose::Replica { coordination, to, request } => {
-                self.replica_answer(now, coordination, &to, &request, answer)
-            }
+            Purpose::Replica { coordination, to, call } => self.replica_answer(now, coordination, &to, &call, answer),
             Purpose::Repair => {}
             Purpose::Join { seed } => self.join_answer(now, seed, answer),
             Purpose::Sync { address } => self.sync_answer(now, address, answer),

@@ -30,7 +30,7 @@ impl Harness {
                 config.seeds = vec![String::from("addr-0")];
             }
             config.seed = i as u64;
-            h.nodes.push(Node::new(config, ClusterView::new(6), h.now));
+            h.nodes.push(Node::new(config, ClusterView::new(6), h.now).unwrap());
             h.disks.push(BTreeMap::new());
         }
         h.run();
@@ -152,7 +152,7 @@ fn callers_without_a_certificate_may_not_join_or_sync() {
 #[test]
 fn steps_on_one_key_wait_for_the_previous_store() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO);
+    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO).unwrap();
     while node.poll_io().is_some() {}
     let store = StoreName::default_store();
     let mint = |v: &[u8]| Request::Mint {
@@ -184,7 +184,7 @@ fn steps_on_one_key_wait_for_the_previous_store() {
 #[test]
 fn a_created_store_is_acknowledged_only_once_saved_and_a_storage_failure_is_reported() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO);
+    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO).unwrap();
     while node.poll_io().is_some() {}
     let now = Duration::ZERO;
     let name = StoreName::new("carts").unwrap();
@@ -210,9 +210,17 @@ fn a_created_store_is_acknowledged_only_once_saved_and_a_storage_failure_is_repo
 }
 
 #[test]
+fn a_view_that_cannot_take_the_node_is_refused_not_discarded() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    // Two partition bits are below the ring's minimum: no ring can hold the node.
+    let err = Node::new(NodeConfig::new(info), ClusterView::new(2), Duration::ZERO).unwrap_err();
+    assert!(format!("{err}").contains("partition"), "{err}");
+}
+
+#[test]
 fn garbage_frames_get_a_malformed_answer() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO);
+    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO).unwrap();
     node.handle_frame(Duration::ZERO, Origin::caller(5), &[1, 0xff, 0xff]);
     let t = node.poll_transmit().expect("an answer");
     assert_eq!(t.to, Destination::Reply(5));

@@ -115,7 +115,11 @@ async fn quorum_holds_with_one_of_three_nodes_stopped_and_a_restarted_node_keeps
         match raw.call(cluster.addrs[0], None, request).await.unwrap() {
             Response::State(Some(state)) => {
                 let vals: Vec<_> = state.values().map(|v| v.as_ref().to_vec()).collect();
-                assert!(vals == vec![format!("w{i}").into_bytes()] || vals == vec![format!("v{i}").into_bytes()]);
+                assert!(
+                    vals == vec![format!("w{i}").into_bytes()] || vals == vec![format!("v{i}").into_bytes()],
+                    "k{i} on the restarted node holds {:?}",
+                    vals.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>()
+                );
                 held += 1;
             }
             other => panic!("restarted node lost k{i}: {other:?}"),
