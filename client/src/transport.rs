@@ -112,9 +112,7 @@ impl Transport {
             Some(epoch) => Message::Routed { id, epoch, body },
             None => Message::Request { id, body },
         };
-        let frame = wire::encode(&message);
-        let answer = tokio::time::timeout(self.timeout, self.exchange(addr, &frame)).await;
-        let bytes = answer.map_err(|_| CallError::Timeout(addr))??;
+        let bytes = self.send_frame(addr, &wire::encode(&message)).await?;
         match wire::decode(&bytes) {
             Ok(Message::Response { id: got, body }) if got == id => Ok(body),
             // Id 0 answers a request the node could not read (for example over the frame limit).
@@ -125,6 +123,13 @@ impl Transport {
             }),
             Err(error) => Err(CallError::Malformed { addr, error }),
         }
+    }
+
+    /// Sends one encoded request frame to `addr` on a stream of its own and returns the answer's
+    /// bytes, within the transport's timeout. The caller matches and decodes the answer.
+    pub async fn send_frame(&self, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, CallError> {
+        let answer = tokio::time::timeout(self.timeout, self.exchange(addr, frame)).await;
+        answer.map_err(|_| CallError::Timeout(addr))?
     }
 
     async fn exchange(&self, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, CallError> {

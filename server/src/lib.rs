@@ -19,10 +19,9 @@
 //! ```
 //!
 //! Modules: [`pki`] (the cluster CA and node certificates), [`storage`] (engines and the record
-//! format), [`replica`] (replica operations), [`node`] (the endpoint, request handling, peers).
+//! format), and [`node`] (the node process: core's node machine over QUIC and an engine).
 //! The `quickv-node` binary wraps these as `dev`, `init` and `run` commands.
 
 pub mod node;
 pub mod pki;
-pub mod replica;
 pub mod storage;

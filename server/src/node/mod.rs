@@ -1,33 +1,34 @@
-//! The node: a QUIC endpoint serving replica requests, coordinating for plain callers, and
-//! keeping the cluster view in step with its peers.
+//! The node process: a QUIC endpoint and a storage engine around core's node machine.
 //!
-//! [`Node::start`] opens the storage engine and the endpoint, adds the node to its view, joins
-//! through any seed, and then serves until [`Node::shutdown`]. One task per connection and one
-//! per request feed core's machines and send what they emit ([`service`]); peers exchange whole
-//! cluster views on every change and every [`NodeConfig::sync_interval`] ([`peers`]).
+//! Every decision (what to answer, whom to ask, what to store, when to exchange views) is made
+//! by [`quickv_core::node::Node`]. This module is the glue around it, in three parts: the
+//! [`endpoint`] reads requests off QUIC streams, the [`driver`] task owns the machine and
+//! performs what it emits (answers, requests to peers, storage [`steps`] on the blocking pool,
+//! view saves in order), and [`saved_view`] is the view file.
 
-mod peers;
+mod driver;
+mod endpoint;
 mod saved_view;
-mod service;
+mod steps;
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use quickv_client::Topology;
 use quickv_client::tls::{self, ClusterCa};
 use quickv_client::transport::Transport;
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{NodeInfo, NodeInfoError};
+pub use quickv_core::node::NodeStats;
 use quickv_core::ring::DEFAULT_PARTITION_BITS;
 use quickv_core::store::Limits;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::pki::{self, PkiError};
-use crate::replica::Replica;
 use crate::storage::{self, EngineKind, StorageError, SyncPolicy};
 
 /// How a node runs; [`NodeConfig::new`] gives the defaults.
@@ -119,82 +120,20 @@ pub enum StartError {
     },
 }
 
-/// Request counters, for operators and tests.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Replica requests (get, mint, replicate) received from callers and peers.
-    pub replica_requests: AtomicU64,
-    /// Replica requests for a key this node is not a primary replica of in its ring.
-    pub misrouted: AtomicU64,
-    /// Requests this node coordinated for plain callers.
-    pub coordinated: AtomicU64,
-    /// Replica requests this node sent to other nodes while coordinating.
-    pub forwarded: AtomicU64,
-    /// Requests refused as malformed or over a limit.
-    pub refused: AtomicU64,
-}
-
-impl Stats {
-    /// A counter's current value.
-    pub fn read(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
-/// What every task of a node shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) id: NodeId,
-    pub(crate) config: NodeConfig,
-    /// The cluster view with its routing data, replaced as a whole when the view changes, so
-    /// requests share it instead of copying the view.
-    pub(crate) topology: RwLock<Arc<Topology>>,
-    pub(crate) replica: Replica,
-    pub(crate) transport: Transport,
-    pub(crate) stats: Stats,
-    pub(crate) saved_view: saved_view::SavedView,
-}
-
-impl Shared {
-    pub(crate) fn topology(&self) -> Arc<Topology> {
-        self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(crate) fn view(&self) -> ClusterView {
-        self.topology().view().clone()
-    }
-
-    /// Applies `change` to the view; if it changed, saves it and tells every peer.
-    pub(crate) fn update_view<T>(self: &Arc<Self>, change: impl FnOnce(&mut ClusterView) -> (bool, T)) -> T {
-        let (changed, out, view) = {
-            let mut topology = self.topology.write().unwrap_or_else(|p| p.into_inner());
-            let mut view = topology.view().clone();
-            let (changed, out) = change(&mut view);
-            if changed {
-                *topology = Arc::new(Topology::new(view.clone()));
-            }
-            (changed, out, view)
-        };
-        if changed {
-            if let Err(e) = self.saved_view.save(&view) {
-                tracing::error!("cannot save the cluster view: {e}");
-            }
-            peers::broadcast(self.clone(), view);
-        }
-        out
-    }
-}
-
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
-    shared: Arc<Shared>,
+    id: NodeId,
+    endpoint: quinn::Endpoint,
+    transport: Weak<Transport>,
+    engine: Arc<dyn storage::Engine>,
+    observed: Arc<driver::Observed>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Node {
-    /// Starts a node: storage, certificates, endpoint, then joining through the seeds in the
-    /// background.
+    /// Starts a node: storage, certificates, endpoint, and the node machine, which saves the
+    /// view with this node in it and joins through the seeds in the background.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let id = config
             .id
@@ -211,81 +150,80 @@ impl Node {
         // Listening on port 0 picks a free port: advertise the one picked.
         let bound = endpoint.local_addr().unwrap_or(config.listen);
         let advertise = config.advertise.unwrap_or(bound);
-        let mut info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?;
+        let info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?;
         let engine: Arc<dyn storage::Engine> = Arc::from(storage::open(config.engine, &config.dir, config.sync)?);
 
-        let saved_view = saved_view::SavedView::new(config.dir.join(saved_view::FILE));
-        let mut view = saved_view.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
-        // A restarted node whose address, zone or capacity changed announces a newer entry.
-        if let Some(known) = view.membership().node(&info.id) {
-            let same = known.address == info.address && known.zone == info.zone && known.capacity == info.capacity;
-            info.version = if same { known.version } else { known.version + 1 };
-        }
-        view.upsert_node(info.clone()).map_err(|e| StartError::SavedView {
-            path: saved_view.path().to_owned(),
-            reason: format!("cannot add this node to the saved view: {e}"),
-        })?;
-        saved_view.save(&view)?;
+        let file = Arc::new(saved_view::SavedView::new(config.dir.join(saved_view::FILE)));
+        let view = file.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
+        let mut machine_config = quickv_core::node::NodeConfig::new(info);
+        machine_config.seeds = config.seeds.iter().map(SocketAddr::to_string).collect();
+        machine_config.limits = config.limits;
+        machine_config.replica_timeout = config.replica_timeout;
+        machine_config.sync_interval = config.sync_interval;
+        machine_config.seed = RandomState::new().hash_one(&id);
+        let origin = tokio::time::Instant::now();
+        let machine =
+            quickv_core::node::Node::new(machine_config, view, Duration::ZERO).map_err(|e| StartError::SavedView {
+                path: file.path().to_owned(),
+                reason: format!("cannot add this node to the saved view: {e}"),
+            })?;
+        let id = machine.id().clone();
+        let max_frame = machine.max_frame();
 
-        let transport = Transport::new(endpoint.clone(), config.replica_timeout);
-        let shared = Arc::new(Shared {
-            id: info.id.clone(),
-            replica: Replica::new(info.id.clone(), engine),
-            topology: RwLock::new(Arc::new(Topology::new(view))),
-            transport,
-            stats: Stats::default(),
-            saved_view,
-            config,
-        });
+        let transport = Arc::new(Transport::new(endpoint.clone(), config.replica_timeout));
+        let (saves, saves_rx) = mpsc::unbounded_channel();
+        let (driver, inputs, observed) = driver::Driver::new(machine, origin, transport.clone(), engine.clone(), saves);
         let tasks = vec![
-            tokio::spawn(service::accept(shared.clone(), endpoint)),
-            tokio::spawn(peers::join_and_sync(shared.clone(), info)),
+            tokio::spawn(driver::save_views(file, saves_rx, inputs.clone())),
+            tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame)),
+            tokio::spawn(driver.run()),
         ];
-        tracing::info!(node = %shared.id, addr = %advertise, "node started");
-        Ok(Node { shared, tasks })
+        tracing::info!(node = %id, addr = %advertise, "node started");
+        Ok(Node { id, endpoint, transport: Arc::downgrade(&transport), engine, observed, tasks })
     }
 
     /// The node's id.
     pub fn id(&self) -> &NodeId {
-        &self.shared.id
+        &self.id
     }
 
     /// The address the node listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.shared.transport.endpoint().local_addr().ok()
+        self.endpoint.local_addr().ok()
     }
 
     /// The node's current cluster view.
     pub fn view(&self) -> ClusterView {
-        self.shared.view()
+        ClusterView::clone(&self.observed.view())
     }
 
     /// The node's request counters.
-    pub fn stats(&self) -> &Stats {
-        &self.shared.stats
+    pub fn stats(&self) -> NodeStats {
+        self.observed.stats()
     }
 
-    /// Stops serving: closes connections, stops background tasks and flushes storage.
+    /// Stops serving: closes connections, stops the driver and flushes storage.
     pub async fn shutdown(self) {
-        for task in &self.tasks {
+        let Node { id, endpoint, transport, engine, observed, tasks } = self;
+        for task in &tasks {
             task.abort();
         }
-        let endpoint = self.shared.transport.endpoint().clone();
+        for task in tasks {
+            let _ = task.await;
+        }
+        drop(observed);
         endpoint.close(0u32.into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
-        let engine = self.shared.replica.engine().clone();
-        let _ = tokio::task::spawn_blocking(move || engine.flush()).await;
-        // Wait (briefly) for request tasks to let go, so the socket is released on return.
-        let id = self.shared.id.clone();
-        let shared = Arc::downgrade(&self.shared);
-        drop(self);
         drop(endpoint);
+        // Wait (briefly) for requests in flight to let go of the engine and the transport, so
+        // that the files and the socket are released on return.
         for _ in 0..100 {
-            if shared.strong_count() == 0 {
+            if Arc::strong_count(&engine) == 1 && transport.strong_count() == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let _ = tokio::task::spawn_blocking(move || engine.flush()).await;
         tracing::info!(node = %id, "node stopped");
     }
 }

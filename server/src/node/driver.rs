@@ -1,0 +1,289 @@
+//! The driver: one task that owns the node machine ([`quickv_core::node::Node`]).
+//!
+//! Everything that happens to the node reaches the driver as an [`Input`] on one channel: a
+//! request read by the endpoint, the answer (or silence) of a peer to a request the node sent, a
+//! storage step that finished. The driver feeds it to the machine, then performs what the
+//! machine emits: answers go back to the stream's task, requests to peers go out on the
+//! transport (each in a task of its own, reporting back), storage steps run on the blocking pool,
+//! and view saves run one after another in the order the machine emitted them. Between inputs
+//! it sleeps until the machine's next timeout. It decides nothing itself.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use quickv_client::transport::Transport;
+use quickv_core::cluster::ClusterView;
+use quickv_core::node::{Destination, Event, Io, IoError, IoId, IoOutput, NodeStats, Origin, Transmit};
+use quickv_core::wire::{self, Message, Response};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::saved_view::SavedView;
+use super::steps;
+use crate::storage::Engine;
+
+/// How many queued inputs the driver takes before it performs what they caused.
+const BATCH: usize = 64;
+
+/// A request as the endpoint read it.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// A frame that decoded.
+    Decoded(Message),
+    /// A frame that did not decode (the machine answers why).
+    Undecodable(Vec<u8>),
+    /// A frame over the frame limit, not read.
+    Oversized,
+}
+
+/// Something that happened to the node.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A request on a stream; its answer goes to `reply`.
+    Request {
+        /// The caller presented a node certificate.
+        from_node: bool,
+        /// The request.
+        frame: Frame,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Message>,
+    },
+    /// The answer to request `id` this node sent, or `None` if none came.
+    Answer { id: u64, answer: Option<Message> },
+    /// A storage step (or view save) finished.
+    Io { id: IoId, result: Result<IoOutput, IoError> },
+}
+
+/// What the rest of the process may look at: the view and the counters, as of the driver's
+/// last step.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    view: RwLock<Arc<ClusterView>>,
+    stats: Mutex<NodeStats>,
+}
+
+impl Observed {
+    pub(crate) fn view(&self) -> Arc<ClusterView> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn stats(&self) -> NodeStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The driver task's state.
+pub(crate) struct Driver {
+    machine: quickv_core::node::Node,
+    origin: Instant,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    /// For the tasks the driver starts, to report back.
+    report: mpsc::UnboundedSender<Input>,
+    /// Streams awaiting their answer, by the number the machine knows them by.
+    streams: HashMap<u64, oneshot::Sender<Message>>,
+    next_stream: u64,
+    transport: Arc<Transport>,
+    engine: Arc<dyn Engine>,
+    saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
+    observed: Arc<Observed>,
+}
+
+impl Driver {
+    /// A driver for `machine`, created at `origin`; returns it, the sender for its inputs and
+    /// what it lets others observe. The view saver task must be spawned with [`save_views`].
+    pub(crate) fn new(
+        machine: quickv_core::node::Node,
+        origin: Instant,
+        transport: Arc<Transport>,
+        engine: Arc<dyn Engine>,
+        saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
+    ) -> (Driver, mpsc::UnboundedSender<Input>, Arc<Observed>) {
+        let (report, inputs) = mpsc::unbounded_channel();
+        let observed = Arc::new(Observed {
+            view: RwLock::new(Arc::new(machine.view().clone())),
+            stats: Mutex::new(machine.stats()),
+        });
+        let driver = Driver {
+            machine,
+            origin,
+            inputs,
+            report: report.clone(),
+            streams: HashMap::new(),
+            next_stream: 1,
+            transport,
+            engine,
+            saves,
+            observed: observed.clone(),
+        };
+        (driver, report, observed)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        self.origin.elapsed()
+    }
+
+    /// Runs until the task is aborted.
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.perform();
+            let input = match self.machine.poll_timeout() {
+                Some(at) => tokio::select! {
+                    input = self.inputs.recv() => input,
+                    () = tokio::time::sleep_until(self.origin + at) => {
+                        let now = self.now();
+                        self.machine.handle_timeout(now);
+                        continue;
+                    }
+                },
+                None => self.inputs.recv().await,
+            };
+            let Some(input) = input else { return };
+            self.handle(input);
+            for _ in 1..BATCH {
+                match self.inputs.try_recv() {
+                    Ok(input) => self.handle(input),
+                    Err(_) => break,
+                }
+            }
+            // A node busy with inputs still keeps its timers.
+            let now = self.now();
+            if self.machine.poll_timeout().is_some_and(|at| at <= now) {
+                self.machine.handle_timeout(now);
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Request { from_node, frame, reply } => {
+                let stream = self.next_stream;
+                self.next_stream += 1;
+                self.streams.insert(stream, reply);
+                let origin = Origin::Stream { stream, node: from_node };
+                match frame {
+                    Frame::Decoded(message) => self.machine.handle_message(now, origin, message),
+                    Frame::Undecodable(bytes) => self.machine.handle_frame(now, origin, &bytes),
+                    Frame::Oversized => self.machine.handle_oversized(now, stream),
+                }
+            }
+            Input::Answer { answer: Some(message), .. } => self.machine.handle_message(now, Origin::Answer, message),
+            Input::Answer { id, answer: None } => self.machine.handle_unreachable(now, id),
+            Input::Io { id, result } => self.machine.handle_io(now, id, result),
+        }
+    }
+
+    /// Performs everything the machine has emitted.
+    fn perform(&mut self) {
+        loop {
+            if let Some((id, io)) = self.machine.poll_io() {
+                self.run_io(id, io);
+            } else if let Some(transmit) = self.machine.poll_transmit() {
+                self.send(transmit);
+            } else if let Some(event) = self.machine.poll_event() {
+                self.log(event);
+            } else {
+                break;
+            }
+        }
+        *self.observed.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+    }
+
+    fn run_io(&mut self, id: IoId, io: Io) {
+        let (engine, report) = (self.engine.clone(), self.report.clone());
+        match io {
+            Io::SaveView(view) => {
+                let _ = self.saves.send((id, view));
+            }
+            Io::Load { store, key } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::load(&*engine, &store, &key);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
+            Io::Store { store, key, state } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::store(&*engine, &store, &key, &state);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
+        }
+    }
+
+    fn send(&mut self, transmit: Transmit) {
+        let Transmit { to, message } = transmit;
+        match to {
+            Destination::Reply(stream) => {
+                // The stream's task may be gone (its caller left); then nobody is waiting.
+                if let Some(reply) = self.streams.remove(&stream) {
+                    let _ = reply.send(message);
+                }
+            }
+            Destination::Node { address, .. } => {
+                let (Message::Request { id, .. } | Message::Routed { id, .. }) = message else { return };
+                let (transport, report) = (self.transport.clone(), self.report.clone());
+                tokio::spawn(async move {
+                    let answer = match address.parse::<SocketAddr>() {
+                        Ok(addr) => exchange(&transport, addr, id, &message).await,
+                        Err(_) => None,
+                    };
+                    let _ = report.send(Input::Answer { id, answer });
+                });
+            }
+        }
+    }
+
+    fn log(&mut self, event: Event) {
+        match event {
+            Event::ViewChanged => {
+                let view = Arc::new(self.machine.view().clone());
+                *self.observed.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+            }
+            Event::Joined { seed } => tracing::info!(node = %self.machine.id(), %seed, "joined the cluster"),
+            Event::IncompatiblePeer { address, reason } => {
+                tracing::warn!("peer {address} has an incompatible view: {reason}")
+            }
+            Event::StorageFailed { reason } => tracing::error!("storage step failed: {reason}"),
+            other => tracing::debug!("{other:?}"),
+        }
+    }
+}
+
+/// Sends request `id` and returns its answer, if one came that answers it. An error answer with
+/// id 0 (the peer could not read the request, e.g. it was over its frame limit) answers it too.
+async fn exchange(transport: &Transport, addr: SocketAddr, id: u64, message: &Message) -> Option<Message> {
+    let bytes = transport.send_frame(addr, &wire::encode(message)).await.ok()?;
+    match wire::decode(&bytes).ok()? {
+        Message::Response { id: got, body } if got == id => Some(Message::Response { id, body }),
+        Message::Response { id: 0, body: body @ Response::Error(_) } => Some(Message::Response { id, body }),
+        _ => None,
+    }
+}
+
+/// Saves views in the order the machine emitted them. Saves that queued up while one was
+/// running are done as one: only the last of them is written, and each is answered.
+pub(crate) async fn save_views(
+    file: Arc<SavedView>,
+    mut saves: mpsc::UnboundedReceiver<(IoId, ClusterView)>,
+    report: mpsc::UnboundedSender<Input>,
+) {
+    while let Some(first) = saves.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = saves.try_recv() {
+            batch.push(next);
+        }
+        let ids: Vec<IoId> = batch.iter().map(|(id, _)| *id).collect();
+        let Some((_, view)) = batch.pop() else { continue };
+        let file = file.clone();
+        let saved = tokio::task::spawn_blocking(move || file.save(&view)).await;
+        let result = match saved {
+            Ok(Ok(())) => Ok(IoOutput::Done),
+            Ok(Err(e)) => Err(IoError(e.to_string())),
+            Err(e) => Err(IoError(format!("view save task failed: {e}"))),
+        };
+        for id in ids {
+            let _ = report.send(Input::Io { id, result: result.clone() });
+        }
+    }
+}
