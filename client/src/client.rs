@@ -9,7 +9,7 @@ use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::ReplicaFailure;
 use quickv_core::identity::NodeId;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
-use quickv_core::version::{CausalContext, Siblings, Value, Write};
+use quickv_core::version::{CausalContext, Siblings, Value, Write, WriteId};
 use quickv_core::wire::{Request, Response};
 
 use crate::drive::{self, NodeCaller, Target};
@@ -337,12 +337,24 @@ impl Store {
 
     async fn write(&self, key: &[u8], write: Write) -> Result<CausalContext, PutError> {
         self.client.inner.options.limits.check_key(key).map_err(PutError::OverLimit)?;
+        // One id for every attempt: the attempts are one write. Once a node applied it (or may
+        // have), attempts after that go to that node only, which recognises it by its id.
+        let write = if write.id.is_none() { write.with_id(new_write_id()) } else { write };
+        let minter = std::sync::Mutex::new(None::<NodeId>);
+        let minter = &minter;
         let outcome = self
             .retrying(
                 key,
                 |caller, target| {
                     let write = write.clone();
-                    async move { Ok(drive::put(caller, target, write).await?) }
+                    let pinned = minter.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    async move {
+                        let result = drive::put(caller, target, write, pinned).await;
+                        if let Some(node) = result.as_ref().err().and_then(|e| e.minter()) {
+                            *minter.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+                        }
+                        Ok(result?)
+                    }
                 },
                 PutError::is_retryable,
                 PutError::NoNodes,
@@ -412,6 +424,18 @@ impl NodeCaller for ClientCaller {
         let answer = self.inner.transport.call(addr, Some(self.topology.epoch()), request).await;
         drive::replica_answer(answer, &self.stale)
     }
+}
+
+/// A fresh write id: random per process (the standard library's randomly keyed hasher) and
+/// distinct within it (a counter).
+fn new_write_id() -> WriteId {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local!(static KEYS: RandomState = RandomState::new());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let (hi, lo) = KEYS.with(|keys| (keys.hash_one((n, 1u8)), keys.hash_one((n, 2u8))));
+    WriteId((u128::from(hi) << 64 | u128::from(lo)).max(1))
 }
 
 /// Milliseconds since the Unix epoch: the timestamp last-writer-wins stores compare.

@@ -46,7 +46,10 @@ pub fn replica_answer(answer: Result<Response, CallError>, stale: &AtomicBool) -
         }
         Ok(Response::Error(e)) => Err(ReplicaFailure::from_reply(e)),
         Ok(response) => Ok(response),
-        Err(_) => Err(ReplicaFailure::Unavailable),
+        // No connection: the request never reached the node.
+        Err(CallError::Connect { .. }) => Err(ReplicaFailure::Unavailable),
+        // Sent, but no (readable) answer: the node may have acted on it.
+        Err(_) => Err(ReplicaFailure::NoAnswer),
     }
 }
 
@@ -111,12 +114,22 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblin
     reply_rx.await.unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0 }))
 }
 
-/// Coordinates a put or, with a tombstone write, a delete.
-pub async fn put<C: NodeCaller>(caller: Arc<C>, target: Target, write: Write) -> Result<PutOutcome, PutError> {
+/// Coordinates a put or, with a tombstone write, a delete. `minter` is set for a retry of a write
+/// that failed with a minter ([`PutError::minter`]): the write then goes to that node only.
+pub async fn put<C: NodeCaller>(
+    caller: Arc<C>,
+    target: Target,
+    write: Write,
+    minter: Option<NodeId>,
+) -> Result<PutOutcome, PutError> {
     let (reply_tx, reply_rx) = oneshot::channel();
     tokio::spawn(async move {
         let origin = Instant::now();
-        let mut machine = PutCoordinator::new(&target.prefs, &target.config, write, target.timeout, Duration::ZERO);
+        let (prefs, config, timeout) = (&target.prefs, &target.config, target.timeout);
+        let mut machine = match minter {
+            Some(minter) => PutCoordinator::retry(prefs, config, write, minter, timeout, Duration::ZERO),
+            None => PutCoordinator::new(prefs, config, write, timeout, Duration::ZERO),
+        };
         let (answers_tx, mut answers) = mpsc::unbounded_channel();
         let mut reply_tx = Some(reply_tx);
         loop {
@@ -150,7 +163,7 @@ pub async fn put<C: NodeCaller>(caller: Arc<C>, target: Target, write: Write) ->
             }
         }
     });
-    reply_rx.await.unwrap_or(Err(PutError::Unavailable { required: 1, acknowledged: 0 }))
+    reply_rx.await.unwrap_or(Err(PutError::Unavailable { required: 1, acknowledged: 0, minter: None }))
 }
 
 type Answer<T> = (NodeId, Result<T, ReplicaFailure>);

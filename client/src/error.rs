@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use quickv_core::coordinator;
+use quickv_core::identity::NodeId;
 use quickv_core::store::{LimitError, StoreName};
 use quickv_core::version::ContextError;
 use quickv_core::wire::{ErrorKind, ErrorReply};
@@ -110,13 +111,21 @@ pub enum PutError {
     #[error("invalid causal context: {0}")]
     InvalidContext(#[from] ContextError),
     /// Fewer than W nodes acknowledged. Retryable; when `acknowledged > 0` the write is stored
-    /// on that many nodes and will spread, so a retry may leave a sibling of the same value.
+    /// on that many nodes and will spread. (The client's own retries send the same write to the
+    /// same node, so they never make a second version of it.)
     #[error("not enough replicas acknowledged: {acknowledged} of the {required} required (W)")]
     Unavailable {
         /// W.
         required: usize,
         /// Nodes that acknowledged.
         acknowledged: usize,
+    },
+    /// The node asked to apply the write did not answer: it may or may not have applied it
+    /// (and if it did, the write will spread). Retryable.
+    #[error("no answer from {minter}, asked to apply the write: it may or may not have been applied")]
+    Indeterminate {
+        /// The node asked to apply the write.
+        minter: NodeId,
     },
     /// The cluster has no node that owns data yet. Retryable.
     #[error("the cluster has no nodes that hold data yet")]
@@ -129,7 +138,7 @@ pub enum PutError {
 impl PutError {
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PutError::Unavailable { .. } | PutError::NoNodes)
+        matches!(self, PutError::Unavailable { .. } | PutError::Indeterminate { .. } | PutError::NoNodes)
     }
 }
 
@@ -166,9 +175,10 @@ impl From<coordinator::GetError> for GetError {
 impl From<coordinator::PutError> for PutError {
     fn from(e: coordinator::PutError) -> PutError {
         match e {
-            coordinator::PutError::Unavailable { required, acknowledged } => {
+            coordinator::PutError::Unavailable { required, acknowledged, .. } => {
                 PutError::Unavailable { required, acknowledged }
             }
+            coordinator::PutError::Indeterminate { minter } => PutError::Indeterminate { minter },
             coordinator::PutError::Refused(reply) => PutError::Refused(reply),
             other => PutError::Refused(ErrorReply::new(ErrorKind::Internal, other.to_string())),
         }

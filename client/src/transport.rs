@@ -126,17 +126,32 @@ impl Transport {
     }
 
     /// Sends one encoded request frame to `addr` on a stream of its own and returns the answer's
-    /// bytes, within the transport's timeout. The caller matches and decodes the answer.
+    /// bytes. Connecting may take half the transport's timeout (so that a coordinator whose replica
+    /// timeout is the same hears "no connection" before it gives up on the replica), the exchange
+    /// the whole timeout. The caller matches and decodes the answer.
+    ///
+    /// [`CallError::Connect`] means the request never left (no connection, no stream): the node
+    /// did not act on it. Any other error comes after the request may have reached the node.
     pub async fn send_frame(&self, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, CallError> {
-        let answer = tokio::time::timeout(self.timeout, self.exchange(addr, frame)).await;
+        let connecting = tokio::time::timeout(self.timeout / 2, self.connection(addr)).await;
+        let not_in_time = || CallError::Connect { addr, reason: "no connection in time".into() };
+        let connection = connecting.map_err(|_| not_in_time())??;
+        let answer = tokio::time::timeout(self.timeout, self.exchange(addr, connection, frame)).await;
         answer.map_err(|_| CallError::Timeout(addr))?
     }
 
-    async fn exchange(&self, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, CallError> {
-        let connection = self.connection(addr).await?;
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        connection: quinn::Connection,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
         let stream_error = |e: &dyn std::fmt::Display| CallError::Stream { addr, reason: e.to_string() };
         let result = async {
-            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| stream_error(&e))?;
+            let (mut send, mut recv) = connection
+                .open_bi()
+                .await
+                .map_err(|e| CallError::Connect { addr, reason: format!("cannot open a stream: {e}") })?;
             send.write_all(frame).await.map_err(|e| stream_error(&e))?;
             send.finish().map_err(|e| stream_error(&e))?;
             recv.read_to_end(self.max_frame).await.map_err(|e| match e {

@@ -49,9 +49,14 @@ impl Fault {
         Fault::Lww,
     ];
 
-    /// The faults a run injects by default: those the node machine survives today. The others
-    /// reproduce open holes (see `docs/simulation.md`) and join this list as each is fixed.
-    pub const DEFAULT: &'static [Fault] = &[Fault::Delay, Fault::Drop, Fault::Skew];
+    /// Faults that still find open holes (see `docs/simulation.md`): left out of the default
+    /// list until the hole each finds is fixed.
+    pub const OPEN_HOLES: &'static [Fault] = &[Fault::ForeignContext, Fault::ForgedContext, Fault::Lww];
+
+    /// The faults a run injects by default: every fault the node machine survives today.
+    pub fn defaults() -> impl Iterator<Item = Fault> {
+        Fault::ALL.iter().copied().filter(|f| !Fault::OPEN_HOLES.contains(f))
+    }
 
     /// The fault's name on the command line.
     pub fn name(self) -> &'static str {

@@ -1,24 +1,26 @@
 //! `quickv-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace]
+//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log]
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every
 //! fault, or names such as `delay,crash`), prints each failing seed with the command that replays
 //! it alone, and ends with `N seeds, V violations`. Exits 1 when V > 0. `--trace` prints the
-//! trace of every run (use it with `--seeds 1`).
+//! trace of every run (use it with `--seeds 1`). `--disable mint-log` switches a safety mechanism
+//! off, to see what the checkers report without it (never for real runs).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use quickv_sim::{FaultList, Options, run};
+use quickv_sim::{FaultList, Mechanism, Options, run};
 
 fn main() -> ExitCode {
     let mut seeds = 100u64;
     let mut first = 0u64;
     let mut faults = None;
     let mut trace = false;
+    let mut disabled = std::collections::BTreeSet::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
@@ -27,6 +29,12 @@ fn main() -> ExitCode {
             "--first" => first = value("--first").parse().unwrap_or_else(|_| usage("--first takes a number")),
             "--faults" => faults = Some(value("--faults").parse::<FaultList>().unwrap_or_else(|e| usage(&e))),
             "--trace" => trace = true,
+            "--disable" => match value("--disable").as_str() {
+                "mint-log" => {
+                    disabled.insert(Mechanism::MintLog);
+                }
+                other => usage(&format!("unknown mechanism {other}: expected mint-log")),
+            },
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -39,6 +47,7 @@ fn main() -> ExitCode {
             options.faults = set.clone();
         }
         options.trace = trace;
+        options.disabled = disabled.clone();
         let outcome = run(&options);
         for line in &outcome.trace {
             println!("{line}");
@@ -51,8 +60,9 @@ fn main() -> ExitCode {
             }
             let names: Vec<String> = options.faults.iter().map(|f| f.to_string()).collect();
             println!(
-                "  replay: cargo run --release -p quickv-sim -- --seeds 1 --first {seed} --faults {} --trace",
-                if names.is_empty() { "none".to_string() } else { names.join(",") }
+                "  replay: cargo run --release -p quickv-sim -- --seeds 1 --first {seed} --faults {} --trace{}",
+                if names.is_empty() { "none".to_string() } else { names.join(",") },
+                if disabled.is_empty() { "" } else { " --disable mint-log" }
             );
         } else if trace {
             println!("seed {seed}: ok ({})", outcome.stats);
@@ -68,6 +78,8 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("quickv-sim: {problem}");
     }
-    eprintln!("usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace]");
+    eprintln!(
+        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable mint-log]"
+    );
     std::process::exit(2)
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quickv_core::identity::NodeId;
 use quickv_core::store::StoreName;
-use quickv_core::version::{CausalContext, Dot, Siblings, VersionVector, Write};
+use quickv_core::version::{CausalContext, Dot, Siblings, VersionVector, Write, WriteId};
 use quickv_core::wire::{Request, Response};
 
 use crate::Fault;
@@ -69,11 +69,16 @@ pub(crate) struct Client {
     pub(crate) pending: Option<usize>,
     pub(crate) skew_ms: i64,
     writes: usize,
+    /// The write in flight and how many more times it may be retried.
+    sent: Option<(Request, u32)>,
 }
+
+/// How many times a client retries a write whose failure named a minter.
+const RETRIES: u32 = 2;
 
 impl Client {
     pub(crate) fn new(ops: usize, skew_ms: i64) -> Client {
-        Client { reads: BTreeMap::new(), remaining: ops, pending: None, skew_ms, writes: 0 }
+        Client { reads: BTreeMap::new(), remaining: ops, pending: None, skew_ms, writes: 0, sent: None }
     }
 
     /// Chooses the next request: the op to record and the request to send.
@@ -102,8 +107,12 @@ impl Client {
         } else {
             (OpKind::Delete, Write::delete(context, timestamp))
         };
+        // Clients name their writes, as the smart client does.
+        let write = write.with_id(WriteId((u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())).max(1)));
         let op = Op { key: key.clone(), kind, seen, status: Status::Pending, read: None };
-        (op, Request::CoordinatePut { store: key.0, key: key.1, write })
+        let request = Request::CoordinatePut { store: key.0, key: key.1, write, minter: None };
+        self.sent = Some((request.clone(), RETRIES));
+        (op, request)
     }
 
     fn choose_context(
@@ -143,7 +152,25 @@ impl Client {
     }
 
     /// Records the answer to `op` (`None`: the node went away before answering).
-    pub(crate) fn answer(&mut self, op: &mut Op, answer: Option<Response>) {
+    /// Takes the answer to the client's request; returns a retry to send instead of finishing,
+    /// when a write failed naming the node that applied it (or may have): the same write (same
+    /// id) goes again, naming that node, as the smart client does.
+    pub(crate) fn answer(&mut self, op: &mut Op, answer: Option<Response>) -> Option<Request> {
+        if let (Some(Response::Error(e)), Some((Request::CoordinatePut { store, key, write, .. }, left))) =
+            (&answer, &self.sent)
+            && *left > 0
+            && let Some(minter) = &e.minter
+        {
+            let retry = Request::CoordinatePut {
+                store: store.clone(),
+                key: key.clone(),
+                write: write.clone(),
+                minter: Some(minter.clone()),
+            };
+            self.sent = Some((retry.clone(), left - 1));
+            return Some(retry);
+        }
+        self.sent = None;
         self.pending = None;
         op.status = match answer {
             Some(Response::State(Some(state))) => {
@@ -157,6 +184,7 @@ impl Client {
             Some(other) => Status::Failed(format!("unexpected answer {other:?}")),
             None => Status::Failed("no answer: the node went away".into()),
         };
+        None
     }
 
     fn remember(&mut self, key: &KeyId, state: &Siblings) {

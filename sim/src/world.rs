@@ -12,13 +12,13 @@ use quickv_core::identity::NodeId;
 use quickv_core::membership::NodeInfo;
 use quickv_core::node::{Destination, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
-use quickv_core::version::Siblings;
+use quickv_core::version::{KeyRecord, Siblings};
 use quickv_core::wire::{self, Message, Request, Response};
 
 use crate::check::{self, Final};
 use crate::rng::Rng;
 use crate::workload::{Client, KeyId, LWW_STORE, Op, OpKind, STORE, Status, values_of};
-use crate::{Fault, Options, Outcome, RunStats};
+use crate::{Fault, Mechanism, Options, Outcome, RunStats};
 
 /// How long nodes wait for a replica.
 const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
@@ -32,7 +32,7 @@ const MAX_IMPAIRED: usize = 1;
 /// A node's disk: key states and the saved view (a write is durable once it completes).
 #[derive(Debug, Default)]
 struct Disk {
-    durable: BTreeMap<KeyId, Siblings>,
+    durable: BTreeMap<KeyId, KeyRecord>,
     view: Option<ClusterView>,
 }
 
@@ -71,16 +71,25 @@ struct Stream {
     target_life: u64,
 }
 
+/// Why the transport reports no answer to a request.
+#[derive(Clone, Copy, Debug)]
+enum Missing {
+    /// No connection: the request never left.
+    NotDelivered,
+    /// The request went out; nothing came back.
+    NoAnswer,
+}
+
 #[derive(Clone, Debug)]
 enum Event {
     Request {
         stream: u64,
         frame: Vec<u8>,
     },
-    /// An answer, or `None`: the transport reports the stream failed.
+    /// An answer, or why the transport reports there is none.
     Answer {
         requester: Requester,
-        frame: Option<Vec<u8>>,
+        frame: Result<Vec<u8>, Missing>,
     },
     Io {
         node: usize,
@@ -291,8 +300,9 @@ impl World {
                     return;
                 }
                 if self.nodes[target].life != info.target_life || self.nodes[target].machine.is_none() {
+                    // The connection broke with the request in flight.
                     self.streams.remove(&stream);
-                    return self.fail_stream(info.requester);
+                    return self.fail_stream(info.requester, Missing::NoAnswer);
                 }
                 let from_node = matches!(info.requester, Requester::Node { .. } | Requester::Nobody);
                 let origin = Origin::Stream { stream, node: from_node };
@@ -320,7 +330,7 @@ impl World {
         }
     }
 
-    fn answer(&mut self, requester: Requester, frame: Option<Vec<u8>>) {
+    fn answer(&mut self, requester: Requester, frame: Result<Vec<u8>, Missing>) {
         match requester {
             Requester::Node { index, life, request } => {
                 if self.nodes[index].life != life || self.nodes[index].machine.is_none() {
@@ -332,20 +342,26 @@ impl World {
                 }
                 if let Some(m) = self.nodes[index].machine.as_mut() {
                     match &frame {
-                        Some(frame) => m.handle_frame(self.now, Origin::Answer, frame),
-                        None => m.handle_unreachable(self.now, request),
+                        Ok(frame) => m.handle_frame(self.now, Origin::Answer, frame),
+                        Err(Missing::NotDelivered) => m.handle_unreachable(self.now, request),
+                        Err(Missing::NoAnswer) => m.handle_no_answer(self.now, request),
                     }
                 }
                 self.drain(index);
             }
             Requester::Client { index, op } => {
-                let response = frame.and_then(|f| match wire::decode(&f) {
+                let response = frame.ok().and_then(|f| match wire::decode(&f) {
                     Ok(Message::Response { body, .. }) => Some(body),
                     _ => None,
                 });
                 self.note(|| format!("c{index} op {op} answered: {}", brief(&response)));
                 let record = &mut self.history[op];
-                self.clients[index].answer(record, response);
+                if let Some(retry) = self.clients[index].answer(record, response) {
+                    self.note(|| format!("c{index} op {op} retried"));
+                    self.stats.retries += 1;
+                    let target = self.rng.below(self.nodes.len() as u64) as usize;
+                    return self.send_from_client(requester, target, retry);
+                }
                 if record.kind != OpKind::Get {
                     match record.status {
                         Status::Ok => self.stats.acknowledged += 1,
@@ -362,9 +378,9 @@ impl World {
     }
 
     /// Tells the requester its stream failed (after a little while).
-    fn fail_stream(&mut self, requester: Requester) {
+    fn fail_stream(&mut self, requester: Requester, why: Missing) {
         let delay = self.latency();
-        self.schedule_in(delay, Event::Answer { requester, frame: None });
+        self.schedule_in(delay, Event::Answer { requester, frame: Err(why) });
     }
 
     fn client_step(&mut self, client: usize) {
@@ -390,7 +406,7 @@ impl World {
         let stream = self.open_stream(requester.clone(), target);
         if self.nodes[target].machine.is_none() {
             self.streams.remove(&stream);
-            return self.fail_stream(requester);
+            return self.fail_stream(requester, Missing::NotDelivered);
         }
         let delay = Duration::from_millis(self.rng.range(1, 5));
         self.schedule_in(delay, Event::Request { stream, frame });
@@ -432,9 +448,14 @@ impl World {
 
     fn storage(&mut self, i: usize, id: IoId, io: Io) {
         let life = self.nodes[i].life;
+        let forget = self.options.disabled.contains(&Mechanism::MintLog);
         let disk = &mut self.nodes[i].disk;
         let result = match io {
-            Io::Load { store, key } => Ok(IoOutput::Loaded(disk.durable.get(&(store, key)).cloned())),
+            Io::Load { store, key } => {
+                let record = disk.durable.get(&(store, key)).cloned();
+                let record = if forget { record.map(|r| KeyRecord::new(r.siblings)) } else { record };
+                Ok(IoOutput::Loaded(record))
+            }
             // Writes are synced when they complete; a crash before that loses them (the
             // completion is dropped with the node's life, so nothing acknowledged depends on it).
             Io::Store { store, key, state } => {
@@ -462,30 +483,31 @@ impl World {
             return;
         }
         let delay = self.latency();
-        self.schedule_in(delay, Event::Answer { requester: info.requester, frame: Some(frame) });
+        self.schedule_in(delay, Event::Answer { requester: info.requester, frame: Ok(frame) });
     }
 
     fn send_between_nodes(&mut self, from: usize, address: &str, request: u64, frame: Vec<u8>) {
         self.stats.messages += 1;
         let requester = Requester::Node { index: from, life: self.nodes[from].life, request };
+        // No such node, or it is down: no connection, nothing leaves.
         let Some(to) = (0..self.nodes.len()).find(|&j| self.nodes[j].config.info.address == address) else {
-            return self.fail_stream(requester);
+            return self.fail_stream(requester, Missing::NotDelivered);
         };
         if self.nodes[to].machine.is_none() {
-            return self.fail_stream(requester);
+            return self.fail_stream(requester, Missing::NotDelivered);
         }
         if self.cut.contains(&(from, to)) {
             // Nothing arrives; sometimes the transport notices.
             if self.rng.chance(50) {
                 let delay = REPLICA_TIMEOUT + self.latency();
-                self.schedule_in(delay, Event::Answer { requester, frame: None });
+                self.schedule_in(delay, Event::Answer { requester, frame: Err(Missing::NoAnswer) });
             }
             return;
         }
         let chaos = self.now < CHAOS;
         if chaos && self.options.faults.contains(&Fault::Drop) && self.rng.chance(2) {
             self.note(|| format!("n{from} -> n{to} request {request} dropped"));
-            return self.fail_stream(requester);
+            return self.fail_stream(requester, Missing::NoAnswer);
         }
         if chaos && self.options.faults.contains(&Fault::Duplicate) && self.rng.chance(2) {
             let stream = self.open_stream(Requester::Nobody, to);
@@ -586,7 +608,8 @@ impl World {
         let broken: Vec<u64> = self.streams.iter().filter(|(_, s)| s.target == i).map(|(&id, _)| id).collect();
         for stream in broken {
             if let Some(info) = self.streams.remove(&stream) {
-                self.fail_stream(info.requester);
+                // The node may have acted on the request before it crashed.
+                self.fail_stream(info.requester, Missing::NoAnswer);
             }
         }
     }
@@ -628,7 +651,7 @@ impl World {
                 .iter()
                 .filter_map(|id| {
                     let index = self.ids.iter().position(|x| x == id)?;
-                    Some((id.clone(), self.nodes[index].disk.durable.get(key).cloned()))
+                    Some((id.clone(), self.nodes[index].disk.durable.get(key).map(|r| r.siblings.clone())))
                 })
                 .collect();
             replicas.insert(key.clone(), holders);

@@ -68,7 +68,7 @@ impl Target {
             }
             Target::Coordinated(transport, addr, store) => {
                 let write = Write::put(value, CausalContext::empty(), now_millis());
-                let request = Request::CoordinatePut { store: store.clone(), key, write };
+                let request = Request::CoordinatePut { store: store.clone(), key, write, minter: None };
                 match transport.call(*addr, None, request).await? {
                     Response::State(Some(_)) => {}
                     other => bail!("put failed: {other:?}"),

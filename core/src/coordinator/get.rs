@@ -135,7 +135,7 @@ impl GetCoordinator {
                     self.answers.push((slot, state));
                 }
             }
-            Err(ReplicaFailure::Unavailable) => self.fail_slot(slot, now),
+            Err(ReplicaFailure::Unavailable | ReplicaFailure::NoAnswer) => self.fail_slot(slot, now),
             Err(ReplicaFailure::Refused(reason)) => {
                 self.replicas.slots[slot].state = State::Failed;
                 if !self.replied {

@@ -34,9 +34,14 @@ pub use crate::version::Write;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReplicaFailure {
-    /// The replica could not be reached or could not serve now (overloaded, storage error);
-    /// another replica or a fallback may serve instead.
+    /// The replica did not act on the request: it could not be reached (no connection), or it
+    /// answered that it cannot serve now (overloaded, storage error, stale ring). Another replica
+    /// or a fallback may serve instead.
     Unavailable,
+    /// The request went out but no answer came (timeout, connection lost, an answer that makes
+    /// no sense): the replica may have acted on it. A read counts it as a missing answer; a
+    /// write never asks another node to apply what this one may have applied.
+    NoAnswer,
     /// The replica judged the request itself invalid (for example a forged context); no other
     /// replica would accept it either, so the request fails with this reason.
     Refused(ErrorReply),
@@ -74,7 +79,8 @@ fn unexpected(response: Response) -> ReplicaFailure {
     match response {
         Response::Error(reply) if reply.kind == ErrorKind::StaleRing => ReplicaFailure::Unavailable,
         Response::Error(reply) => ReplicaFailure::from_reply(reply),
-        _ => ReplicaFailure::Unavailable,
+        // A success of the wrong kind: the replica acted on something, who knows what.
+        _ => ReplicaFailure::NoAnswer,
     }
 }
 

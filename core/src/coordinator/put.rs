@@ -79,13 +79,25 @@ impl PutOutcome {
 #[non_exhaustive]
 pub enum PutError {
     /// Fewer than W nodes acknowledged. Retryable; when `acknowledged > 0` the write is stored on
-    /// that many nodes and will spread, so a retry with the same context may leave a sibling.
+    /// that many nodes and will spread. Retry the same write (same [`WriteId`](crate::version::WriteId))
+    /// with [`PutCoordinator::retry`] at [`minter`](Self::minter) so it never becomes two versions.
     #[error("not enough replicas acknowledged: {acknowledged} of the {required} required (W)")]
     Unavailable {
         /// W.
         required: usize,
         /// Nodes that acknowledged.
         acknowledged: usize,
+        /// The node that applied the write and minted its version, if one did.
+        minter: Option<NodeId>,
+    },
+    /// The node asked to apply the write did not answer in time (or the connection was lost
+    /// after the request went out): the write may have been applied there, and may spread, or
+    /// not. Retryable: retry the same write with [`PutCoordinator::retry`] at `minter` to find
+    /// out; asking another node to apply it could leave two versions of one write.
+    #[error("no answer from {minter}, asked to apply the write: it may or may not have been applied")]
+    Indeterminate {
+        /// The node asked to apply the write.
+        minter: NodeId,
     },
     /// A replica refused the write as invalid (for example a forged context). Not retryable.
     #[error("the write was refused: {0}")]
@@ -95,22 +107,51 @@ pub enum PutError {
 impl PutError {
     /// Whether the same request may succeed if tried again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PutError::Unavailable { .. })
+        matches!(self, PutError::Unavailable { .. } | PutError::Indeterminate { .. })
     }
+
+    /// The node a retry of the same write must go to (see [`PutCoordinator::retry`]): the one
+    /// that applied it, or may have.
+    pub fn minter(&self) -> Option<&NodeId> {
+        match self {
+            PutError::Unavailable { minter, .. } => minter.as_ref(),
+            PutError::Indeterminate { minter } => Some(minter),
+            PutError::Refused(_) => None,
+        }
+    }
+}
+
+/// Whether a failed request may have taken effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    /// Certainly not: the node was not reached, or answered that it did not act.
+    No,
+    /// Perhaps: no answer came.
+    Maybe,
 }
 
 #[derive(Clone, Debug)]
 enum Phase {
-    /// Waiting for the minting node; `candidates` are the nodes to try next, in order.
-    Mint { candidates: VecDeque<NodeId> },
-    /// Spreading the minted state.
-    Replicate { minted: Siblings },
+    /// Waiting for the minting node; `candidates` are the nodes to try next, in order, and
+    /// fallbacks after them unless the minter is `pinned` (a retry).
+    Mint { candidates: VecDeque<NodeId>, pinned: bool },
+    /// The node asked to mint did not answer: it may hold the write, so no other node may mint
+    /// it. The put ends undecided.
+    Undecided { minter: NodeId },
+    /// Spreading the state `minter` answered with.
+    Replicate { minted: Siblings, minter: NodeId },
 }
 
 /// Coordinates one put or delete in two steps, as Riak does: one node (the first reachable
 /// primary, or under a sloppy quorum a fallback) applies the write and mints its dot; the state
 /// it answers with is then replicated to the other N-1 primaries, fallbacks standing in for
 /// unreachable ones under a sloppy quorum. Replies once W nodes hold the write.
+///
+/// **One write, one version.** Only a node that certainly did not apply the write (it could
+/// not be reached, or answered that it cannot serve now) is replaced as minter; a minter that
+/// stays silent may have applied it, so the put then fails [`PutError::Indeterminate`] instead of
+/// minting a second version elsewhere. A retry of the same write goes to the same minter
+/// ([`retry`](Self::retry)), which recognises the write by its id and mints nothing new.
 #[derive(Clone, Debug)]
 pub struct PutCoordinator {
     config: StoreConfig,
@@ -138,11 +179,44 @@ impl PutCoordinator {
         now: Duration,
     ) -> PutCoordinator {
         let primaries: Vec<NodeId> = prefs.primaries().iter().take(config.n()).cloned().collect();
+        let candidates = primaries.iter().cloned().collect();
+        PutCoordinator::start(prefs, config, write, timeout, now, Phase::Mint { candidates, pinned: false })
+    }
+
+    /// Retries a write that failed with [`PutError::Indeterminate`] or [`PutError::Unavailable`]
+    /// (see [`PutError::minter`]): the same `write` (same id) goes to the same `minter` only,
+    /// which answers with its state if it had applied the write, or applies it now; then the
+    /// state is replicated as by [`new`](Self::new).
+    pub fn retry(
+        prefs: &PreferenceList,
+        config: &StoreConfig,
+        write: Write,
+        minter: NodeId,
+        timeout: Duration,
+        now: Duration,
+    ) -> PutCoordinator {
+        let candidates = core::iter::once(minter).collect();
+        PutCoordinator::start(prefs, config, write, timeout, now, Phase::Mint { candidates, pinned: true })
+    }
+
+    fn start(
+        prefs: &PreferenceList,
+        config: &StoreConfig,
+        write: Write,
+        timeout: Duration,
+        now: Duration,
+        phase: Phase,
+    ) -> PutCoordinator {
+        let primaries: Vec<NodeId> = prefs.primaries().iter().take(config.n()).cloned().collect();
+        let mut replicas = Replicas::new(prefs, config, timeout);
+        if let Phase::Mint { candidates, .. } = &phase {
+            candidates.iter().for_each(|c| replicas.remove_spare(c));
+        }
         let mut put = PutCoordinator {
             config: *config,
             write,
-            replicas: Replicas::new(prefs, config, timeout),
-            phase: Phase::Mint { candidates: primaries.iter().cloned().collect() },
+            replicas,
+            phase,
             primaries,
             hints: Vec::new(),
             actions: VecDeque::new(),
@@ -187,17 +261,19 @@ impl PutCoordinator {
             Ok(state) => {
                 if let Phase::Mint { .. } = self.phase {
                     if state.validate().is_err() {
-                        self.fail(slot, now);
+                        // An answer that makes no sense: the write may or may not be there.
+                        self.fail(slot, now, Applied::Maybe);
                         return self.evaluate();
                     }
-                    self.phase = Phase::Replicate { minted: state };
+                    self.phase = Phase::Replicate { minted: state, minter: from.clone() };
                     self.acknowledge(slot);
                     self.replicate(now);
                 } else {
                     self.acknowledge(slot);
                 }
             }
-            Err(ReplicaFailure::Unavailable) => self.fail(slot, now),
+            Err(ReplicaFailure::Unavailable) => self.fail(slot, now, Applied::No),
+            Err(ReplicaFailure::NoAnswer) => self.fail(slot, now, Applied::Maybe),
             Err(ReplicaFailure::Refused(reason)) => {
                 self.replicas.slots[slot].state = State::Failed;
                 if matches!(self.phase, Phase::Mint { .. }) && !self.replied {
@@ -205,7 +281,7 @@ impl PutCoordinator {
                     self.reply(Err(PutError::Refused(reason)));
                     self.finished = true;
                 } else {
-                    self.fail(slot, now);
+                    self.fail(slot, now, Applied::No);
                 }
             }
         }
@@ -218,7 +294,7 @@ impl PutCoordinator {
             return;
         }
         for slot in self.replicas.expire(now) {
-            self.after_failure(slot, now);
+            self.after_failure(slot, now, Applied::Maybe);
         }
         self.evaluate();
     }
@@ -231,14 +307,18 @@ impl PutCoordinator {
         }
     }
 
-    fn fail(&mut self, slot: usize, now: Duration) {
+    fn fail(&mut self, slot: usize, now: Duration, applied: Applied) {
         self.replicas.slots[slot].state = State::Failed;
-        self.after_failure(slot, now);
+        self.after_failure(slot, now, applied);
     }
 
-    fn after_failure(&mut self, slot: usize, now: Duration) {
+    fn after_failure(&mut self, slot: usize, now: Duration, applied: Applied) {
         match self.phase {
+            Phase::Mint { .. } if applied == Applied::Maybe => {
+                self.phase = Phase::Undecided { minter: self.replicas.slots[slot].node.clone() };
+            }
             Phase::Mint { .. } => self.mint_next(now),
+            Phase::Undecided { .. } => {}
             Phase::Replicate { .. } => {
                 let failed = &self.replicas.slots[slot];
                 let primary = failed.stands_in_for.clone().unwrap_or_else(|| failed.node.clone());
@@ -251,9 +331,12 @@ impl PutCoordinator {
 
     /// Asks the next candidate to mint: primaries first, then (sloppy) fallbacks.
     fn mint_next(&mut self, now: Duration) {
-        let Phase::Mint { candidates } = &mut self.phase else { return };
+        let Phase::Mint { candidates, pinned } = &mut self.phase else { return };
         let (node, hint_for) = match candidates.pop_front() {
-            Some(primary) => (primary, None),
+            Some(node) if self.primaries.contains(&node) => (node, None),
+            // A pinned minter that is a fallback holds the write for a primary.
+            Some(node) => (node, self.first_uncovered_primary()),
+            None if *pinned => return,
             None => match self.replicas.take_fallback() {
                 Some(fallback) => (fallback, self.first_uncovered_primary()),
                 None => return,
@@ -283,7 +366,7 @@ impl PutCoordinator {
     }
 
     fn send_replicate(&mut self, node: NodeId, hint_for: Option<NodeId>, now: Duration) {
-        let Phase::Replicate { minted } = &self.phase else { return };
+        let Phase::Replicate { minted, .. } = &self.phase else { return };
         let request = PutRequest::Replicate { siblings: minted.clone(), hint_for: hint_for.clone() };
         self.replicas.send(node.clone(), hint_for, now);
         self.actions.push_back(PutAction::Send { to: node, request });
@@ -302,13 +385,15 @@ impl PutCoordinator {
     fn best_case(&self) -> usize {
         match &self.phase {
             Phase::Replicate { .. } => self.replicas.best_case(),
-            Phase::Mint { candidates } => {
+            Phase::Undecided { .. } => 0,
+            Phase::Mint { candidates, pinned } => {
                 let Some(minter) = self.replicas.slots.iter().find(|s| matches!(s.state, State::Pending { .. })) else {
                     return 0;
                 };
                 let failed = self.primaries.iter().filter(|p| self.replicas.has(p, State::Failed)).count();
                 let uncovered = failed.saturating_sub(usize::from(minter.stands_in_for.is_some()));
-                1 + candidates.len() + uncovered.min(self.replicas.spare_count())
+                let spare = if *pinned { 0 } else { self.replicas.spare_count() };
+                1 + candidates.len() + uncovered.min(spare)
             }
         }
     }
@@ -333,7 +418,13 @@ impl PutCoordinator {
         let acknowledged = self.replicas.succeeded();
         if !self.replied {
             let reachable = self.best_case() >= required;
-            if let (Phase::Replicate { minted }, true) = (&self.phase, acknowledged >= required) {
+            if let Phase::Undecided { minter } = &self.phase {
+                let minter = minter.clone();
+                self.reply(Err(PutError::Indeterminate { minter }));
+                self.finished = true;
+                return;
+            }
+            if let (Phase::Replicate { minted, .. }, true) = (&self.phase, acknowledged >= required) {
                 let outcome = PutOutcome {
                     siblings: minted.clone(),
                     acknowledged: self.acknowledged_nodes(),
@@ -341,7 +432,11 @@ impl PutCoordinator {
                 };
                 self.reply(Ok(outcome));
             } else if !reachable && !self.is_patient() {
-                self.reply(Err(PutError::Unavailable { required, acknowledged }));
+                let minter = match &self.phase {
+                    Phase::Replicate { minter, .. } => Some(minter.clone()),
+                    _ => None,
+                };
+                self.reply(Err(PutError::Unavailable { required, acknowledged, minter }));
                 self.finished = true;
                 return;
             }

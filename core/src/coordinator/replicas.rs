@@ -81,6 +81,11 @@ impl Replicas {
         self.spare.pop_front()
     }
 
+    /// Takes `node` off the unused fallbacks (it has another role in the request).
+    pub(super) fn remove_spare(&mut self, node: &NodeId) {
+        self.spare.retain(|n| n != node);
+    }
+
     pub(super) fn spare_count(&self) -> usize {
         self.spare.len()
     }

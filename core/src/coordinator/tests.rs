@@ -482,3 +482,51 @@ fn a_refused_write_fails_without_trying_elsewhere() {
     assert!(!e.is_retryable());
     assert!(put.is_finished());
 }
+
+/// 3.5: a minter that stays silent may have applied the write; asking the next node to mint
+/// would leave two versions of one put (the simulation found this with seeds 0 `delay,slow`, 4
+/// `delay,duplicate`, 0 `delay,partition` and 263 `delay,crash`).
+#[test]
+fn a_silent_minter_is_never_replaced_and_the_retry_goes_back_to_it() {
+    let prefs =
+        PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1).with_id(crate::version::WriteId(9));
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write.clone(), TIMEOUT, Duration::ZERO);
+    let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint") };
+    assert_eq!(to, node("p0"));
+    put.handle_timeout(TIMEOUT);
+    let Some(PutAction::Reply(Err(e))) = put.poll_action() else { panic!("expected the put to end undecided") };
+    assert_eq!(e, PutError::Indeterminate { minter: node("p0") });
+    assert!(e.is_retryable());
+    assert_eq!(put.poll_action(), None, "no second mint");
+    assert!(put.is_finished());
+
+    // The same answer as a lost connection.
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write.clone(), TIMEOUT, Duration::ZERO);
+    put.poll_action();
+    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::NoAnswer));
+    assert!(matches!(put.poll_action(), Some(PutAction::Reply(Err(PutError::Indeterminate { .. })))));
+
+    // The retry asks p0 only; p0 had applied it and answers with its state, which is replicated.
+    let mut retry =
+        PutCoordinator::retry(&prefs, &StoreConfig::quorum(), write.clone(), node("p0"), TIMEOUT, Duration::ZERO);
+    let Some(PutAction::Send { to, request: PutRequest::Mint { write: sent, .. } }) = retry.poll_action() else {
+        panic!("expected a mint")
+    };
+    assert_eq!((to.clone(), sent.id), (node("p0"), write.id));
+    let mut state = Siblings::new();
+    state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
+    let again = state.clone();
+    state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
+    assert_eq!(state, again, "the minter recognises the write by its id");
+    retry.handle_reply(Duration::ZERO, &to, Ok(state));
+    assert!(matches!(retry.poll_action(), Some(PutAction::Send { request: PutRequest::Replicate { .. }, .. })));
+
+    // A pinned minter that is unreachable is not replaced either.
+    let mut retry = PutCoordinator::retry(&prefs, &StoreConfig::quorum(), write, node("p1"), TIMEOUT, Duration::ZERO);
+    retry.poll_action();
+    retry.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::Unavailable));
+    let Some(PutAction::Reply(Err(e))) = retry.poll_action() else { panic!("expected a failure") };
+    assert!(matches!(e, PutError::Unavailable { acknowledged: 0, minter: None, .. }), "{e:?}");
+    assert_eq!(retry.poll_action(), None);
+}

@@ -14,6 +14,7 @@ use core::time::Duration;
 
 use super::{Destination, Event, IoId, Node, Purpose};
 use crate::cluster::ClusterView;
+use crate::coordinator::ReplicaFailure;
 use crate::wire::{Request, Response};
 
 impl Node {
@@ -69,7 +70,7 @@ impl Node {
         self.send_request(now, to, Request::Sync { view: self.view.clone() }, false, Purpose::Sync { address });
     }
 
-    pub(super) fn join_answer(&mut self, now: Duration, seed: String, answer: Result<Response, ()>) {
+    pub(super) fn join_answer(&mut self, now: Duration, seed: String, answer: Result<Response, ReplicaFailure>) {
         let Ok(Response::Cluster(theirs)) = answer else { return };
         if self.merge_from(now, &seed, &theirs) && !self.joined {
             self.joined = true;
@@ -77,7 +78,7 @@ impl Node {
         }
     }
 
-    pub(super) fn sync_answer(&mut self, now: Duration, address: String, answer: Result<Response, ()>) {
+    pub(super) fn sync_answer(&mut self, now: Duration, address: String, answer: Result<Response, ReplicaFailure>) {
         if let Ok(Response::Cluster(theirs)) = answer {
             self.merge_from(now, &address, &theirs);
         }

@@ -12,7 +12,7 @@ use crate::coordinator::{
     self, GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutRequest, ReplicaFailure,
 };
 use crate::identity::NodeId;
-use crate::store::{StoreConfig, StoreName};
+use crate::store::{QuorumKind, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::Write;
 use crate::wire::{ErrorKind, ErrorReply, Request, Response};
@@ -58,8 +58,18 @@ enum Action {
     Repair { to: NodeId, siblings: crate::version::Siblings },
 }
 
+/// What a plain caller asked this node to coordinate.
+pub(super) enum Job {
+    Get,
+    /// A put or delete; `minter` is set on a retry (see [`PutCoordinator::retry`]).
+    Put {
+        write: Write,
+        minter: Option<NodeId>,
+    },
+}
+
 impl Node {
-    /// Starts coordinating a get (`write` is `None`) or a put or delete for a plain caller.
+    /// Starts coordinating a get, put or delete for a plain caller.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn coordinate(
         &mut self,
@@ -69,13 +79,23 @@ impl Node {
         store: StoreName,
         key: Vec<u8>,
         config: StoreConfig,
-        write: Option<Write>,
+        job: Job,
     ) -> Result<(), ErrorReply> {
         let prefs = self.preference_list(&key, &config)?;
         let timeout = self.config.replica_timeout;
-        let machine = match write {
-            None => Machine::Get(GetCoordinator::new(&prefs, &config, timeout, now)),
-            Some(write) => Machine::Put(PutCoordinator::new(&prefs, &config, write, timeout, now)),
+        let machine = match job {
+            Job::Get => Machine::Get(GetCoordinator::new(&prefs, &config, timeout, now)),
+            Job::Put { write, minter: None } => Machine::Put(PutCoordinator::new(&prefs, &config, write, timeout, now)),
+            Job::Put { write, minter: Some(minter) } => {
+                let fallback = config.quorum_kind() == QuorumKind::Sloppy && prefs.fallbacks().contains(&minter);
+                if !prefs.primaries().iter().take(config.n()).any(|p| *p == minter) && !fallback {
+                    return Err(ErrorReply::new(
+                        ErrorKind::Malformed,
+                        format!("retry names {minter} as the write's minter, which holds no replica of the key"),
+                    ));
+                }
+                Machine::Put(PutCoordinator::retry(&prefs, &config, write, minter, timeout, now))
+            }
         };
         let number = self.next_coordination;
         self.next_coordination += 1;
@@ -97,7 +117,7 @@ impl Node {
         number: u64,
         from: &NodeId,
         call: &ReplicaCall,
-        answer: Result<Response, ()>,
+        answer: Result<Response, ReplicaFailure>,
     ) {
         if let Ok(Response::Error(reply)) = &answer
             && reply.kind == ErrorKind::StaleRing
@@ -109,13 +129,11 @@ impl Node {
         let Some(coordination) = self.coordinations.get_mut(&number) else { return };
         match (&mut coordination.machine, call) {
             (Machine::Get(machine), ReplicaCall::Read) => {
-                let answer = answer.map_err(|()| ReplicaFailure::Unavailable).and_then(coordinator::read_answer);
+                let answer = answer.and_then(coordinator::read_answer);
                 machine.handle_reply(now, from, answer);
             }
             (Machine::Put(machine), ReplicaCall::Write(request)) => {
-                let answer = answer
-                    .map_err(|()| ReplicaFailure::Unavailable)
-                    .and_then(|body| coordinator::write_answer(request, body));
+                let answer = answer.and_then(|body| coordinator::write_answer(request, body));
                 machine.handle_reply(now, from, answer);
             }
             _ => return,
@@ -182,7 +200,7 @@ impl Node {
                             self.send_request(now, destination, body, true, purpose);
                         }
                         // A node of the ring missing from the membership cannot be reached.
-                        None => self.replica_answer(now, number, &to, &call, Err(())),
+                        None => self.replica_answer(now, number, &to, &call, Err(ReplicaFailure::Unavailable)),
                     }
                 }
                 Action::Repair { to, siblings } if to == self.id => {
@@ -215,7 +233,14 @@ fn next_action(machine: &mut Machine) -> Option<Action> {
             PutAction::Send { to, request } => Action::Call { to, call: ReplicaCall::Write(request) },
             PutAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(outcome.siblings))),
             PutAction::Reply(Err(PutError::Refused(reply))) => Action::Reply(Response::Error(reply)),
-            PutAction::Reply(Err(e)) => Action::Reply(unavailable(&e)),
+            PutAction::Reply(Err(e)) => {
+                let kind = match e {
+                    PutError::Indeterminate { .. } => ErrorKind::Indeterminate,
+                    _ => ErrorKind::Unavailable,
+                };
+                let reply = ErrorReply::new(kind, format!("{e}")).with_minter(e.minter().cloned());
+                Action::Reply(Response::Error(reply))
+            }
         },
     })
 }

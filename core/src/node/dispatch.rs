@@ -4,6 +4,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::coordination::Job;
 use super::replica::{Completion, ReplicaStep};
 use super::{AfterSave, Node};
 use crate::store::{StoreConfig, StoreName};
@@ -67,15 +68,18 @@ impl Node {
                 self.stats.coordinated += 1;
                 let config = self.store_config(&store)?;
                 self.check_key(&key)?;
-                self.coordinate(now, stream, id, store, key, config, None)?;
+                self.coordinate(now, stream, id, store, key, config, Job::Get)?;
                 Ok(None)
             }
-            Request::CoordinatePut { store, key, write } => {
+            Request::CoordinatePut { store, key, write, minter } => {
                 self.stats.coordinated += 1;
                 let config = self.store_config(&store)?;
                 self.check_key(&key)?;
                 self.check_value(write.payload.value())?;
-                self.coordinate(now, stream, id, store, key, config, Some(write))?;
+                // A write the caller did not name gets a name here, so that its sends to the
+                // replicas are one write.
+                let write = if write.id.is_none() { write.with_id(self.new_write_id()) } else { write };
+                self.coordinate(now, stream, id, store, key, config, Job::Put { write, minter })?;
                 Ok(None)
             }
             Request::CreateStore { name, config } => self.create_store(now, stream, id, name, config),

@@ -9,7 +9,8 @@
 //!
 //! - **inputs**: [`handle_message`](Node::handle_message) (a decoded frame, or
 //!   [`handle_frame`](Node::handle_frame) for raw bytes), [`handle_unreachable`](Node::handle_unreachable)
-//!   (a request this node sent got no answer from the transport),
+//!   and [`handle_no_answer`](Node::handle_no_answer) (a request this node sent was not
+//!   delivered, or got no answer),
 //!   [`handle_io`](Node::handle_io) (a storage step finished), [`handle_timeout`](Node::handle_timeout);
 //! - **outputs**, pulled until `None` after every input: [`poll_transmit`](Node::poll_transmit)
 //!   (frames to send), [`poll_io`](Node::poll_io) (storage steps to run, in any order: the
@@ -59,10 +60,11 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::cluster::{ClusterView, ViewError};
+use crate::coordinator::ReplicaFailure;
 use crate::identity::NodeId;
 use crate::membership::NodeInfo;
 use crate::store::{Limits, StoreName};
-use crate::version::Siblings;
+use crate::version::{KeyRecord, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
 
 use coordination::Coordination;
@@ -136,8 +138,9 @@ pub enum Destination {
     /// The answer to the request that came in on this stream: write it and finish the stream.
     Reply(u64),
     /// A request to the node at this address (a node of the view or a seed): open a stream, send
-    /// it, and feed the answer back with [`Origin::Answer`], or report
-    /// [`Node::handle_unreachable`] with the request's id if there is none.
+    /// it, and feed the answer back with [`Origin::Answer`]; if there is none, report
+    /// [`Node::handle_unreachable`] (never delivered) or [`Node::handle_no_answer`] (sent, but
+    /// nothing came back) with the request's id.
     Node {
         /// Where the node listens.
         address: String,
@@ -169,15 +172,15 @@ pub enum Io {
         /// The key.
         key: Vec<u8>,
     },
-    /// Store `state` as the state of `key`, durably (per the engine's sync policy) before
+    /// Store `state` as the record of `key`, durably (per the engine's sync policy) before
     /// answering [`IoOutput::Done`].
     Store {
         /// The store.
         store: StoreName,
         /// The key.
         key: Vec<u8>,
-        /// The new state.
-        state: Siblings,
+        /// The new record.
+        state: KeyRecord,
     },
     /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
     /// Views are emitted in order; a driver that runs them concurrently must still leave the
@@ -188,8 +191,8 @@ pub enum Io {
 /// What a storage step gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IoOutput {
-    /// The state read by [`Io::Load`] (`None`: the key is not stored).
-    Loaded(Option<Siblings>),
+    /// The record read by [`Io::Load`] (`None`: the key is not stored).
+    Loaded(Option<KeyRecord>),
     /// The write asked for is done.
     Done,
 }
@@ -414,9 +417,16 @@ impl Node {
         }
     }
 
-    /// The transport could not deliver request `id` or got no answer to it.
+    /// The transport could not deliver request `id` (no connection could be made to the node):
+    /// the node did not act on it.
     pub fn handle_unreachable(&mut self, now: Duration, id: u64) {
-        self.handle_answer(now, id, Err(()));
+        self.handle_answer(now, id, Err(ReplicaFailure::Unavailable));
+    }
+
+    /// Request `id` went out but no answer came back (the connection was lost, the transport
+    /// timed out, the answer did not decode): the node may have acted on it.
+    pub fn handle_no_answer(&mut self, now: Duration, id: u64) {
+        self.handle_answer(now, id, Err(ReplicaFailure::NoAnswer));
     }
 
     /// A storage step finished.
@@ -446,7 +456,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Duration) {
         let expired: Vec<u64> = self.outgoing.iter().filter(|(_, o)| o.expires <= now).map(|(&id, _)| id).collect();
         for id in expired {
-            self.handle_answer(now, id, Err(()));
+            self.handle_answer(now, id, Err(ReplicaFailure::NoAnswer));
         }
         self.coordinations_timeout(now);
         if now >= self.next_sync {
@@ -516,13 +526,19 @@ impl Node {
         self.issue_io(Io::SaveView(self.view.clone()), None)
     }
 
+    /// A fresh write id from the node's generator.
+    fn new_write_id(&mut self) -> WriteId {
+        let id = (u128::from(self.random()) << 64) | u128::from(self.random());
+        if id == 0 { WriteId(1) } else { WriteId(id) }
+    }
+
     /// A random number from the node's seeded generator (SplitMix64).
     fn random(&mut self) -> u64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
         crate::mix::mix64(self.rng)
     }
 
-    fn handle_answer(&mut self, now: Duration, id: u64, answer: Result<Response, ()>) {
+    fn handle_answer(&mut self, now: Duration, id: u64, answer: Result<Response, ReplicaFailure>) {
         let Some(outgoing) = self.outgoing.remove(&id) else { return };
         match outgoing.purpose {
             Purpose::Replica { coordination, to, call } => self.replica_answer(now, coordination, &to, &call, answer),

@@ -17,7 +17,7 @@ use core::time::Duration;
 
 use super::{Io, IoError, IoOutput, Node, ReplicaCall};
 use crate::store::{StoreConfig, StoreName};
-use crate::version::{Siblings, Write};
+use crate::version::{KeyRecord, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
 /// What one replica step does.
@@ -50,8 +50,8 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct KeyQueue {
     steps: VecDeque<Pending>,
-    /// The state to store, once the head step has loaded and changed it.
-    storing: Option<Siblings>,
+    /// The record to store, once the head step has loaded and changed it.
+    storing: Option<KeyRecord>,
 }
 
 impl Node {
@@ -86,7 +86,7 @@ impl Node {
             }
             // The store finished: the step is done.
             (Ok(IoOutput::Done), Some(stored)) => Some(Ok(match head.step {
-                ReplicaStep::Mint(_) => Response::State(Some(stored)),
+                ReplicaStep::Mint(_) => Response::State(Some(stored.siblings)),
                 _ => Response::Ack,
             })),
             (Ok(IoOutput::Loaded(current)), None) => match self.apply(&head, current) {
@@ -110,9 +110,9 @@ impl Node {
     }
 
     /// What the head step does with the state it loaded.
-    fn apply(&mut self, head: &Pending, current: Option<Siblings>) -> Result<Step, ErrorReply> {
+    fn apply(&mut self, head: &Pending, current: Option<KeyRecord>) -> Result<Step, ErrorReply> {
         match &head.step {
-            ReplicaStep::Read => Ok(Step::Answer(Response::State(current))),
+            ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| r.siblings)))),
             ReplicaStep::Mint(write) => {
                 let mut state = current.unwrap_or_default();
                 state.apply(&self.id, write, head.config.conflicts()).map_err(|e| {
@@ -124,7 +124,7 @@ impl Node {
             ReplicaStep::Merge(incoming) => {
                 let mut state = current.clone().unwrap_or_default();
                 state.merge(incoming, head.config.conflicts());
-                if current.as_ref() == Some(&state) || (current.is_none() && state == Siblings::new()) {
+                if current.as_ref() == Some(&state) || (current.is_none() && state.siblings == Siblings::new()) {
                     Ok(Step::Answer(Response::Ack))
                 } else {
                     Ok(Step::Store(state))
@@ -163,5 +163,5 @@ impl Node {
 
 enum Step {
     Answer(Response),
-    Store(Siblings),
+    Store(KeyRecord),
 }

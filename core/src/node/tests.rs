@@ -10,11 +10,11 @@ use core::time::Duration;
 
 use super::*;
 use crate::store::StoreConfig;
-use crate::version::{CausalContext, Write};
+use crate::version::{CausalContext, Siblings, Write, WriteId};
 
 struct Harness {
     nodes: Vec<Node>,
-    disks: Vec<BTreeMap<(StoreName, Vec<u8>), Siblings>>,
+    disks: Vec<BTreeMap<(StoreName, Vec<u8>), KeyRecord>>,
     /// Answers that reached callers (stream numbers above 1000), by stream.
     answers: BTreeMap<u64, Response>,
     now: Duration,
@@ -131,7 +131,8 @@ fn any_node_coordinates_a_put_and_another_reads_it() {
     let mut h = Harness::new(4);
     let store = StoreName::default_store();
     let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1);
-    let put = h.ask(1, 1001, Request::CoordinatePut { store: store.clone(), key: b"cart".to_vec(), write });
+    let put =
+        h.ask(1, 1001, Request::CoordinatePut { store: store.clone(), key: b"cart".to_vec(), write, minter: None });
     assert_eq!(values(&state(put)), vec![b"apples".to_vec()]);
     let read = h.ask(3, 1002, Request::CoordinateGet { store: store.clone(), key: b"cart".to_vec() });
     assert_eq!(values(&state(read)), vec![b"apples".to_vec()]);
@@ -175,7 +176,7 @@ fn steps_on_one_key_wait_for_the_previous_store() {
     node.handle_io(now, load_b, Ok(IoOutput::Loaded(Some(first))));
     let (store_b, io) = node.poll_io().expect("the second store");
     let Io::Store { state: second, .. } = io else { panic!("expected a store") };
-    assert_eq!(second.values().count(), 2, "two blind writes are two siblings");
+    assert_eq!(second.siblings.values().count(), 2, "two blind writes are two siblings");
     node.handle_io(now, store_b, Ok(IoOutput::Done));
     let answers: Vec<Transmit> = core::iter::from_fn(|| node.poll_transmit()).collect();
     assert_eq!(answers.len(), 2);
@@ -229,4 +230,26 @@ fn garbage_frames_get_a_malformed_answer() {
         Message::Response { id: 0, body: Response::Error(ErrorReply { kind: ErrorKind::Malformed, .. }) }
     ));
     assert_eq!(node.stats().refused, 1);
+}
+
+/// 3.5: a retry names the write's minter; the node sends the same write there only, and the
+/// minter answers with the version it already minted instead of minting a second one. A retry
+/// naming a node that holds no replica of the key is refused.
+#[test]
+fn a_retried_write_is_one_version_and_its_minter_must_be_a_replica() {
+    let mut h = Harness::new(4);
+    let store = StoreName::default_store();
+    let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1).with_id(WriteId(42));
+    let put =
+        |minter| Request::CoordinatePut { store: store.clone(), key: b"cart".to_vec(), write: write.clone(), minter };
+    let first = state(h.ask(1, 1001, put(None)));
+    let minter = first.versions()[0].dot.actor.clone();
+    let again = state(h.ask(2, 1002, put(Some(minter))));
+    assert_eq!(again, first, "the retry found the write, minted nothing");
+    let read = state(h.ask(3, 1003, Request::CoordinateGet { store: store.clone(), key: b"cart".to_vec() }));
+    assert_eq!(read.versions().len(), 1);
+
+    let outsider = NodeId::new("nobody").unwrap();
+    let refused = h.ask(0, 1004, put(Some(outsider)));
+    assert!(matches!(refused, Response::Error(ErrorReply { kind: ErrorKind::Malformed, .. })), "{refused:?}");
 }

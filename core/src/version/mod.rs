@@ -17,13 +17,18 @@
 
 mod clock;
 mod context;
+mod key_record;
 mod siblings;
+pub mod v1;
 mod value;
+mod write;
 
 pub use clock::{Causality, Dot, VersionVector};
 pub use context::{CONTEXT_FORMAT, CausalContext, ContextError};
-pub use siblings::{ApplyError, Payload, Sibling, Siblings, SiblingsError, Write};
+pub use key_record::KeyRecord;
+pub use siblings::{ApplyError, Sibling, Siblings, SiblingsError};
 pub use value::Value;
+pub use write::{Payload, Write, WriteId};
 
 #[cfg(test)]
 mod tests;

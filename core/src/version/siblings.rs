@@ -4,53 +4,10 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CausalContext, Dot, Value, VersionVector};
+use super::{CausalContext, Dot, Payload, Value, VersionVector, Write, WriteId};
 use crate::identity::NodeId;
 use crate::mix::{combine, mix64};
 use crate::store::ConflictPolicy;
-
-/// What a write stores: a value, or a tombstone for a delete.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Payload {
-    /// A value.
-    Value(Value),
-    /// A delete.
-    Tombstone,
-}
-
-impl Payload {
-    /// The value, unless this is a tombstone.
-    pub fn value(&self) -> Option<&Value> {
-        match self {
-            Payload::Value(value) => Some(value),
-            Payload::Tombstone => None,
-        }
-    }
-}
-
-/// A write as a caller asks for it: what to store, what it supersedes, and when (milliseconds of
-/// wall-clock time, used only by last-writer-wins).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Write {
-    /// Value or tombstone.
-    pub payload: Payload,
-    /// The versions this write supersedes.
-    pub context: CausalContext,
-    /// The caller's wall clock, in milliseconds since the Unix epoch.
-    pub timestamp: u64,
-}
-
-impl Write {
-    /// A put of `value`.
-    pub fn put(value: impl Into<Value>, context: CausalContext, timestamp: u64) -> Write {
-        Write { payload: Payload::Value(value.into()), context, timestamp }
-    }
-
-    /// A delete.
-    pub fn delete(context: CausalContext, timestamp: u64) -> Write {
-        Write { payload: Payload::Tombstone, context, timestamp }
-    }
-}
 
 /// One version of a key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,6 +18,8 @@ pub struct Sibling {
     pub timestamp: u64,
     /// Value or tombstone.
     pub payload: Payload,
+    /// The id of the write that made it ([`WriteId::NONE`] for versions stored before ids).
+    pub write: WriteId,
 }
 
 /// The state of one key: every version not superseded, and the history they summarise.
@@ -116,7 +75,13 @@ impl Siblings {
     }
 
     /// Applies a write at the replica `actor`, which mints its dot. Returns the dot.
+    ///
+    /// A write whose id is already the id of a version here is a repeat of that write (a retry,
+    /// a duplicate delivery): it changes nothing and returns that version's dot.
     pub fn apply(&mut self, actor: &NodeId, write: &Write, policy: ConflictPolicy) -> Result<Dot, ApplyError> {
+        if let Some(done) = self.version_of(write.id) {
+            return Ok(done.dot.clone());
+        }
         let seen = write.context.vector();
         let known = self.history.counter(actor);
         let claimed = seen.counter(actor);
@@ -136,7 +101,7 @@ impl Siblings {
         self.versions.retain(|v| !seen.covers(&v.dot));
         self.history.merge(seen);
         self.history.add(&dot);
-        self.versions.push(Sibling { dot: dot.clone(), timestamp, payload: write.payload.clone() });
+        self.versions.push(Sibling { dot: dot.clone(), timestamp, payload: write.payload.clone(), write: write.id });
         self.versions.sort_unstable_by(|a, b| a.dot.cmp(&b.dot));
         if policy == ConflictPolicy::Lww {
             self.keep_latest();
@@ -190,6 +155,19 @@ impl Siblings {
         if let Some(best) = self.versions.iter().max_by(|x, y| x.lww_cmp(y)).cloned() {
             self.versions = alloc::vec![best];
         }
+    }
+
+    /// The version made by write `id`, if it is here (never for [`WriteId::NONE`]).
+    pub fn version_of(&self, id: WriteId) -> Option<&Sibling> {
+        if id.is_none() { None } else { self.versions.iter().find(|v| v.write == id) }
+    }
+
+    /// A state from its parts, checked as [`validate`](Self::validate) does (for decoding older
+    /// formats).
+    pub fn from_parts(history: VersionVector, versions: Vec<Sibling>) -> Result<Siblings, SiblingsError> {
+        let state = Siblings { history, versions };
+        state.validate()?;
+        Ok(state)
     }
 
     /// The versions, tombstones included, sorted by dot.

@@ -262,3 +262,24 @@ fn bad_context_tokens_get_clear_errors() {
     assert_eq!(ctx.vector().counter(&actor(0)), 3);
     assert_eq!(ctx.to_bytes(), v1);
 }
+
+/// 3.5: a write sent twice (a retry, a duplicate delivery) is one version.
+#[test]
+fn a_write_applied_twice_is_one_version_and_other_writes_are_not_mistaken_for_it() {
+    let a = NodeId::new("a").unwrap();
+    let mut state = Siblings::new();
+    let first = Write::put(b"x".to_vec(), CausalContext::empty(), 1).with_id(WriteId(7));
+    let dot = state.apply(&a, &first, ConflictPolicy::Siblings).unwrap();
+    assert_eq!(state.apply(&a, &first, ConflictPolicy::Siblings).unwrap(), dot);
+    assert_eq!(state.versions().len(), 1);
+    assert_eq!(state.version_of(WriteId(7)).map(|v| v.write), Some(WriteId(7)));
+    // Another write, and writes without an id, are new versions.
+    state
+        .apply(&a, &Write::put(b"x".to_vec(), CausalContext::empty(), 1).with_id(WriteId(8)), ConflictPolicy::Siblings)
+        .unwrap();
+    let unnamed = Write::put(b"x".to_vec(), CausalContext::empty(), 1);
+    state.apply(&a, &unnamed, ConflictPolicy::Siblings).unwrap();
+    state.apply(&a, &unnamed, ConflictPolicy::Siblings).unwrap();
+    assert_eq!(state.versions().len(), 4);
+    assert!(state.version_of(WriteId::NONE).is_none());
+}

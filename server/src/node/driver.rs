@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use quickv_client::transport::Transport;
+use quickv_client::transport::{CallError, Transport};
 use quickv_core::cluster::ClusterView;
 use quickv_core::node::{Destination, Event, Io, IoError, IoId, IoOutput, NodeStats, Origin, Transmit};
 use quickv_core::wire::{self, Message, Response};
@@ -49,8 +49,8 @@ pub(crate) enum Input {
         /// Where the answer goes.
         reply: oneshot::Sender<Message>,
     },
-    /// The answer to request `id` this node sent, or `None` if none came.
-    Answer { id: u64, answer: Option<Message> },
+    /// The answer to request `id` this node sent, or why there is none.
+    Answer { id: u64, answer: Result<Message, Missing> },
     /// A storage step (or view save) finished.
     Io { id: IoId, result: Result<IoOutput, IoError> },
 }
@@ -168,8 +168,9 @@ impl Driver {
                     Frame::Oversized => self.machine.handle_oversized(now, stream),
                 }
             }
-            Input::Answer { answer: Some(message), .. } => self.machine.handle_message(now, Origin::Answer, message),
-            Input::Answer { id, answer: None } => self.machine.handle_unreachable(now, id),
+            Input::Answer { answer: Ok(message), .. } => self.machine.handle_message(now, Origin::Answer, message),
+            Input::Answer { id, answer: Err(Missing::NotDelivered) } => self.machine.handle_unreachable(now, id),
+            Input::Answer { id, answer: Err(Missing::NoAnswer) } => self.machine.handle_no_answer(now, id),
             Input::Io { id, result } => self.machine.handle_io(now, id, result),
         }
     }
@@ -226,7 +227,7 @@ impl Driver {
                 tokio::spawn(async move {
                     let answer = match address.parse::<SocketAddr>() {
                         Ok(addr) => exchange(&transport, addr, id, &message).await,
-                        Err(_) => None,
+                        Err(_) => Err(Missing::NotDelivered),
                     };
                     let _ = report.send(Input::Answer { id, answer });
                 });
@@ -250,14 +251,26 @@ impl Driver {
     }
 }
 
-/// Sends request `id` and returns its answer, if one came that answers it. An error answer with
-/// id 0 (the peer could not read the request, e.g. it was over its frame limit) answers it too.
-async fn exchange(transport: &Transport, addr: SocketAddr, id: u64, message: &Message) -> Option<Message> {
-    let bytes = transport.send_frame(addr, &wire::encode(message)).await.ok()?;
-    match wire::decode(&bytes).ok()? {
-        Message::Response { id: got, body } if got == id => Some(Message::Response { id, body }),
-        Message::Response { id: 0, body: body @ Response::Error(_) } => Some(Message::Response { id, body }),
-        _ => None,
+/// Why a request this node sent has no answer.
+#[derive(Debug)]
+pub(crate) enum Missing {
+    /// It never left: no connection could be made. The peer did not act on it.
+    NotDelivered,
+    /// It went out and nothing (readable) came back. The peer may have acted on it.
+    NoAnswer,
+}
+
+/// Sends request `id` and returns its answer. An error answer with id 0 (the peer could not read
+/// the request, e.g. it was over its frame limit) answers it too.
+async fn exchange(transport: &Transport, addr: SocketAddr, id: u64, message: &Message) -> Result<Message, Missing> {
+    let bytes = transport.send_frame(addr, &wire::encode(message)).await.map_err(|e| match e {
+        CallError::Connect { .. } => Missing::NotDelivered,
+        _ => Missing::NoAnswer,
+    })?;
+    match wire::decode(&bytes) {
+        Ok(Message::Response { id: got, body }) if got == id => Ok(Message::Response { id, body }),
+        Ok(Message::Response { id: 0, body: body @ Response::Error(_) }) => Ok(Message::Response { id, body }),
+        _ => Err(Missing::NoAnswer),
     }
 }
 

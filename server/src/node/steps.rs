@@ -3,7 +3,7 @@
 
 use quickv_core::node::{IoError, IoOutput};
 use quickv_core::store::StoreName;
-use quickv_core::version::Siblings;
+use quickv_core::version::KeyRecord;
 
 use crate::storage::{Engine, StorageError, record};
 
@@ -17,8 +17,13 @@ pub(crate) fn load(engine: &dyn Engine, store: &StoreName, key: &[u8]) -> Result
     Ok(IoOutput::Loaded(loaded))
 }
 
-/// Stores `state` as the state of `key`, durably per the engine's sync policy.
-pub(crate) fn store(engine: &dyn Engine, store: &StoreName, key: &[u8], state: &Siblings) -> Result<IoOutput, IoError> {
+/// Stores `state` as the record of `key`, durably per the engine's sync policy.
+pub(crate) fn store(
+    engine: &dyn Engine,
+    store: &StoreName,
+    key: &[u8],
+    state: &KeyRecord,
+) -> Result<IoOutput, IoError> {
     engine.put(store.as_str(), key, &record::encode(key, state)).map_err(failed)?;
     Ok(IoOutput::Done)
 }
@@ -33,11 +38,11 @@ mod tests {
     use crate::storage::MemoryEngine;
     use quickv_core::identity::NodeId;
     use quickv_core::store::ConflictPolicy;
-    use quickv_core::version::{CausalContext, Write};
+    use quickv_core::version::{CausalContext, Write, WriteId};
 
-    fn state() -> Siblings {
-        let mut state = Siblings::default();
-        let write = Write::put(b"x".to_vec(), CausalContext::empty(), 1);
+    fn state() -> KeyRecord {
+        let mut state = KeyRecord::default();
+        let write = Write::put(b"x".to_vec(), CausalContext::empty(), 1).with_id(WriteId(5));
         state.apply(&NodeId::new("a").unwrap(), &write, ConflictPolicy::Siblings).unwrap();
         state
     }

@@ -1,29 +1,33 @@
 //! The on-disk record of one key: a version byte, a CRC-32 over key and body, and the body (the
-//! postcard encoding of the key's [`Siblings`]).
+//! postcard encoding of the key's [`KeyRecord`]: its siblings and the ids of the writes this
+//! replica minted for it last).
 //!
 //! ```text
 //! +---------+----------------------+---------------------+
-//! | version | crc32(key ++ body)   | postcard(Siblings)  |
+//! | version | crc32(key ++ body)   | postcard(KeyRecord) |
 //! | 1 byte  | 4 bytes, little end. | rest                |
 //! +---------+----------------------+---------------------+
 //! ```
 //!
 //! The checksum covers the key, so a record that ends up under the wrong key is caught too.
+//! Version 2 adds write ids (each version's, and the replica's latest minted ones); version 1
+//! records (postcard of the siblings alone) still decode, their versions read as made by writes
+//! without an id, and are rewritten as version 2 when the key next changes.
 //! A record that fails its checksum, has an unknown version or decodes to an ill-formed state is
 //! reported as [`StorageError::Corrupt`], never returned as data.
 
-use quickv_core::version::Siblings;
+use quickv_core::version::{KeyRecord, v1};
 
 use super::StorageError;
 
 /// The record format this build writes.
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
 
 const HEADER: usize = 5;
 
-/// Encodes a key's state as a record.
-pub fn encode(key: &[u8], siblings: &Siblings) -> Vec<u8> {
-    let body = postcard::to_allocvec(siblings).unwrap_or_default();
+/// Encodes a key's record.
+pub fn encode(key: &[u8], record: &KeyRecord) -> Vec<u8> {
+    let body = postcard::to_allocvec(record).unwrap_or_default();
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.push(RECORD_VERSION);
     out.extend_from_slice(&checksum(key, &body).to_le_bytes());
@@ -32,7 +36,7 @@ pub fn encode(key: &[u8], siblings: &Siblings) -> Vec<u8> {
 }
 
 /// Decodes and checks a record read for `key` in `space`.
-pub fn decode(space: &str, key: &[u8], record: &[u8]) -> Result<Siblings, StorageError> {
+pub fn decode(space: &str, key: &[u8], record: &[u8]) -> Result<KeyRecord, StorageError> {
     let corrupt = |reason: String| StorageError::Corrupt {
         space: space.into(),
         key: String::from_utf8_lossy(key).into_owned(),
@@ -40,16 +44,25 @@ pub fn decode(space: &str, key: &[u8], record: &[u8]) -> Result<Siblings, Storag
     };
     let (header, body) = record.split_at_checked(HEADER).ok_or_else(|| corrupt("record is truncated".into()))?;
     let (&version, sum) = header.split_first().ok_or_else(|| corrupt("record is truncated".into()))?;
-    if version != RECORD_VERSION {
+    if version != RECORD_VERSION && version != 1 {
         return Err(corrupt(format!("unknown record version {version}")));
     }
     let stored = u32::from_le_bytes(sum.try_into().map_err(|_| corrupt("record is truncated".into()))?);
     if stored != checksum(key, body) {
         return Err(corrupt("checksum mismatch".into()));
     }
-    let siblings: Siblings = postcard::from_bytes(body).map_err(|e| corrupt(format!("undecodable state: {e}")))?;
-    siblings.validate().map_err(|e| corrupt(format!("ill-formed state: {e}")))?;
-    Ok(siblings)
+    let undecodable = |e: postcard::Error| corrupt(format!("undecodable state: {e}"));
+    let record = match version {
+        1 => KeyRecord::new(
+            postcard::from_bytes::<v1::Siblings>(body)
+                .map_err(undecodable)?
+                .into_current()
+                .map_err(|e| corrupt(format!("ill-formed state: {e}")))?,
+        ),
+        _ => postcard::from_bytes::<KeyRecord>(body).map_err(undecodable)?,
+    };
+    record.siblings.validate().map_err(|e| corrupt(format!("ill-formed state: {e}")))?;
+    Ok(record)
 }
 
 fn checksum(key: &[u8], body: &[u8]) -> u32 {
@@ -65,13 +78,13 @@ mod tests {
     use super::*;
     use quickv_core::identity::NodeId;
     use quickv_core::store::ConflictPolicy;
-    use quickv_core::version::{CausalContext, Write};
+    use quickv_core::version::{CausalContext, Siblings, Write, WriteId};
 
-    fn state() -> Siblings {
+    fn state() -> KeyRecord {
         let mut s = Siblings::new();
         let a = NodeId::new("a").unwrap();
         s.apply(&a, &Write::put(b"v".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings).unwrap();
-        s
+        KeyRecord::new(s)
     }
 
     #[test]
@@ -101,13 +114,25 @@ mod tests {
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 
-    /// Records written by format version 1 must keep decoding.
+    /// Records written by format version 1 must keep decoding; their versions have no write id
+    /// (as `state()`'s write has none).
     #[test]
     fn version_1_records_still_decode() {
-        let v1 = encode(b"k", &state());
-        assert_eq!(v1[0], 1);
         let golden: &[u8] = &[1, 85, 32, 39, 71, 1, 1, b'a', 1, 1, 1, b'a', 1, 5, 0, 1, b'v'];
-        assert_eq!(v1, golden, "golden bytes: {v1:?}");
         assert_eq!(decode("default", b"k", golden).unwrap(), state());
+    }
+
+    /// Version 2 records carry write ids: each version's, and the ones minted here.
+    #[test]
+    fn version_2_records_keep_write_ids() {
+        let mut s = KeyRecord::default();
+        let write = Write::put(b"v".to_vec(), CausalContext::empty(), 5).with_id(WriteId(77));
+        s.apply(&NodeId::new("a").unwrap(), &write, ConflictPolicy::Siblings).unwrap();
+        let record = encode(b"k", &s);
+        assert_eq!(record[0], 2);
+        let back = decode("default", b"k", &record).unwrap();
+        assert_eq!(back.siblings.versions()[0].write, WriteId(77));
+        assert!(back.minted(WriteId(77)));
+        assert_eq!(back, s);
     }
 }

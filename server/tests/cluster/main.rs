@@ -184,7 +184,7 @@ async fn plain_callers_are_coordinated_by_any_node() {
     let raw = cluster.raw();
     let store = StoreName::default_store();
     let write = Write::put(b"plain".to_vec(), CausalContext::empty(), 1);
-    let put = Request::CoordinatePut { store: store.clone(), key: b"p".to_vec(), write };
+    let put = Request::CoordinatePut { store: store.clone(), key: b"p".to_vec(), write, minter: None };
     assert!(matches!(raw.call(cluster.addrs[1], None, put).await.unwrap(), Response::State(Some(_))));
     let get = Request::CoordinateGet { store, key: b"p".to_vec() };
     match raw.call(cluster.addrs[2], None, get).await.unwrap() {
@@ -245,7 +245,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     assert!(e.message.contains("(max_key) is 32"), "{}", e.message);
     // A frame over the frame limit.
     let huge = Write::put(vec![0u8; 8 * 1024], CausalContext::empty(), 1);
-    let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write: huge };
+    let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write: huge, minter: None };
     let Response::Error(e) = raw.call(addr, None, put).await.unwrap() else { panic!("accepted") };
     assert_eq!(e.kind, ErrorKind::TooLarge);
     assert!(e.message.contains("frame limit"), "{}", e.message);
@@ -260,7 +260,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
         forged.add(&Dot { actor: NodeId::new(&format!("n{n}")).unwrap(), counter: 1000 });
     }
     let write = Write::put(b"v".to_vec(), CausalContext::from_vector(forged), 1);
-    let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write };
+    let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write, minter: None };
     let Response::Error(e) = raw.call(addr, None, put).await.unwrap() else { panic!("accepted") };
     assert_eq!(e.kind, ErrorKind::InvalidContext, "{}", e.message);
     // Membership changes need a node certificate.
