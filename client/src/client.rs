@@ -48,7 +48,7 @@ pub struct ClientOptions {
     pub fallbacks: usize,
     /// How often the cluster view is refreshed in the background (default 30 s).
     pub refresh_interval: Duration,
-    /// Key and value limits checked before sending (default 64 KiB keys, 16 MiB values; nodes
+    /// Key and value limits checked before sending (default 65,535-byte keys, 16 MiB values; nodes
     /// enforce their own).
     pub limits: Limits,
 }

@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 /// Longest node id, zone name or address accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Longest id a node may be given: its writes are named `id#incarnation` (up to 20 digits),
+/// which must still be a valid name.
+pub const MAX_NODE_ID_LEN: usize = MAX_NAME_LEN - 21;
+
+/// Separates a node's id from its incarnation in the actor that names its writes; node ids may
+/// not contain it.
+pub const INCARNATION_SEPARATOR: char = '#';
+
 /// The stable name of a node (`--id`), unique in a cluster. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String")]
@@ -31,6 +39,16 @@ impl NodeId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The actor that names the writes this node mints in its `incarnation`: `id#incarnation`.
+    /// A node that may have lost state starts a new incarnation, so it never mints a dot it may
+    /// have minted before. Fails for an id a node may not have (see [`MAX_NODE_ID_LEN`]).
+    pub fn in_incarnation(&self, incarnation: u64) -> Result<NodeId, NameError> {
+        if self.0.contains(INCARNATION_SEPARATOR) {
+            return Err(NameError::BadCharacter { name: self.0.as_ref().into() });
+        }
+        NodeId::new(&alloc::format!("{}{INCARNATION_SEPARATOR}{incarnation}", self.0))
     }
 }
 
@@ -121,5 +139,19 @@ mod tests {
         assert_eq!(NodeId::new(""), Err(NameError::Empty));
         assert!(matches!(NodeId::new("a b"), Err(NameError::BadCharacter { .. })));
         assert!(matches!(Zone::new(&"z".repeat(256)), Err(NameError::TooLong { len: 256 })));
+    }
+
+    /// 3.1: a node's writes are named `id#incarnation`; ids that could collide with such names are
+    /// not node ids.
+    #[test]
+    fn incarnations_name_a_nodes_writes() {
+        let n1 = NodeId::new("n1").unwrap();
+        assert_eq!(n1.in_incarnation(7).unwrap().as_str(), "n1#7");
+        assert_ne!(n1.in_incarnation(1), n1.in_incarnation(2));
+        assert!(NodeId::new("n1#7").unwrap().in_incarnation(1).is_err());
+        let longest = NodeId::new(&"n".repeat(MAX_NODE_ID_LEN)).unwrap();
+        assert!(longest.in_incarnation(u64::MAX).is_ok());
+        assert!(crate::membership::NodeInfo::new("n1#2", "a", "z", 1).is_err());
+        assert!(crate::membership::NodeInfo::new(&"n".repeat(MAX_NODE_ID_LEN + 1), "a", "z", 1).is_err());
     }
 }

@@ -15,7 +15,7 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{NameError, NodeId, Zone, check_name};
+use crate::identity::{INCARNATION_SEPARATOR, MAX_NODE_ID_LEN, NameError, NodeId, Zone, check_name};
 
 /// Where a node is in its life in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -70,6 +70,14 @@ pub enum NodeInfoError {
     /// Capacity must be positive.
     #[error("capacity must be at least 1")]
     ZeroCapacity,
+    /// The id contains `#` or is too long to name the node's writes (`id#incarnation`).
+    #[error(
+        "invalid node id {id:?}: a node id may not contain '#' and is at most {MAX_NODE_ID_LEN} bytes (its writes are named id#incarnation)"
+    )]
+    IdReserved {
+        /// The id.
+        id: String,
+    },
 }
 
 impl NodeInfo {
@@ -78,6 +86,9 @@ impl NodeInfo {
         check_name(address).map_err(NodeInfoError::Address)?;
         if capacity == 0 {
             return Err(NodeInfoError::ZeroCapacity);
+        }
+        if id.contains(INCARNATION_SEPARATOR) || id.len() > MAX_NODE_ID_LEN {
+            return Err(NodeInfoError::IdReserved { id: id.into() });
         }
         Ok(NodeInfo {
             version: 1,

@@ -259,7 +259,7 @@ impl fmt::Display for StoreName {
 /// Request size limits a node enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Longest key, in bytes (default 64 KiB).
+    /// Longest key, in bytes (default and most: [`MAX_ENGINE_KEY`], 65,535).
     pub max_key: usize,
     /// Largest value, in bytes (default 16 MiB).
     pub max_value: usize,
@@ -267,9 +267,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_key: 64 * 1024, max_value: 16 * 1024 * 1024 }
+        Limits { max_key: MAX_ENGINE_KEY, max_value: 16 * 1024 * 1024 }
     }
 }
+
+/// The longest key the storage engine takes (fjall: 65,535 bytes); `max_key` may not exceed it.
+pub const MAX_ENGINE_KEY: usize = 65_535;
 
 /// A key or value outside the limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -294,6 +297,14 @@ pub enum LimitError {
         /// The limit.
         limit: usize,
     },
+    /// The key limit is over what the storage engine stores.
+    #[error("max_key {max_key} is over the {engine} bytes the storage engine takes as a key")]
+    MaxKeyOverEngine {
+        /// The configured limit.
+        max_key: usize,
+        /// The engine's limit.
+        engine: usize,
+    },
 }
 
 /// Room a frame needs beyond its key and value: ids, names, contexts, the envelope.
@@ -304,6 +315,21 @@ impl Limits {
     /// one key and the envelope around them. The one place the frame limit is derived.
     pub fn max_frame(&self) -> usize {
         self.max_value.saturating_add(self.max_key).saturating_add(FRAME_OVERHEAD)
+    }
+
+    /// The largest state (all versions of a key, encoded) a replica takes a write into: what an
+    /// answer or a replicate frame can carry around it. A write that would make a key's state
+    /// larger is refused, so that every key stays readable.
+    pub fn max_state(&self) -> usize {
+        self.max_value.saturating_add(FRAME_OVERHEAD / 2)
+    }
+
+    /// Checks the limits themselves: keys the engine cannot store are refused up front.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        if self.max_key > MAX_ENGINE_KEY {
+            return Err(LimitError::MaxKeyOverEngine { max_key: self.max_key, engine: MAX_ENGINE_KEY });
+        }
+        Ok(())
     }
 
     /// Checks a key.

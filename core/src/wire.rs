@@ -33,9 +33,9 @@ mod v1;
 pub const WIRE_VERSION: u8 = 2;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
-/// key (64 KiB) and the message around them.
+/// key (65,535 bytes, the most the engine takes) and the message around them.
 /// Equal to `Limits::default().max_frame()` (checked by a test).
-pub const MAX_FRAME: usize = 16 * 1024 * 1024 + 64 * 1024 + crate::store::FRAME_OVERHEAD;
+pub const MAX_FRAME: usize = 16 * 1024 * 1024 + crate::store::MAX_ENGINE_KEY + crate::store::FRAME_OVERHEAD;
 
 /// One frame's content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,12 @@ pub enum Fault {
     Crash,
     /// Clients' clocks disagree by up to a few seconds.
     Skew,
+    /// One node's disk syncs writes only every so often (`--sync os` and a power loss): a crash
+    /// of that node loses its writes of the last moments, acknowledged ones included.
+    OsSync,
+    /// One node keeps its records in memory (`--engine memory`): a crash of that node loses
+    /// every record (its saved view survives).
+    LoseDisk,
     /// Clients send contexts read from another key.
     ForeignContext,
     /// Clients send contexts with impossible counters.
@@ -44,6 +50,8 @@ impl Fault {
         Fault::Pause,
         Fault::Crash,
         Fault::Skew,
+        Fault::OsSync,
+        Fault::LoseDisk,
         Fault::ForeignContext,
         Fault::ForgedContext,
         Fault::Lww,
@@ -70,6 +78,8 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::Crash => "crash",
             Fault::Skew => "skew",
+            Fault::OsSync => "os-sync",
+            Fault::LoseDisk => "lose-disk",
             Fault::ForeignContext => "foreign-context",
             Fault::ForgedContext => "forged-context",
             Fault::Lww => "lww",

@@ -73,6 +73,19 @@ pub enum Mechanism {
     /// issue 7, 3.5): switched off, the simulated disk forgets them on every load, so a write sent
     /// again after its version was superseded is minted anew.
     MintLog,
+    /// A restarted node starts a new incarnation (issue 7, 3.1): switched off, it mints its
+    /// writes as the same actor after losing state, reusing dots it minted before.
+    Incarnation,
+}
+
+impl Mechanism {
+    /// The mechanism's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::MintLog => "mint-log",
+            Mechanism::Incarnation => "incarnation",
+        }
+    }
 }
 
 impl Options {

@@ -1,13 +1,13 @@
 //! `quickv-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log]
+//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation]
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every
 //! fault, or names such as `delay,crash`), prints each failing seed with the command that replays
 //! it alone, and ends with `N seeds, V violations`. Exits 1 when V > 0. `--trace` prints the
-//! trace of every run (use it with `--seeds 1`). `--disable mint-log` switches a safety mechanism
+//! trace of every run (use it with `--seeds 1`). `--disable NAME` switches a safety mechanism
 //! off, to see what the checkers report without it (never for real runs).
 
 use std::process::ExitCode;
@@ -33,7 +33,10 @@ fn main() -> ExitCode {
                 "mint-log" => {
                     disabled.insert(Mechanism::MintLog);
                 }
-                other => usage(&format!("unknown mechanism {other}: expected mint-log")),
+                "incarnation" => {
+                    disabled.insert(Mechanism::Incarnation);
+                }
+                other => usage(&format!("unknown mechanism {other}: expected mint-log or incarnation")),
             },
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
             println!(
                 "  replay: cargo run --release -p quickv-sim -- --seeds 1 --first {seed} --faults {} --trace{}",
                 if names.is_empty() { "none".to_string() } else { names.join(",") },
-                if disabled.is_empty() { "" } else { " --disable mint-log" }
+                disabled.iter().map(|m| format!(" --disable {}", m.name())).collect::<String>()
             );
         } else if trace {
             println!("seed {seed}: ok ({})", outcome.stats);
@@ -79,7 +82,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("quickv-sim: {problem}");
     }
     eprintln!(
-        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable mint-log]"
+        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable mint-log|incarnation]"
     );
     std::process::exit(2)
 }

@@ -29,11 +29,22 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// Nodes paused or crashed at once, at most (a strict store of N=3, W=2 stays writable).
 const MAX_IMPAIRED: usize = 1;
 
-/// A node's disk: key states and the saved view (a write is durable once it completes).
+/// A node's disk: key records and the saved view, and the incarnation it last started in.
+/// A write is durable once it completes, except on the fragile node (see [`Fault::OsSync`],
+/// [`Fault::LoseDisk`]).
 #[derive(Debug, Default)]
 struct Disk {
     durable: BTreeMap<KeyId, KeyRecord>,
+    /// Written but not yet synced (the fragile node under `os-sync`); reads see it.
+    unsynced: BTreeMap<KeyId, KeyRecord>,
     view: Option<ClusterView>,
+    incarnation: u64,
+}
+
+impl Disk {
+    fn record(&self, key: &KeyId) -> Option<&KeyRecord> {
+        self.unsynced.get(key).or_else(|| self.durable.get(key))
+    }
 }
 
 #[derive(Debug)]
@@ -100,6 +111,11 @@ enum Event {
     ClientStep {
         client: usize,
     },
+    /// The fragile node's disk syncs what it was given.
+    DiskSync {
+        node: usize,
+        life: u64,
+    },
     Fault(FaultEvent),
 }
 
@@ -133,6 +149,8 @@ pub(crate) struct World {
     impaired: BTreeSet<usize>,
     /// Nodes that refused to start (a violation: a node must restart from what it saved).
     broken: Vec<String>,
+    /// The node whose disk may lose writes (with `os-sync` or `lose-disk`).
+    fragile: Option<usize>,
 }
 
 impl World {
@@ -165,6 +183,8 @@ impl World {
                 keys.push((StoreName::new(LWW_STORE).expect("valid"), format!("k{k}").into_bytes()));
             }
         }
+        let disk_faults = options.faults.contains(&Fault::OsSync) || options.faults.contains(&Fault::LoseDisk);
+        let fragile = disk_faults.then(|| rng.below(options.nodes as u64) as usize);
         let skew = options.faults.contains(&Fault::Skew);
         let clients = (0..options.clients)
             .map(|_| Client::new(options.ops_per_client, if skew { rng.range(0, 6000) as i64 - 3000 } else { 0 }))
@@ -187,6 +207,7 @@ impl World {
             stats: RunStats::default(),
             impaired: BTreeSet::new(),
             broken: Vec::new(),
+            fragile,
         }
     }
 
@@ -245,6 +266,11 @@ impl World {
         let view = node.disk.view.clone().unwrap_or_else(|| ClusterView::new(6));
         let mut config = node.config.clone();
         config.seed = config.seed.wrapping_add(node.life);
+        // Every start in the simulation follows a crash (or is the first): a new incarnation.
+        if node.disk.incarnation == 0 || !self.options.disabled.contains(&Mechanism::Incarnation) {
+            node.disk.incarnation += 1;
+        }
+        config.incarnation = node.disk.incarnation;
         match Node::new(config, view, self.now) {
             Ok(machine) => node.machine = Some(machine),
             Err(e) => {
@@ -324,6 +350,13 @@ impl World {
                     m.handle_io(self.now, id, result);
                 }
                 self.drain(node);
+            }
+            Event::DiskSync { node, life } => {
+                if self.nodes[node].life == life {
+                    let disk = &mut self.nodes[node].disk;
+                    let synced = std::mem::take(&mut disk.unsynced);
+                    disk.durable.extend(synced);
+                }
             }
             Event::ClientStep { client } => self.client_step(client),
             Event::Fault(fault) => self.fault(fault),
@@ -452,14 +485,21 @@ impl World {
         let disk = &mut self.nodes[i].disk;
         let result = match io {
             Io::Load { store, key } => {
-                let record = disk.durable.get(&(store, key)).cloned();
+                let record = disk.record(&(store, key)).cloned();
                 let record = if forget { record.map(|r| KeyRecord::new(r.siblings)) } else { record };
                 Ok(IoOutput::Loaded(record))
             }
             // Writes are synced when they complete; a crash before that loses them (the
             // completion is dropped with the node's life, so nothing acknowledged depends on it).
             Io::Store { store, key, state } => {
-                disk.durable.insert((store, key), state);
+                if self.fragile == Some(i) && self.options.faults.contains(&Fault::OsSync) {
+                    // Acknowledged at once, synced a little later.
+                    disk.unsynced.insert((store, key), state);
+                    let at = Duration::from_millis(self.rng.range(10, 200));
+                    self.schedule_in(at, Event::DiskSync { node: i, life });
+                } else {
+                    disk.durable.insert((store, key), state);
+                }
                 Ok(IoOutput::Done)
             }
             Io::SaveView(view) => {
@@ -549,7 +589,14 @@ impl World {
                     (FaultEvent::Cut(vec![(node, other)]), FaultEvent::Heal(vec![(node, other)]))
                 }
                 Fault::Pause => (FaultEvent::Pause(node), FaultEvent::Resume(node)),
-                _ => (FaultEvent::Crash(node), FaultEvent::Restart(node)),
+                _ => {
+                    // With a fragile disk, half the crashes hit it.
+                    let node = match self.fragile {
+                        Some(fragile) if self.rng.chance(50) => fragile,
+                        _ => node,
+                    };
+                    (FaultEvent::Crash(node), FaultEvent::Restart(node))
+                }
             };
             self.schedule_at(at, Event::Fault(start));
             self.schedule_at(end, Event::Fault(stop));
@@ -604,6 +651,14 @@ impl World {
         node.machine = None;
         node.life += 1;
         node.held.clear();
+        if self.fragile == Some(i) {
+            let lost = node.disk.unsynced.len();
+            node.disk.unsynced.clear();
+            if self.options.faults.contains(&Fault::LoseDisk) {
+                node.disk.durable.clear();
+            }
+            self.note(|| format!("n{i} disk lost {lost} unsynced records"));
+        }
         // Streams to the crashed node break: their senders hear so.
         let broken: Vec<u64> = self.streams.iter().filter(|(_, s)| s.target == i).map(|(&id, _)| id).collect();
         for stream in broken {
@@ -624,6 +679,19 @@ impl World {
         let mut reads = BTreeMap::new();
         let checker = self.clients.len();
         self.clients.push(Client::new(0, 0));
+        if self.fragile.is_some() {
+            // A node that lost writes gets them back by read repair (anti-entropy is issue 8's
+            // work): read every key once through a coordinator before the reads that count.
+            for key in self.keys.clone() {
+                let op = self.history.len();
+                self.history.push(Op::get(key.clone()));
+                let request = Request::CoordinateGet { store: key.0.clone(), key: key.1.clone() };
+                self.send_from_client(Requester::Client { index: checker, op }, 0, request);
+                end += Duration::from_secs(1);
+                self.run_until(end);
+                self.clients[checker].pending = None;
+            }
+        }
         for key in self.keys.clone() {
             for attempt in 0..5 {
                 let op = self.history.len();
@@ -651,7 +719,7 @@ impl World {
                 .iter()
                 .filter_map(|id| {
                     let index = self.ids.iter().position(|x| x == id)?;
-                    Some((id.clone(), self.nodes[index].disk.durable.get(key).map(|r| r.siblings.clone())))
+                    Some((id.clone(), self.nodes[index].disk.record(key).map(|r| r.siblings.clone())))
                 })
                 .collect();
             replicas.insert(key.clone(), holders);

@@ -7,7 +7,7 @@ use core::time::Duration;
 use super::coordination::Job;
 use super::replica::{Completion, ReplicaStep};
 use super::{AfterSave, Node};
-use crate::store::{StoreConfig, StoreName};
+use crate::store::{LimitError, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::Value;
 use crate::wire::{ErrorKind, ErrorReply, Request, Response};
@@ -172,7 +172,10 @@ impl Node {
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), ErrorReply> {
-        self.config.limits.check_key(key).map_err(|e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}")))
+        self.config.limits.check_key(key).map_err(|e| {
+            let kind = if e == LimitError::EmptyKey { ErrorKind::Malformed } else { ErrorKind::TooLarge };
+            ErrorReply::new(kind, format!("{e}"))
+        })
     }
 
     fn check_value(&self, value: Option<&Value>) -> Result<(), ErrorReply> {

@@ -61,7 +61,7 @@ use core::time::Duration;
 
 use crate::cluster::{ClusterView, ViewError};
 use crate::coordinator::ReplicaFailure;
-use crate::identity::NodeId;
+use crate::identity::{NameError, NodeId};
 use crate::membership::NodeInfo;
 use crate::store::{Limits, StoreName};
 use crate::version::{KeyRecord, WriteId};
@@ -85,8 +85,14 @@ pub struct NodeConfig {
     pub sync_interval: Duration,
     /// How many fallbacks a sloppy store may use when this node coordinates (default 3).
     pub fallbacks: usize,
-    /// Seed of the node's random choices (which peer to exchange views with).
+    /// Seed of the node's random choices (which peer to exchange views with, write ids).
     pub seed: u64,
+    /// The node's incarnation (default 1): the driver persists it and starts a new one whenever
+    /// the node may have lost state (a start not preceded by a clean shutdown, any start of a
+    /// node without durable storage). The node mints its writes as `id#incarnation`, so it never
+    /// mints a dot it may have minted before, and a state a crash took back (or that a read
+    /// exposed before it was synced) can never be confused with a later write.
+    pub incarnation: u64,
 }
 
 impl NodeConfig {
@@ -100,6 +106,7 @@ impl NodeConfig {
             sync_interval: Duration::from_secs(1),
             fallbacks: 3,
             seed: 0,
+            incarnation: 1,
         }
     }
 }
@@ -276,11 +283,26 @@ struct AfterSave {
     body: Response,
 }
 
+/// Why a node machine could not be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The saved view cannot take this node's entry (see [`Node::new`]).
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// The node's id cannot name its writes with an incarnation (see
+    /// [`NodeId::in_incarnation`]).
+    #[error("node id {0} cannot name its writes: {1}")]
+    Id(NodeId, NameError),
+}
+
 /// A quickv node as a state machine: see the [module docs](self).
 #[derive(Debug)]
 pub struct Node {
     config: NodeConfig,
     id: NodeId,
+    /// The actor of the writes this node mints: `id#incarnation`.
+    actor: NodeId,
     view: ClusterView,
     rng: u64,
     stats: NodeStats,
@@ -310,8 +332,9 @@ impl Node {
     ///
     /// Fails, changing nothing, if the saved view's ring cannot take this node's entry: the view
     /// (and its store catalogue) is never thrown away silently.
-    pub fn new(config: NodeConfig, mut view: ClusterView, now: Duration) -> Result<Node, ViewError> {
+    pub fn new(config: NodeConfig, mut view: ClusterView, now: Duration) -> Result<Node, NodeError> {
         let mut info = config.info.clone();
+        let actor = info.id.in_incarnation(config.incarnation).map_err(|e| NodeError::Id(info.id.clone(), e))?;
         if let Some(known) = view.membership().node(&info.id) {
             let same = known.address == info.address && known.zone == info.zone && known.capacity == info.capacity;
             info.version = if same { known.version.max(info.version) } else { known.version.saturating_add(1) };
@@ -319,6 +342,7 @@ impl Node {
         view.upsert_node(info.clone())?;
         let mut node = Node {
             id: info.id.clone(),
+            actor,
             rng: crate::mix::mix64(config.seed),
             joined: config.seeds.is_empty(),
             config: NodeConfig { info, ..config },
@@ -345,6 +369,11 @@ impl Node {
     /// The node's id.
     pub fn id(&self) -> &NodeId {
         &self.id
+    }
+
+    /// The actor that names the writes this node mints (`id#incarnation`).
+    pub fn actor(&self) -> &NodeId {
+        &self.actor
     }
 
     /// The node's entry as it announces it.

@@ -115,10 +115,24 @@ impl Node {
             ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| r.siblings)))),
             ReplicaStep::Mint(write) => {
                 let mut state = current.unwrap_or_default();
-                state.apply(&self.id, write, head.config.conflicts()).map_err(|e| {
+                state.apply(&self.actor, write, head.config.conflicts()).map_err(|e| {
                     self.stats.refused += 1;
                     ErrorReply::new(ErrorKind::InvalidContext, format!("invalid causal context: {e}"))
                 })?;
+                // Every key stays readable: a write that would make its state larger than a
+                // frame carries is refused, and nothing changes (the state is not stored).
+                let (size, limit) = (state.siblings.size_bound(), self.config.limits.max_state());
+                if size > limit {
+                    self.stats.refused += 1;
+                    return Err(ErrorReply::new(
+                        ErrorKind::TooLarge,
+                        format!(
+                            "with this write the key would hold {size} bytes of versions, over the {limit} bytes \
+                             an answer can carry (max_value + room for versions): read the key and write with \
+                             its context to replace its siblings"
+                        ),
+                    ));
+                }
                 Ok(Step::Store(state))
             }
             ReplicaStep::Merge(incoming) => {

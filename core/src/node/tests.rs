@@ -243,7 +243,9 @@ fn a_retried_write_is_one_version_and_its_minter_must_be_a_replica() {
     let put =
         |minter| Request::CoordinatePut { store: store.clone(), key: b"cart".to_vec(), write: write.clone(), minter };
     let first = state(h.ask(1, 1001, put(None)));
-    let minter = first.versions()[0].dot.actor.clone();
+    // The version names the minter's actor (id#incarnation); the retry names the node.
+    let actor = &first.versions()[0].dot.actor;
+    let minter = h.nodes.iter().find(|n| n.actor() == actor).map(|n| n.id().clone()).expect("a node minted it");
     let again = state(h.ask(2, 1002, put(Some(minter))));
     assert_eq!(again, first, "the retry found the write, minted nothing");
     let read = state(h.ask(3, 1003, Request::CoordinateGet { store: store.clone(), key: b"cart".to_vec() }));
@@ -252,4 +254,13 @@ fn a_retried_write_is_one_version_and_its_minter_must_be_a_replica() {
     let outsider = NodeId::new("nobody").unwrap();
     let refused = h.ask(0, 1004, put(Some(outsider)));
     assert!(matches!(refused, Response::Error(ErrorReply { kind: ErrorKind::Malformed, .. })), "{refused:?}");
+}
+
+/// 3.4: an empty key is refused as such, not as "too large".
+#[test]
+fn an_empty_key_is_refused_as_empty() {
+    let mut h = Harness::new(1);
+    let answer = h.ask(0, 1001, Request::CoordinateGet { store: StoreName::default_store(), key: Vec::new() });
+    let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Malformed, "key is empty"));
 }

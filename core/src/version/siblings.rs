@@ -209,6 +209,20 @@ impl Siblings {
         Ok(())
     }
 
+    /// An upper bound of the state's encoded size in bytes (values, dots, ids, timestamps and the
+    /// history), cheap to compute: what limits compare with.
+    pub fn size_bound(&self) -> usize {
+        // Varints: a u64 takes at most 10 bytes, a u128 at most 19, a length at most 10.
+        let entry = |actor: &NodeId| actor.as_str().len() + 20;
+        let history: usize = self.history.iter().map(|(actor, _)| entry(actor)).sum();
+        let versions: usize = self
+            .versions
+            .iter()
+            .map(|v| entry(&v.dot.actor) + 10 + 19 + 11 + v.payload.value().map_or(0, |value| value.len()))
+            .sum();
+        20 + history + versions
+    }
+
     /// A 64-bit digest of the state, equal for equal states (for Merkle trees and repair).
     pub fn digest(&self) -> u64 {
         let mut h = 0u64;

@@ -8,7 +8,9 @@
 
 mod driver;
 mod endpoint;
+mod incarnation;
 mod saved_view;
+mod small_file;
 mod steps;
 
 use std::hash::{BuildHasher, RandomState};
@@ -22,6 +24,7 @@ use quickv_client::transport::Transport;
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{NodeInfo, NodeInfoError};
+use quickv_core::node::NodeError;
 pub use quickv_core::node::NodeStats;
 use quickv_core::ring::DEFAULT_PARTITION_BITS;
 use quickv_core::store::Limits;
@@ -54,7 +57,7 @@ pub struct NodeConfig {
     pub engine: EngineKind,
     /// The sync policy of the durable engine (default [`SyncPolicy::Always`]).
     pub sync: SyncPolicy,
-    /// Key and value limits (defaults: 64 KiB keys, 16 MiB values).
+    /// Key and value limits (defaults: 65,535-byte keys, the most the engine takes; 16 MiB values).
     pub limits: Limits,
     /// log2 of the ring's partition count, used when this node starts a new cluster (default 16).
     pub partition_bits: u8,
@@ -110,6 +113,17 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// The key or value limits are unusable.
+    #[error("invalid limits: {0}")]
+    Limits(#[from] quickv_core::store::LimitError),
+    /// The incarnation file could not be read or written.
+    #[error("incarnation file {path}: {reason}")]
+    Incarnation {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The endpoint could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -124,6 +138,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Node {
     id: NodeId,
+    incarnation: u64,
+    incarnations: incarnation::IncarnationFile,
     endpoint: quinn::Endpoint,
     transport: Weak<Transport>,
     engine: Arc<dyn storage::Engine>,
@@ -140,6 +156,7 @@ impl Node {
             .clone()
             .or_else(|| config.dir.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "node".into());
+        config.limits.validate()?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| StartError::SavedView { path: config.dir.clone(), reason: e.to_string() })?;
         let ca = ClusterCa::from_pem_file(config.ca_dir.join(pki::CA_CERT))?;
@@ -153,6 +170,8 @@ impl Node {
         let info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?;
         let engine: Arc<dyn storage::Engine> = Arc::from(storage::open(config.engine, &config.dir, config.sync)?);
 
+        let incarnations = incarnation::IncarnationFile::new(&config.dir);
+        let incarnation = incarnations.begin(config.engine == EngineKind::Durable)?;
         let file = Arc::new(saved_view::SavedView::new(config.dir.join(saved_view::FILE)));
         let view = file.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
         let mut machine_config = quickv_core::node::NodeConfig::new(info);
@@ -161,12 +180,15 @@ impl Node {
         machine_config.replica_timeout = config.replica_timeout;
         machine_config.sync_interval = config.sync_interval;
         machine_config.seed = RandomState::new().hash_one(&id);
+        machine_config.incarnation = incarnation;
         let origin = tokio::time::Instant::now();
-        let machine =
-            quickv_core::node::Node::new(machine_config, view, Duration::ZERO).map_err(|e| StartError::SavedView {
+        let machine = quickv_core::node::Node::new(machine_config, view, Duration::ZERO).map_err(|e| match e {
+            NodeError::Id(id, _) => StartError::Info(NodeInfoError::IdReserved { id: id.to_string() }),
+            other => StartError::SavedView {
                 path: file.path().to_owned(),
-                reason: format!("cannot add this node to the saved view: {e}"),
-            })?;
+                reason: format!("cannot add this node to the saved view: {other}"),
+            },
+        })?;
         let id = machine.id().clone();
         let max_frame = machine.max_frame();
 
@@ -178,13 +200,19 @@ impl Node {
             tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame)),
             tokio::spawn(driver.run()),
         ];
-        tracing::info!(node = %id, addr = %advertise, "node started");
-        Ok(Node { id, endpoint, transport: Arc::downgrade(&transport), engine, observed, tasks })
+        tracing::info!(node = %id, addr = %advertise, incarnation, "node started");
+        let transport = Arc::downgrade(&transport);
+        Ok(Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks })
     }
 
     /// The node's id.
     pub fn id(&self) -> &NodeId {
         &self.id
+    }
+
+    /// The incarnation the node runs in (its writes are minted as `id#incarnation`).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// The address the node listens on.
@@ -204,7 +232,7 @@ impl Node {
 
     /// Stops serving: closes connections, stops the driver and flushes storage.
     pub async fn shutdown(self) {
-        let Node { id, endpoint, transport, engine, observed, tasks } = self;
+        let Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks } = self;
         for task in &tasks {
             task.abort();
         }
@@ -223,7 +251,14 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = tokio::task::spawn_blocking(move || engine.flush()).await;
-        tracing::info!(node = %id, "node stopped");
+        // Only once everything is flushed may the next start go on in this incarnation.
+        match tokio::task::spawn_blocking(move || engine.flush()).await {
+            Ok(Ok(())) => match incarnations.end_cleanly(incarnation) {
+                Ok(()) => tracing::info!(node = %id, "node stopped"),
+                Err(e) => tracing::warn!(node = %id, "node stopped; the next start begins a new incarnation: {e}"),
+            },
+            Ok(Err(e)) => tracing::error!(node = %id, "storage flush failed at shutdown: {e}"),
+            Err(e) => tracing::error!(node = %id, "storage flush failed at shutdown: {e}"),
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! The file is a version byte, a CRC-32 of the body, and the postcard encoding of the
 //! [`ClusterView`]; it is replaced atomically (written aside, synced, renamed).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use quickv_core::cluster::ClusterView;
@@ -52,12 +51,6 @@ impl SavedView {
         let bad = |e: std::io::Error| StartError::SavedView { path: self.path.clone(), reason: e.to_string() };
         let body = postcard::to_allocvec(view).unwrap_or_default();
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let aside = self.path.with_extension("tmp");
-        let mut file = std::fs::File::create(&aside).map_err(bad)?;
-        file.write_all(&[VERSION]).map_err(bad)?;
-        file.write_all(&crc32fast::hash(&body).to_le_bytes()).map_err(bad)?;
-        file.write_all(&body).map_err(bad)?;
-        file.sync_all().map_err(bad)?;
-        std::fs::rename(&aside, &self.path).map_err(bad)
+        super::small_file::replace(&self.path, VERSION, &body).map_err(bad)
     }
 }

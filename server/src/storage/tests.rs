@@ -32,6 +32,12 @@ fn conformance(open: fn(&Path) -> Box<dyn Engine>) {
         .unwrap();
     assert_eq!(seen, 0);
 
+    // The longest key the limits allow (3.6: the documented maximum works).
+    let longest = vec![b'k'; quickv_core::store::Limits::default().max_key];
+    engine.put("s", &longest, b"long").unwrap();
+    assert_eq!(engine.get("s", &longest).unwrap().as_deref(), Some(&b"long"[..]));
+    engine.remove("s", &longest).unwrap();
+
     // Put, overwrite, remove.
     engine.put("s", b"k", b"one").unwrap();
     assert_eq!(engine.get("s", b"k").unwrap().as_deref(), Some(&b"one"[..]));

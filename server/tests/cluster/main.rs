@@ -254,10 +254,11 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let Response::Error(e) = raw.call(addr, None, get).await.unwrap() else { panic!("accepted") };
     assert_eq!(e.kind, ErrorKind::UnknownStore);
     assert!(e.message.contains("store nope does not exist"));
-    // A forged context that claims writes no node made.
+    // A forged context that claims writes no node made (nodes mint as id#incarnation).
     let mut forged = VersionVector::new();
     for n in 0..3 {
-        forged.add(&Dot { actor: NodeId::new(&format!("n{n}")).unwrap(), counter: 1000 });
+        let actor = NodeId::new(&format!("n{n}")).unwrap().in_incarnation(cluster.node(n).incarnation()).unwrap();
+        forged.add(&Dot { actor, counter: 1000 });
     }
     let write = Write::put(b"v".to_vec(), CausalContext::from_vector(forged), 1);
     let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write, minter: None };
@@ -314,5 +315,63 @@ async fn callers_and_peers_outside_the_cluster_ca_are_refused() {
     assert!(rogue.call(cluster.addrs[0], None, sync).await.is_err());
     assert_eq!(cluster.node(0).view().membership().len(), 1);
     rogue.close();
+    cluster.shutdown().await;
+}
+
+/// Regression (issue 7, 3.1): a node restarted with the memory engine (same folder, same id)
+/// used to mint the dot of its first write again for the next one, and the replicas' merge kept
+/// one of the two acknowledged writes. It now mints in a new incarnation (`n0#2`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_its_data_never_reuses_a_dot() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.memory.push(0);
+    // Node 0 comes back on the memory engine, then loses everything once more.
+    cluster.stop(0).await;
+    cluster.restart(0).await;
+    cluster.settle().await;
+    assert_eq!(cluster.node(0).incarnation(), 2, "a restart on the memory engine is a new incarnation");
+    let client = cluster.client().await;
+    let view = client.view();
+    let ring = view.ring().unwrap();
+    let key = (0..)
+        .map(|i| format!("key-{i}"))
+        .find(|k| ring.preference_list(Token::of(k.as_bytes()), 3, 0).primaries()[0].as_str() == "n0")
+        .unwrap();
+    let store = client.store("default").await.unwrap();
+    store.put(&key, b"first".to_vec(), &CausalContext::empty()).await.unwrap();
+    cluster.stop(0).await;
+    cluster.restart(0).await;
+    cluster.settle().await;
+    assert_eq!(cluster.node(0).incarnation(), 3);
+    // Node 0 holds nothing now and mints the next write of the key again.
+    store.put(&key, b"second".to_vec(), &CausalContext::empty()).await.unwrap();
+    let read = store.get(&key).await.unwrap();
+    assert_eq!(values(&read), vec![b"first".to_vec(), b"second".to_vec()], "two blind writes, two siblings");
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// Regression (issue 7, 3.6): two blind writes of large values used to make a key whose state
+/// no frame could carry: every later read failed and the first, acknowledged value was lost for
+/// good. The second write is now refused, naming the limit, and the key stays readable and
+/// resolvable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_would_make_a_key_unreadable_is_refused() {
+    let cluster = Cluster::start_with(3, Limits { max_key: 100, max_value: 10_000 }).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    store.put("big", vec![b'a'; 6_000], &CausalContext::empty()).await.unwrap();
+    let err = store.put("big", vec![b'b'; 6_000], &CausalContext::empty()).await.unwrap_err();
+    assert!(matches!(&err, PutError::Refused(e) if e.kind == ErrorKind::TooLarge), "{err:?}");
+    assert!(err.to_string().contains("replace its siblings"), "{err}");
+    // Nothing changed: the first value reads back, and a write with its context replaces it.
+    let read = store.get("big").await.unwrap();
+    assert_eq!(values(&read), vec![vec![b'a'; 6_000]]);
+    store.put("big", vec![b'b'; 6_000], &read.context).await.unwrap();
+    assert_eq!(values(&store.get("big").await.unwrap()), vec![vec![b'b'; 6_000]]);
+    // An empty key is refused as such.
+    let err = store.put("", b"v".to_vec(), &CausalContext::empty()).await.unwrap_err();
+    assert!(err.to_string().contains("key is empty"), "{err}");
+    client.close();
     cluster.shutdown().await;
 }

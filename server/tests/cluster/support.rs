@@ -18,6 +18,8 @@ pub struct Cluster {
     pub nodes: Vec<Option<Node>>,
     pub addrs: Vec<SocketAddr>,
     pub limits: Limits,
+    /// Nodes that run the memory engine (the others run the durable one).
+    pub memory: Vec<usize>,
 }
 
 pub fn config(dir: &Path, i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>, limits: Limits) -> NodeConfig {
@@ -40,7 +42,7 @@ impl Cluster {
     pub async fn start_with(count: usize, limits: Limits) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         pki::init_cluster(dir.path()).unwrap();
-        let mut cluster = Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits };
+        let mut cluster = Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits, memory: Vec::new() };
         for _ in 0..count {
             cluster.add_node().await;
         }
@@ -88,7 +90,10 @@ impl Cluster {
     /// Starts a stopped node again on its address, from its folder.
     pub async fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].is_none());
-        let config = config(self.dir.path(), i, self.addrs[i], vec![self.addrs[0]], self.limits);
+        let mut config = config(self.dir.path(), i, self.addrs[i], vec![self.addrs[0]], self.limits);
+        if self.memory.contains(&i) {
+            config.engine = EngineKind::Memory;
+        }
         // The old socket closes once its connections have drained.
         for attempt in 0.. {
             match Node::start(config.clone()).await {
