@@ -44,7 +44,8 @@ pub enum GetError {
         /// Replicas that answered.
         answered: usize,
     },
-    /// A replica refused the request as invalid. Not retryable as is.
+    /// Every replica that failed refused the request as invalid, and too few answered. Not
+    /// retryable as is.
     #[error("the request was refused: {0}")]
     Refused(ErrorReply),
 }
@@ -66,6 +67,9 @@ pub struct GetCoordinator {
     /// The states answered so far, by slot.
     answers: Vec<(usize, Option<Siblings>)>,
     merged: Siblings,
+    /// The first refusal, and whether every failed replica refused (then the reply says why).
+    refusal: Option<ErrorReply>,
+    only_refusals: bool,
     actions: VecDeque<GetAction>,
     replied: bool,
     finished: bool,
@@ -82,6 +86,8 @@ impl GetCoordinator {
             replicas: Replicas::new(prefs, config, timeout),
             answers: Vec::new(),
             merged: Siblings::new(),
+            refusal: None,
+            only_refusals: true,
             actions: VecDeque::new(),
             replied: false,
             finished: false,
@@ -135,13 +141,14 @@ impl GetCoordinator {
                     self.answers.push((slot, state));
                 }
             }
-            Err(ReplicaFailure::Unavailable | ReplicaFailure::NoAnswer) => self.fail_slot(slot, now),
+            Err(ReplicaFailure::Unavailable | ReplicaFailure::NoAnswer) => {
+                self.only_refusals = false;
+                self.fail_slot(slot, now);
+            }
+            // One replica's refusal (a store it does not know yet) is one failed replica.
             Err(ReplicaFailure::Refused(reason)) => {
-                self.replicas.slots[slot].state = State::Failed;
-                if !self.replied {
-                    self.reply(Err(GetError::Refused(reason)));
-                    self.finished = true;
-                }
+                self.refusal.get_or_insert(reason);
+                self.fail_slot(slot, now);
             }
         }
         self.evaluate();
@@ -153,6 +160,7 @@ impl GetCoordinator {
             return;
         }
         for slot in self.replicas.expire(now) {
+            self.only_refusals = false;
             self.substitute(slot, now);
         }
         self.evaluate();
@@ -199,7 +207,11 @@ impl GetCoordinator {
                 self.reply(Ok(self.merged.clone()));
             } else if self.replicas.best_case() < required && !self.is_patient() {
                 let answered = self.replicas.succeeded();
-                self.reply(Err(GetError::Unavailable { required, answered }));
+                let error = match &self.refusal {
+                    Some(reason) if self.only_refusals => GetError::Refused(reason.clone()),
+                    _ => GetError::Unavailable { required, answered },
+                };
+                self.reply(Err(error));
                 self.finished = true;
                 return;
             }

@@ -99,7 +99,8 @@ pub enum PutError {
         /// The node asked to apply the write.
         minter: NodeId,
     },
-    /// A replica refused the write as invalid (for example a forged context). Not retryable.
+    /// Every node asked refused the write as invalid (for example a forged context), and none
+    /// applied it. Not retryable.
     #[error("the write was refused: {0}")]
     Refused(ErrorReply),
 }
@@ -160,6 +161,9 @@ pub struct PutCoordinator {
     replicas: Replicas,
     phase: Phase,
     hints: Vec<Hint>,
+    /// The first refusal, and whether every failed request was refused (then the reply says why).
+    refusal: Option<ErrorReply>,
+    only_refusals: bool,
     actions: VecDeque<PutAction>,
     replied: bool,
     finished: bool,
@@ -219,6 +223,8 @@ impl PutCoordinator {
             phase,
             primaries,
             hints: Vec::new(),
+            refusal: None,
+            only_refusals: true,
             actions: VecDeque::new(),
             replied: false,
             finished: false,
@@ -272,17 +278,20 @@ impl PutCoordinator {
                     self.acknowledge(slot);
                 }
             }
-            Err(ReplicaFailure::Unavailable) => self.fail(slot, now, Applied::No),
-            Err(ReplicaFailure::NoAnswer) => self.fail(slot, now, Applied::Maybe),
+            Err(ReplicaFailure::Unavailable) => {
+                self.only_refusals = false;
+                self.fail(slot, now, Applied::No);
+            }
+            Err(ReplicaFailure::NoAnswer) => {
+                self.only_refusals = false;
+                self.fail(slot, now, Applied::Maybe);
+            }
+            // One replica's refusal (a store it does not know yet, a context it cannot take, a
+            // state it would grow too large) is one failed replica: it did not apply the write,
+            // so the next candidate may mint it.
             Err(ReplicaFailure::Refused(reason)) => {
-                self.replicas.slots[slot].state = State::Failed;
-                if matches!(self.phase, Phase::Mint { .. }) && !self.replied {
-                    // The write itself is invalid: every node would refuse it.
-                    self.reply(Err(PutError::Refused(reason)));
-                    self.finished = true;
-                } else {
-                    self.fail(slot, now, Applied::No);
-                }
+                self.refusal.get_or_insert(reason);
+                self.fail(slot, now, Applied::No);
             }
         }
         self.evaluate();
@@ -294,6 +303,7 @@ impl PutCoordinator {
             return;
         }
         for slot in self.replicas.expire(now) {
+            self.only_refusals = false;
             self.after_failure(slot, now, Applied::Maybe);
         }
         self.evaluate();
@@ -343,6 +353,12 @@ impl PutCoordinator {
             },
         };
         self.replicas.send(node.clone(), hint_for.clone(), now);
+        // A mint that could not lead to W acknowledgements even if it succeeded is not sent: the
+        // put fails without leaving the write anywhere.
+        if self.best_case() < self.config.w() {
+            self.replicas.slots.pop();
+            return;
+        }
         let request = PutRequest::Mint { write: self.write.clone(), hint_for };
         self.actions.push_back(PutAction::Send { to: node, request });
     }
@@ -386,14 +402,17 @@ impl PutCoordinator {
         match &self.phase {
             Phase::Replicate { .. } => self.replicas.best_case(),
             Phase::Undecided { .. } => 0,
-            Phase::Mint { candidates, pinned } => {
+            Phase::Mint { .. } => {
                 let Some(minter) = self.replicas.slots.iter().find(|s| matches!(s.state, State::Pending { .. })) else {
                     return 0;
                 };
+                // Primaries not asked yet get the minted state (as candidates, or when a pinned
+                // retry replicates).
+                let asked = |p: &NodeId| self.replicas.slots.iter().any(|s| s.node == *p) || self.replicas.covered(p);
+                let untried = self.primaries.iter().filter(|p| !asked(p)).count();
                 let failed = self.primaries.iter().filter(|p| self.replicas.has(p, State::Failed)).count();
                 let uncovered = failed.saturating_sub(usize::from(minter.stands_in_for.is_some()));
-                let spare = if *pinned { 0 } else { self.replicas.spare_count() };
-                1 + candidates.len() + uncovered.min(spare)
+                1 + untried + uncovered.min(self.replicas.spare_count())
             }
         }
     }
@@ -436,7 +455,11 @@ impl PutCoordinator {
                     Phase::Replicate { minter, .. } => Some(minter.clone()),
                     _ => None,
                 };
-                self.reply(Err(PutError::Unavailable { required, acknowledged, minter }));
+                let error = match &self.refusal {
+                    Some(reason) if self.only_refusals && acknowledged == 0 => PutError::Refused(reason.clone()),
+                    _ => PutError::Unavailable { required, acknowledged, minter },
+                };
+                self.reply(Err(error));
                 self.finished = true;
                 return;
             }

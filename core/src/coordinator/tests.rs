@@ -470,17 +470,47 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
     assert_eq!(put.hints(), outcome.hints);
 }
 
+/// 3.8: one replica's refusal is one failed replica; a request fails only when its quorum can no
+/// longer be met, and says why when every failure was a refusal.
 #[test]
-fn a_refused_write_fails_without_trying_elsewhere() {
-    let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1")], Vec::new());
+fn a_refusing_replica_is_one_failed_replica() {
+    let unknown = || ErrorReply::new(ErrorKind::UnknownStore, "store s does not exist");
+    let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], Vec::new());
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
-    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write, TIMEOUT, Duration::ZERO);
+    // p0 does not know the store yet: p1 mints, p2 replicates, W=2 is met.
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), write.clone(), TIMEOUT, Duration::ZERO);
     put.poll_action();
-    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(refusal("forged context"))));
-    let Some(PutAction::Reply(Err(e))) = put.poll_action() else { panic!() };
+    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(unknown())));
+    let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint at p1") };
+    assert_eq!(to, node("p1"));
+    let mut state = Siblings::new();
+    state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
+    put.handle_reply(Duration::ZERO, &to, Ok(state.clone()));
+    let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a replicate to p2") };
+    assert_eq!(to, node("p2"));
+    put.handle_reply(Duration::ZERO, &to, Ok(Siblings::new()));
+    assert!(matches!(put.poll_action(), Some(PutAction::Reply(Ok(_)))));
+
+    // Every node refuses the context: the put fails with the reason, not retryable.
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), write, TIMEOUT, Duration::ZERO);
+    for n in ["p0", "p1"] {
+        let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint at {n}") };
+        assert_eq!(to, node(n));
+        put.handle_reply(Duration::ZERO, &to, Err(ReplicaFailure::Refused(refusal("forged context"))));
+    }
+    let Some(PutAction::Reply(Err(e))) = put.poll_action() else { panic!("expected a failure") };
     assert_eq!(e.to_string(), "the write was refused: forged context");
     assert!(!e.is_retryable());
     assert!(put.is_finished());
+
+    // A read: one replica refuses, two answer: R=2 is met.
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), TIMEOUT, Duration::ZERO);
+    while get.poll_action().is_some() {}
+    get.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(unknown())));
+    get.handle_reply(Duration::ZERO, &node("p1"), Ok(None));
+    assert_eq!(get.poll_action(), None, "one answer of the two required");
+    get.handle_reply(Duration::ZERO, &node("p2"), Ok(None));
+    assert!(matches!(get.poll_action(), Some(GetAction::Reply(Ok(_)))));
 }
 
 /// 3.5: a minter that stays silent may have applied the write; asking the next node to mint
