@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
-    self, GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest,
-    ReplicaFailure,
+    self, ForwardAction, ForwardPut, GetAction, GetCoordinator, GetError, PutError, ReplicaFailure,
 };
 use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
@@ -40,12 +39,16 @@ pub trait NodeCaller: Send + Sync + 'static {
 /// `stale` is set when the node said the sender routed with an old ring.
 pub fn replica_answer(answer: Result<Response, CallError>, stale: &AtomicBool) -> Result<Response, ReplicaFailure> {
     match answer {
-        Ok(Response::Error(e)) if e.kind == ErrorKind::StaleRing => {
-            stale.store(true, Ordering::Relaxed);
-            Err(ReplicaFailure::Unavailable)
+        // Error answers are core's to read (`coordinator::read_answer`, `ForwardPut`); a stale
+        // ring is noted for the caller to refresh its view.
+        Ok(response) => {
+            if let Response::Error(e) = &response
+                && e.kind == ErrorKind::StaleRing
+            {
+                stale.store(true, Ordering::Relaxed);
+            }
+            Ok(response)
         }
-        Ok(Response::Error(e)) => Err(ReplicaFailure::from_reply(e)),
-        Ok(response) => Ok(response),
         // No connection: the request never reached the node.
         Err(CallError::Connect { .. }) => Err(ReplicaFailure::Unavailable),
         // Sent, but no (readable) answer: the node may have acted on it.
@@ -76,6 +79,7 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblin
         let mut machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
         let (answers_tx, mut answers) = mpsc::unbounded_channel();
         let mut reply_tx = Some(reply_tx);
+        let mut repair_asked = false;
         loop {
             while let Some(action) = machine.poll_action() {
                 match action {
@@ -88,18 +92,17 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblin
                             let _ = tx.send(outcome);
                         }
                     }
-                    GetAction::Repair { to, siblings } => {
-                        let request = Request::Replicate {
-                            store: target.store.clone(),
-                            key: target.key.clone(),
-                            siblings,
-                            hint_for: None,
-                        };
+                    // Only nodes write to replicas: a stale replica is asked to coordinate a read of
+                    // the key, which repairs every replica that answers with less.
+                    GetAction::Repair { to, .. } if !repair_asked => {
+                        repair_asked = true;
+                        let request = Request::CoordinateGet { store: target.store.clone(), key: target.key.clone() };
                         let caller = caller.clone();
                         tokio::spawn(async move {
                             let _ = caller.call(to, request).await;
                         });
                     }
+                    GetAction::Repair { .. } => {}
                 }
             }
             if machine.is_finished() {
@@ -114,56 +117,34 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblin
     reply_rx.await.unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0 }))
 }
 
-/// Coordinates a put or, with a tombstone write, a delete. `minter` is set for a retry of a write
-/// that failed with a minter ([`PutError::minter`]): the write then goes to that node only.
+/// Puts or, with a tombstone write, deletes: hands the write to one replica of the key, which
+/// applies it and replicates it (core's [`ForwardPut`] chooses the replica and reads its
+/// answer), so the value crosses the caller's link once. `minter` is set for a retry of a write
+/// that failed naming one ([`PutError::minter`]): the write then goes to that node only.
 pub async fn put<C: NodeCaller>(
     caller: Arc<C>,
     target: Target,
     write: Write,
     minter: Option<NodeId>,
-) -> Result<PutOutcome, PutError> {
-    let (reply_tx, reply_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let origin = Instant::now();
-        let (prefs, config, timeout) = (&target.prefs, &target.config, target.timeout);
-        let mut machine = match minter {
-            Some(minter) => PutCoordinator::retry(prefs, config, write, minter, timeout, Duration::ZERO),
-            None => PutCoordinator::new(prefs, config, write, timeout, Duration::ZERO),
-        };
-        let (answers_tx, mut answers) = mpsc::unbounded_channel();
-        let mut reply_tx = Some(reply_tx);
-        loop {
-            while let Some(action) = machine.poll_action() {
-                match action {
-                    PutAction::Send { to, request } => {
-                        let (store, key) = (target.store.clone(), target.key.clone());
-                        let body = match request.clone() {
-                            PutRequest::Mint { write, hint_for } => Request::Mint { store, key, write, hint_for },
-                            PutRequest::Replicate { siblings, hint_for } => {
-                                Request::Replicate { store, key, siblings, hint_for }
-                            }
-                        };
-                        send(&caller, &answers_tx, to, body, move |response| {
-                            coordinator::write_answer(&request, response)
-                        });
-                    }
-                    PutAction::Reply(outcome) => {
-                        if let Some(tx) = reply_tx.take() {
-                            let _ = tx.send(outcome);
-                        }
-                    }
-                }
+) -> Result<Siblings, PutError> {
+    let mut machine = ForwardPut::new(&target.prefs, &target.config, write, minter);
+    loop {
+        match machine.poll_action() {
+            Some(ForwardAction::Send { to }) => {
+                let request = Request::CoordinatePut {
+                    store: target.store.clone(),
+                    key: target.key.clone(),
+                    write: machine.write().clone(),
+                    minter: Some(to.clone()),
+                };
+                let answer = caller.call(to.clone(), request).await;
+                machine.handle_reply(&to, answer);
             }
-            if machine.is_finished() {
-                break;
-            }
-            match next_event(&mut answers, machine.poll_timeout(), origin).await {
-                Event::Answer(from, answer) => machine.handle_reply(origin.elapsed(), &from, answer),
-                Event::Timeout => machine.handle_timeout(origin.elapsed()),
-            }
+            Some(ForwardAction::Reply(outcome)) => return outcome,
+            // Unreachable: the machine replies exactly once and acts after every input.
+            None => return Err(PutError::Unavailable { required: target.config.w(), acknowledged: 0, minter: None }),
         }
-    });
-    reply_rx.await.unwrap_or(Err(PutError::Unavailable { required: 1, acknowledged: 0, minter: None }))
+    }
 }
 
 type Answer<T> = (NodeId, Result<T, ReplicaFailure>);

@@ -106,13 +106,20 @@ impl Transport {
     }
 
     /// Sends `body` to `addr`, routed with ring `epoch` if given, and waits for the answer.
+    ///
+    /// A request the node coordinates (`CoordinateGet`, `CoordinatePut`) waits for the node's own
+    /// replicas, so its answer may take three times the timeout.
     pub async fn call(&self, addr: SocketAddr, epoch: Option<u64>, body: Request) -> Result<Response, CallError> {
+        let timeout = match body {
+            Request::CoordinateGet { .. } | Request::CoordinatePut { .. } => self.timeout.saturating_mul(3),
+            _ => self.timeout,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let message = match epoch {
             Some(epoch) => Message::Routed { id, epoch, body },
             None => Message::Request { id, body },
         };
-        let bytes = self.send_frame(addr, &wire::encode(&message)).await?;
+        let bytes = self.send_frame_within(addr, &wire::encode(&message), timeout).await?;
         match wire::decode(&bytes) {
             Ok(Message::Response { id: got, body }) if got == id => Ok(body),
             // Id 0 answers a request the node could not read (for example over the frame limit).
@@ -133,10 +140,14 @@ impl Transport {
     /// [`CallError::Connect`] means the request never left (no connection, no stream): the node
     /// did not act on it. Any other error comes after the request may have reached the node.
     pub async fn send_frame(&self, addr: SocketAddr, frame: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.send_frame_within(addr, frame, self.timeout).await
+    }
+
+    async fn send_frame_within(&self, addr: SocketAddr, frame: &[u8], timeout: Duration) -> Result<Vec<u8>, CallError> {
         let connecting = tokio::time::timeout(self.timeout / 2, self.connection(addr)).await;
         let not_in_time = || CallError::Connect { addr, reason: "no connection in time".into() };
         let connection = connecting.map_err(|_| not_in_time())??;
-        let answer = tokio::time::timeout(self.timeout, self.exchange(addr, connection, frame)).await;
+        let answer = tokio::time::timeout(timeout, self.exchange(addr, connection, frame)).await;
         answer.map_err(|_| CallError::Timeout(addr))?
     }
 

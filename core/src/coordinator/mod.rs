@@ -18,6 +18,7 @@
 //! A machine replies exactly once: success as soon as the quorum is met, failure as soon as it can
 //! no longer be met. Deletes are puts of a tombstone ([`Write::delete`]).
 
+mod forward;
 mod get;
 mod put;
 mod replicas;
@@ -25,6 +26,7 @@ mod replicas;
 use crate::version::Siblings;
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
+pub use forward::{ForwardAction, ForwardPut};
 pub use get::{GetAction, GetCoordinator, GetError};
 pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
 

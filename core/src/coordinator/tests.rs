@@ -22,7 +22,7 @@ use crate::ring::PreferenceList;
 use crate::store::{ConflictPolicy, QuorumKind, StoreConfig};
 use crate::token::Token;
 use crate::version::{CausalContext, Siblings, Write};
-use crate::wire::{ErrorKind, ErrorReply};
+use crate::wire::{ErrorKind, ErrorReply, Response};
 
 fn refusal(message: &str) -> ErrorReply {
     ErrorReply::new(ErrorKind::InvalidContext, message)
@@ -559,4 +559,44 @@ fn a_silent_minter_is_never_replaced_and_the_retry_goes_back_to_it() {
     let Some(PutAction::Reply(Err(e))) = retry.poll_action() else { panic!("expected a failure") };
     assert!(matches!(e, PutError::Unavailable { acknowledged: 0, minter: None, .. }), "{e:?}");
     assert_eq!(retry.poll_action(), None);
+}
+
+/// 3.10 and 3.5: the smart client hands a put to one replica (the value crosses its link once),
+/// moves on only when that replica certainly did not apply it, and pins the retry to it.
+#[test]
+fn a_forwarded_put_goes_to_one_replica_at_a_time() {
+    let prefs =
+        PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1).with_id(crate::version::WriteId(5));
+    let mut state = Siblings::new();
+    state.apply(&node("p1"), &write, ConflictPolicy::Siblings).unwrap();
+
+    // p0 cannot be reached, p1 applies and replicates it.
+    let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
+    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p0") }));
+    assert_eq!(put.poll_action(), None, "one replica at a time");
+    put.handle_reply(&node("p0"), Err(ReplicaFailure::Unavailable));
+    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1") }));
+    put.handle_reply(&node("p1"), Ok(Response::State(Some(state.clone()))));
+    assert_eq!(put.poll_action(), Some(ForwardAction::Reply(Ok(state))));
+    assert!(put.is_finished());
+
+    // p0 refuses (it does not know the store yet): one failed replica; p1's answer is lost: the
+    // put is undecided, naming p1, and nobody else is asked.
+    let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
+    put.poll_action();
+    let unknown = ErrorReply::new(ErrorKind::UnknownStore, "store default does not exist");
+    put.handle_reply(&node("p0"), Ok(Response::Error(unknown)));
+    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1") }));
+    put.handle_reply(&node("p1"), Err(ReplicaFailure::NoAnswer));
+    let Some(ForwardAction::Reply(Err(e))) = put.poll_action() else { panic!("expected a failure") };
+    assert_eq!(e.minter(), Some(&node("p1")));
+    assert!(e.is_retryable());
+
+    // The retry asks p1 only; a replica's own report that the write is undecided names its minter.
+    let mut retry = ForwardPut::new(&prefs, &StoreConfig::quorum(), write, Some(node("p1")));
+    assert_eq!(retry.poll_action(), Some(ForwardAction::Send { to: node("p1") }));
+    let undecided = ErrorReply::new(ErrorKind::Indeterminate, "no answer").with_minter(Some(node("p1")));
+    retry.handle_reply(&node("p1"), Ok(Response::Error(undecided)));
+    assert_eq!(retry.poll_action(), Some(ForwardAction::Reply(Err(PutError::Indeterminate { minter: node("p1") }))));
 }

@@ -89,9 +89,14 @@ impl Node {
             Job::Put { write, minter: Some(minter) } => {
                 let fallback = config.quorum_kind() == QuorumKind::Sloppy && prefs.fallbacks().contains(&minter);
                 if !prefs.primaries().iter().take(config.n()).any(|p| *p == minter) && !fallback {
+                    // The caller routed with another ring than this node's (or named a node that
+                    // is no replica at all): it should refresh its view.
                     return Err(ErrorReply::new(
-                        ErrorKind::Malformed,
-                        format!("retry names {minter} as the write's minter, which holds no replica of the key"),
+                        ErrorKind::StaleRing,
+                        format!(
+                            "{minter} holds no replica of the key in this node's ring (epoch {})",
+                            self.view.ring().map_or(0, |r| r.epoch())
+                        ),
                     ));
                 }
                 Machine::Put(PutCoordinator::retry(&prefs, &config, write, minter, timeout, now))

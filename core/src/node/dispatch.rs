@@ -52,13 +52,16 @@ impl Node {
                 self.enqueue(store, key, config, ReplicaStep::Read, done);
                 Ok(None)
             }
+            // Replica writes come from nodes only: a plain caller asks a node to coordinate.
             Request::Mint { store, key, write, hint_for: _ } => {
+                nodes_only(from_node)?;
                 let config = self.replica_checks(&store, &key, epoch)?;
                 self.check_value(write.payload.value())?;
                 self.enqueue(store, key, config, ReplicaStep::Mint(write), done);
                 Ok(None)
             }
             Request::Replicate { store, key, siblings, hint_for: _ } => {
+                nodes_only(from_node)?;
                 let config = self.replica_checks(&store, &key, epoch)?;
                 siblings.values().try_for_each(|v| self.check_value(Some(v)))?;
                 self.enqueue(store, key, config, ReplicaStep::Merge(siblings), done);

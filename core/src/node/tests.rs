@@ -141,13 +141,26 @@ fn any_node_coordinates_a_put_and_another_reads_it() {
     assert_eq!(holders, 3);
 }
 
+/// 3.4: plain callers may not change membership, nor write to replicas directly (a forged
+/// `Replicate` history used to overwrite a key on every node).
 #[test]
-fn callers_without_a_certificate_may_not_join_or_sync() {
+fn callers_without_a_certificate_may_not_join_sync_mint_or_replicate() {
     let mut h = Harness::new(1);
     let info = NodeInfo::new("intruder", "addr-9", "z9", 1).unwrap();
     let answer = h.ask(0, 1001, Request::Join { node: info });
     assert!(matches!(answer, Response::Error(ErrorReply { kind: ErrorKind::NotPermitted, .. })), "{answer:?}");
     assert_eq!(h.nodes[0].view().membership().len(), 1);
+    let (store, key) = (StoreName::default_store(), b"k".to_vec());
+    let write = Write::put(b"x".to_vec(), CausalContext::empty(), 1);
+    let mint = Request::Mint { store: store.clone(), key: key.clone(), write: write.clone(), hint_for: None };
+    let mut forged = Siblings::new();
+    forged.apply(&NodeId::new("attacker").unwrap(), &write, crate::store::ConflictPolicy::Siblings).unwrap();
+    let replicate = Request::Replicate { store: store.clone(), key: key.clone(), siblings: forged, hint_for: None };
+    for (stream, body) in [(1002, mint), (1003, replicate)] {
+        let answer = h.ask(0, stream, body);
+        assert!(matches!(answer, Response::Error(ErrorReply { kind: ErrorKind::NotPermitted, .. })), "{answer:?}");
+    }
+    assert!(h.disks[0].is_empty(), "nothing was stored");
 }
 
 #[test]
@@ -163,8 +176,8 @@ fn steps_on_one_key_wait_for_the_previous_store() {
         hint_for: None,
     };
     let now = Duration::ZERO;
-    node.handle_message(now, Origin::caller(1), Message::Request { id: 1, body: mint(b"a") });
-    node.handle_message(now, Origin::caller(2), Message::Request { id: 2, body: mint(b"b") });
+    node.handle_message(now, Origin::peer(1), Message::Request { id: 1, body: mint(b"a") });
+    node.handle_message(now, Origin::peer(2), Message::Request { id: 2, body: mint(b"b") });
     let (load, _) = node.poll_io().expect("the first load");
     assert!(node.poll_io().is_none(), "the second step waits");
     node.handle_io(now, load, Ok(IoOutput::Loaded(None)));
@@ -253,7 +266,7 @@ fn a_retried_write_is_one_version_and_its_minter_must_be_a_replica() {
 
     let outsider = NodeId::new("nobody").unwrap();
     let refused = h.ask(0, 1004, put(Some(outsider)));
-    assert!(matches!(refused, Response::Error(ErrorReply { kind: ErrorKind::Malformed, .. })), "{refused:?}");
+    assert!(matches!(refused, Response::Error(ErrorReply { kind: ErrorKind::StaleRing, .. })), "{refused:?}");
 }
 
 /// 3.4: an empty key is refused as such, not as "too large".

@@ -1,0 +1,156 @@
+//! The smart client's side of a put: it sends the write, once, to one replica that applies it
+//! and replicates it (the value crosses the client's link once), choosing that replica itself.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use super::{PutError, ReplicaFailure};
+use crate::identity::NodeId;
+use crate::ring::PreferenceList;
+use crate::store::{QuorumKind, StoreConfig};
+use crate::version::{Siblings, Write};
+use crate::wire::{ErrorKind, ErrorReply, Response};
+
+/// What a forwarded put asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForwardAction {
+    /// Send `CoordinatePut { write, minter: Some(to) }` to `to`: `to` applies the write itself
+    /// and replicates it to the key's other replicas.
+    Send {
+        /// The replica.
+        to: NodeId,
+    },
+    /// Return this to the caller (the state after the write). Emitted exactly once.
+    Reply(Result<Siblings, PutError>),
+}
+
+/// Hands one put to a replica of the key: the first primary that can be reached (then, for a
+/// sloppy store, the fallbacks), each asked to apply the write itself and replicate it. It moves
+/// to the next replica only when the one asked certainly did not apply the write (no connection,
+/// or an answer saying so); when the answer is lost, the put ends
+/// [`PutError::Indeterminate`] naming that replica, and the retry (built with `pinned`) goes to
+/// it alone: the rules of [`PutCoordinator`](super::PutCoordinator), one level up.
+#[derive(Clone, Debug)]
+pub struct ForwardPut {
+    write: Write,
+    required: usize,
+    candidates: VecDeque<NodeId>,
+    asked: Option<NodeId>,
+    refusal: Option<ErrorReply>,
+    only_refusals: bool,
+    actions: VecDeque<ForwardAction>,
+    finished: bool,
+}
+
+impl ForwardPut {
+    /// Starts a put of `write` (which must carry its id) to the key with `prefs`; with `pinned`,
+    /// only that replica is asked (a retry of a put that failed naming it).
+    pub fn new(prefs: &PreferenceList, config: &StoreConfig, write: Write, pinned: Option<NodeId>) -> ForwardPut {
+        let candidates: VecDeque<NodeId> = match pinned {
+            Some(node) => core::iter::once(node).collect(),
+            None => {
+                let primaries = prefs.primaries().iter().take(config.n()).cloned();
+                let fallbacks: Vec<NodeId> = match config.quorum_kind() {
+                    QuorumKind::Sloppy => prefs.fallbacks().to_vec(),
+                    QuorumKind::Strict => Vec::new(),
+                };
+                primaries.chain(fallbacks).collect()
+            }
+        };
+        let mut put = ForwardPut {
+            write,
+            required: config.w(),
+            candidates,
+            asked: None,
+            refusal: None,
+            only_refusals: true,
+            actions: VecDeque::new(),
+            finished: false,
+        };
+        put.next();
+        put
+    }
+
+    /// The write, as each replica is sent it.
+    pub fn write(&self) -> &Write {
+        &self.write
+    }
+
+    /// The next action; call until `None` after building and after each `handle_reply`.
+    pub fn poll_action(&mut self) -> Option<ForwardAction> {
+        self.actions.pop_front()
+    }
+
+    /// Whether the machine has nothing left to do.
+    pub fn is_finished(&self) -> bool {
+        self.finished && self.actions.is_empty()
+    }
+
+    /// Feeds the answer of the replica asked (answers from others are ignored). Errors the
+    /// transport reports map to [`ReplicaFailure::Unavailable`] (never delivered) and
+    /// [`ReplicaFailure::NoAnswer`]; the replica's own answers come as `Ok`.
+    pub fn handle_reply(&mut self, from: &NodeId, answer: Result<Response, ReplicaFailure>) {
+        if self.finished || self.asked.as_ref() != Some(from) {
+            return;
+        }
+        let asked = from.clone();
+        match answer {
+            Ok(Response::State(Some(state))) if state.validate().is_ok() => self.reply(Ok(state)),
+            Ok(Response::Error(e)) => self.error(asked, e),
+            // An answer that makes no sense: the write may or may not be there.
+            Ok(_) | Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),
+            Err(ReplicaFailure::Unavailable) => {
+                self.only_refusals = false;
+                self.next();
+            }
+            Err(ReplicaFailure::Refused(e)) => self.error(asked, e),
+        }
+    }
+
+    fn error(&mut self, asked: NodeId, e: ErrorReply) {
+        let required = self.required;
+        match e.kind {
+            ErrorKind::Indeterminate => {
+                let minter = e.minter.unwrap_or(asked);
+                self.reply(Err(PutError::Indeterminate { minter }));
+            }
+            // Applied at `minter`, but too few replicas acknowledged.
+            ErrorKind::Unavailable if e.minter.is_some() => {
+                self.reply(Err(PutError::Unavailable { required, acknowledged: 1, minter: e.minter }));
+            }
+            // Not applied there (cannot serve now, routed with an old ring): the next may.
+            kind if kind.is_retryable() => {
+                self.only_refusals = false;
+                self.next();
+            }
+            // Refused there (a store it does not know yet, a context it cannot take): one failed
+            // replica.
+            _ => {
+                self.refusal.get_or_insert(e);
+                self.next();
+            }
+        }
+    }
+
+    fn next(&mut self) {
+        match self.candidates.pop_front() {
+            Some(to) => {
+                self.asked = Some(to.clone());
+                self.actions.push_back(ForwardAction::Send { to });
+            }
+            None => {
+                let error = match self.refusal.take() {
+                    Some(reason) if self.only_refusals => PutError::Refused(reason),
+                    _ => PutError::Unavailable { required: self.required, acknowledged: 0, minter: None },
+                };
+                self.reply(Err(error));
+            }
+        }
+    }
+
+    fn reply(&mut self, outcome: Result<Siblings, PutError>) {
+        self.asked = None;
+        self.finished = true;
+        self.actions.push_back(ForwardAction::Reply(outcome));
+    }
+}
