@@ -105,8 +105,12 @@ pub fn node_identity(node_dir: &Path, ca_dir: &Path) -> Result<NodeIdentity, Pki
 }
 
 /// The QUIC server configuration of a node: presents `identity`, accepts callers without a
-/// certificate, and refuses peers whose certificate does not chain to `ca`.
-pub fn server_config(ca: &ClusterCa, identity: &NodeIdentity) -> Result<quinn::ServerConfig, TlsError> {
+/// certificate, refuses peers whose certificate does not chain to `ca`, and uses `transport`.
+pub fn server_config(
+    ca: &ClusterCa,
+    identity: &NodeIdentity,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ServerConfig, TlsError> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(ca.roots(), tls::provider())
         .allow_unauthenticated()
         .build()
@@ -118,7 +122,7 @@ pub fn server_config(ca: &ClusterCa, identity: &NodeIdentity) -> Result<quinn::S
     config.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    server.transport_config(Arc::new(quickv_client::transport::transport_config()));
+    server.transport_config(Arc::new(transport));
     Ok(server)
 }
 

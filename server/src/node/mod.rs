@@ -6,6 +6,7 @@
 //! performs what it emits (answers, requests to peers, storage [`steps`] on the blocking pool,
 //! view saves in order), and [`saved_view`] is the view file.
 
+pub mod bounds;
 mod driver;
 mod endpoint;
 mod incarnation;
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::pki::{self, PkiError};
 use crate::storage::{self, EngineKind, StorageError, SyncPolicy};
+use bounds::Bounds;
 
 /// How a node runs; [`NodeConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -65,6 +67,8 @@ pub struct NodeConfig {
     pub replica_timeout: Duration,
     /// How often the node exchanges its view with one peer (default 1 s).
     pub sync_interval: Duration,
+    /// What callers may hold: connections, streams, bytes being read, time to send.
+    pub bounds: Bounds,
 }
 
 impl NodeConfig {
@@ -85,6 +89,7 @@ impl NodeConfig {
             partition_bits: DEFAULT_PARTITION_BITS,
             replica_timeout: Duration::from_secs(2),
             sync_interval: Duration::from_secs(1),
+            bounds: Bounds::default(),
         }
     }
 }
@@ -113,6 +118,9 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// The bounds are unusable.
+    #[error("invalid bounds: {0}")]
+    Bounds(#[from] bounds::BoundsError),
     /// The key or value limits are unusable.
     #[error("invalid limits: {0}")]
     Limits(#[from] quickv_core::store::LimitError),
@@ -157,11 +165,16 @@ impl Node {
             .or_else(|| config.dir.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "node".into());
         config.limits.validate()?;
+        config.bounds.validate(config.limits.max_frame())?;
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| StartError::SavedView { path: config.dir.clone(), reason: e.to_string() })?;
         let ca = ClusterCa::from_pem_file(config.ca_dir.join(pki::CA_CERT))?;
         let identity = pki::node_identity(&config.dir, &config.ca_dir)?;
-        let mut endpoint = quinn::Endpoint::server(pki::server_config(&ca, &identity)?, config.listen)
+        let mut transport = quickv_client::transport::transport_config();
+        transport.max_concurrent_bidi_streams(config.bounds.streams_per_connection.into());
+        transport.receive_window(config.bounds.receive_window.into());
+        transport.stream_receive_window(config.bounds.receive_window.into());
+        let mut endpoint = quinn::Endpoint::server(pki::server_config(&ca, &identity, transport)?, config.listen)
             .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         endpoint.set_default_client_config(tls::client_config(&ca, Some(&identity))?);
         // Listening on port 0 picks a free port: advertise the one picked.
@@ -197,7 +210,7 @@ impl Node {
         let (driver, inputs, observed) = driver::Driver::new(machine, origin, transport.clone(), engine.clone(), saves);
         let tasks = vec![
             tokio::spawn(driver::save_views(file, saves_rx, inputs.clone())),
-            tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame)),
+            tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),
             tokio::spawn(driver.run()),
         ];
         tracing::info!(node = %id, addr = %advertise, incarnation, "node started");

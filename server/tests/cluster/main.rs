@@ -13,6 +13,7 @@ use quickv_core::store::Limits;
 use quickv_core::token::Token;
 use quickv_core::version::{Dot, VersionVector, Write};
 use quickv_core::wire::{self, ErrorKind, Message, Request, Response};
+use quickv_server::node::bounds::Bounds;
 use support::Cluster;
 
 fn values(read: &quickv_client::Versions) -> Vec<Vec<u8>> {
@@ -386,6 +387,57 @@ async fn a_write_that_would_make_a_key_unreadable_is_refused() {
     // An empty key is refused as such.
     let err = store.put("", b"v".to_vec(), &CausalContext::empty()).await.unwrap_err();
     assert!(err.to_string().contains("key is empty"), "{err}");
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// 3.4: a caller without a certificate cannot make a node hold more than its bounds: streams
+/// that send slowly are cut off at the read deadline and free their room, a connection cannot
+/// open more streams than allowed, connections from one address are capped, and other callers
+/// are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_greedy_callers_are_bounded_and_others_are_served() {
+    let bounds = Bounds {
+        streams_per_connection: 4,
+        connections_per_address: 3,
+        read_deadline: Duration::from_millis(300),
+        ..Bounds::default()
+    };
+    let cluster = Cluster::start_bounded(1, Limits::default(), bounds).await;
+    let addr = cluster.addrs[0];
+    let client = cluster.client().await;
+    let create = StoreConfig::new(1, 1, 1, quickv_client::QuorumKind::Strict, ConflictPolicy::Siblings).unwrap();
+    client.create_store(&StoreName::new("one").unwrap(), create).await.unwrap();
+    let store = client.store("one").await.unwrap();
+
+    // A greedy connection opens every stream it may and sends a few bytes on each, slowly.
+    let raw = cluster.raw();
+    let greedy = raw.endpoint().connect(addr, quickv_client::tls::NODE_SERVER_NAME).unwrap().await.unwrap();
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let (mut send, recv) = greedy.open_bi().await.unwrap();
+        send.write_all(&[2, 0, 1]).await.unwrap();
+        slow.push((send, recv));
+    }
+    let fifth = tokio::time::timeout(Duration::from_millis(100), greedy.open_bi()).await;
+    assert!(fifth.is_err(), "a fifth stream opened");
+    // Others are served meanwhile.
+    store.put("k", b"v".to_vec(), &CausalContext::empty()).await.unwrap();
+    assert_eq!(values(&store.get("k").await.unwrap()), vec![b"v".to_vec()]);
+    // At the deadline the node stops reading the slow streams; their slots come back.
+    for (send, _) in slow {
+        let stopped = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        assert!(stopped.is_ok(), "a slow stream was not stopped at the deadline");
+    }
+    let again = tokio::time::timeout(Duration::from_secs(2), greedy.open_bi()).await;
+    assert!(again.is_ok(), "slots did not come back");
+
+    // Connections from one address: the client's and the greedy one are two of three.
+    let third = raw.endpoint().connect(addr, quickv_client::tls::NODE_SERVER_NAME).unwrap().await;
+    assert!(third.is_ok());
+    let other = cluster.raw();
+    let fourth = other.endpoint().connect(addr, quickv_client::tls::NODE_SERVER_NAME).unwrap().await;
+    assert!(fourth.is_err(), "a fourth connection from one address was admitted");
     client.close();
     cluster.shutdown().await;
 }

@@ -9,6 +9,7 @@ use quickv_client::transport::Transport;
 use quickv_client::{Client, ClientOptions};
 use quickv_core::identity::NodeId;
 use quickv_core::store::Limits;
+use quickv_server::node::bounds::Bounds;
 use quickv_server::node::{Node, NodeConfig, StartError};
 use quickv_server::pki;
 use quickv_server::storage::EngineKind;
@@ -20,6 +21,8 @@ pub struct Cluster {
     pub limits: Limits,
     /// Nodes that run the memory engine (the others run the durable one).
     pub memory: Vec<usize>,
+    /// What every node lets its callers hold.
+    pub bounds: Bounds,
 }
 
 pub fn config(dir: &Path, i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>, limits: Limits) -> NodeConfig {
@@ -40,9 +43,13 @@ impl Cluster {
     }
 
     pub async fn start_with(count: usize, limits: Limits) -> Cluster {
+        Cluster::start_bounded(count, limits, Bounds::default()).await
+    }
+
+    pub async fn start_bounded(count: usize, limits: Limits, bounds: Bounds) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         pki::init_cluster(dir.path()).unwrap();
-        let mut cluster = Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits, memory: Vec::new() };
+        let mut cluster = Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits, memory: Vec::new(), bounds };
         for _ in 0..count {
             cluster.add_node().await;
         }
@@ -54,8 +61,9 @@ impl Cluster {
     pub async fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
         let seeds = self.addrs.first().copied().into_iter().collect();
-        let node =
-            Node::start(config(self.dir.path(), i, "127.0.0.1:0".parse().unwrap(), seeds, self.limits)).await.unwrap();
+        let mut config = config(self.dir.path(), i, "127.0.0.1:0".parse().unwrap(), seeds, self.limits);
+        config.bounds = self.bounds;
+        let node = Node::start(config).await.unwrap();
         self.addrs.push(node.local_addr().unwrap());
         self.nodes.push(Some(node));
         i
@@ -94,6 +102,7 @@ impl Cluster {
         if self.memory.contains(&i) {
             config.engine = EngineKind::Memory;
         }
+        config.bounds = self.bounds;
         // The old socket closes once its connections have drained.
         for attempt in 0.. {
             match Node::start(config.clone()).await {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use quickv_core::store::Limits;
+use quickv_server::node::bounds::Bounds;
 use quickv_server::node::{Node, NodeConfig};
 use quickv_server::pki;
 use quickv_server::storage::{EngineKind, SyncPolicy};
@@ -67,6 +68,21 @@ struct StorageArgs {
     /// Largest value in bytes.
     #[arg(long, default_value_t = Limits::default().max_value)]
     max_value: usize,
+    /// Connections a node keeps open at once, in all.
+    #[arg(long, default_value_t = Bounds::default().connections)]
+    max_connections: usize,
+    /// Connections a node keeps open at once from one IP address.
+    #[arg(long, default_value_t = Bounds::default().connections_per_address)]
+    max_connections_per_address: usize,
+    /// Request streams one connection may have open at once.
+    #[arg(long, default_value_t = Bounds::default().streams_per_connection)]
+    max_streams_per_connection: u32,
+    /// Bytes of requests a node holds at once over all streams (at least one frame).
+    #[arg(long, default_value_t = Bounds::default().buffered_bytes)]
+    request_buffer: usize,
+    /// Milliseconds a caller has to send a whole request.
+    #[arg(long, default_value_t = Bounds::default().read_deadline.as_millis() as u64)]
+    read_deadline_ms: u64,
 }
 
 #[derive(Args)]
@@ -130,6 +146,14 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.engine = storage.engine;
     config.sync = storage.sync;
     config.limits = Limits { max_key: storage.max_key, max_value: storage.max_value };
+    config.bounds = Bounds {
+        connections: storage.max_connections,
+        connections_per_address: storage.max_connections_per_address,
+        streams_per_connection: storage.max_streams_per_connection,
+        buffered_bytes: storage.request_buffer,
+        read_deadline: std::time::Duration::from_millis(storage.read_deadline_ms),
+        ..config.bounds
+    };
 }
 
 async fn run(args: RunArgs) -> Result<()> {
