@@ -154,6 +154,13 @@ impl Node {
         name: StoreName,
         config: StoreConfig,
     ) -> Result<Option<Response>, ErrorReply> {
+        let max = self.config.max_stores;
+        if self.view.store(&name).is_none() && self.view.stores().count() >= max {
+            return Err(ErrorReply::new(
+                ErrorKind::TooLarge,
+                format!("the cluster has {max} stores, the most it takes (max_stores)"),
+            ));
+        }
         let created = self
             .view
             .create_store(name, config)

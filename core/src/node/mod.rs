@@ -93,6 +93,16 @@ pub struct NodeConfig {
     /// mints a dot it may have minted before, and a state a crash took back (or that a read
     /// exposed before it was synced) can never be confused with a later write.
     pub incarnation: u64,
+    /// The wall-clock time, in milliseconds since the Unix epoch, at `now` = 0 (default 0): the
+    /// node's clock for last-writer-wins timestamps is this plus `now`.
+    pub wall_clock_origin_ms: u64,
+    /// How far ahead of the node's clock a last-writer-wins timestamp may be (default 60 s);
+    /// a write stamped further ahead is refused.
+    pub max_clock_skew: Duration,
+    /// The most stores the catalogue takes (default 1,000): the catalogue is in every view, saved
+    /// and sent on every change, so it is kept small. (Concurrent creates at several nodes can
+    /// pass it by as many.)
+    pub max_stores: usize,
 }
 
 impl NodeConfig {
@@ -107,6 +117,9 @@ impl NodeConfig {
             fallbacks: 3,
             seed: 0,
             incarnation: 1,
+            wall_clock_origin_ms: 0,
+            max_clock_skew: Duration::from_secs(60),
+            max_stores: 1000,
         }
     }
 }
@@ -553,6 +566,11 @@ impl Node {
     /// Asks for the current view to be saved; returns the step's id.
     fn save_view(&mut self) -> IoId {
         self.issue_io(Io::SaveView(self.view.clone()), None)
+    }
+
+    /// The node's wall clock at `now`, in milliseconds since the Unix epoch.
+    fn wall_clock_ms(&self, now: Duration) -> u64 {
+        self.config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64)
     }
 
     /// A fresh write id from the node's generator.

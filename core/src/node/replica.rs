@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Io, IoError, IoOutput, Node, ReplicaCall};
-use crate::store::{StoreConfig, StoreName};
+use crate::store::{ConflictPolicy, StoreConfig, StoreName};
 use crate::version::{KeyRecord, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
@@ -89,7 +89,7 @@ impl Node {
                 ReplicaStep::Mint(_) => Response::State(Some(stored.siblings)),
                 _ => Response::Ack,
             })),
-            (Ok(IoOutput::Loaded(current)), None) => match self.apply(&head, current) {
+            (Ok(IoOutput::Loaded(current)), None) => match self.apply(now, &head, current) {
                 Ok(Step::Answer(body)) => Some(Ok(body)),
                 Ok(Step::Store(state)) => {
                     let io = Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone() };
@@ -110,10 +110,27 @@ impl Node {
     }
 
     /// What the head step does with the state it loaded.
-    fn apply(&mut self, head: &Pending, current: Option<KeyRecord>) -> Result<Step, ErrorReply> {
+    fn apply(&mut self, now: Duration, head: &Pending, current: Option<KeyRecord>) -> Result<Step, ErrorReply> {
         match &head.step {
             ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| r.siblings)))),
             ReplicaStep::Mint(write) => {
+                // Under last-writer-wins a timestamp far ahead would win over every later write:
+                // the key would be pinned. Refused, and nothing changes.
+                if head.config.conflicts() == ConflictPolicy::Lww {
+                    let clock = self.wall_clock_ms(now);
+                    let skew = self.config.max_clock_skew.as_millis() as u64;
+                    if write.timestamp > clock.saturating_add(skew) {
+                        self.stats.refused += 1;
+                        return Err(ErrorReply::new(
+                            ErrorKind::Malformed,
+                            format!(
+                                "the write's timestamp is {} ms ahead of this node's clock; at most {skew} ms \
+                                 (max_clock_skew) is taken: check the caller's clock",
+                                write.timestamp - clock
+                            ),
+                        ));
+                    }
+                }
                 let mut state = current.unwrap_or_default();
                 state.apply(&self.actor, write, head.config.conflicts()).map_err(|e| {
                     self.stats.refused += 1;

@@ -277,3 +277,49 @@ fn an_empty_key_is_refused_as_empty() {
     let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
     assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Malformed, "key is empty"));
 }
+
+/// 3.7 (part): a last-writer-wins timestamp far ahead of the node's clock would pin the key; it
+/// is refused and nothing changes. Within the allowed skew it is taken.
+#[test]
+fn a_far_future_timestamp_is_refused_in_a_last_writer_wins_store() {
+    let mut h = Harness::new(1);
+    let lww = StoreName::new("lww").unwrap();
+    let config =
+        StoreConfig::new(1, 1, 1, crate::store::QuorumKind::Strict, crate::store::ConflictPolicy::Lww).unwrap();
+    assert_eq!(h.ask(0, 1001, Request::CreateStore { name: lww.clone(), config }), Response::Ack);
+    let clock = h.now.as_millis() as u64;
+    let put = |ts: u64| Request::CoordinatePut {
+        store: lww.clone(),
+        key: b"k".to_vec(),
+        write: Write::put(b"v".to_vec(), CausalContext::empty(), ts),
+        minter: None,
+    };
+    let answer = h.ask(0, 1002, put(clock + 3_600_000));
+    let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
+    assert_eq!(e.kind, ErrorKind::Malformed);
+    assert!(e.message.contains("ahead of this node's clock"), "{}", e.message);
+    assert!(h.disks[0].is_empty(), "nothing was stored");
+    assert!(matches!(h.ask(0, 1003, put(clock + 30_000)), Response::State(Some(_))));
+}
+
+/// 3.4 (part): the store catalogue has a maximum; creating one more store is refused, and an
+/// existing store's create still answers.
+#[test]
+fn the_store_catalogue_has_a_maximum() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut config = NodeConfig::new(info);
+    config.max_stores = 2;
+    let mut h =
+        Harness { nodes: Vec::new(), disks: vec![BTreeMap::new()], answers: BTreeMap::new(), now: Duration::ZERO };
+    h.nodes.push(Node::new(config, ClusterView::new(6), h.now).unwrap());
+    h.run();
+    let create =
+        |name: &str| Request::CreateStore { name: StoreName::new(name).unwrap(), config: StoreConfig::quorum() };
+    // The default store is one of the two.
+    assert_eq!(h.ask(0, 1001, create("a")), Response::Ack);
+    let answer = h.ask(0, 1002, create("b"));
+    let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    assert!(e.message.contains("max_stores"), "{}", e.message);
+    assert_eq!(h.ask(0, 1003, create("a")), Response::Ack, "creating an existing store again");
+}

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     pub sync_interval: Duration,
     /// What callers may hold: connections, streams, bytes being read, time to send.
     pub bounds: Bounds,
+    /// The most stores the cluster's catalogue takes through this node (default 1,000).
+    pub max_stores: usize,
+    /// How far ahead of this node's clock a last-writer-wins timestamp may be (default 60 s).
+    pub max_clock_skew: Duration,
 }
 
 impl NodeConfig {
@@ -90,6 +94,8 @@ impl NodeConfig {
             replica_timeout: Duration::from_secs(2),
             sync_interval: Duration::from_secs(1),
             bounds: Bounds::default(),
+            max_stores: 1000,
+            max_clock_skew: Duration::from_secs(60),
         }
     }
 }
@@ -194,7 +200,11 @@ impl Node {
         machine_config.sync_interval = config.sync_interval;
         machine_config.seed = RandomState::new().hash_one(&id);
         machine_config.incarnation = incarnation;
+        machine_config.max_stores = config.max_stores;
+        machine_config.max_clock_skew = config.max_clock_skew;
         let origin = tokio::time::Instant::now();
+        machine_config.wall_clock_origin_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let machine = quickv_core::node::Node::new(machine_config, view, Duration::ZERO).map_err(|e| match e {
             NodeError::Id(id, _) => StartError::Info(NodeInfoError::IdReserved { id: id.to_string() }),
             other => StartError::SavedView {

@@ -80,6 +80,9 @@ struct StorageArgs {
     /// Bytes of requests a node holds at once over all streams (at least one frame).
     #[arg(long, default_value_t = Bounds::default().buffered_bytes)]
     request_buffer: usize,
+    /// The most stores the cluster's catalogue takes through this node.
+    #[arg(long, default_value_t = 1000)]
+    max_stores: usize,
     /// Milliseconds a caller has to send a whole request.
     #[arg(long, default_value_t = Bounds::default().read_deadline.as_millis() as u64)]
     read_deadline_ms: u64,
@@ -146,6 +149,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.engine = storage.engine;
     config.sync = storage.sync;
     config.limits = Limits { max_key: storage.max_key, max_value: storage.max_value };
+    config.max_stores = storage.max_stores;
     config.bounds = Bounds {
         connections: storage.max_connections,
         connections_per_address: storage.max_connections_per_address,
