@@ -5,9 +5,10 @@
 //! `connections_per_address` from one IP address; more are refused at the handshake), at most
 //! `streams_per_connection` request streams open on each and `receive_window` bytes in flight
 //! towards each (QUIC flow control holds the caller back), at most `buffered_bytes` of requests
-//! held at once over all streams (a stream waits for room before it reads more, and keeps its
-//! room until its answer is written), and `read_deadline` to send a whole request (then the
-//! stream is stopped and its room freed). So requests never hold more than
+//! held at once over all streams and `buffered_bytes_per_address` from one IP address (a stream
+//! takes room before it reads more, and keeps it until its answer is written, so one flooding
+//! address leaves room for others), and `read_deadline` to send a whole request (then the stream
+//! is stopped and its room freed). So requests never hold more than
 //! `connections × receive_window + buffered_bytes` bytes ([`Bounds::memory`]).
 
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ pub struct Bounds {
     pub streams_per_connection: u32,
     /// Bytes of requests held at once over all streams (default 256 MiB; at least one frame).
     pub buffered_bytes: usize,
+    /// Bytes of requests held at once over the streams from one IP address (default 64 MiB; at
+    /// least one frame).
+    pub buffered_bytes_per_address: usize,
     /// How long a caller has to send a whole request (default 10 s).
     pub read_deadline: Duration,
     /// Bytes a caller may have in flight towards the node on one connection, over all its
@@ -42,6 +46,7 @@ impl Default for Bounds {
             connections_per_address: 256,
             streams_per_connection: 256,
             buffered_bytes: 256 * 1024 * 1024,
+            buffered_bytes_per_address: 64 * 1024 * 1024,
             read_deadline: Duration::from_secs(10),
             receive_window: 2 * 1024 * 1024,
         }
@@ -86,8 +91,10 @@ impl Bounds {
         if self.receive_window == 0 {
             return Err(BoundsError::Zero("receive_window"));
         }
-        if self.buffered_bytes < max_frame || self.buffered_bytes > Semaphore::MAX_PERMITS {
-            return Err(BoundsError::BudgetUnderFrame { budget: self.buffered_bytes, frame: max_frame });
+        for budget in [self.buffered_bytes, self.buffered_bytes_per_address] {
+            if budget < max_frame || budget > Semaphore::MAX_PERMITS {
+                return Err(BoundsError::BudgetUnderFrame { budget, frame: max_frame });
+            }
         }
         Ok(())
     }
@@ -97,15 +104,27 @@ impl Bounds {
 #[derive(Debug)]
 pub(crate) struct Held {
     bounds: Bounds,
-    connections: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    connections: Mutex<(usize, HashMap<IpAddr, Address>)>,
     bytes: Arc<Semaphore>,
 }
+
+/// What one IP address holds: its connections, and its byte budget.
+type Address = (usize, Arc<Semaphore>);
 
 /// One admitted connection; counted until dropped.
 #[derive(Debug)]
 pub(crate) struct ConnectionSlot {
     held: Arc<Held>,
     address: IpAddr,
+    /// The byte budget of the connection's address.
+    bytes: Arc<Semaphore>,
+}
+
+/// Room held in the byte budgets, the address's and the node's.
+#[derive(Debug)]
+pub(crate) struct Room {
+    _address: OwnedSemaphorePermit,
+    _node: OwnedSemaphorePermit,
 }
 
 impl Held {
@@ -125,19 +144,24 @@ impl Held {
     pub(crate) fn admit(self: &Arc<Self>, address: IpAddr) -> Option<ConnectionSlot> {
         let mut guard = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let (total, by_address) = &mut *guard;
-        let from_here = by_address.entry(address).or_default();
+        let per_address = self.bounds.buffered_bytes_per_address;
+        let (from_here, bytes) =
+            by_address.entry(address).or_insert_with(|| (0, Arc::new(Semaphore::new(per_address))));
         if *total >= self.bounds.connections || *from_here >= self.bounds.connections_per_address {
             return None;
         }
         *from_here += 1;
         *total += 1;
-        Some(ConnectionSlot { held: self.clone(), address })
+        Some(ConnectionSlot { held: self.clone(), address, bytes: bytes.clone() })
     }
 
-    /// Room for `len` more bytes of a request (waits until there is some).
-    pub(crate) async fn room(&self, len: usize) -> Option<OwnedSemaphorePermit> {
+    /// Room for `len` more bytes of a request from the connection of `slot` (waits until its
+    /// address's budget and the node's both have some).
+    pub(crate) async fn room(&self, slot: &ConnectionSlot, len: usize) -> Option<Room> {
         let len = u32::try_from(len).ok()?;
-        self.bytes.clone().acquire_many_owned(len).await.ok()
+        let address = slot.bytes.clone().acquire_many_owned(len).await.ok()?;
+        let node = self.bytes.clone().acquire_many_owned(len).await.ok()?;
+        Some(Room { _address: address, _node: node })
     }
 }
 
@@ -146,7 +170,7 @@ impl Drop for ConnectionSlot {
         let mut guard = self.held.connections.lock().unwrap_or_else(|p| p.into_inner());
         let (total, by_address) = &mut *guard;
         *total = total.saturating_sub(1);
-        if let Some(n) = by_address.get_mut(&self.address) {
+        if let Some((n, _)) = by_address.get_mut(&self.address) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 by_address.remove(&self.address);
@@ -174,13 +198,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_wait_for_room_in_the_byte_budget() {
-        let held = Held::new(Bounds { buffered_bytes: 10, ..Bounds::default() });
-        let first = held.room(6).await.unwrap();
-        let waiting = tokio::time::timeout(Duration::from_millis(50), held.room(6)).await;
-        assert!(waiting.is_err(), "12 bytes held in a budget of 10");
-        drop(first);
-        assert!(held.room(6).await.is_some(), "the room came back");
+    async fn requests_wait_for_room_in_the_byte_budgets() {
+        let held = Held::new(Bounds { buffered_bytes: 10, buffered_bytes_per_address: 7, ..Bounds::default() });
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (from_a, from_b) = (held.admit(a).unwrap(), held.admit(b).unwrap());
+        let first = held.room(&from_a, 6).await.unwrap();
+        let wait = Duration::from_millis(50);
+        assert!(tokio::time::timeout(wait, held.room(&from_a, 2)).await.is_err(), "8 bytes from a, its budget is 7");
+        let second = held.room(&from_b, 4).await.unwrap();
+        assert!(tokio::time::timeout(wait, held.room(&from_b, 1)).await.is_err(), "11 bytes, the node's budget is 10");
+        drop((first, second));
+        assert!(held.room(&from_a, 6).await.is_some(), "the room came back");
     }
 
     #[test]

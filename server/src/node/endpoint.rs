@@ -11,9 +11,9 @@
 use std::sync::Arc;
 
 use quickv_core::wire::{self, Message};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::bounds::Held;
+use super::bounds::{ConnectionSlot, Held, Room};
 use super::driver::{Frame, Input};
 
 /// Accepts connections until the endpoint closes.
@@ -31,7 +31,7 @@ pub(crate) async fn accept(
         };
         let (inputs, held) = (inputs.clone(), held.clone());
         tokio::spawn(async move {
-            let _slot = slot;
+            let slot = Arc::new(slot);
             let connection = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -41,7 +41,8 @@ pub(crate) async fn accept(
             };
             let from_node = connection.peer_identity().is_some();
             while let Ok((send, recv)) = connection.accept_bi().await {
-                tokio::spawn(serve_stream(inputs.clone(), send, recv, from_node, max_frame, held.clone()));
+                let stream = Stream { from_node, max_frame, held: held.clone(), slot: slot.clone() };
+                tokio::spawn(serve_stream(inputs.clone(), send, recv, stream));
             }
         });
     }
@@ -55,24 +56,44 @@ enum Unread {
     Gone,
 }
 
-/// Reads one request to the end of its stream, taking room in the byte budget for each chunk.
-async fn read_request(
-    recv: &mut quinn::RecvStream,
+/// What a stream's task knows of its connection.
+struct Stream {
+    from_node: bool,
     max_frame: usize,
-    held: &Held,
-) -> Result<(Vec<u8>, Vec<OwnedSemaphorePermit>), Unread> {
-    let mut bytes = Vec::new();
+    held: Arc<Held>,
+    slot: Arc<ConnectionSlot>,
+}
+
+/// The most read at once from one stream.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads one request to the end of its stream. Room in the byte budgets is taken before each
+/// chunk is read, so what a stream holds is always counted.
+async fn read_request(recv: &mut quinn::RecvStream, stream: &Stream) -> Result<(Vec<u8>, Vec<Room>), Unread> {
+    let mut chunks = Vec::new();
     let mut room = Vec::new();
+    let (mut len, mut reserved) = (0usize, 0usize);
     loop {
-        match recv.read_chunk(64 * 1024, true).await {
+        // One byte past the frame limit is enough to know a request is too long.
+        let want = CHUNK.min(stream.max_frame + 1 - len);
+        if len + want > reserved {
+            let more = len + want - reserved;
+            room.push(stream.held.room(&stream.slot, more).await.ok_or(Unread::Gone)?);
+            reserved += more;
+        }
+        match recv.read_chunk(want, true).await {
             Ok(Some(chunk)) => {
-                if bytes.len() + chunk.bytes.len() > max_frame {
+                len += chunk.bytes.len();
+                if len > stream.max_frame {
                     return Err(Unread::TooLong);
                 }
-                room.push(held.room(chunk.bytes.len()).await.ok_or(Unread::Gone)?);
-                bytes.extend_from_slice(&chunk.bytes);
+                chunks.push(chunk.bytes);
             }
-            Ok(None) => return Ok((bytes, room)),
+            Ok(None) => {
+                let mut bytes = Vec::with_capacity(len);
+                chunks.iter().for_each(|c| bytes.extend_from_slice(c));
+                return Ok((bytes, room));
+            }
             Err(_) => return Err(Unread::Gone),
         }
     }
@@ -82,12 +103,10 @@ async fn serve_stream(
     inputs: mpsc::UnboundedSender<Input>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    from_node: bool,
-    max_frame: usize,
-    held: Arc<Held>,
+    stream: Stream,
 ) {
-    let deadline = held.bounds().read_deadline;
-    let read = tokio::time::timeout(deadline, read_request(&mut recv, max_frame, &held)).await;
+    let (from_node, deadline) = (stream.from_node, stream.held.bounds().read_deadline);
+    let read = tokio::time::timeout(deadline, read_request(&mut recv, &stream)).await;
     let (frame, _room) = match read {
         Ok(Ok((bytes, room))) => match wire::decode(&bytes) {
             Ok(message) => (Frame::Decoded(message), room),
