@@ -177,13 +177,18 @@ impl Client {
         // with a fresh view.
         let _ = self.inner.refresh().await;
         let existed = self.inner.topology().view().store(name) == Some(&config);
-        let request = Request::CreateStore { name: name.clone(), config };
+        self.change_catalogue(Request::CreateStore { name: name.clone(), config }).await?;
+        Ok(!existed)
+    }
+
+    /// Sends a catalogue change to the first node that takes it, then refreshes the view.
+    async fn change_catalogue(&self, request: Request) -> Result<(), CreateStoreError> {
         let mut failures = Vec::new();
         for addr in self.inner.candidates() {
             match self.inner.transport.call(addr, None, request.clone()).await {
                 Ok(Response::Ack) => {
                     let _ = self.inner.refresh().await;
-                    return Ok(!existed);
+                    return Ok(());
                 }
                 Ok(Response::Error(e)) if !e.kind.is_retryable() => return Err(CreateStoreError::Refused(e)),
                 Ok(other) => failures.push((addr, format!("unexpected answer {other:?}"))),
@@ -191,6 +196,13 @@ impl Client {
             }
         }
         Err(RefreshError::Unreachable(failures).into())
+    }
+
+    /// Drops a store: it stops existing in the whole cluster and its name is not used again (its
+    /// data is deleted later). Returns once a node has saved the catalogue without it. Dropping
+    /// a store that does not exist is refused (`UnknownStore`); dropping it twice is not an error.
+    pub async fn drop_store(&self, name: &StoreName) -> Result<(), CreateStoreError> {
+        self.change_catalogue(Request::DropStore { name: name.clone() }).await
     }
 
     /// The cluster view as last fetched: membership, ring and store catalogue.

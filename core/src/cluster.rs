@@ -6,7 +6,9 @@
 //! - the **store catalogue** is a map from name to configuration that only grows; if two nodes
 //!   created the same name with different settings at the same time (each refuses a conflicting
 //!   create it already knows about), every view keeps the smaller configuration in
-//!   [`StoreConfig`]'s order, so all views agree;
+//!   [`StoreConfig`]'s order, so all views agree. A dropped store keeps its name with the
+//!   [`StoreConfig::dropped`] entry, the least of all, so a drop wins every merge and the name is
+//!   not used again;
 //! - the **ring** depends on its history (see [`crate::ring`]), so it is agreed rather than
 //!   derived: of two rings the one with the higher `(epoch, digest)` wins, and a view whose ring
 //!   does not match its membership's ring members moves to `ring.next(membership)`. Because
@@ -50,6 +52,18 @@ pub enum CreateStoreError {
     /// The settings are invalid.
     #[error("invalid store settings: {0}")]
     Invalid(#[from] crate::store::StoreConfigError),
+    /// A store of this name was dropped; names are not used again.
+    #[error("store {0} was dropped; a dropped store's name is not used again")]
+    Dropped(StoreName),
+}
+
+/// Why a store could not be dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DropStoreError {
+    /// No store of this name exists.
+    #[error("store {0} does not exist")]
+    Unknown(StoreName),
 }
 
 /// Why two views cannot be merged, or a decoded view is unusable.
@@ -91,14 +105,33 @@ impl ClusterView {
         self.ring.as_ref()
     }
 
-    /// Every store and its settings, by name.
+    /// Every store and its settings, by name (dropped stores left out).
     pub fn stores(&self) -> impl Iterator<Item = (&StoreName, &StoreConfig)> {
-        self.stores.iter()
+        self.stores.iter().filter(|(_, c)| !c.is_dropped())
     }
 
-    /// One store's settings.
+    /// One store's settings (`None` if it does not exist or was dropped).
     pub fn store(&self, name: &StoreName) -> Option<&StoreConfig> {
-        self.stores.get(name)
+        self.stores.get(name).filter(|c| !c.is_dropped())
+    }
+
+    /// Whether a store of this name was dropped (its name is not used again).
+    pub fn was_dropped(&self, name: &StoreName) -> bool {
+        self.stores.get(name).is_some_and(StoreConfig::is_dropped)
+    }
+
+    /// Drops a store: it stops existing everywhere the view reaches, and its name is not used
+    /// again (its data is deleted later). A drop wins every merge. Returns whether the view
+    /// changed; dropping an unknown store is an error.
+    pub fn drop_store(&mut self, name: &StoreName) -> Result<bool, DropStoreError> {
+        match self.stores.get_mut(name) {
+            Some(config) if config.is_dropped() => Ok(false),
+            Some(config) => {
+                *config = StoreConfig::dropped();
+                Ok(true)
+            }
+            None => Err(DropStoreError::Unknown(name.clone())),
+        }
     }
 
     /// Adds or updates a node entry (the membership rule decides) and moves the ring if the
@@ -113,6 +146,7 @@ impl ClusterView {
     pub fn create_store(&mut self, name: StoreName, config: StoreConfig) -> Result<bool, CreateStoreError> {
         config.validate()?;
         match self.stores.get(&name) {
+            Some(existing) if existing.is_dropped() => Err(CreateStoreError::Dropped(name)),
             Some(existing) if *existing == config => Ok(false),
             Some(existing) => Err(CreateStoreError::Conflict { name, existing: *existing, requested: config }),
             None => {
@@ -162,7 +196,7 @@ impl ClusterView {
                 return Err(ViewError::PartitionMismatch(self.partition_bits, ring.partition_bits()));
             }
         }
-        match self.stores.iter().find(|(_, c)| c.validate().is_err()) {
+        match self.stores.iter().find(|(_, c)| !c.is_dropped() && c.validate().is_err()) {
             Some((name, _)) => Err(ViewError::InvalidStore(name.clone())),
             None => Ok(()),
         }
@@ -199,6 +233,29 @@ mod tests {
     use alloc::string::ToString;
     use alloc::vec::Vec;
     use proptest::prelude::*;
+
+    /// 3.4: a dropped store is gone from every view it reaches, whatever order views merge in,
+    /// and its name is not used again.
+    #[test]
+    fn a_drop_wins_every_merge_and_the_name_is_not_reused() {
+        let name = StoreName::new("carts").unwrap();
+        let mut dropped = ClusterView::new(4);
+        dropped.create_store(name.clone(), StoreConfig::quorum()).unwrap();
+        let created = dropped.clone();
+        assert_eq!(dropped.drop_store(&name), Ok(true));
+        assert_eq!(dropped.drop_store(&name), Ok(false), "dropping twice changes nothing");
+        assert!(dropped.store(&name).is_none() && dropped.was_dropped(&name));
+        assert!(dropped.stores().all(|(n, _)| *n != name));
+        for (mut mine, theirs) in [(created.clone(), dropped.clone()), (dropped.clone(), created.clone())] {
+            mine.merge(&theirs).unwrap();
+            assert!(mine.store(&name).is_none(), "the drop won");
+            assert!(mine.validate().is_ok());
+        }
+        let err = dropped.clone().create_store(name.clone(), StoreConfig::quorum()).unwrap_err();
+        assert!(err.to_string().contains("was dropped"), "{err}");
+        let unknown = StoreName::new("nope").unwrap();
+        assert!(dropped.drop_store(&unknown).is_err());
+    }
 
     fn node(i: usize, capacity: u32) -> NodeInfo {
         NodeInfo::new(&format!("n{i}"), &format!("127.0.0.1:{}", 7100 + i), &format!("z{}", i % 3), capacity).unwrap()

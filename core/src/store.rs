@@ -101,6 +101,17 @@ impl StoreConfig {
         Ok(())
     }
 
+    /// The catalogue entry of a dropped store: N=R=W=0, below every valid configuration, so that
+    /// a drop wins every merge of the catalogue (which keeps the least configuration of a name).
+    pub const fn dropped() -> StoreConfig {
+        StoreConfig { n: 0, r: 0, w: 0, quorum: QuorumKind::Strict, conflicts: ConflictPolicy::Siblings }
+    }
+
+    /// Whether this is the entry of a dropped store.
+    pub fn is_dropped(&self) -> bool {
+        *self == StoreConfig::dropped()
+    }
+
     /// `eventual`: N=3, R=1, W=1, sloppy, siblings.
     pub fn eventual() -> StoreConfig {
         StoreConfig { n: 3, r: 1, w: 1, quorum: QuorumKind::Sloppy, conflicts: ConflictPolicy::Siblings }

@@ -143,6 +143,12 @@ pub enum Request {
         /// The sender's view.
         view: ClusterView,
     },
+    /// Drop a store: it stops existing, its name is not used again, its data is deleted later.
+    /// Answered `Ack` once the catalogue without it is saved.
+    DropStore {
+        /// Its name.
+        name: StoreName,
+    },
 }
 
 /// A node's answer.
@@ -291,7 +297,8 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             | Request::CoordinateGet { .. }
             | Request::Gossip { .. }
             | Request::Join { .. }
-            | Request::Cluster => Ok(()),
+            | Request::Cluster
+            | Request::DropStore { .. } => Ok(()),
         },
         Message::Response { body: Response::State(Some(siblings)), .. } => siblings_ok(siblings),
         Message::Response { body: Response::Cluster(view), .. } => view_ok(view),

@@ -86,6 +86,13 @@ impl Node {
                 Ok(None)
             }
             Request::CreateStore { name, config } => self.create_store(now, stream, id, name, config),
+            Request::DropStore { name } => {
+                let dropped = self
+                    .view
+                    .drop_store(&name)
+                    .map_err(|e| ErrorReply::new(ErrorKind::UnknownStore, format!("{e}")))?;
+                Ok(self.ack_once_saved(now, stream, id, dropped))
+            }
             Request::Cluster => Ok(Some(Response::Cluster(self.view.clone()))),
             Request::Join { node } => {
                 nodes_only(from_node)?;
@@ -155,7 +162,8 @@ impl Node {
         config: StoreConfig,
     ) -> Result<Option<Response>, ErrorReply> {
         let max = self.config.max_stores;
-        if self.view.store(&name).is_none() && self.view.stores().count() >= max {
+        let new = self.view.store(&name).is_none() && !self.view.was_dropped(&name);
+        if new && self.view.stores().count() >= max {
             return Err(ErrorReply::new(
                 ErrorKind::TooLarge,
                 format!("the cluster has {max} stores, the most it takes (max_stores)"),
@@ -165,13 +173,18 @@ impl Node {
             .view
             .create_store(name, config)
             .map_err(|e| ErrorReply::new(ErrorKind::StoreConflict, format!("{e}")))?;
-        if !created {
-            return Ok(Some(Response::Ack));
+        Ok(self.ack_once_saved(now, stream, id, created))
+    }
+
+    /// After a catalogue change: the caller hears `Ack` only once the view holding it is on disk
+    /// (at once when nothing changed).
+    fn ack_once_saved(&mut self, now: Duration, stream: u64, id: u64, changed: bool) -> Option<Response> {
+        if !changed {
+            return Some(Response::Ack);
         }
-        // The caller hears "created" only once the catalogue holding the store is on disk.
         let save = self.view_changed(now);
         self.after_save.entry(save).or_default().push(AfterSave { stream, id, body: Response::Ack });
-        Ok(None)
+        None
     }
 
     pub(super) fn store_config(&self, store: &StoreName) -> Result<StoreConfig, ErrorReply> {

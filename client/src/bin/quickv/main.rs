@@ -6,6 +6,7 @@
 //!   get [--store S] KEY                            exit status 1 when the key is absent
 //!   delete [--store S] KEY [--context TOKEN]
 //!   store create NAME [--preset P] [--n N --r R --w W --quorum sloppy|strict --conflicts siblings|lww]
+//!   store drop NAME
 //!   store list
 //!   status
 //! ```
@@ -110,6 +111,11 @@ enum StoreCommand {
     },
     /// List stores and their settings.
     List,
+    /// Drop a store: it stops existing and its name is not used again (its data goes later).
+    Drop {
+        /// The store's name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -212,6 +218,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("created store {name}: {config}");
             } else {
                 println!("store {name} already exists with these settings: {config}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Store { command: StoreCommand::Drop { name } } => {
+            let name = StoreName::new(name)?;
+            client.drop_store(&name).await?;
+            if cli.json {
+                println!("{}", json!({ "store": name.as_str(), "dropped": true }));
+            } else {
+                println!("dropped store {name}");
             }
             ExitCode::SUCCESS
         }

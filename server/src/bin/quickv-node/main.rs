@@ -80,6 +80,9 @@ struct StorageArgs {
     /// Bytes of requests a node holds at once over all streams (at least one frame).
     #[arg(long, default_value_t = Bounds::default().buffered_bytes)]
     request_buffer: usize,
+    /// Bytes of requests a node holds at once from one IP address (at least one frame).
+    #[arg(long, default_value_t = Bounds::default().buffered_bytes_per_address)]
+    request_buffer_per_address: usize,
     /// The most stores the cluster's catalogue takes through this node.
     #[arg(long, default_value_t = 1000)]
     max_stores: usize,
@@ -155,6 +158,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
         connections_per_address: storage.max_connections_per_address,
         streams_per_connection: storage.max_streams_per_connection,
         buffered_bytes: storage.request_buffer,
+        buffered_bytes_per_address: storage.request_buffer_per_address,
         read_deadline: std::time::Duration::from_millis(storage.read_deadline_ms),
         ..config.bounds
     };
