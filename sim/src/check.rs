@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use quickv_core::identity::NodeId;
 use quickv_core::version::Siblings;
 
-use crate::workload::{KeyId, LWW_STORE, Op, OpKind, Status};
+use crate::workload::{KeyId, LWW_STORE, Op, OpKind, Status, value_name};
 
 /// What the cluster holds after the run.
 #[derive(Debug, Default)]
@@ -44,7 +44,7 @@ fn check_key(key: &KeyId, ops: &[&Op], finals: &Final, violations: &mut Vec<Stri
         return;
     };
     let lww = key.0.as_str() == LWW_STORE;
-    let values: Vec<String> = state.values().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()).collect();
+    let values: Vec<String> = state.values().map(value_name).collect();
     let writes: BTreeMap<&str, &Op> = ops
         .iter()
         .filter_map(|op| match &op.kind {

@@ -30,6 +30,9 @@ pub enum Fault {
     /// One node keeps its records in memory (`--engine memory`): a crash of that node loses
     /// every record (its saved view survives).
     LoseDisk,
+    /// Half the puts carry 1-3 KiB values while nodes take at most 4 KiB values: writes that would
+    /// make a key's state larger than an answer can carry are refused.
+    LargeValues,
     /// Clients send contexts read from another key.
     ForeignContext,
     /// Clients send contexts with impossible counters.
@@ -52,6 +55,7 @@ impl Fault {
         Fault::Skew,
         Fault::OsSync,
         Fault::LoseDisk,
+        Fault::LargeValues,
         Fault::ForeignContext,
         Fault::ForgedContext,
         Fault::Lww,
@@ -80,6 +84,7 @@ impl Fault {
             Fault::Skew => "skew",
             Fault::OsSync => "os-sync",
             Fault::LoseDisk => "lose-disk",
+            Fault::LargeValues => "large",
             Fault::ForeignContext => "foreign-context",
             Fault::ForgedContext => "forged-context",
             Fault::Lww => "lww",

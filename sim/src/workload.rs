@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quickv_core::identity::NodeId;
 use quickv_core::store::StoreName;
-use quickv_core::version::{CausalContext, Dot, Siblings, VersionVector, Write, WriteId};
+use quickv_core::version::{CausalContext, Dot, Siblings, Value, VersionVector, Write, WriteId};
 use quickv_core::wire::{Request, Response};
 
 use crate::Fault;
@@ -103,7 +103,12 @@ impl Client {
         let (kind, write) = if roll < 85 {
             self.writes += 1;
             let value = format!("c{index}w{}", self.writes);
-            (OpKind::Put(value.clone()), Write::put(value.into_bytes(), context, timestamp))
+            let mut bytes = value.clone().into_bytes();
+            if faults.contains(&Fault::LargeValues) && rng.chance(50) {
+                // Padding after the name; values_of reads the name only.
+                bytes.resize(rng.range(1024, 3072) as usize, PAD);
+            }
+            (OpKind::Put(value), Write::put(bytes, context, timestamp))
         } else {
             (OpKind::Delete, Write::delete(context, timestamp))
         };
@@ -196,7 +201,16 @@ impl Client {
     }
 }
 
-/// The live values of a state, as text.
+/// What pads large values after their name.
+const PAD: u8 = b'+';
+
+/// The live values of a state, by name.
 pub(crate) fn values_of(state: &Siblings) -> BTreeSet<String> {
-    state.values().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()).collect()
+    state.values().map(value_name).collect()
+}
+
+/// A value's name: the text before any padding.
+pub(crate) fn value_name(value: &Value) -> String {
+    let name = value.as_ref().split(|b| *b == PAD).next().unwrap_or_default();
+    String::from_utf8_lossy(name).into_owned()
 }

@@ -11,6 +11,7 @@ use quickv_core::cluster::ClusterView;
 use quickv_core::identity::NodeId;
 use quickv_core::membership::NodeInfo;
 use quickv_core::node::{Destination, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
+use quickv_core::store::Limits;
 use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
 use quickv_core::version::{KeyRecord, Siblings};
 use quickv_core::wire::{self, Message, Request, Response};
@@ -169,6 +170,9 @@ impl World {
             let mut config = NodeConfig::new(info);
             config.replica_timeout = REPLICA_TIMEOUT;
             config.sync_interval = Duration::from_millis(100);
+            if options.faults.contains(&Fault::LargeValues) {
+                config.limits = Limits { max_key: 64, max_value: 4096 };
+            }
             config.seed = rng.next_u64();
             if i > 0 {
                 config.seeds = vec![address(0)];
