@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use quickv_core::identity::NodeId;
-use quickv_core::store::ConflictPolicy;
-use quickv_core::version::{CausalContext, Siblings, Write};
+use quickv_core::store::{ConflictPolicy, StoreName};
+use quickv_core::version::{CausalContext, ContextKey, Siblings, Write};
 
 /// Three replicas that each took a concurrent blind write, and the state that has all three.
 fn three_siblings() -> (Vec<Siblings>, Siblings) {
@@ -27,6 +27,15 @@ fn three_siblings() -> (Vec<Siblings>, Siblings) {
     (replicas, all)
 }
 
+fn secret() -> ContextKey {
+    ContextKey::new([7; ContextKey::LEN])
+}
+
+/// `state` of key `cart:42` as a replica answers it.
+fn sealed(state: &Siblings) -> quickv_core::version::SealedState {
+    secret().seal(&StoreName::default_store(), b"cart:42", state)
+}
+
 fn merge(c: &mut Criterion) {
     let (replicas, all) = three_siblings();
     let policy = ConflictPolicy::Siblings;
@@ -41,12 +50,21 @@ fn merge(c: &mut Criterion) {
     });
     c.bench_function("versions/apply/put_resolving_3_siblings", |b| {
         let actor = NodeId::new("node-a").expect("valid");
-        let write = Write::put(vec![9u8; 1024], all.context(), 10);
+        let write = Write::put(vec![9u8; 1024], sealed(&all).context(), 10);
         b.iter(|| {
             let mut s = all.clone();
             s.apply(&actor, black_box(&write), policy).expect("applies");
             black_box(s)
         })
+    });
+    // What a replica adds to a read (sealing its state) and to a write (checking the context).
+    c.bench_function("versions/seal/3_actor_state", |b| {
+        let (secret, store) = (secret(), StoreName::default_store());
+        b.iter(|| black_box(secret.seal(&store, black_box(b"cart:42"), black_box(&all))))
+    });
+    c.bench_function("versions/check/3_actor_context", |b| {
+        let (secret, store, context) = (secret(), StoreName::default_store(), sealed(&all).context());
+        b.iter(|| black_box(secret.check(&store, black_box(b"cart:42"), black_box(&context))))
     });
     c.bench_function("versions/compare/3_actor_vectors", |b| {
         let (x, y) = (replicas[0].history().clone(), all.history().clone());

@@ -6,10 +6,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quickv_core::cluster::ClusterView;
-use quickv_core::coordinator::ReplicaFailure;
+use quickv_core::coordinator::{GetOutcome, ReplicaFailure};
 use quickv_core::identity::NodeId;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
-use quickv_core::version::{CausalContext, Siblings, Value, Write, WriteId};
+use quickv_core::version::{CausalContext, Value, Write, WriteId};
 use quickv_core::wire::{Request, Response};
 
 use crate::drive::{self, NodeCaller, Target};
@@ -284,8 +284,8 @@ pub struct Versions {
 }
 
 impl Versions {
-    fn of(siblings: &Siblings) -> Versions {
-        Versions { values: siblings.values().cloned().collect(), context: siblings.context() }
+    fn of(read: GetOutcome) -> Versions {
+        Versions { values: read.siblings.values().cloned().collect(), context: read.context }
     }
 
     /// Whether the key is absent.
@@ -318,7 +318,7 @@ impl Store {
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Versions, GetError> {
         let key = key.as_ref();
         self.client.inner.options.limits.check_key(key).map_err(GetError::InvalidKey)?;
-        let siblings = self
+        let read = self
             .retrying(
                 key,
                 |caller, target| async move { Ok(drive::get(caller, target).await?) },
@@ -326,7 +326,7 @@ impl Store {
                 GetError::NoNodes,
             )
             .await?;
-        Ok(Versions::of(&siblings))
+        Ok(Versions::of(read))
     }
 
     /// Writes a value, superseding the versions `context` has seen (use

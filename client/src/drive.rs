@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
-    self, ForwardAction, ForwardPut, GetAction, GetCoordinator, GetError, PutError, ReplicaFailure,
+    self, ForwardAction, ForwardPut, GetAction, GetCoordinator, GetError, GetOutcome, PutError, ReplicaFailure,
 };
 use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
 use quickv_core::store::{StoreConfig, StoreName};
-use quickv_core::version::{Siblings, Write};
+use quickv_core::version::{SealedState, Write};
 use quickv_core::wire::{ErrorKind, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -71,8 +71,9 @@ pub struct Target {
     pub timeout: Duration,
 }
 
-/// Coordinates a get; returns the reconciled state (empty if no replica has the key).
-pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<Siblings, GetError> {
+/// Coordinates a get; returns the reconciled state (empty if no replica has the key) and the
+/// context made of the replicas' seals.
+pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOutcome, GetError> {
     let (reply_tx, reply_rx) = oneshot::channel();
     tokio::spawn(async move {
         let origin = Instant::now();
@@ -126,7 +127,7 @@ pub async fn put<C: NodeCaller>(
     target: Target,
     write: Write,
     minter: Option<NodeId>,
-) -> Result<Siblings, PutError> {
+) -> Result<SealedState, PutError> {
     let mut machine = ForwardPut::new(&target.prefs, &target.config, write, minter);
     loop {
         match machine.poll_action() {

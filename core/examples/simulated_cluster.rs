@@ -9,14 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
-    GetAction, GetCoordinator, PutAction, PutCoordinator, PutRequest, ReplicaFailure, Write,
+    GetAction, GetCoordinator, GetOutcome, PutAction, PutCoordinator, PutRequest, ReplicaFailure, Write,
 };
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{Membership, NodeInfo};
 use quickv_core::ring::{PreferenceList, Ring};
-use quickv_core::store::StoreConfig;
+use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::token::Token;
-use quickv_core::version::{CausalContext, Siblings};
+use quickv_core::version::{CausalContext, ContextKey, SealedState, Siblings};
 use quickv_core::wire::{ErrorKind, ErrorReply};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -25,7 +25,10 @@ const TIMEOUT: Duration = Duration::from_millis(200);
 struct Cluster {
     disks: BTreeMap<NodeId, BTreeMap<Vec<u8>, Siblings>>,
     down: BTreeSet<NodeId>,
+    store: StoreName,
     config: StoreConfig,
+    /// The cluster secret replicas seal contexts with (a real cluster draws it at random).
+    secret: ContextKey,
 }
 
 impl Cluster {
@@ -47,7 +50,7 @@ impl Cluster {
         result.ok_or_else(|| anyhow::anyhow!("the put coordinator never replied"))
     }
 
-    fn get(&mut self, prefs: &PreferenceList, key: &[u8]) -> anyhow::Result<Siblings> {
+    fn get(&mut self, prefs: &PreferenceList, key: &[u8]) -> anyhow::Result<GetOutcome> {
         let mut get = GetCoordinator::new(prefs, &self.config, TIMEOUT, Duration::ZERO);
         let mut result = None;
         loop {
@@ -56,7 +59,8 @@ impl Cluster {
                     GetAction::Send { to } if self.down.contains(&to) => {}
                     GetAction::Send { to } => {
                         let state = self.disks.entry(to.clone()).or_default().get(key).cloned();
-                        get.handle_reply(Duration::ZERO, &to, Ok(state));
+                        let sealed = state.map(|s| self.secret.seal(&self.store, key, &s));
+                        get.handle_reply(Duration::ZERO, &to, Ok(sealed));
                     }
                     GetAction::Reply(outcome) => result = Some(outcome?),
                     GetAction::Repair { to, siblings } => {
@@ -74,21 +78,31 @@ impl Cluster {
         result.ok_or_else(|| anyhow::anyhow!("the get coordinator never replied"))
     }
 
-    fn replica_write(&mut self, node: &NodeId, key: &[u8], request: PutRequest) -> Result<Siblings, ReplicaFailure> {
+    fn replica_write(
+        &mut self,
+        node: &NodeId,
+        key: &[u8],
+        request: PutRequest,
+    ) -> Result<Option<SealedState>, ReplicaFailure> {
         if self.down.contains(node) {
             return Err(ReplicaFailure::Unavailable);
         }
+        let refused = |e: String| ReplicaFailure::Refused(ErrorReply::new(ErrorKind::InvalidContext, e));
         let policy = self.config.conflicts();
-        let state = self.state(node, key);
         match request {
             PutRequest::Mint { write, .. } => {
-                state
-                    .apply(node, &write, policy)
-                    .map_err(|e| ReplicaFailure::Refused(ErrorReply::new(ErrorKind::InvalidContext, e.to_string())))?;
+                // A replica takes only a context sealed for this key, then mints the write.
+                self.secret.check(&self.store, key, &write.context).map_err(|e| refused(e.to_string()))?;
+                let state = self.state(node, key);
+                state.apply(node, &write, policy).map_err(|e| refused(e.to_string()))?;
+                let state = state.clone();
+                Ok(Some(self.secret.seal(&self.store, key, &state)))
             }
-            PutRequest::Replicate { siblings, .. } => state.merge(&siblings, policy),
+            PutRequest::Replicate { siblings, .. } => {
+                self.state(node, key).merge(&siblings, policy);
+                Ok(None)
+            }
         }
-        Ok(state.clone())
     }
 
     fn merge_into(&mut self, node: &NodeId, key: &[u8], siblings: &Siblings) {
@@ -102,9 +116,12 @@ impl Cluster {
     }
 }
 
-fn show(label: &str, s: &Siblings) {
-    let values: Vec<String> = s.values().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()).collect();
-    println!("  {label}: {values:?}  context {}", s.context());
+fn values(s: &Siblings) -> Vec<String> {
+    s.values().map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()).collect()
+}
+
+fn show(label: &str, read: &GetOutcome) {
+    println!("  {label}: {:?}  context {}", values(&read.siblings), read.context);
 }
 
 fn main() -> anyhow::Result<()> {
@@ -119,7 +136,13 @@ fn main() -> anyhow::Result<()> {
         println!("  {node}: {:.1}% of the keys", share * 100.0);
     }
 
-    let mut cluster = Cluster { disks: BTreeMap::new(), down: BTreeSet::new(), config: StoreConfig::quorum() };
+    let mut cluster = Cluster {
+        disks: BTreeMap::new(),
+        down: BTreeSet::new(),
+        store: StoreName::new("default")?,
+        config: StoreConfig::quorum(),
+        secret: ContextKey::new([7; ContextKey::LEN]),
+    };
     let key = b"cart:42";
     let prefs = ring.preference_list(Token::of(key), cluster.config.n(), 2);
     println!(
@@ -135,25 +158,25 @@ fn main() -> anyhow::Result<()> {
     show("get", &read);
 
     println!("\n2. two writers race with the same context: both versions are kept");
-    cluster.put(&prefs, key, Write::put(b"apples,pears".to_vec(), read.context(), 2))?;
-    cluster.put(&prefs, key, Write::put(b"apples,plums".to_vec(), read.context(), 3))?;
+    cluster.put(&prefs, key, Write::put(b"apples,pears".to_vec(), read.context.clone(), 2))?;
+    cluster.put(&prefs, key, Write::put(b"apples,plums".to_vec(), read.context.clone(), 3))?;
     let read = cluster.get(&prefs, key)?;
     show("get", &read);
     println!("   a reader merges the siblings and writes back with their context:");
-    cluster.put(&prefs, key, Write::put(b"apples,pears,plums".to_vec(), read.context(), 4))?;
+    cluster.put(&prefs, key, Write::put(b"apples,pears,plums".to_vec(), read.context.clone(), 4))?;
     show("get", &cluster.get(&prefs, key)?);
 
     let down = prefs.primaries()[1].clone();
     println!("\n3. {down} goes down; the sloppy quorum writes to a fallback with a hint");
     cluster.down.insert(down.clone());
     let read = cluster.get(&prefs, key)?;
-    cluster.put(&prefs, key, Write::put(b"apples,pears,plums,figs".to_vec(), read.context(), 5))?;
+    cluster.put(&prefs, key, Write::put(b"apples,pears,plums,figs".to_vec(), read.context.clone(), 5))?;
     show("get", &cluster.get(&prefs, key)?);
 
     println!("\n4. {down} comes back with its old copy; a get repairs it");
     cluster.down.remove(&down);
     show("get", &cluster.get(&prefs, key)?);
     let repaired = cluster.disks[&down].get(&key[..]).cloned().unwrap_or_default();
-    show(&format!("{down} now holds"), &repaired);
+    println!("  {down} now holds {:?}", values(&repaired));
     Ok(())
 }

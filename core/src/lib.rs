@@ -14,9 +14,9 @@
 //!     membership::{Membership, NodeInfo},
 //!     identity::NodeId,
 //!     ring::Ring,
-//!     store::StoreConfig,
+//!     store::{StoreConfig, StoreName},
 //!     token::Token,
-//!     version::{CausalContext, Siblings},
+//!     version::{CausalContext, ContextKey, Siblings},
 //! };
 //! use core::time::Duration;
 //!
@@ -27,9 +27,12 @@
 //! }
 //! let ring = Ring::build(&membership, 10)?;
 //! let config = StoreConfig::quorum(); // N=3, R=2, W=2, sloppy, siblings
+//! let (store, key) = (StoreName::default_store(), b"cart:42");
+//! // Replicas seal what they answer with the cluster's secret, so callers' contexts can be checked.
+//! let secret = ContextKey::new([7; ContextKey::LEN]);
 //!
 //! // The key's replicas: three distinct nodes in three distinct zones.
-//! let prefs = ring.preference_list(Token::of(b"cart:42"), config.n(), 2);
+//! let prefs = ring.preference_list(Token::of(key), config.n(), 2);
 //! assert_eq!(prefs.primaries().len(), 3);
 //!
 //! // A put is a state machine: it says where to send, you feed it the replies.
@@ -41,16 +44,17 @@
 //!     match action {
 //!         PutAction::Send { to, request } => {
 //!             // A real caller sends `request` over the network; here the replica answers inline.
-//!             let stored = match request {
+//!             let (stored, answer) = match request {
 //!                 PutRequest::Mint { write, .. } => {
+//!                     secret.check(&store, key, &write.context)?;
 //!                     let mut s = Siblings::new();
 //!                     s.apply(&to, &write, config.conflicts())?;
-//!                     s
+//!                     (s.clone(), Some(secret.seal(&store, key, &s)))
 //!                 }
-//!                 PutRequest::Replicate { siblings, .. } => siblings,
+//!                 PutRequest::Replicate { siblings, .. } => (siblings, None),
 //!             };
-//!             replicas.push((to.clone(), stored.clone()));
-//!             put.handle_reply(now, &to, Ok(stored));
+//!             replicas.push((to.clone(), stored));
+//!             put.handle_reply(now, &to, Ok(answer));
 //!         }
 //!         PutAction::Reply(outcome) => assert!(outcome.is_ok()),
 //!     }
@@ -61,12 +65,14 @@
 //! while let Some(action) = get.poll_action() {
 //!     match action {
 //!         GetAction::Send { to } => {
-//!             let found = replicas.iter().find(|(n, _)| *n == to).map(|(_, s)| s.clone());
+//!             let found = replicas.iter().find(|(n, _)| *n == to).map(|(_, s)| secret.seal(&store, key, s));
 //!             get.handle_reply(now, &to, Ok(found));
 //!         }
 //!         GetAction::Reply(outcome) => {
-//!             let siblings = outcome?;
-//!             assert_eq!(siblings.values().next().map(|v| v.as_ref()), Some(&b"apples"[..]));
+//!             let read = outcome?;
+//!             assert_eq!(read.siblings.values().next().map(|v| v.as_ref()), Some(&b"apples"[..]));
+//!             // The context of the next write: sealed for this key, so nodes take it.
+//!             assert_eq!(secret.check(&store, key, &read.context), Ok(()));
 //!         }
 //!         GetAction::Repair { .. } => {}
 //!     }

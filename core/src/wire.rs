@@ -25,12 +25,13 @@ use crate::cluster::ClusterView;
 use crate::identity::NodeId;
 use crate::membership::{Membership, NodeInfo};
 use crate::store::{StoreConfig, StoreName};
-use crate::version::{Siblings, Write};
+use crate::version::{SealedState, Siblings, Write};
 
 mod v1;
+mod v2;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -154,8 +155,8 @@ pub enum Request {
 /// A node's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    /// A key's state, `None` if the node has none.
-    State(Option<Siblings>),
+    /// A key's state, sealed for the caller's context; `None` if the node has none.
+    State(Option<SealedState>),
     /// Done.
     Ack,
     /// A membership view.
@@ -266,6 +267,10 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        2 => {
+            let (old, rest) = postcard::take_from_bytes::<v2::Message>(body).map_err(|_| DecodeError::Malformed)?;
+            (old.into_current(), rest)
+        }
         1 => {
             let (old, rest) = postcard::take_from_bytes::<v1::Message>(body).map_err(|_| DecodeError::Malformed)?;
             (old.into_current()?, rest)
@@ -300,7 +305,7 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             | Request::Cluster
             | Request::DropStore { .. } => Ok(()),
         },
-        Message::Response { body: Response::State(Some(siblings)), .. } => siblings_ok(siblings),
+        Message::Response { body: Response::State(Some(state)), .. } => siblings_ok(&state.siblings),
         Message::Response { body: Response::Cluster(view), .. } => view_ok(view),
         Message::Response { .. } => Ok(()),
     }
@@ -321,7 +326,8 @@ mod tests {
         let a = NodeId::new("a").unwrap();
         let mut s = Siblings::new();
         s.apply(&a, &Write::put(b"v".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings).unwrap();
-        let write = Write::put(b"w".to_vec(), s.context(), 6);
+        let sealed = crate::version::ContextKey::new([2; 32]).seal(&store(), b"k", &s);
+        let write = Write::put(b"w".to_vec(), sealed.context(), 6);
         let mut m = Membership::new();
         let info = NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap();
         m.upsert(info.clone());
@@ -341,7 +347,7 @@ mod tests {
                 Request::CoordinatePut {
                     store: store(),
                     key: b"k".to_vec(),
-                    write: Write::delete(s.context(), 9),
+                    write: Write::delete(sealed.context(), 9),
                     minter: None
                 }
             ),
@@ -352,7 +358,7 @@ mod tests {
             req(10, Request::Sync { view: view.clone() }),
             Message::Routed { id: 11, epoch: 3, body: Request::Get { store: store(), key: b"k".to_vec() } },
             Message::Response { id: 6, body: Response::Cluster(view) },
-            Message::Response { id: 1, body: Response::State(Some(s)) },
+            Message::Response { id: 1, body: Response::State(Some(sealed)) },
             Message::Response { id: 2, body: Response::State(None) },
             Message::Response { id: 3, body: Response::Ack },
             Message::Response { id: 4, body: Response::Membership(m) },
@@ -385,7 +391,33 @@ mod tests {
         assert_eq!(decode(&v1), Ok(msg.clone()));
         // Today's encoding differs in the version byte only.
         assert_eq!(encode(&msg)[1..], v1[1..]);
-        assert_eq!(encode(&msg)[0], 2);
+        assert_eq!(encode(&msg)[0], WIRE_VERSION);
+    }
+
+    /// A version-2 mint (of "w" to "k" in "default", id 7, with the bare context {a: 3}, at
+    /// 6 ms): its context reads as one unsealed part, which nodes refuse until the caller reads
+    /// again; a version-2 state answer reads as unsealed.
+    #[test]
+    fn version_2_frames_decode_with_unsealed_contexts() {
+        let mut v2 = alloc::vec![2u8, 0, 7, 1, 7];
+        v2.extend(b"default");
+        v2.extend([1, b'k', 7, 0, 1, b'w', 1, 1, b'a', 3, 6, 0]);
+        let Ok(Message::Request { id: 7, body: Request::Mint { write, hint_for: None, .. } }) = decode(&v2) else {
+            panic!("{:?}", decode(&v2))
+        };
+        assert_eq!(write.id, crate::version::WriteId(7));
+        assert_eq!(write.context.vector().counter(&NodeId::new("a").unwrap()), 3);
+        assert_eq!(write.context.parts()[0].seal(), crate::version::Seal::NONE);
+        let key = crate::version::ContextKey::new([2; 32]);
+        assert!(key.check(&store(), b"k", &write.context).is_err());
+        // The same write, blind: a blind write still.
+        let mut blind = alloc::vec![2u8, 0, 7, 1, 7];
+        blind.extend(b"default");
+        blind.extend([1, b'k', 7, 0, 1, b'w', 0, 6, 0]);
+        let Ok(Message::Request { body: Request::Mint { write, .. }, .. }) = decode(&blind) else { panic!() };
+        assert!(write.context.is_empty());
+        // An absent key's state answer.
+        assert_eq!(decode(&[2, 1, 3, 0, 0]), Ok(Message::Response { id: 3, body: Response::State(None) }));
     }
 
     /// A version-1 mint (of "w" to "k" in "default", blind, at 6 ms, id 7): its write reads as
@@ -407,7 +439,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[3, 0]), Err(DecodeError::UnsupportedVersion(3)));
+        assert_eq!(decode(&[4, 0]), Err(DecodeError::UnsupportedVersion(4)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

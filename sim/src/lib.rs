@@ -76,6 +76,13 @@ pub enum Mechanism {
     /// A restarted node starts a new incarnation (issue 7, 3.1): switched off, it mints its
     /// writes as the same actor after losing state, reusing dots it minted before.
     Incarnation,
+    /// Contexts are sealed for their key with the cluster secret (issue 7, 3.3): switched off,
+    /// clients seal their foreign and forged contexts for the key they write, as if nodes took
+    /// any context for any key.
+    ContextSeal,
+    /// A context carries the newest timestamp it has seen, and a write is stamped after it
+    /// (issue 7, 3.7): switched off, clients send their contexts without it.
+    ContextTimestamp,
 }
 
 impl Mechanism {
@@ -84,6 +91,8 @@ impl Mechanism {
         match self {
             Mechanism::MintLog => "mint-log",
             Mechanism::Incarnation => "incarnation",
+            Mechanism::ContextSeal => "context-seal",
+            Mechanism::ContextTimestamp => "context-timestamp",
         }
     }
 }

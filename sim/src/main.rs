@@ -1,7 +1,7 @@
 //! `quickv-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation]
+//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp]
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every
@@ -36,7 +36,15 @@ fn main() -> ExitCode {
                 "incarnation" => {
                     disabled.insert(Mechanism::Incarnation);
                 }
-                other => usage(&format!("unknown mechanism {other}: expected mint-log or incarnation")),
+                "context-seal" => {
+                    disabled.insert(Mechanism::ContextSeal);
+                }
+                "context-timestamp" => {
+                    disabled.insert(Mechanism::ContextTimestamp);
+                }
+                other => usage(&format!(
+                    "unknown mechanism {other}: expected mint-log, incarnation, context-seal or context-timestamp"
+                )),
             },
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -82,7 +90,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("quickv-sim: {problem}");
     }
     eprintln!(
-        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable mint-log|incarnation]"
+        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp]"
     );
     std::process::exit(2)
 }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use quickv_core::identity::NodeId;
 use quickv_core::store::StoreName;
-use quickv_core::version::{CausalContext, Dot, Siblings, Value, VersionVector, Write, WriteId};
+use quickv_core::version::{
+    CausalContext, ContextKey, ContextPart, Dot, Seal, SealedState, Siblings, Value, VersionVector, Write, WriteId,
+};
 use quickv_core::wire::{Request, Response};
 
 use crate::Fault;
@@ -71,14 +73,28 @@ pub(crate) struct Client {
     writes: usize,
     /// The write in flight and how many more times it may be retried.
     sent: Option<(Request, u32)>,
+    /// How the client alters its contexts when the simulation switched a mechanism off.
+    tamper: Tamper,
+}
+
+/// How a client alters its contexts when the simulation switched a mechanism off, to show the
+/// checkers notice. Never in real runs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tamper {
+    /// The cluster secret (what lets a client seal anything).
+    pub(crate) secret: Option<ContextKey>,
+    /// Seal foreign and forged contexts for the key written, as if nodes took any context.
+    pub(crate) foreign: bool,
+    /// Seal every context with no timestamp, as if contexts did not carry the newest one.
+    pub(crate) timestamps: bool,
 }
 
 /// How many times a client retries a write whose failure named a minter.
 const RETRIES: u32 = 2;
 
 impl Client {
-    pub(crate) fn new(ops: usize, skew_ms: i64) -> Client {
-        Client { reads: BTreeMap::new(), remaining: ops, pending: None, skew_ms, writes: 0, sent: None }
+    pub(crate) fn new(ops: usize, skew_ms: i64, tamper: Tamper) -> Client {
+        Client { reads: BTreeMap::new(), remaining: ops, pending: None, skew_ms, writes: 0, sent: None, tamper }
     }
 
     /// Chooses the next request: the op to record and the request to send.
@@ -131,16 +147,22 @@ impl Client {
         if faults.contains(&Fault::ForeignContext) && rng.chance(10) {
             // The context of another key: the writer saw nothing of this one.
             if let Some(read) = self.reads.iter().filter(|(k, _)| *k != key).flat_map(|(_, r)| r.last()).next() {
-                return (read.context.clone(), BTreeSet::new());
+                return (self.forge(key, &read.context, true), BTreeSet::new());
             }
         }
         if faults.contains(&Fault::ForgedContext) && rng.chance(5) {
+            // A context claiming u64::MAX writes by a node, with a seal made up: nodes must refuse
+            // it (it used to wrap the node's counter and make its later writes vanish).
             let mut vector = VersionVector::new();
             vector.add(&Dot { actor: rng.pick(nodes).clone(), counter: u64::MAX });
-            return (CausalContext::from_vector(vector), BTreeSet::new());
+            let mut seal = [0u8; 16];
+            seal[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+            seal[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+            let part = ContextPart::new(vector, rng.next_u64(), Seal(seal));
+            return (self.forge(key, &CausalContext::from_parts([part]), true), BTreeSet::new());
         }
         let Some(latest) = reads.last() else { return (CausalContext::empty(), BTreeSet::new()) };
-        match rng.below(100) {
+        let (context, seen) = match rng.below(100) {
             0..60 => (latest.context.clone(), latest.values.clone()),
             60..75 => {
                 let old = rng.pick(reads);
@@ -153,6 +175,20 @@ impl Client {
                 (context, latest.values.union(&other.values).cloned().collect())
             }
             _ => (CausalContext::empty(), BTreeSet::new()),
+        };
+        (self.forge(key, &context, false), seen)
+    }
+
+    /// `context` (of another key, or made up, when `foreign`) as the client sends it: unchanged
+    /// unless a mechanism is switched off (see [`Tamper`]).
+    fn forge(&self, key: &KeyId, context: &CausalContext, foreign: bool) -> CausalContext {
+        let t = &self.tamper;
+        match &t.secret {
+            Some(secret) if (foreign && t.foreign) || t.timestamps => {
+                let latest = if t.timestamps { 0 } else { context.latest() };
+                CausalContext::from_parts([secret.seal_part(&key.0, &key.1, context.vector(), latest)])
+            }
+            _ => context.clone(),
         }
     }
 
@@ -181,7 +217,7 @@ impl Client {
             Some(Response::State(Some(state))) => {
                 if op.kind == OpKind::Get {
                     self.remember(&op.key, &state);
-                    op.read = Some(state);
+                    op.read = Some(state.siblings);
                 }
                 Status::Ok
             }
@@ -192,9 +228,9 @@ impl Client {
         None
     }
 
-    fn remember(&mut self, key: &KeyId, state: &Siblings) {
+    fn remember(&mut self, key: &KeyId, state: &SealedState) {
         let reads = self.reads.entry(key.clone()).or_default();
-        reads.push(Read { context: state.context(), values: values_of(state) });
+        reads.push(Read { context: state.context(), values: values_of(&state.siblings) });
         if reads.len() > 4 {
             reads.remove(0);
         }

@@ -13,12 +13,12 @@ use quickv_core::membership::NodeInfo;
 use quickv_core::node::{Destination, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::Limits;
 use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
-use quickv_core::version::{KeyRecord, Siblings};
+use quickv_core::version::{ContextKey, KeyRecord, Siblings};
 use quickv_core::wire::{self, Message, Request, Response};
 
 use crate::check::{self, Final};
 use crate::rng::Rng;
-use crate::workload::{Client, KeyId, LWW_STORE, Op, OpKind, STORE, Status, values_of};
+use crate::workload::{Client, KeyId, LWW_STORE, Op, OpKind, STORE, Status, Tamper, values_of};
 use crate::{Fault, Mechanism, Options, Outcome, RunStats};
 
 /// How long nodes wait for a replica.
@@ -162,12 +162,13 @@ impl World {
         let _ = view.create_store(StoreName::new(STORE).expect("valid"), strict);
         let _ =
             view.create_store(StoreName::new(LWW_STORE).expect("valid"), strict.with_conflicts(ConflictPolicy::Lww));
+        let secret = cluster_secret(options.seed);
         let mut nodes = Vec::new();
         let mut ids = Vec::new();
         for i in 0..options.nodes {
             let info = NodeInfo::new(&format!("n{i}"), &address(i), &format!("z{}", i % 3), 1).expect("valid node");
             ids.push(info.id.clone());
-            let mut config = NodeConfig::new(info);
+            let mut config = NodeConfig::new(info, secret.clone());
             config.replica_timeout = REPLICA_TIMEOUT;
             config.sync_interval = Duration::from_millis(100);
             if options.faults.contains(&Fault::LargeValues) {
@@ -190,8 +191,16 @@ impl World {
         let disk_faults = options.faults.contains(&Fault::OsSync) || options.faults.contains(&Fault::LoseDisk);
         let fragile = disk_faults.then(|| rng.below(options.nodes as u64) as usize);
         let skew = options.faults.contains(&Fault::Skew);
+        let tamper = Tamper {
+            secret: Some(secret.clone()),
+            foreign: options.disabled.contains(&Mechanism::ContextSeal),
+            timestamps: options.disabled.contains(&Mechanism::ContextTimestamp),
+        };
         let clients = (0..options.clients)
-            .map(|_| Client::new(options.ops_per_client, if skew { rng.range(0, 6000) as i64 - 3000 } else { 0 }))
+            .map(|_| {
+                let skew_ms = if skew { rng.range(0, 6000) as i64 - 3000 } else { 0 };
+                Client::new(options.ops_per_client, skew_ms, tamper.clone())
+            })
             .collect();
         World {
             options: options.clone(),
@@ -682,7 +691,7 @@ impl World {
     fn final_reads(&mut self, mut end: Duration) -> Final {
         let mut reads = BTreeMap::new();
         let checker = self.clients.len();
-        self.clients.push(Client::new(0, 0));
+        self.clients.push(Client::new(0, 0, Tamper::default()));
         if self.fragile.is_some() {
             // A node that lost writes gets them back by read repair (anti-entropy is issue 8's
             // work): read every key once through a coordinator before the reads that count.
@@ -732,6 +741,17 @@ impl World {
     }
 }
 
+/// The cluster secret of the run with `seed`, drawn from a generator of its own so that the
+/// run's other random choices are those of earlier builds.
+fn cluster_secret(seed: u64) -> ContextKey {
+    let mut rng = Rng::new(seed ^ 0x5eed_c0de_5ea1_0000);
+    let mut bytes = [0u8; ContextKey::LEN];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    ContextKey::new(bytes)
+}
+
 fn address(i: usize) -> String {
     format!("sim-node-{i}")
 }
@@ -739,7 +759,7 @@ fn address(i: usize) -> String {
 fn brief(response: &Option<Response>) -> String {
     match response {
         None => "no answer".into(),
-        Some(Response::State(Some(s))) => format!("{:?}", values_of(s)),
+        Some(Response::State(Some(s))) => format!("{:?}", values_of(&s.siblings)),
         Some(Response::Error(e)) => format!("{:?} {}", e.kind, e.message),
         Some(other) => format!("{other:?}"),
     }

@@ -86,7 +86,7 @@ impl Target {
             Target::Coordinated(transport, addr, store) => {
                 let request = Request::CoordinateGet { store: store.clone(), key };
                 match transport.call(*addr, None, request).await? {
-                    Response::State(Some(s)) if !s.is_absent() => {}
+                    Response::State(Some(s)) if !s.siblings.is_absent() => {}
                     other => bail!("get failed: {other:?}"),
                 }
             }

@@ -8,7 +8,7 @@ use super::{PutError, ReplicaFailure};
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::{QuorumKind, StoreConfig};
-use crate::version::{Siblings, Write};
+use crate::version::{SealedState, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
 /// What a forwarded put asks its driver to do.
@@ -21,7 +21,7 @@ pub enum ForwardAction {
         to: NodeId,
     },
     /// Return this to the caller (the state after the write). Emitted exactly once.
-    Reply(Result<Siblings, PutError>),
+    Reply(Result<SealedState, PutError>),
 }
 
 /// Hands one put to a replica of the key: the first primary that can be reached (then, for a
@@ -95,7 +95,7 @@ impl ForwardPut {
         }
         let asked = from.clone();
         match answer {
-            Ok(Response::State(Some(state))) if state.validate().is_ok() => self.reply(Ok(state)),
+            Ok(Response::State(Some(state))) if state.siblings.validate().is_ok() => self.reply(Ok(state)),
             Ok(Response::Error(e)) => self.error(asked, e),
             // An answer that makes no sense: the write may or may not be there.
             Ok(_) | Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),
@@ -148,7 +148,7 @@ impl ForwardPut {
         }
     }
 
-    fn reply(&mut self, outcome: Result<Siblings, PutError>) {
+    fn reply(&mut self, outcome: Result<SealedState, PutError>) {
         self.asked = None;
         self.finished = true;
         self.actions.push_back(ForwardAction::Reply(outcome));

@@ -9,7 +9,7 @@ use super::replicas::{Replicas, State};
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
-use crate::version::Siblings;
+use crate::version::{CausalContext, SealedState, Siblings};
 use crate::wire::ErrorReply;
 
 /// What a get coordinator asks its driver to do.
@@ -21,7 +21,7 @@ pub enum GetAction {
         to: NodeId,
     },
     /// Return this to the caller. Emitted exactly once.
-    Reply(Result<Siblings, GetError>),
+    Reply(Result<GetOutcome, GetError>),
     /// Write the reconciled state back to a replica that answered with less (read repair).
     /// Emitted after the reply, once every asked replica has answered or timed out.
     Repair {
@@ -30,6 +30,15 @@ pub enum GetAction {
         /// The state to merge into it.
         siblings: Siblings,
     },
+}
+
+/// A successful get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetOutcome {
+    /// The reconciled state of the key (empty if no replica had it).
+    pub siblings: Siblings,
+    /// The context for the caller's next write of the key: the seals of the states merged.
+    pub context: CausalContext,
 }
 
 /// Why a get failed.
@@ -67,6 +76,8 @@ pub struct GetCoordinator {
     /// The states answered so far, by slot.
     answers: Vec<(usize, Option<Siblings>)>,
     merged: Siblings,
+    /// The merged states' seals.
+    context: CausalContext,
     /// The first refusal, and whether every failed replica refused (then the reply says why).
     refusal: Option<ErrorReply>,
     only_refusals: bool,
@@ -86,6 +97,7 @@ impl GetCoordinator {
             replicas: Replicas::new(prefs, config, timeout),
             answers: Vec::new(),
             merged: Siblings::new(),
+            context: CausalContext::empty(),
             refusal: None,
             only_refusals: true,
             actions: VecDeque::new(),
@@ -123,7 +135,7 @@ impl GetCoordinator {
 
     /// Feeds the answer of replica `from`: its state of the key (`None` if it has none) or why it
     /// could not serve. Answers from nodes not asked, or asked and already timed out, are ignored.
-    pub fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<Siblings>, ReplicaFailure>) {
+    pub fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<SealedState>, ReplicaFailure>) {
         if self.finished {
             return;
         }
@@ -131,14 +143,15 @@ impl GetCoordinator {
         match answer {
             Ok(state) => {
                 // A state that breaks the invariants is as good as no answer.
-                if state.as_ref().is_some_and(|s| s.validate().is_err()) {
+                if state.as_ref().is_some_and(|s| s.siblings.validate().is_err()) {
                     self.fail_slot(slot, now);
                 } else {
                     self.replicas.slots[slot].state = State::Succeeded;
                     if let Some(s) = &state {
-                        self.merged.merge(s, self.config.conflicts());
+                        self.merged.merge(&s.siblings, self.config.conflicts());
+                        self.context.merge(&s.context());
                     }
-                    self.answers.push((slot, state));
+                    self.answers.push((slot, state.map(|s| s.siblings)));
                 }
             }
             Err(ReplicaFailure::Unavailable | ReplicaFailure::NoAnswer) => {
@@ -192,7 +205,7 @@ impl GetCoordinator {
         false
     }
 
-    fn reply(&mut self, outcome: Result<Siblings, GetError>) {
+    fn reply(&mut self, outcome: Result<GetOutcome, GetError>) {
         self.replied = true;
         self.actions.push_back(GetAction::Reply(outcome));
     }
@@ -204,7 +217,8 @@ impl GetCoordinator {
         let required = self.config.r();
         if !self.replied {
             if self.replicas.succeeded() >= required {
-                self.reply(Ok(self.merged.clone()));
+                let outcome = GetOutcome { siblings: self.merged.clone(), context: self.context.clone() };
+                self.reply(Ok(outcome));
             } else if self.replicas.best_case() < required && !self.is_patient() {
                 let answered = self.replicas.succeeded();
                 let error = match &self.refusal {

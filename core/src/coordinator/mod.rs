@@ -23,11 +23,11 @@ mod get;
 mod put;
 mod replicas;
 
-use crate::version::Siblings;
+use crate::version::SealedState;
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
 pub use forward::{ForwardAction, ForwardPut};
-pub use get::{GetAction, GetCoordinator, GetError};
+pub use get::{GetAction, GetCoordinator, GetError, GetOutcome};
 pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
 
 pub use crate::version::Write;
@@ -60,7 +60,7 @@ impl ReplicaFailure {
 
 /// A replica's answer to a replica read ([`GetAction::Send`]), as the get coordinator takes it.
 /// Any answer of another kind counts as the replica being unavailable.
-pub fn read_answer(response: Response) -> Result<Option<Siblings>, ReplicaFailure> {
+pub fn read_answer(response: Response) -> Result<Option<SealedState>, ReplicaFailure> {
     match response {
         Response::State(state) => Ok(state),
         other => Err(unexpected(other)),
@@ -68,11 +68,11 @@ pub fn read_answer(response: Response) -> Result<Option<Siblings>, ReplicaFailur
 }
 
 /// A replica's answer to a [`PutRequest`], as the put coordinator takes it: the minted state for
-/// a mint, an empty state for an acknowledged replicate.
-pub fn write_answer(request: &PutRequest, response: Response) -> Result<Siblings, ReplicaFailure> {
+/// a mint, `None` for an acknowledged replicate.
+pub fn write_answer(request: &PutRequest, response: Response) -> Result<Option<SealedState>, ReplicaFailure> {
     match (request, response) {
-        (PutRequest::Mint { .. }, Response::State(Some(state))) => Ok(state),
-        (PutRequest::Replicate { .. }, Response::Ack) => Ok(Siblings::new()),
+        (PutRequest::Mint { .. }, Response::State(Some(state))) => Ok(Some(state)),
+        (PutRequest::Replicate { .. }, Response::Ack) => Ok(None),
         (_, other) => Err(unexpected(other)),
     }
 }

@@ -9,7 +9,7 @@ use super::replicas::{Replicas, State};
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
-use crate::version::{CausalContext, Siblings, Write};
+use crate::version::{CausalContext, SealedState, Siblings, Write};
 use crate::wire::ErrorReply;
 
 /// A request the put coordinator sends to one node.
@@ -58,8 +58,8 @@ pub struct Hint {
 /// A successful put.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutOutcome {
-    /// The key's state at the minting replica after the write.
-    pub siblings: Siblings,
+    /// The key's state at the minting replica after the write, sealed by it.
+    pub state: SealedState,
     /// The nodes that acknowledged the write before the reply.
     pub acknowledged: Vec<NodeId>,
     /// Hints left by the write before the reply (fallbacks that acknowledged for an unreachable
@@ -70,7 +70,7 @@ pub struct PutOutcome {
 impl PutOutcome {
     /// The context to pass with the caller's next write of this key.
     pub fn context(&self) -> CausalContext {
-        self.siblings.context()
+        self.state.context()
     }
 }
 
@@ -140,7 +140,7 @@ enum Phase {
     /// it. The put ends undecided.
     Undecided { minter: NodeId },
     /// Spreading the state `minter` answered with.
-    Replicate { minted: Siblings, minter: NodeId },
+    Replicate { minted: SealedState, minter: NodeId },
 }
 
 /// Coordinates one put or delete in two steps, as Riak does: one node (the first reachable
@@ -257,8 +257,8 @@ impl PutCoordinator {
     }
 
     /// Feeds the answer of node `from`: for a mint, the state after the write; for a replicate,
-    /// any state (only success matters). Answers from nodes not asked are ignored.
-    pub fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Siblings, ReplicaFailure>) {
+    /// `None` (only success matters). Answers from nodes not asked are ignored.
+    pub fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<SealedState>, ReplicaFailure>) {
         if self.finished {
             return;
         }
@@ -266,11 +266,11 @@ impl PutCoordinator {
         match answer {
             Ok(state) => {
                 if let Phase::Mint { .. } = self.phase {
-                    if state.validate().is_err() {
+                    let Some(state) = state.filter(|s| s.siblings.validate().is_ok()) else {
                         // An answer that makes no sense: the write may or may not be there.
                         self.fail(slot, now, Applied::Maybe);
                         return self.evaluate();
-                    }
+                    };
                     self.phase = Phase::Replicate { minted: state, minter: from.clone() };
                     self.acknowledge(slot);
                     self.replicate(now);
@@ -383,7 +383,7 @@ impl PutCoordinator {
 
     fn send_replicate(&mut self, node: NodeId, hint_for: Option<NodeId>, now: Duration) {
         let Phase::Replicate { minted, .. } = &self.phase else { return };
-        let request = PutRequest::Replicate { siblings: minted.clone(), hint_for: hint_for.clone() };
+        let request = PutRequest::Replicate { siblings: minted.siblings.clone(), hint_for: hint_for.clone() };
         self.replicas.send(node.clone(), hint_for, now);
         self.actions.push_back(PutAction::Send { to: node, request });
     }
@@ -445,7 +445,7 @@ impl PutCoordinator {
             }
             if let (Phase::Replicate { minted, .. }, true) = (&self.phase, acknowledged >= required) {
                 let outcome = PutOutcome {
-                    siblings: minted.clone(),
+                    state: minted.clone(),
                     acknowledged: self.acknowledged_nodes(),
                     hints: self.hints.clone(),
                 };

@@ -21,7 +21,7 @@ use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::{ConflictPolicy, QuorumKind, StoreConfig};
 use crate::token::Token;
-use crate::version::{CausalContext, Siblings, Write};
+use crate::version::{CausalContext, SealedState, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
 fn refusal(message: &str) -> ErrorReply {
@@ -253,7 +253,12 @@ fn sample_states() -> Vec<Option<Siblings>> {
     let mut one = Siblings::new();
     one.apply(&a, &Write::put(b"x".to_vec(), CausalContext::empty(), 1), policy).unwrap();
     let mut two = one.clone();
-    two.apply(&a, &Write::put(b"y".to_vec(), one.context(), 2), policy).unwrap();
+    let seen = CausalContext::from_parts([crate::version::ContextPart::new(
+        one.history().clone(),
+        one.latest(),
+        crate::version::Seal::NONE,
+    )]);
+    two.apply(&a, &Write::put(b"y".to_vec(), seen, 2), policy).unwrap();
     let mut other = Siblings::new();
     other.apply(&b, &Write::put(b"z".to_vec(), CausalContext::empty(), 3), policy).unwrap();
     alloc::vec![None, Some(one), Some(two), Some(other)]
@@ -267,7 +272,7 @@ impl Machine for GetHarness {
                 self.replied = true;
                 let unavailable = matches!(outcome, Err(GetError::Unavailable { .. }));
                 let ok = outcome.is_ok();
-                self.result = outcome.ok();
+                self.result = outcome.ok().map(|o| o.siblings);
                 Act::Reply { ok, unavailable }
             }
             GetAction::Repair { to, .. } => Act::Repair(to),
@@ -282,7 +287,7 @@ impl Machine for GetHarness {
                     self.before_reply.extend(state.clone());
                 }
                 self.all.push((node.clone(), state.clone()));
-                Ok(state)
+                Ok(state.map(SealedState::unsealed))
             }
             Fate::Refuses => Err(ReplicaFailure::Refused(refusal("no"))),
             _ => Err(ReplicaFailure::Unavailable),
@@ -344,10 +349,13 @@ impl Machine for PutHarness {
                 match &self.requests[node] {
                     PutRequest::Mint { write, .. } => {
                         state.apply(node, write, ConflictPolicy::Siblings).unwrap();
+                        Ok(Some(SealedState::unsealed(state.clone())))
                     }
-                    PutRequest::Replicate { siblings, .. } => state.merge(siblings, ConflictPolicy::Siblings),
+                    PutRequest::Replicate { siblings, .. } => {
+                        state.merge(siblings, ConflictPolicy::Siblings);
+                        Ok(None)
+                    }
                 }
-                Ok(state.clone())
             }
             Fate::Refuses => Err(ReplicaFailure::Refused(refusal("no"))),
             _ => Err(ReplicaFailure::Unavailable),
@@ -406,7 +414,7 @@ proptest! {
         drive(&mut h, &s)?;
         if let Some(outcome) = &h.outcome {
             prop_assert!(outcome.acknowledged.len() >= s.quorum);
-            prop_assert_eq!(outcome.siblings.values().count(), 1);
+            prop_assert_eq!(outcome.state.siblings.values().count(), 1);
             for hint in &outcome.hints {
                 prop_assert!(prefs.fallbacks().contains(&hint.holder));
                 prop_assert!(prefs.is_primary(&hint.primary));
@@ -453,7 +461,7 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
     assert_eq!(to, node("p1"));
     let mut state = Siblings::new();
     state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
-    put.handle_reply(Duration::ZERO, &to, Ok(state.clone()));
+    put.handle_reply(Duration::ZERO, &to, Ok(Some(SealedState::unsealed(state.clone()))));
     let mut sent = Vec::new();
     while let Some(PutAction::Send { to, request: PutRequest::Replicate { hint_for, .. } }) = put.poll_action() {
         sent.push((to, hint_for));
@@ -461,7 +469,7 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
     sent.sort();
     assert_eq!(sent, [(node("f0"), Some(node("p0"))), (node("p2"), None)]);
     // The fallback acknowledges first: W=2 is met with one hint.
-    put.handle_reply(Duration::ZERO, &node("f0"), Ok(state));
+    put.handle_reply(Duration::ZERO, &node("f0"), Ok(None));
     let Some(PutAction::Reply(Ok(outcome))) = put.poll_action() else { panic!() };
     assert_eq!(outcome.hints, [Hint { holder: node("f0"), primary: node("p0") }]);
     assert!(!put.is_finished(), "still waiting for p2");
@@ -485,10 +493,10 @@ fn a_refusing_replica_is_one_failed_replica() {
     assert_eq!(to, node("p1"));
     let mut state = Siblings::new();
     state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
-    put.handle_reply(Duration::ZERO, &to, Ok(state.clone()));
+    put.handle_reply(Duration::ZERO, &to, Ok(Some(SealedState::unsealed(state))));
     let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a replicate to p2") };
     assert_eq!(to, node("p2"));
-    put.handle_reply(Duration::ZERO, &to, Ok(Siblings::new()));
+    put.handle_reply(Duration::ZERO, &to, Ok(None));
     assert!(matches!(put.poll_action(), Some(PutAction::Reply(Ok(_)))));
 
     // Every node refuses the context: the put fails with the reason, not retryable.
@@ -549,7 +557,7 @@ fn a_silent_minter_is_never_replaced_and_the_retry_goes_back_to_it() {
     let again = state.clone();
     state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
     assert_eq!(state, again, "the minter recognises the write by its id");
-    retry.handle_reply(Duration::ZERO, &to, Ok(state));
+    retry.handle_reply(Duration::ZERO, &to, Ok(Some(SealedState::unsealed(state))));
     assert!(matches!(retry.poll_action(), Some(PutAction::Send { request: PutRequest::Replicate { .. }, .. })));
 
     // A pinned minter that is unreachable is not replaced either.
@@ -570,6 +578,7 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1).with_id(crate::version::WriteId(5));
     let mut state = Siblings::new();
     state.apply(&node("p1"), &write, ConflictPolicy::Siblings).unwrap();
+    let state = SealedState::unsealed(state);
 
     // p0 cannot be reached, p1 applies and replicates it.
     let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);

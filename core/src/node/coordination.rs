@@ -14,7 +14,7 @@ use crate::coordinator::{
 use crate::identity::NodeId;
 use crate::store::{QuorumKind, StoreConfig, StoreName};
 use crate::token::Token;
-use crate::version::Write;
+use crate::version::{SealedState, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Request, Response};
 
 /// One request this node coordinates.
@@ -169,7 +169,9 @@ impl Node {
     fn drive(&mut self, now: Duration, number: u64) {
         loop {
             let Some(coordination) = self.coordinations.get_mut(&number) else { return };
-            let Some(action) = next_action(&mut coordination.machine) else { break };
+            let seal =
+                |siblings: &Siblings| self.config.context_key.seal(&coordination.store, &coordination.key, siblings);
+            let Some(action) = next_action(&mut coordination.machine, seal) else { break };
             if let Action::Reply(body) = action {
                 let (stream, id) = (coordination.stream, coordination.id);
                 self.reply(stream, id, body);
@@ -225,18 +227,19 @@ impl Node {
     }
 }
 
-fn next_action(machine: &mut Machine) -> Option<Action> {
+/// The next action of `machine`; a get's reply carries the merged state sealed with `seal`.
+fn next_action(machine: &mut Machine, seal: impl Fn(&Siblings) -> SealedState) -> Option<Action> {
     Some(match machine {
         Machine::Get(m) => match m.poll_action()? {
             GetAction::Send { to } => Action::Call { to, call: ReplicaCall::Read },
-            GetAction::Reply(Ok(state)) => Action::Reply(Response::State(Some(state))),
+            GetAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(seal(&outcome.siblings)))),
             GetAction::Reply(Err(GetError::Refused(reply))) => Action::Reply(Response::Error(reply)),
             GetAction::Reply(Err(e)) => Action::Reply(unavailable(&e)),
             GetAction::Repair { to, siblings } => Action::Repair { to, siblings },
         },
         Machine::Put(m) => match m.poll_action()? {
             PutAction::Send { to, request } => Action::Call { to, call: ReplicaCall::Write(request) },
-            PutAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(outcome.siblings))),
+            PutAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(outcome.state))),
             PutAction::Reply(Err(PutError::Refused(reply))) => Action::Reply(Response::Error(reply)),
             PutAction::Reply(Err(e)) => {
                 let kind = match e {

@@ -29,10 +29,13 @@
 //! use quickv_core::membership::NodeInfo;
 //! use quickv_core::node::{Destination, Io, IoOutput, Node, NodeConfig, Origin};
 //! use quickv_core::store::StoreName;
+//! use quickv_core::version::ContextKey;
 //! use quickv_core::wire::{Message, Request, Response};
 //!
 //! let info = NodeInfo::new("n1", "127.0.0.1:7101", "z1", 1)?;
-//! let mut node = Node::new(NodeConfig::new(info), ClusterView::new(8), Duration::ZERO)?;
+//! // Every node of a cluster seals contexts with the same secret, made when the cluster was.
+//! let secret = ContextKey::new([7; ContextKey::LEN]);
+//! let mut node = Node::new(NodeConfig::new(info, secret), ClusterView::new(8), Duration::ZERO)?;
 //! while node.poll_io().is_some() {} // the driver would save the view here
 //!
 //! // A caller asks the node (a replica of every key: it is alone) for a key.
@@ -64,7 +67,7 @@ use crate::coordinator::ReplicaFailure;
 use crate::identity::{NameError, NodeId};
 use crate::membership::NodeInfo;
 use crate::store::{Limits, StoreName};
-use crate::version::{KeyRecord, WriteId};
+use crate::version::{ContextKey, KeyRecord, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
 
 use coordination::Coordination;
@@ -103,13 +106,18 @@ pub struct NodeConfig {
     /// and sent on every change, so it is kept small. (Concurrent creates at several nodes can
     /// pass it by as many.)
     pub max_stores: usize,
+    /// The cluster secret contexts are sealed with: every node of the cluster has the same one
+    /// (see [`ContextKey`]).
+    pub context_key: ContextKey,
 }
 
 impl NodeConfig {
-    /// A configuration with the defaults for a node with this entry.
-    pub fn new(info: NodeInfo) -> NodeConfig {
+    /// A configuration with the defaults for a node with this entry, sealing contexts with the
+    /// cluster's `context_key`.
+    pub fn new(info: NodeInfo, context_key: ContextKey) -> NodeConfig {
         NodeConfig {
             info,
+            context_key,
             seeds: Vec::new(),
             limits: Limits::default(),
             replica_timeout: Duration::from_secs(2),

@@ -17,7 +17,7 @@ use core::time::Duration;
 
 use super::{Io, IoError, IoOutput, Node, ReplicaCall};
 use crate::store::{ConflictPolicy, StoreConfig, StoreName};
-use crate::version::{KeyRecord, Siblings, Write};
+use crate::version::{KeyRecord, SealedState, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
 /// What one replica step does.
@@ -86,10 +86,10 @@ impl Node {
             }
             // The store finished: the step is done.
             (Ok(IoOutput::Done), Some(stored)) => Some(Ok(match head.step {
-                ReplicaStep::Mint(_) => Response::State(Some(stored.siblings)),
+                ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, &stored.siblings))),
                 _ => Response::Ack,
             })),
-            (Ok(IoOutput::Loaded(current)), None) => match self.apply(now, &head, current) {
+            (Ok(IoOutput::Loaded(current)), None) => match self.apply(now, &key, &head, current) {
                 Ok(Step::Answer(body)) => Some(Ok(body)),
                 Ok(Step::Store(state)) => {
                     let io = Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone() };
@@ -110,10 +110,21 @@ impl Node {
     }
 
     /// What the head step does with the state it loaded.
-    fn apply(&mut self, now: Duration, head: &Pending, current: Option<KeyRecord>) -> Result<Step, ErrorReply> {
+    fn apply(
+        &mut self,
+        now: Duration,
+        key: &(StoreName, Vec<u8>),
+        head: &Pending,
+        current: Option<KeyRecord>,
+    ) -> Result<Step, ErrorReply> {
         match &head.step {
-            ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| r.siblings)))),
+            ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| self.seal(key, &r.siblings))))),
             ReplicaStep::Mint(write) => {
+                // Only a context a node of this cluster sealed for this very key is taken.
+                if let Err(e) = self.config.context_key.check(&key.0, &key.1, &write.context) {
+                    self.stats.refused += 1;
+                    return Err(ErrorReply::new(ErrorKind::InvalidContext, format!("{e}")));
+                }
                 // Under last-writer-wins a timestamp far ahead would win over every later write:
                 // the key would be pinned. Refused, and nothing changes.
                 if head.config.conflicts() == ConflictPolicy::Lww {
@@ -162,6 +173,12 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// `state` of `key` as this node answers it: sealed, so a caller's context made of it is
+    /// taken by any node of the cluster for this key only.
+    fn seal(&self, key: &(StoreName, Vec<u8>), state: &Siblings) -> SealedState {
+        self.config.context_key.seal(&key.0, &key.1, state)
     }
 
     /// Delivers the head step's answer and starts the next step of the key, if any.

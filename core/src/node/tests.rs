@@ -10,12 +10,20 @@ use core::time::Duration;
 
 use super::*;
 use crate::store::StoreConfig;
-use crate::version::{CausalContext, Siblings, Write, WriteId};
+use crate::version::{CausalContext, ContextKey, Siblings, Write, WriteId};
+
+/// The cluster secret of the nodes these tests run.
+fn secret() -> ContextKey {
+    ContextKey::new([1; ContextKey::LEN])
+}
+
+/// The first stream number of requests between nodes (at most 16 of them).
+const PEER_STREAMS: u64 = 1 << 32;
 
 struct Harness {
     nodes: Vec<Node>,
     disks: Vec<BTreeMap<(StoreName, Vec<u8>), KeyRecord>>,
-    /// Answers that reached callers (stream numbers above 1000), by stream.
+    /// Answers that reached callers (streams below `PEER_STREAMS`), by stream.
     answers: BTreeMap<u64, Response>,
     now: Duration,
 }
@@ -25,7 +33,7 @@ impl Harness {
         let mut h = Harness { nodes: Vec::new(), disks: Vec::new(), answers: BTreeMap::new(), now: Duration::ZERO };
         for i in 0..count {
             let info = NodeInfo::new(&format!("n{i}"), &format!("addr-{i}"), &format!("z{i}"), 1).unwrap();
-            let mut config = NodeConfig::new(info);
+            let mut config = NodeConfig::new(info, secret());
             if i > 0 {
                 config.seeds = vec![String::from("addr-0")];
             }
@@ -75,23 +83,26 @@ impl Harness {
 
     fn deliver(&mut self, from: usize, t: Transmit) {
         match t.to {
-            // Streams 1..1000 carry requests between nodes: stream = sender * 100 + request id.
-            Destination::Reply(stream) if stream >= 1000 => {
+            // Streams from PEER_STREAMS on carry requests between nodes: PEER_STREAMS + request id *
+            // 16 + sender; callers' streams are below.
+            Destination::Reply(stream) if stream < PEER_STREAMS => {
                 if let Message::Response { body, .. } = t.message {
                     self.answers.insert(stream, body);
                 }
             }
             Destination::Reply(stream) => {
-                let sender = (stream / 100) as usize;
+                let sender = ((stream - PEER_STREAMS) % 16) as usize;
                 self.nodes[sender].handle_message(self.now, Origin::Answer, t.message);
             }
             Destination::Node { address, .. } => {
                 let (Message::Request { id, .. } | Message::Routed { id, .. }) = &t.message else { return };
                 let id = *id;
                 match self.index(&address) {
-                    Some(to) => {
-                        self.nodes[to].handle_message(self.now, Origin::peer(from as u64 * 100 + id), t.message)
-                    }
+                    Some(to) => self.nodes[to].handle_message(
+                        self.now,
+                        Origin::peer(PEER_STREAMS + id * 16 + from as u64),
+                        t.message,
+                    ),
                     None => self.nodes[from].handle_unreachable(self.now, id),
                 }
             }
@@ -107,7 +118,7 @@ impl Harness {
 
 fn state(response: Response) -> Siblings {
     match response {
-        Response::State(Some(s)) => s,
+        Response::State(Some(s)) => s.siblings,
         other => panic!("expected a state, got {other:?}"),
     }
 }
@@ -141,6 +152,42 @@ fn any_node_coordinates_a_put_and_another_reads_it() {
     assert_eq!(holders, 3);
 }
 
+/// 3.3: a node takes only a context sealed for the key written: a context of another key (which
+/// used to replace that key silently), one of another cluster, or one altered is refused and
+/// changes nothing; the key's own context, from any node, replaces its versions.
+#[test]
+fn a_context_of_another_key_or_cluster_is_refused_and_changes_nothing() {
+    let mut h = Harness::new(3);
+    let store = StoreName::default_store();
+    let put = |key: &[u8], value: &[u8], context: CausalContext| Request::CoordinatePut {
+        store: store.clone(),
+        key: key.to_vec(),
+        write: Write::put(value.to_vec(), context, 1),
+        minter: None,
+    };
+    let get = |key: &[u8]| Request::CoordinateGet { store: store.clone(), key: key.to_vec() };
+    h.ask(0, 1001, put(b"ka", b"a1", CausalContext::empty()));
+    h.ask(0, 1002, put(b"kb", b"b1", CausalContext::empty()));
+    let Response::State(Some(read_a)) = h.ask(1, 1003, get(b"ka")) else { panic!() };
+    let Response::State(Some(read_b)) = h.ask(2, 1004, get(b"kb")) else { panic!() };
+    let stored = h.disks.clone();
+
+    let other_cluster = ContextKey::new([2; ContextKey::LEN]).seal(&store, b"kb", &read_b.siblings).context();
+    let mut altered = read_b.clone();
+    altered.seal.0[0] ^= 1;
+    for (stream, context) in [(1005, read_a.context()), (1006, other_cluster), (1007, altered.context())] {
+        let answer = h.ask(0, stream, put(b"kb", b"b2", context));
+        let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
+        assert_eq!(e.kind, ErrorKind::InvalidContext);
+        assert!(e.message.contains("not issued by this cluster for this key"), "{}", e.message);
+    }
+    assert_eq!(h.disks, stored, "nothing changed");
+
+    // kb's own context, read through node 2, is taken at node 1: b2 replaces b1.
+    assert!(matches!(h.ask(1, 1008, put(b"kb", b"b2", read_b.context())), Response::State(Some(_))));
+    assert_eq!(values(&state(h.ask(0, 1009, get(b"kb")))), vec![b"b2".to_vec()]);
+}
+
 /// 3.4: plain callers may not change membership, nor write to replicas directly (a forged
 /// `Replicate` history used to overwrite a key on every node).
 #[test]
@@ -166,7 +213,7 @@ fn callers_without_a_certificate_may_not_join_sync_mint_or_replicate() {
 #[test]
 fn steps_on_one_key_wait_for_the_previous_store() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO).unwrap();
+    let mut node = Node::new(NodeConfig::new(info, secret()), ClusterView::new(6), Duration::ZERO).unwrap();
     while node.poll_io().is_some() {}
     let store = StoreName::default_store();
     let mint = |v: &[u8]| Request::Mint {
@@ -198,7 +245,7 @@ fn steps_on_one_key_wait_for_the_previous_store() {
 #[test]
 fn a_created_store_is_acknowledged_only_once_saved_and_a_storage_failure_is_reported() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO).unwrap();
+    let mut node = Node::new(NodeConfig::new(info, secret()), ClusterView::new(6), Duration::ZERO).unwrap();
     while node.poll_io().is_some() {}
     let now = Duration::ZERO;
     let name = StoreName::new("carts").unwrap();
@@ -227,14 +274,14 @@ fn a_created_store_is_acknowledged_only_once_saved_and_a_storage_failure_is_repo
 fn a_view_that_cannot_take_the_node_is_refused_not_discarded() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
     // Two partition bits are below the ring's minimum: no ring can hold the node.
-    let err = Node::new(NodeConfig::new(info), ClusterView::new(2), Duration::ZERO).unwrap_err();
+    let err = Node::new(NodeConfig::new(info, secret()), ClusterView::new(2), Duration::ZERO).unwrap_err();
     assert!(format!("{err}").contains("partition"), "{err}");
 }
 
 #[test]
 fn garbage_frames_get_a_malformed_answer() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut node = Node::new(NodeConfig::new(info), ClusterView::new(6), Duration::ZERO).unwrap();
+    let mut node = Node::new(NodeConfig::new(info, secret()), ClusterView::new(6), Duration::ZERO).unwrap();
     node.handle_frame(Duration::ZERO, Origin::caller(5), &[1, 0xff, 0xff]);
     let t = node.poll_transmit().expect("an answer");
     assert_eq!(t.to, Destination::Reply(5));
@@ -307,7 +354,7 @@ fn a_far_future_timestamp_is_refused_in_a_last_writer_wins_store() {
 #[test]
 fn the_store_catalogue_has_a_maximum() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
-    let mut config = NodeConfig::new(info);
+    let mut config = NodeConfig::new(info, secret());
     config.max_stores = 2;
     let mut h =
         Harness { nodes: Vec::new(), disks: vec![BTreeMap::new()], answers: BTreeMap::new(), now: Duration::ZERO };

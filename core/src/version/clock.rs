@@ -33,7 +33,7 @@ pub enum Causality {
 ///
 /// **Merge laws**: [`merge`](VersionVector::merge) is the pointwise maximum, hence commutative,
 /// associative and idempotent. Zero entries are never stored, so equal histories are equal values.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct VersionVector(BTreeMap<NodeId, u64>);
 
 impl VersionVector {

@@ -12,20 +12,28 @@
 //! siblings is bounded by the number of writers that raced, not by the number of writes. Nothing
 //! is ever truncated.
 //!
+//! Contexts are sealed: the node that answers a read MACs the state's history with the cluster's
+//! [`ContextKey`], binding it to the store and key, and the node that applies a write checks the
+//! seal first, so a context of another key, a forged or an altered one is refused. A context also
+//! carries the newest timestamp it has seen: a write is stamped later than everything it read.
+//!
 //! Deletes write a tombstone sibling. Under the last-writer-wins policy a key holds one version,
 //! the greatest by (timestamp, dot).
 
 mod clock;
 mod context;
 mod key_record;
+mod seal;
 mod siblings;
 pub mod v1;
+pub mod v2;
 mod value;
 mod write;
 
 pub use clock::{Causality, Dot, VersionVector};
-pub use context::{CONTEXT_FORMAT, CausalContext, ContextError};
+pub use context::{CONTEXT_FORMAT, CausalContext, ContextError, ContextPart, MAX_CONTEXT_PARTS, Seal};
 pub use key_record::KeyRecord;
+pub use seal::{ContextKey, SealedState};
 pub use siblings::{ApplyError, Sibling, Siblings, SiblingsError};
 pub use value::Value;
 pub use write::{Payload, Write, WriteId};

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CausalContext, Dot, Payload, Value, VersionVector, Write, WriteId};
+use super::{Dot, Payload, Value, VersionVector, Write, WriteId};
 use crate::identity::NodeId;
 use crate::mix::{combine, mix64};
 use crate::store::ConflictPolicy;
@@ -51,6 +51,12 @@ pub enum ApplyError {
         /// What the replica has.
         known: u64,
     },
+    /// The replica has minted every counter a key can hold for this actor (2^64 - 1 writes).
+    #[error("{actor} has no dot left for this key")]
+    CountersExhausted {
+        /// The replica minting the write.
+        actor: NodeId,
+    },
 }
 
 /// Why a decoded state is not well formed.
@@ -88,18 +94,22 @@ impl Siblings {
         if claimed > known {
             return Err(ApplyError::ContextFromTheFuture { actor: actor.clone(), claimed, known });
         }
-        let dot = Dot { actor: actor.clone(), counter: known + 1 };
-        // A write that supersedes versions is later than them even if clocks disagree.
+        let counter = known.checked_add(1).ok_or_else(|| ApplyError::CountersExhausted { actor: actor.clone() })?;
+        let dot = Dot { actor: actor.clone(), counter };
+        // A write is later than everything it supersedes even if clocks disagree: than the
+        // versions here its context covers, and than every version its reader saw (the context's
+        // newest timestamp), held here or not.
         let floor = self
             .versions
             .iter()
             .filter(|v| seen.covers(&v.dot))
-            .map(|v| v.timestamp.saturating_add(1))
+            .map(|v| v.timestamp)
+            .chain((!write.context.is_empty()).then(|| write.context.latest()))
             .max()
-            .unwrap_or(0);
+            .map_or(0, |t| t.saturating_add(1));
         let timestamp = write.timestamp.max(floor);
         self.versions.retain(|v| !seen.covers(&v.dot));
-        self.history.merge(seen);
+        self.history.merge(&seen);
         self.history.add(&dot);
         self.versions.push(Sibling { dot: dot.clone(), timestamp, payload: write.payload.clone(), write: write.id });
         self.versions.sort_unstable_by(|a, b| a.dot.cmp(&b.dot));
@@ -190,9 +200,10 @@ impl Siblings {
         &self.history
     }
 
-    /// The context to hand a caller who read this state.
-    pub fn context(&self) -> CausalContext {
-        CausalContext::from_vector(self.history.clone())
+    /// The newest timestamp among the versions (0 for a key never written): what a context of
+    /// this state carries, so that a write that read it is stamped later.
+    pub fn latest(&self) -> u64 {
+        self.versions.iter().map(|v| v.timestamp).max().unwrap_or(0)
     }
 
     /// Checks the invariants merge relies on; call it on states decoded from disk or network.

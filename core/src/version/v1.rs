@@ -5,19 +5,19 @@ use alloc::vec::Vec;
 
 use serde::Deserialize;
 
-use super::{CausalContext, Dot, Payload, Sibling, SiblingsError, VersionVector, WriteId};
+use super::{Dot, Payload, Sibling, SiblingsError, VersionVector, WriteId};
 
-/// A write without an id.
+/// A write without an id, and with an unsealed context (a version vector).
 #[derive(Debug, Deserialize)]
 pub struct Write {
     payload: Payload,
-    context: CausalContext,
+    context: VersionVector,
     timestamp: u64,
 }
 
 impl From<Write> for super::Write {
     fn from(w: Write) -> super::Write {
-        super::Write { id: WriteId::NONE, payload: w.payload, context: w.context, timestamp: w.timestamp }
+        super::v2::Write { id: WriteId::NONE, payload: w.payload, context: w.context, timestamp: w.timestamp }.into()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Frames of wire version 1 (before write ids), still decoded: a write or version they carry
-//! reads as having [`WriteId::NONE`](crate::version::WriteId::NONE). Nodes send version 2 only.
+//! reads as having [`WriteId::NONE`](crate::version::WriteId::NONE), and its contexts and states
+//! as unsealed (see [`v2`](super::v2)). Nodes send today's version only.
 
 use alloc::vec::Vec;
 
@@ -12,6 +13,7 @@ use crate::cluster::ClusterView;
 use crate::identity::NodeId;
 use crate::membership::{Membership, NodeInfo};
 use crate::store::{StoreConfig, StoreName};
+use crate::version::SealedState;
 use crate::version::v1::{Siblings, Write};
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +94,9 @@ impl Request {
 impl Response {
     fn into_current(self) -> Result<CurrentResponse, DecodeError> {
         Ok(match self {
-            Response::State(siblings) => CurrentResponse::State(siblings.map(state).transpose()?),
+            Response::State(siblings) => {
+                CurrentResponse::State(siblings.map(state).transpose()?.map(SealedState::unsealed))
+            }
             Response::Ack => CurrentResponse::Ack,
             Response::Membership(m) => CurrentResponse::Membership(m),
             Response::Error(e) => CurrentResponse::Error(ErrorReply::new(e.kind, e.message)),

@@ -176,6 +176,7 @@ impl Node {
             .map_err(|e| StartError::SavedView { path: config.dir.clone(), reason: e.to_string() })?;
         let ca = ClusterCa::from_pem_file(config.ca_dir.join(pki::CA_CERT))?;
         let identity = pki::node_identity(&config.dir, &config.ca_dir)?;
+        let secret = pki::cluster_secret(&config.dir, &config.ca_dir)?;
         let mut transport = quickv_client::transport::transport_config();
         transport.max_concurrent_bidi_streams(config.bounds.streams_per_connection.into());
         transport.receive_window(config.bounds.receive_window.into());
@@ -193,7 +194,7 @@ impl Node {
         let incarnation = incarnations.begin(config.engine == EngineKind::Durable)?;
         let file = Arc::new(saved_view::SavedView::new(config.dir.join(saved_view::FILE)));
         let view = file.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
-        let mut machine_config = quickv_core::node::NodeConfig::new(info);
+        let mut machine_config = quickv_core::node::NodeConfig::new(info, secret);
         machine_config.seeds = config.seeds.iter().map(SocketAddr::to_string).collect();
         machine_config.limits = config.limits;
         machine_config.replica_timeout = config.replica_timeout;

@@ -11,7 +11,7 @@ use quickv_client::{CausalContext, Client, ClusterCa, ConflictPolicy, GetError, 
 use quickv_core::identity::NodeId;
 use quickv_core::store::Limits;
 use quickv_core::token::Token;
-use quickv_core::version::{Dot, VersionVector, Write};
+use quickv_core::version::{ContextPart, Dot, Seal, VersionVector, Write};
 use quickv_core::wire::{self, ErrorKind, Message, Request, Response};
 use quickv_server::node::bounds::Bounds;
 use support::Cluster;
@@ -114,7 +114,7 @@ async fn quorum_holds_with_one_of_three_nodes_stopped_and_a_restarted_node_keeps
         let request = Request::Get { store: StoreName::default_store(), key: format!("k{i}").into_bytes() };
         match raw.call(cluster.addrs[0], None, request).await.unwrap() {
             Response::State(Some(state)) => {
-                let vals: Vec<_> = state.values().map(|v| v.as_ref().to_vec()).collect();
+                let vals: Vec<_> = state.siblings.values().map(|v| v.as_ref().to_vec()).collect();
                 assert!(
                     vals == vec![format!("w{i}").into_bytes()] || vals == vec![format!("v{i}").into_bytes()],
                     "k{i} on the restarted node holds {:?}",
@@ -200,7 +200,7 @@ async fn plain_callers_are_coordinated_by_any_node() {
     assert!(matches!(raw.call(cluster.addrs[1], None, put).await.unwrap(), Response::State(Some(_))));
     let get = Request::CoordinateGet { store, key: b"p".to_vec() };
     match raw.call(cluster.addrs[2], None, get).await.unwrap() {
-        Response::State(Some(state)) => assert_eq!(state.values().next().unwrap().as_ref(), b"plain"),
+        Response::State(Some(state)) => assert_eq!(state.siblings.values().next().unwrap().as_ref(), b"plain"),
         other => panic!("{other:?}"),
     }
     assert_eq!(cluster.node(1).stats().coordinated, 1);
@@ -284,7 +284,8 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
         let actor = NodeId::new(&format!("n{n}")).unwrap().in_incarnation(cluster.node(n).incarnation()).unwrap();
         forged.add(&Dot { actor, counter: 1000 });
     }
-    let write = Write::put(b"v".to_vec(), CausalContext::from_vector(forged), 1);
+    let forged = CausalContext::from_parts([ContextPart::new(forged, 0, Seal([9; 16]))]);
+    let write = Write::put(b"v".to_vec(), forged, 1);
     let put = Request::CoordinatePut { store: default.clone(), key: b"k".to_vec(), write, minter: None };
     let Response::Error(e) = raw.call(addr, None, put).await.unwrap() else { panic!("accepted") };
     assert_eq!(e.kind, ErrorKind::InvalidContext, "{}", e.message);
@@ -314,6 +315,18 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let err = store.put("k", vec![0u8; 2000], &CausalContext::empty()).await.unwrap_err();
     assert!(matches!(&err, PutError::Refused(e) if e.kind == ErrorKind::TooLarge), "{err:?}");
     assert!(matches!(client.store("nope").await, Err(quickv_client::StoreError::Unknown(_))));
+    // 3.3: the context of another key is refused and changes nothing (it used to replace the
+    // key it was used with: `quickv put kb x --context <context of ka>`).
+    store.put("ka", b"a1".to_vec(), &CausalContext::empty()).await.unwrap();
+    store.put("kb", b"b1".to_vec(), &CausalContext::empty()).await.unwrap();
+    let of_ka = store.get("ka").await.unwrap().context;
+    let err = store.put("kb", b"x".to_vec(), &of_ka).await.unwrap_err();
+    assert!(matches!(&err, PutError::Refused(e) if e.kind == ErrorKind::InvalidContext), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(store.get("kb").await.unwrap().values, vec![b"b1".to_vec().into()]);
+    let of_kb = store.get("kb").await.unwrap().context;
+    store.put("kb", b"b2".to_vec(), &of_kb).await.unwrap();
+    assert_eq!(store.get("kb").await.unwrap().values, vec![b"b2".to_vec().into()]);
     raw.close();
     client.close();
     cluster.shutdown().await;

@@ -2,7 +2,7 @@
 //!
 //! - `quickv-node dev [--nodes 3] [--dir ./quickv-dev]`: a local cluster on loopback, in the
 //!   foreground, with the durable engine; prints the line that points `quickv` at it.
-//! - `quickv-node init --dir DIR`: create the cluster's CA in DIR.
+//! - `quickv-node init --dir DIR`: create the cluster's CA and secret in DIR.
 //! - `quickv-node run --dir DIR/NODE --ca-dir DIR --listen ADDR [--seeds ADDR,...] ...`: one node.
 //!
 //! Logs go to stderr; `QUICKV_LOG=debug` (or `warn`, `error`) changes the level (default `info`).
@@ -43,7 +43,8 @@ enum Command {
         storage: StorageArgs,
     },
     /// Create a cluster's certificate authority in DIR (ca.pem for clients, ca.key to issue node
-    /// certificates).
+    /// certificates) and its secret (cluster.secret, nodes only); adds what is missing to an
+    /// existing cluster folder.
     Init {
         /// The cluster folder.
         #[arg(long)]
@@ -138,8 +139,14 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Init { dir } => {
                 let created = pki::init_cluster(&dir)?;
-                let verb = if created { "created" } else { "already has" };
-                println!("{} {verb} a cluster CA: give clients {}", dir.display(), dir.join(pki::CA_CERT).display());
+                let verb = if created { "now has" } else { "already has" };
+                println!(
+                    "{} {verb} a cluster CA and secret: give clients {}, keep {} and {} for nodes",
+                    dir.display(),
+                    dir.join(pki::CA_CERT).display(),
+                    pki::CA_KEY,
+                    pki::CLUSTER_SECRET
+                );
                 Ok(())
             }
             Command::Run(args) => run(args).await,
