@@ -3,10 +3,11 @@
 //! Nodes exchange whole views and [`ClusterView::merge`] them:
 //!
 //! - **membership** merges as the CRDT of [`crate::membership`];
-//! - the **store catalogue** is a map from name to configuration that only grows; if two nodes
-//!   created the same name with different settings at the same time (each refuses a conflicting
-//!   create it already knows about), every view keeps the smaller configuration in
-//!   [`StoreConfig`]'s order, so all views agree. A dropped store keeps its name with the
+//! - the **store catalogue** is a map from name to configuration that only grows. One node
+//!   decides every create, the [claimant](ClusterView::claimant), so one name never gets two
+//!   settings; should two nodes ever both have decided (views that disagree on the claimant for
+//!   a moment), every view keeps the smaller configuration in [`StoreConfig`]'s order, so all
+//!   views still agree. A dropped store keeps its name with the
 //!   [`StoreConfig::dropped`] entry, the least of all, so a drop wins every merge and the name is
 //!   not used again;
 //! - the **ring** depends on its history (see [`crate::ring`]), so it is agreed rather than
@@ -82,12 +83,10 @@ pub enum ViewError {
 }
 
 impl ClusterView {
-    /// A view of a cluster with no nodes yet, whose catalogue holds the `default` store (the
-    /// `quorum` preset).
+    /// A view of a cluster with no nodes and no stores yet (the node that founds a cluster adds
+    /// the `default` store).
     pub fn new(partition_bits: u8) -> ClusterView {
-        let mut stores = BTreeMap::new();
-        stores.insert(StoreName::default_store(), StoreConfig::quorum());
-        ClusterView { partition_bits, membership: Membership::new(), ring: None, stores }
+        ClusterView { partition_bits, membership: Membership::new(), ring: None, stores: BTreeMap::new() }
     }
 
     /// log2 of the ring's partition count, fixed for the cluster's life.
@@ -98,6 +97,13 @@ impl ClusterView {
     /// The membership.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The node that decides store creates: the member with the smallest id. Every create is
+    /// sent to it, so of racing creates of one name exactly one wins (as Riak's claimant decides
+    /// cluster changes). `None` for a view without members.
+    pub fn claimant(&self) -> Option<&crate::identity::NodeId> {
+        self.membership.nodes().map(|n| &n.id).min()
     }
 
     /// The ring, once the cluster has a node that owns partitions.
@@ -262,10 +268,21 @@ mod tests {
     }
 
     #[test]
-    fn new_view_has_the_default_store_and_no_ring() {
+    fn new_view_has_no_store_no_ring_and_no_claimant() {
         let view = ClusterView::new(8);
-        assert_eq!(view.store(&StoreName::default_store()), Some(&StoreConfig::quorum()));
+        assert_eq!(view.stores().count(), 0);
         assert!(view.ring().is_none());
+        assert_eq!(view.claimant(), None);
+    }
+
+    #[test]
+    fn the_claimant_is_the_member_with_the_smallest_id() {
+        let mut view = ClusterView::new(8);
+        view.upsert_node(node(2, 1)).unwrap();
+        assert_eq!(view.claimant().map(|c| c.as_str()), Some("n2"));
+        view.upsert_node(node(1, 1)).unwrap();
+        view.upsert_node(node(3, 1)).unwrap();
+        assert_eq!(view.claimant().map(|c| c.as_str()), Some("n1"));
     }
 
     #[test]
@@ -284,6 +301,7 @@ mod tests {
     #[test]
     fn store_settings_are_fixed_for_life() {
         let mut view = ClusterView::new(8);
+        assert!(view.create_store(StoreName::default_store(), StoreConfig::quorum()).unwrap());
         let carts = StoreName::new("carts").unwrap();
         assert!(view.create_store(carts.clone(), StoreConfig::eventual()).unwrap());
         assert!(!view.create_store(carts.clone(), StoreConfig::eventual()).unwrap());

@@ -122,6 +122,33 @@ impl StoreConfig {
         StoreConfig { n: 3, r: 2, w: 2, quorum: QuorumKind::Sloppy, conflicts: ConflictPolicy::Siblings }
     }
 
+    /// The `quorum` preset for a cluster of `nodes` nodes: N = min(3, nodes), R and W a
+    /// majority of N (1/1/1 on one node, 2/2/2 on two), so that writes can be met.
+    pub fn quorum_for(nodes: usize) -> StoreConfig {
+        let n = nodes.clamp(1, 3) as u8;
+        StoreConfig { n, r: n / 2 + 1, w: n / 2 + 1, ..StoreConfig::quorum() }
+    }
+
+    /// How these settings fit a cluster of `nodes` nodes: `Err` when no write could ever be
+    /// taken (a strict store with W above the nodes: fallbacks never count), `Ok(Some(warning))`
+    /// when the store works only partly until more nodes join, `Ok(None)` when it fits.
+    pub fn fit(&self, nodes: usize) -> Result<Option<String>, String> {
+        let (n, w) = (self.n(), self.w());
+        if w > nodes && self.quorum == QuorumKind::Strict {
+            return Err(alloc::format!(
+                "a strict store needs W={w} replicas for every write and the cluster has {nodes} node(s): no \
+                 write could succeed (add nodes first, or lower W)"
+            ));
+        }
+        Ok(if w > nodes {
+            Some(alloc::format!("writes fail until the cluster has W={w} nodes (it has {nodes})"))
+        } else if n > nodes {
+            Some(alloc::format!("keys have fewer than N={n} replicas until the cluster has {n} nodes (it has {nodes})"))
+        } else {
+            None
+        })
+    }
+
     /// `strict`: N=3, R=2, W=2, strict, siblings.
     pub fn strict() -> StoreConfig {
         StoreConfig { n: 3, r: 2, w: 2, quorum: QuorumKind::Strict, conflicts: ConflictPolicy::Siblings }
@@ -364,6 +391,22 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 3.9: the default store of a cluster of one or two nodes can meet its writes; settings
+    /// that need more nodes are flagged, and refused when no write could ever succeed.
+    #[test]
+    fn settings_fit_the_cluster_size() {
+        assert_eq!((StoreConfig::quorum_for(1).n(), StoreConfig::quorum_for(1).w()), (1, 1));
+        assert_eq!((StoreConfig::quorum_for(2).n(), StoreConfig::quorum_for(2).r()), (2, 2));
+        assert_eq!(StoreConfig::quorum_for(7), StoreConfig::quorum());
+        for nodes in 1..=3 {
+            assert_eq!(StoreConfig::quorum_for(nodes).fit(nodes), Ok(None));
+        }
+        assert!(StoreConfig::strict().fit(1).unwrap_err().contains("W=2"));
+        assert!(StoreConfig::quorum().fit(1).unwrap().unwrap().contains("writes fail until the cluster has W=2"));
+        assert!(StoreConfig::strict().fit(2).unwrap().unwrap().contains("fewer than N=3 replicas"));
+        assert_eq!(StoreConfig::strict().fit(3), Ok(None));
+    }
     use alloc::string::ToString;
 
     #[test]

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use quickv_core::identity::NodeId;
+use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::version::Siblings;
 
 use crate::workload::{KeyId, LWW_STORE, Op, OpKind, Status, value_name};
@@ -18,6 +19,8 @@ pub(crate) struct Final {
     pub(crate) reads: BTreeMap<KeyId, Siblings>,
     /// Each key's state on each of its primary replicas' disks.
     pub(crate) replicas: BTreeMap<KeyId, Vec<(NodeId, Option<Siblings>)>>,
+    /// The raced stores each running node's view holds, with their settings.
+    pub(crate) catalogues: Vec<(NodeId, BTreeMap<StoreName, StoreConfig>)>,
 }
 
 /// Every violated property, one line each.
@@ -30,12 +33,58 @@ pub(crate) fn check(history: &[Op], finals: &Final, pending: &[usize]) -> Vec<St
             name(&history[op].key)
         ));
     }
-    let keys: BTreeSet<&KeyId> = history.iter().map(|op| &op.key).collect();
+    let keys: BTreeSet<&KeyId> =
+        history.iter().filter(|op| !matches!(op.kind, OpKind::Create(_))).map(|op| &op.key).collect();
     for key in keys {
         let ops: Vec<&Op> = history.iter().filter(|op| &op.key == key).collect();
         check_key(key, &ops, finals, &mut violations);
     }
+    let creates: BTreeSet<&StoreName> =
+        history.iter().filter(|op| matches!(op.kind, OpKind::Create(_))).map(|op| &op.key.0).collect();
+    for store in creates {
+        let ops: Vec<&Op> = history.iter().filter(|op| &op.key.0 == store).collect();
+        check_creates(store, &ops, finals, &mut violations);
+    }
     violations
+}
+
+/// Store creation has one winner: of creates of one name with different settings at most one
+/// is told "created", and once the views have converged every node serves the store with those
+/// settings (or, if nobody was told, with the settings of a create that may have been applied).
+fn check_creates(store: &StoreName, ops: &[&Op], finals: &Final, violations: &mut Vec<String>) {
+    let settings = |ok: bool| -> BTreeSet<StoreConfig> {
+        ops.iter()
+            .filter(|op| match &op.status {
+                Status::Ok => ok,
+                // A refusal naming the existing settings applied nothing.
+                Status::Failed(why) => !ok && !why.starts_with("StoreConflict"),
+                Status::Pending => !ok,
+            })
+            .filter_map(|op| match op.kind {
+                OpKind::Create(config) => Some(config),
+                _ => None,
+            })
+            .collect()
+    };
+    let (told, maybe) = (settings(true), settings(false));
+    if told.len() > 1 {
+        let told: Vec<String> = told.iter().map(|c| c.to_string()).collect();
+        violations.push(format!("store {store}: creates with different settings were all told created: {told:?}"));
+    }
+    for (node, catalogue) in &finals.catalogues {
+        match catalogue.get(store) {
+            Some(config) if !told.is_empty() && !told.contains(config) => {
+                violations.push(format!("store {store}: {node} serves it as {config}, callers were told otherwise"))
+            }
+            Some(config) if told.is_empty() && !maybe.contains(config) => {
+                violations.push(format!("store {store}: {node} serves it as {config}, which no caller asked for"))
+            }
+            None if !told.is_empty() => {
+                violations.push(format!("store {store}: {node} does not know it after the views converged"))
+            }
+            _ => {}
+        }
+    }
 }
 
 fn check_key(key: &KeyId, ops: &[&Op], finals: &Final, violations: &mut Vec<String>) {
@@ -53,7 +102,7 @@ fn check_key(key: &KeyId, ops: &[&Op], finals: &Final, violations: &mut Vec<Stri
         })
         .collect();
     let writes_that = |acknowledged_only: bool| {
-        let starts = ops.iter().filter(|op| op.kind != OpKind::Get && (!acknowledged_only || op.status == Status::Ok));
+        let starts = ops.iter().filter(|op| op.kind.is_write() && (!acknowledged_only || op.status == Status::Ok));
         superseded(starts.map(|op| &op.seen), &writes)
     };
     let superseded_by_any = writes_that(false);
@@ -116,4 +165,38 @@ fn superseded<'a>(seen: impl Iterator<Item = &'a BTreeSet<String>>, writes: &BTr
 
 fn name(key: &KeyId) -> String {
     format!("{}/{}", key.0, String::from_utf8_lossy(&key.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::raced_settings;
+
+    fn create(config: StoreConfig, status: Status) -> Op {
+        let name = StoreName::new("race-0").unwrap();
+        Op { key: (name, Vec::new()), kind: OpKind::Create(config), seen: BTreeSet::new(), status, read: None }
+    }
+
+    /// The create checker bites: two settings told "created", a node serving other settings,
+    /// a node not knowing a created store.
+    #[test]
+    fn racing_creates_with_two_winners_are_reported() {
+        let (a, b) = (raced_settings(false), raced_settings(true));
+        let name = StoreName::new("race-0").unwrap();
+        let n = |i: &str| NodeId::new(i).unwrap();
+        let finals = Final {
+            catalogues: vec![(n("n0"), BTreeMap::from([(name.clone(), a)])), (n("n1"), BTreeMap::new())],
+            ..Final::default()
+        };
+        let history = [create(a, Status::Ok), create(b, Status::Ok)];
+        let violations = check(&history, &finals, &[]);
+        assert!(violations.iter().any(|v| v.contains("all told created")), "{violations:?}");
+        assert!(violations.iter().any(|v| v.contains("does not know it")), "{violations:?}");
+        let history = [create(b, Status::Ok), create(a, Status::Failed("StoreConflict: exists".into()))];
+        let violations = check(&history, &finals, &[]);
+        assert!(violations.iter().any(|v| v.contains("serves it as")), "{violations:?}");
+        let history = [create(a, Status::Ok), create(b, Status::Failed("StoreConflict: exists".into()))];
+        let finals = Final { catalogues: vec![(n("n0"), BTreeMap::from([(name, a)]))], ..Final::default() };
+        assert_eq!(check(&history, &finals, &[]), Vec::<String>::new());
+    }
 }

@@ -39,6 +39,9 @@ pub enum Fault {
     ForgedContext,
     /// Writes go to a store with last-writer-wins conflicts as well.
     Lww,
+    /// Clients create stores of a few names, with one of two settings each time, at random
+    /// nodes: racing creates of one name with different settings.
+    StoreCreates,
 }
 
 impl Fault {
@@ -59,6 +62,7 @@ impl Fault {
         Fault::ForeignContext,
         Fault::ForgedContext,
         Fault::Lww,
+        Fault::StoreCreates,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
@@ -88,6 +92,7 @@ impl Fault {
             Fault::ForeignContext => "foreign-context",
             Fault::ForgedContext => "forged-context",
             Fault::Lww => "lww",
+            Fault::StoreCreates => "store-create",
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use quickv_core::identity::NodeId;
-use quickv_core::store::StoreName;
+use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
 use quickv_core::version::{
     CausalContext, ContextKey, ContextPart, Dot, Seal, SealedState, Siblings, Value, VersionVector, Write, WriteId,
 };
@@ -51,6 +51,24 @@ pub(crate) enum OpKind {
     Get,
     Put(String),
     Delete,
+    /// A create of the store `key.0` with these settings (`key.1` is empty).
+    Create(StoreConfig),
+}
+
+impl OpKind {
+    /// Whether the op writes a key (a put or a delete).
+    pub(crate) fn is_write(&self) -> bool {
+        matches!(self, OpKind::Put(_) | OpKind::Delete)
+    }
+}
+
+/// The names of the stores clients race to create (with [`Fault::StoreCreates`]).
+pub(crate) const RACED_STORES: [&str; 2] = ["race-0", "race-1"];
+
+/// The two settings racing creates choose from: they differ in R and W only.
+pub(crate) fn raced_settings(choice: bool) -> StoreConfig {
+    let (r, w) = if choice { (1, 3) } else { (2, 2) };
+    StoreConfig::new(3, r, w, QuorumKind::Strict, ConflictPolicy::Siblings).expect("valid settings")
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +128,19 @@ impl Client {
         self.remaining -= 1;
         let key = rng.pick(keys).clone();
         let reads = self.reads.get(&key).cloned().unwrap_or_default();
+        if faults.contains(&Fault::StoreCreates) && rng.chance(5) {
+            let name: &&str = rng.pick(&RACED_STORES);
+            let name = StoreName::new(name).expect("valid name");
+            let config = raced_settings(rng.chance(50));
+            let op = Op {
+                key: (name.clone(), Vec::new()),
+                kind: OpKind::Create(config),
+                seen: BTreeSet::new(),
+                status: Status::Pending,
+                read: None,
+            };
+            return (op, Request::CreateStore { name, config });
+        }
         let roll = rng.below(100);
         if roll < 35 || (roll >= 85 && reads.is_empty()) {
             return (Op::get(key.clone()), Request::CoordinateGet { store: key.0, key: key.1 });
@@ -221,6 +252,7 @@ impl Client {
                 }
                 Status::Ok
             }
+            Some(Response::Ack) if matches!(op.kind, OpKind::Create(_)) => Status::Ok,
             Some(Response::Error(e)) => Status::Failed(format!("{:?}: {}", e.kind, e.message)),
             Some(other) => Status::Failed(format!("unexpected answer {other:?}")),
             None => Status::Failed("no answer: the node went away".into()),

@@ -18,7 +18,7 @@ use quickv_core::wire::{self, Message, Request, Response};
 
 use crate::check::{self, Final};
 use crate::rng::Rng;
-use crate::workload::{Client, KeyId, LWW_STORE, Op, OpKind, STORE, Status, Tamper, values_of};
+use crate::workload::{Client, KeyId, LWW_STORE, Op, RACED_STORES, STORE, Status, Tamper, values_of};
 use crate::{Fault, Mechanism, Options, Outcome, RunStats};
 
 /// How long nodes wait for a replica.
@@ -408,7 +408,7 @@ impl World {
                     let target = self.rng.below(self.nodes.len() as u64) as usize;
                     return self.send_from_client(requester, target, retry);
                 }
-                if record.kind != OpKind::Get {
+                if record.kind.is_write() {
                     match record.status {
                         Status::Ok => self.stats.acknowledged += 1,
                         _ => self.stats.maybe += 1,
@@ -737,7 +737,21 @@ impl World {
                 .collect();
             replicas.insert(key.clone(), holders);
         }
-        Final { reads, replicas }
+        let catalogues = self
+            .nodes
+            .iter()
+            .zip(&self.ids)
+            .filter_map(|(node, id)| {
+                let view = node.machine.as_ref()?.view();
+                let raced = RACED_STORES.iter().filter_map(|name| {
+                    let name = StoreName::new(name).ok()?;
+                    let config = *view.store(&name)?;
+                    Some((name, config))
+                });
+                Some((id.clone(), raced.collect()))
+            })
+            .collect();
+        Final { reads, replicas, catalogues }
     }
 }
 

@@ -57,6 +57,17 @@ fn lww_is_causal() {
     assert!(outcome.violations.iter().any(|v| v.contains("came back")), "{:?}", outcome.violations);
 }
 
+/// Regression (issue 7, 3.9): racing creates of one name with different settings at two nodes
+/// were both told "created" (seeds 175 and 176 of `delay,store-create` before the fix); every
+/// create is now decided by the claimant.
+#[test]
+fn racing_store_creates_have_one_winner() {
+    for seed in [175, 176] {
+        let outcome = run(&with(seed, &[Fault::Delay, Fault::StoreCreates]));
+        assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
+    }
+}
+
 /// Regression (issue 7, 3.5): a mint whose answer is late, lost, or cut off by a crash was
 /// minted again at the next node, and one put left two versions. Found before the fix by seeds
 /// 0 `delay,slow`, 4 `delay,duplicate`, 0 `delay,partition` and 263 `delay,crash`; writes now

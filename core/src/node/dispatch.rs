@@ -4,9 +4,9 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::Node;
 use super::coordination::Job;
 use super::replica::{Completion, ReplicaStep};
-use super::{AfterSave, Node};
 use crate::store::{LimitError, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::Value;
@@ -85,14 +85,8 @@ impl Node {
                 self.coordinate(now, stream, id, store, key, config, Job::Put { write, minter })?;
                 Ok(None)
             }
-            Request::CreateStore { name, config } => self.create_store(now, stream, id, name, config),
-            Request::DropStore { name } => {
-                let dropped = self
-                    .view
-                    .drop_store(&name)
-                    .map_err(|e| ErrorReply::new(ErrorKind::UnknownStore, format!("{e}")))?;
-                Ok(self.ack_once_saved(now, stream, id, dropped))
-            }
+            Request::CreateStore { name, config } => self.create_store(now, stream, from_node, id, name, config),
+            Request::DropStore { name } => self.drop_store(now, stream, id, name),
             Request::Cluster => Ok(Some(Response::Cluster(self.view.clone()))),
             Request::Join { node } => {
                 nodes_only(from_node)?;
@@ -151,40 +145,6 @@ impl Node {
             )),
             _ => Ok(config),
         }
-    }
-
-    fn create_store(
-        &mut self,
-        now: Duration,
-        stream: u64,
-        id: u64,
-        name: StoreName,
-        config: StoreConfig,
-    ) -> Result<Option<Response>, ErrorReply> {
-        let max = self.config.max_stores;
-        let new = self.view.store(&name).is_none() && !self.view.was_dropped(&name);
-        if new && self.view.stores().count() >= max {
-            return Err(ErrorReply::new(
-                ErrorKind::TooLarge,
-                format!("the cluster has {max} stores, the most it takes (max_stores)"),
-            ));
-        }
-        let created = self
-            .view
-            .create_store(name, config)
-            .map_err(|e| ErrorReply::new(ErrorKind::StoreConflict, format!("{e}")))?;
-        Ok(self.ack_once_saved(now, stream, id, created))
-    }
-
-    /// After a catalogue change: the caller hears `Ack` only once the view holding it is on disk
-    /// (at once when nothing changed).
-    fn ack_once_saved(&mut self, now: Duration, stream: u64, id: u64, changed: bool) -> Option<Response> {
-        if !changed {
-            return Some(Response::Ack);
-        }
-        let save = self.view_changed(now);
-        self.after_save.entry(save).or_default().push(AfterSave { stream, id, body: Response::Ack });
-        None
     }
 
     pub(super) fn store_config(&self, store: &StoreName) -> Result<StoreConfig, ErrorReply> {

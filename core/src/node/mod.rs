@@ -52,6 +52,7 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+mod catalogue;
 mod cluster_sync;
 mod coordination;
 mod dispatch;
@@ -66,7 +67,7 @@ use crate::cluster::{ClusterView, ViewError};
 use crate::coordinator::ReplicaFailure;
 use crate::identity::{NameError, NodeId};
 use crate::membership::NodeInfo;
-use crate::store::{Limits, StoreName};
+use crate::store::{Limits, StoreConfig, StoreName};
 use crate::version::{ContextKey, KeyRecord, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
 
@@ -109,6 +110,9 @@ pub struct NodeConfig {
     /// The cluster secret contexts are sealed with: every node of the cluster has the same one
     /// (see [`ContextKey`]).
     pub context_key: ContextKey,
+    /// The settings of the `default` store a node founding a cluster creates (default the
+    /// `quorum` preset; `None`: no default store). Nodes that join learn the catalogue instead.
+    pub default_store: Option<StoreConfig>,
 }
 
 impl NodeConfig {
@@ -118,6 +122,7 @@ impl NodeConfig {
         NodeConfig {
             info,
             context_key,
+            default_store: Some(StoreConfig::quorum()),
             seeds: Vec::new(),
             limits: Limits::default(),
             replica_timeout: Duration::from_secs(2),
@@ -280,6 +285,8 @@ enum Purpose {
     Join { seed: String },
     /// A view exchange.
     Sync { address: String },
+    /// A store create sent on to the claimant for a caller waiting on `stream`.
+    Create { stream: u64, id: u64, name: StoreName, config: crate::store::StoreConfig },
 }
 
 /// The replica request a coordination sent, to interpret the answer.
@@ -360,7 +367,13 @@ impl Node {
             let same = known.address == info.address && known.zone == info.zone && known.capacity == info.capacity;
             info.version = if same { known.version.max(info.version) } else { known.version.saturating_add(1) };
         }
+        // A node with no seeds and a view without members founds the cluster: it creates the
+        // default store, the one catalogue entry no claimant decides.
+        let founding = config.seeds.is_empty() && view.membership().nodes().next().is_none();
         view.upsert_node(info.clone())?;
+        if let (true, Some(settings)) = (founding, config.default_store) {
+            let _ = view.create_store(StoreName::default_store(), settings);
+        }
         let mut node = Node {
             id: info.id.clone(),
             actor,
@@ -600,6 +613,7 @@ impl Node {
             Purpose::Repair => {}
             Purpose::Join { seed } => self.join_answer(now, seed, answer),
             Purpose::Sync { address } => self.sync_answer(now, address, answer),
+            Purpose::Create { stream, id, name, config } => self.claimant_answer(now, stream, id, name, config, answer),
         }
     }
 }

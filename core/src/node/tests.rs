@@ -188,6 +188,50 @@ fn a_context_of_another_key_or_cluster_is_refused_and_changes_nothing() {
     assert_eq!(values(&state(h.ask(0, 1009, get(b"kb")))), vec![b"b2".to_vec()]);
 }
 
+/// 3.9: every create is decided by the claimant (n0, the smallest id): a create at another node
+/// is sent on to it; of two creates of one name with different settings the second is refused
+/// naming both, and every view ends with the first. A strict store no write could meet is
+/// refused.
+#[test]
+fn store_creates_are_decided_by_the_claimant() {
+    let mut h = Harness::new(3);
+    let carts = StoreName::new("carts").unwrap();
+    let create = |config: StoreConfig| Request::CreateStore { name: carts.clone(), config };
+    assert_eq!(h.ask(1, 1001, create(StoreConfig::strict())), Response::Ack);
+    assert_eq!(h.nodes[1].view().store(&carts), Some(&StoreConfig::strict()), "the relaying node has it at once");
+    let answer = h.ask(2, 1002, create(StoreConfig::eventual()));
+    let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
+    assert_eq!(e.kind, ErrorKind::StoreConflict);
+    assert!(e.message.contains("n=3 r=2 w=2 quorum=strict") && e.message.contains("n=3 r=1 w=1"), "{}", e.message);
+    assert_eq!(h.ask(2, 1003, create(StoreConfig::strict())), Response::Ack, "the same settings again");
+    for node in &h.nodes {
+        assert_eq!(node.view().store(&carts), Some(&StoreConfig::strict()), "{}", node.id());
+    }
+
+    let mut h = Harness::new(1);
+    let answer = h.ask(0, 1001, create(StoreConfig::strict()));
+    let Response::Error(e) = answer else { panic!("accepted: {answer:?}") };
+    assert_eq!(e.kind, ErrorKind::Malformed);
+    assert!(e.message.contains("no write could succeed"), "{}", e.message);
+    assert_eq!(h.ask(0, 1002, create(StoreConfig::eventual())), Response::Ack, "a sloppy one is taken");
+}
+
+/// 3.9: only the founding node creates the default store, with the settings it was given; nodes
+/// that join learn it.
+#[test]
+fn the_founding_node_creates_the_default_store() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut config = NodeConfig::new(info, secret());
+    config.default_store = Some(StoreConfig::quorum_for(1));
+    let node = Node::new(config, ClusterView::new(6), Duration::ZERO).unwrap();
+    assert_eq!(node.view().store(&StoreName::default_store()), Some(&StoreConfig::quorum_for(1)));
+    let info = NodeInfo::new("n1", "addr-1", "z1", 1).unwrap();
+    let mut config = NodeConfig::new(info, secret());
+    config.seeds = vec![String::from("addr-0")];
+    let joining = Node::new(config, ClusterView::new(6), Duration::ZERO).unwrap();
+    assert_eq!(joining.view().stores().count(), 0);
+}
+
 /// 3.4: plain callers may not change membership, nor write to replicas directly (a forged
 /// `Replicate` history used to overwrite a key on every node).
 #[test]

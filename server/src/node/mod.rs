@@ -28,7 +28,7 @@ use quickv_core::membership::{NodeInfo, NodeInfoError};
 use quickv_core::node::NodeError;
 pub use quickv_core::node::NodeStats;
 use quickv_core::ring::DEFAULT_PARTITION_BITS;
-use quickv_core::store::Limits;
+use quickv_core::store::{Limits, StoreConfig};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -73,6 +73,9 @@ pub struct NodeConfig {
     pub max_stores: usize,
     /// How far ahead of this node's clock a last-writer-wins timestamp may be (default 60 s).
     pub max_clock_skew: Duration,
+    /// The settings of the `default` store, created when this node founds a cluster (no seeds,
+    /// no saved view): the `quorum` preset by default.
+    pub default_store: StoreConfig,
 }
 
 impl NodeConfig {
@@ -96,6 +99,7 @@ impl NodeConfig {
             bounds: Bounds::default(),
             max_stores: 1000,
             max_clock_skew: Duration::from_secs(60),
+            default_store: StoreConfig::quorum(),
         }
     }
 }
@@ -203,6 +207,7 @@ impl Node {
         machine_config.incarnation = incarnation;
         machine_config.max_stores = config.max_stores;
         machine_config.max_clock_skew = config.max_clock_skew;
+        machine_config.default_store = Some(config.default_store);
         let origin = tokio::time::Instant::now();
         machine_config.wall_clock_origin_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

@@ -492,3 +492,29 @@ async fn a_dropped_store_is_gone_everywhere() {
     client.close();
     cluster.shutdown().await;
 }
+
+/// 3.9: racing creates of one name with different settings at two nodes (it used to tell both
+/// callers "created" while the views quietly kept the smaller settings): exactly one is told
+/// "created", the other `StoreConflict` naming both settings, and every node serves the winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_store_creates_have_one_winner() {
+    let cluster = Cluster::start(3).await;
+    let raw = cluster.raw();
+    let name = StoreName::new("carts").unwrap();
+    let (a, b) = (StoreConfig::strict(), StoreConfig::eventual());
+    let create = |config| Request::CreateStore { name: name.clone(), config };
+    let (x, y) = tokio::join!(raw.call(cluster.addrs[1], None, create(a)), raw.call(cluster.addrs[2], None, create(b)));
+    let answers = [x.unwrap(), y.unwrap()];
+    let won: Vec<usize> = (0..2).filter(|&i| answers[i] == Response::Ack).collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    let winner = [a, b][won[0]];
+    let Response::Error(e) = &answers[1 - won[0]] else { panic!("{answers:?}") };
+    assert_eq!(e.kind, ErrorKind::StoreConflict);
+    assert!(e.message.contains(&a.to_string()) && e.message.contains(&b.to_string()), "{}", e.message);
+    cluster.settle().await;
+    for node in cluster.running() {
+        assert_eq!(node.view().store(&name), Some(&winner));
+    }
+    raw.close();
+    cluster.shutdown().await;
+}

@@ -26,10 +26,15 @@ struct Dev {
 }
 
 impl Dev {
-    /// Starts `quickv-node dev` and waits for the line it prints for clients.
+    /// Starts `quickv-node dev` with three nodes and waits for the line it prints for clients.
     fn start(dir: &Path, port: u16) -> Dev {
+        Dev::start_nodes(dir, port, 3)
+    }
+
+    /// Starts `quickv-node dev --nodes NODES`.
+    fn start_nodes(dir: &Path, port: u16, nodes: u16) -> Dev {
         let mut child = Command::new(env!("CARGO_BIN_EXE_quickv-node"))
-            .args(["dev", "--nodes", "3", "--base-port", &port.to_string(), "--dir"])
+            .args(["dev", "--nodes", &nodes.to_string(), "--base-port", &port.to_string(), "--dir"])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -133,6 +138,28 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
     dev.signal("-TERM");
     let exit = dev.child.wait().unwrap();
     assert!(exit.success(), "quickv-node dev exited with {exit}");
+}
+
+/// 3.9: a one-node dev cluster's default store takes writes; a strict store no write could meet
+/// is refused, and one that needs more nodes is created with a warning.
+#[test]
+fn a_one_node_dev_cluster_takes_writes_and_warns_about_stores_it_cannot_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let dev = Dev::start_nodes(dir.path(), port, 1);
+    let put = dev.quickv(&["put", "greeting", "hello"], None);
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    assert_eq!(text(&dev.quickv(&["get", "greeting"], None).stdout), "hello");
+    let strict = dev.quickv(&["store", "create", "orders", "--preset", "strict"], None);
+    assert!(!strict.status.success());
+    assert!(text(&strict.stderr).contains("no write could succeed"), "{}", text(&strict.stderr));
+    let eventual = dev.quickv(&["store", "create", "carts", "--preset", "eventual"], None);
+    assert!(eventual.status.success(), "{}", text(&eventual.stderr));
+    assert!(
+        text(&eventual.stderr).contains("warning: store carts: keys have fewer than N=3"),
+        "{}",
+        text(&eventual.stderr)
+    );
 }
 
 #[test]

@@ -212,12 +212,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             let name = StoreName::new(name)?;
             let created = client.create_store(&name, config).await?;
+            // A store that needs more nodes than the cluster has works only partly for now.
+            let nodes = client.view().membership().len();
+            let warning = config.fit(nodes).err().or_else(|| config.fit(nodes).ok().flatten());
             if cli.json {
-                println!("{}", json!({ "store": name.as_str(), "config": config.to_string(), "created": created }));
+                let out = json!({ "store": name.as_str(), "config": config.to_string(), "created": created,
+                                  "warning": warning });
+                println!("{out}");
             } else if created {
                 println!("created store {name}: {config}");
             } else {
                 println!("store {name} already exists with these settings: {config}");
+            }
+            if let (Some(warning), false) = (&warning, cli.json) {
+                eprintln!("warning: store {name}: {warning}");
             }
             ExitCode::SUCCESS
         }

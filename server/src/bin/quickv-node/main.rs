@@ -195,6 +195,8 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> 
         let addr: SocketAddr = ([127, 0, 0, 1], base_port + i).into();
         let mut config = NodeConfig::new(dir.join(format!("n{}", i + 1)), &dir, addr);
         config.zone = format!("zone-{}", i + 1);
+        // A default store whose writes one or two nodes can meet.
+        config.default_store = quickv_core::store::StoreConfig::quorum_for(usize::from(count));
         if i > 0 {
             config.seeds = vec![first];
         }
