@@ -42,6 +42,9 @@ pub enum Fault {
     /// Clients create stores of a few names, with one of two settings each time, at random
     /// nodes: racing creates of one name with different settings.
     StoreCreates,
+    /// Half the clients route their own requests and run core's coordinators, as the smart
+    /// client does (reads from the replicas, writes handed to one replica).
+    SmartClients,
 }
 
 impl Fault {
@@ -63,11 +66,13 @@ impl Fault {
         Fault::ForgedContext,
         Fault::Lww,
         Fault::StoreCreates,
+        Fault::SmartClients,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
-    /// list until the hole each finds is fixed. None today.
-    pub const OPEN_HOLES: &'static [Fault] = &[];
+    /// list until the hole each finds is fixed: `os-sync` (seed 644 of every fault: a node that
+    /// lost its mint log in a crash mints a retried write a second time, see `docs/simulation.md`).
+    pub const OPEN_HOLES: &'static [Fault] = &[Fault::OsSync];
 
     /// The faults a run injects by default: every fault the node machine survives today.
     pub fn defaults() -> impl Iterator<Item = Fault> {
@@ -93,6 +98,7 @@ impl Fault {
             Fault::ForgedContext => "forged-context",
             Fault::Lww => "lww",
             Fault::StoreCreates => "store-create",
+            Fault::SmartClients => "smart",
         }
     }
 }

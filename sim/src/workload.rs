@@ -261,8 +261,13 @@ impl Client {
     }
 
     fn remember(&mut self, key: &KeyId, state: &SealedState) {
+        self.remember_read(key, state.context(), &state.siblings);
+    }
+
+    /// Records a read of `key`: what it showed and its context, for later writes.
+    pub(crate) fn remember_read(&mut self, key: &KeyId, context: CausalContext, siblings: &Siblings) {
         let reads = self.reads.entry(key.clone()).or_default();
-        reads.push(Read { context: state.context(), values: values_of(&state.siblings) });
+        reads.push(Read { context, values: values_of(siblings) });
         if reads.len() > 4 {
             reads.remove(0);
         }

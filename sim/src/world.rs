@@ -21,6 +21,8 @@ use crate::rng::Rng;
 use crate::workload::{Client, KeyId, LWW_STORE, Op, RACED_STORES, STORE, Status, Tamper, values_of};
 use crate::{Fault, Mechanism, Options, Outcome, RunStats};
 
+mod smart;
+
 /// How long nodes wait for a replica.
 const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long the faults go on.
@@ -72,6 +74,11 @@ enum Requester {
         index: usize,
         op: usize,
     },
+    /// A smart client's request to one node for op `op` (see [`smart`]).
+    Smart {
+        op: usize,
+        to: NodeId,
+    },
     /// A duplicate delivery: nobody waits for its answer.
     Nobody,
 }
@@ -112,6 +119,10 @@ enum Event {
     ClientStep {
         client: usize,
     },
+    /// A smart client's read may have replicas to give up on.
+    SmartTimeout {
+        op: usize,
+    },
     /// The fragile node's disk syncs what it was given.
     DiskSync {
         node: usize,
@@ -142,6 +153,8 @@ pub(crate) struct World {
     next_stream: u64,
     cut: BTreeSet<(usize, usize)>,
     clients: Vec<Client>,
+    /// Smart clients' requests in progress, by op.
+    smart: BTreeMap<usize, smart::SmartOp>,
     history: Vec<Op>,
     keys: Vec<KeyId>,
     trace: Vec<String>,
@@ -163,6 +176,9 @@ impl World {
         let _ =
             view.create_store(StoreName::new(LWW_STORE).expect("valid"), strict.with_conflicts(ConflictPolicy::Lww));
         let secret = cluster_secret(options.seed);
+        // Node clocks (with `skew`) are off by up to ±3 s too, drawn apart from the run's choices.
+        let mut clocks = Rng::new(options.seed ^ 0xc10c_5eed_0000_0001);
+        let node_skew = options.faults.contains(&Fault::Skew);
         let mut nodes = Vec::new();
         let mut ids = Vec::new();
         for i in 0..options.nodes {
@@ -170,6 +186,8 @@ impl World {
             ids.push(info.id.clone());
             let mut config = NodeConfig::new(info, secret.clone());
             config.replica_timeout = REPLICA_TIMEOUT;
+            config.wall_clock_origin_ms =
+                if node_skew { WALL_CLOCK_ORIGIN_MS - 3000 + clocks.range(0, 6000) } else { WALL_CLOCK_ORIGIN_MS };
             config.sync_interval = Duration::from_millis(100);
             if options.faults.contains(&Fault::LargeValues) {
                 config.limits = Limits { max_key: 64, max_value: 4096 };
@@ -214,6 +232,7 @@ impl World {
             next_stream: 1,
             cut: BTreeSet::new(),
             clients,
+            smart: BTreeMap::new(),
             history: Vec::new(),
             keys,
             trace: Vec::new(),
@@ -372,6 +391,7 @@ impl World {
                 }
             }
             Event::ClientStep { client } => self.client_step(client),
+            Event::SmartTimeout { op } => self.smart_timeout(op),
             Event::Fault(fault) => self.fault(fault),
         }
     }
@@ -408,18 +428,24 @@ impl World {
                     let target = self.rng.below(self.nodes.len() as u64) as usize;
                     return self.send_from_client(requester, target, retry);
                 }
-                if record.kind.is_write() {
-                    match record.status {
-                        Status::Ok => self.stats.acknowledged += 1,
-                        _ => self.stats.maybe += 1,
-                    }
-                }
-                if self.clients[index].remaining > 0 && self.now < CHAOS {
-                    let think = Duration::from_millis(self.rng.range(1, 50));
-                    self.schedule_in(think, Event::ClientStep { client: index });
-                }
+                self.client_done(index, op);
             }
+            Requester::Smart { op, to } => self.smart_answer(op, to, frame),
             Requester::Nobody => {}
+        }
+    }
+
+    /// Client `index` has the answer to op `op`: counts it, and schedules the client's next step.
+    fn client_done(&mut self, index: usize, op: usize) {
+        if self.history[op].kind.is_write() {
+            match self.history[op].status {
+                Status::Ok => self.stats.acknowledged += 1,
+                _ => self.stats.maybe += 1,
+            }
+        }
+        if self.clients[index].remaining > 0 && self.now < CHAOS {
+            let think = Duration::from_millis(self.rng.range(1, 50));
+            self.schedule_in(think, Event::ClientStep { client: index });
         }
     }
 
@@ -433,7 +459,7 @@ impl World {
         if self.clients[client].remaining == 0 || self.clients[client].pending.is_some() {
             return;
         }
-        let now_ms = self.now.as_millis() as u64;
+        let now_ms = WALL_CLOCK_ORIGIN_MS + self.now.as_millis() as u64;
         let (op, request) =
             self.clients[client].next(client, &mut self.rng, &self.keys, &self.options.faults, &self.ids, now_ms);
         let index = self.history.len();
@@ -443,12 +469,19 @@ impl World {
         self.history.push(op);
         self.clients[client].pending = Some(index);
         self.stats.requests += 1;
+        if self.is_smart(client) {
+            return self.start_smart(client, index, request);
+        }
         let target = self.rng.below(self.nodes.len() as u64) as usize;
         self.send_from_client(Requester::Client { index: client, op: index }, target, request);
     }
 
     fn send_from_client(&mut self, requester: Requester, target: usize, body: Request) {
-        let frame = wire::encode(&Message::Request { id: 1, body });
+        self.send_message_from_client(requester, target, Message::Request { id: 1, body });
+    }
+
+    fn send_message_from_client(&mut self, requester: Requester, target: usize, message: Message) {
+        let frame = wire::encode(&message);
         let stream = self.open_stream(requester.clone(), target);
         if self.nodes[target].machine.is_none() {
             self.streams.remove(&stream);
@@ -754,6 +787,10 @@ impl World {
         Final { reads, replicas, catalogues }
     }
 }
+
+/// The wall-clock time (ms since the Unix epoch) at the start of a run: node and client clocks
+/// are this plus the run's time plus their skew.
+const WALL_CLOCK_ORIGIN_MS: u64 = 1_700_000_000_000;
 
 /// The cluster secret of the run with `seed`, drawn from a generator of its own so that the
 /// run's other random choices are those of earlier builds.

@@ -1,0 +1,219 @@
+//! Smart clients (with [`Fault::SmartClients`]): callers that route by the ring and run core's
+//! coordinators themselves, as `quickv-client` does. A read asks the key's replicas with
+//! [`GetCoordinator`] and merges their sealed answers into its context; a replica that answered
+//! with less is asked to coordinate a read of the key (the client's read repair); a write is
+//! handed to one replica with [`ForwardPut`] and retried at the minter a failure names.
+//!
+//! The client's view is the view of a running node at the moment the request starts, as if it had
+//! just fetched it.
+
+use quickv_core::coordinator::{self, ForwardAction, ForwardPut, GetAction, GetCoordinator, ReplicaFailure};
+use quickv_core::ring::PreferenceList;
+use quickv_core::token::Token;
+use quickv_core::version::{CausalContext, Write};
+
+use super::*;
+
+/// How many fallbacks a smart client's preference lists carry.
+const FALLBACKS: usize = 3;
+
+/// One request a smart client is coordinating.
+#[derive(Debug)]
+pub(super) struct SmartOp {
+    client: usize,
+    key: KeyId,
+    config: StoreConfig,
+    prefs: PreferenceList,
+    epoch: Option<u64>,
+    coordinator: Coordinator,
+    /// Whether the client has its answer (a read keeps repairing after it).
+    replied: bool,
+}
+
+#[derive(Debug)]
+enum Coordinator {
+    Get { machine: GetCoordinator, repaired: bool },
+    Put { machine: ForwardPut, retries: u32 },
+}
+
+enum Action {
+    Get(GetAction),
+    Put(ForwardAction),
+}
+
+impl World {
+    /// Whether client `index` routes its own requests.
+    pub(super) fn is_smart(&self, index: usize) -> bool {
+        self.options.faults.contains(&Fault::SmartClients) && index < self.options.clients && index.is_multiple_of(2)
+    }
+
+    /// Starts op `op` of smart client `client`: `request` is what a plain caller would send.
+    pub(super) fn start_smart(&mut self, client: usize, op: usize, request: Request) {
+        let (store, key, write) = match request {
+            Request::CoordinateGet { store, key } => (store, key, None),
+            Request::CoordinatePut { store, key, write, .. } => (store, key, Some(write)),
+            other => {
+                let target = self.rng.below(self.nodes.len() as u64) as usize;
+                return self.send_from_client(Requester::Client { index: client, op }, target, other);
+            }
+        };
+        let first = self.rng.below(self.nodes.len() as u64) as usize;
+        let view = (0..self.nodes.len())
+            .map(|i| (first + i) % self.nodes.len())
+            .find_map(|i| self.nodes[i].machine.as_ref().map(|m| m.view().clone()));
+        let Some((ring, config)) = view.as_ref().and_then(|v| Some((v.ring()?.clone(), *v.store(&store)?))) else {
+            return self.finish_smart_op(client, op, Status::Failed("no view to route with".into()), None);
+        };
+        let prefs = ring.preference_list(Token::of(&key), config.n(), FALLBACKS);
+        let coordinator = match write {
+            None => Coordinator::Get {
+                machine: GetCoordinator::new(&prefs, &config, REPLICA_TIMEOUT, self.now),
+                repaired: false,
+            },
+            Some(write) => Coordinator::Put { machine: ForwardPut::new(&prefs, &config, write, None), retries: 2 },
+        };
+        let key = (store, key);
+        let smart = SmartOp { client, key, config, prefs, epoch: Some(ring.epoch()), coordinator, replied: false };
+        self.smart.insert(op, smart);
+        self.drive_smart(op);
+    }
+
+    /// A replica's answer (or the transport's report that there is none) to a smart op.
+    pub(super) fn smart_answer(&mut self, op: usize, to: NodeId, frame: Result<Vec<u8>, Missing>) {
+        let now = self.now;
+        let Some(smart) = self.smart.get_mut(&op) else { return };
+        let answer = match frame {
+            Ok(frame) => match wire::decode(&frame) {
+                Ok(Message::Response { body, .. }) => Ok(body),
+                _ => Err(ReplicaFailure::NoAnswer),
+            },
+            Err(Missing::NotDelivered) => Err(ReplicaFailure::Unavailable),
+            Err(Missing::NoAnswer) => Err(ReplicaFailure::NoAnswer),
+        };
+        match &mut smart.coordinator {
+            Coordinator::Get { machine, .. } => {
+                machine.handle_reply(now, &to, answer.and_then(coordinator::read_answer))
+            }
+            Coordinator::Put { machine, .. } => machine.handle_reply(&to, answer),
+        }
+        self.drive_smart(op);
+    }
+
+    /// A smart read's replica deadline came.
+    pub(super) fn smart_timeout(&mut self, op: usize) {
+        let now = self.now;
+        if let Some(SmartOp { coordinator: Coordinator::Get { machine, .. }, .. }) = self.smart.get_mut(&op) {
+            machine.handle_timeout(now);
+            self.drive_smart(op);
+        }
+    }
+
+    /// Performs what op `op`'s coordinator asks for; forgets the op once its coordinator is done.
+    fn drive_smart(&mut self, op: usize) {
+        loop {
+            let Some(smart) = self.smart.get_mut(&op) else { return };
+            let action = match &mut smart.coordinator {
+                Coordinator::Get { machine, .. } => machine.poll_action().map(Action::Get),
+                Coordinator::Put { machine, .. } => machine.poll_action().map(Action::Put),
+            };
+            let Some(action) = action else { break };
+            let (store, key) = smart.key.clone();
+            match action {
+                Action::Get(GetAction::Send { to }) => self.send_smart(op, to, Request::Get { store, key }),
+                Action::Get(GetAction::Reply(outcome)) => {
+                    let client = smart.client;
+                    let (status, read) = match outcome {
+                        Ok(read) => (Status::Ok, Some((read.siblings, read.context))),
+                        Err(e) => (Status::Failed(format!("{e}")), None),
+                    };
+                    self.finish_smart(op, client, status, read);
+                }
+                Action::Get(GetAction::Repair { to, .. }) => {
+                    let Coordinator::Get { repaired, .. } = &mut smart.coordinator else { continue };
+                    // As the client does: the first stale replica coordinates a read, which
+                    // repairs every replica that answered with less.
+                    if !std::mem::replace(repaired, true)
+                        && let Some(target) = self.ids.iter().position(|id| *id == to)
+                    {
+                        // Nobody waits for the answer (no op has this number).
+                        let requester = Requester::Smart { op: usize::MAX, to };
+                        self.send_from_client(requester, target, Request::CoordinateGet { store, key });
+                    }
+                }
+                Action::Put(ForwardAction::Send { to }) => {
+                    let Coordinator::Put { machine, .. } = &smart.coordinator else { continue };
+                    let write = machine.write().clone();
+                    self.send_smart(op, to.clone(), Request::CoordinatePut { store, key, write, minter: Some(to) });
+                }
+                Action::Put(ForwardAction::Reply(Ok(_))) => {
+                    let client = smart.client;
+                    self.finish_smart(op, client, Status::Ok, None);
+                }
+                Action::Put(ForwardAction::Reply(Err(e))) => {
+                    let client = smart.client;
+                    let (prefs, config) = (smart.prefs.clone(), smart.config);
+                    let Coordinator::Put { machine, retries } = &mut smart.coordinator else { continue };
+                    match e.minter().cloned() {
+                        // The same write, to the node that applied it (or may have) only.
+                        Some(minter) if *retries > 0 && e.is_retryable() => {
+                            *retries -= 1;
+                            let write: Write = machine.write().clone();
+                            *machine = ForwardPut::new(&prefs, &config, write, Some(minter));
+                            self.stats.retries += 1;
+                            self.note(|| format!("c{client} op {op} retried"));
+                        }
+                        _ => self.finish_smart(op, client, Status::Failed(format!("{e}")), None),
+                    }
+                }
+            }
+        }
+        let Some(smart) = self.smart.get(&op) else { return };
+        let (finished, deadline) = match &smart.coordinator {
+            Coordinator::Get { machine, .. } => (machine.is_finished(), machine.poll_timeout()),
+            Coordinator::Put { machine, .. } => (machine.is_finished(), None),
+        };
+        if finished && smart.replied {
+            self.smart.remove(&op);
+        } else if let Some(at) = deadline {
+            self.schedule_at(at.max(self.now), Event::SmartTimeout { op });
+        }
+    }
+
+    fn send_smart(&mut self, op: usize, to: NodeId, body: Request) {
+        let Some(target) = self.ids.iter().position(|id| *id == to) else {
+            return self.schedule_in(
+                Duration::ZERO,
+                Event::Answer { requester: Requester::Smart { op, to }, frame: Err(Missing::NotDelivered) },
+            );
+        };
+        let epoch = self.smart.get(&op).and_then(|s| s.epoch);
+        let message = match (epoch, &body) {
+            // Replica reads are routed with the client's ring, as the client sends them.
+            (Some(epoch), Request::Get { .. }) => Message::Routed { id: 1, epoch, body },
+            _ => Message::Request { id: 1, body },
+        };
+        self.send_message_from_client(Requester::Smart { op, to }, target, message);
+    }
+
+    fn finish_smart(&mut self, op: usize, client: usize, status: Status, read: Option<(Siblings, CausalContext)>) {
+        if let Some(smart) = self.smart.get_mut(&op)
+            && std::mem::replace(&mut smart.replied, true)
+        {
+            return;
+        }
+        self.finish_smart_op(client, op, status, read);
+    }
+
+    /// Records the outcome of a smart op and lets the client go on.
+    fn finish_smart_op(&mut self, client: usize, op: usize, status: Status, read: Option<(Siblings, CausalContext)>) {
+        self.note(|| format!("c{client} op {op} (smart) answered: {status:?}"));
+        let record = &mut self.history[op];
+        record.status = status;
+        if let Some((siblings, context)) = read {
+            self.clients[client].remember_read(&record.key, context, &siblings);
+            record.read = Some(siblings);
+        }
+        self.clients[client].pending = None;
+        self.client_done(client, op);
+    }
+}
