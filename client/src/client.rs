@@ -199,7 +199,7 @@ impl Client {
     }
 
     /// Drops a store: it stops existing in the whole cluster and its name is not used again (its
-    /// data is deleted later). Returns once a node has saved the catalogue without it. Dropping
+    /// data is deleted by every node as it learns of the drop). Returns once a node has saved the catalogue without it. Dropping
     /// a store that does not exist is refused (`UnknownStore`); dropping it twice is not an error.
     pub async fn drop_store(&self, name: &StoreName) -> Result<(), CreateStoreError> {
         self.change_catalogue(Request::DropStore { name: name.clone() }).await

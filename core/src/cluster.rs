@@ -121,13 +121,18 @@ impl ClusterView {
         self.stores.get(name).filter(|c| !c.is_dropped())
     }
 
-    /// Whether a store of this name was dropped (its name is not used again).
+    /// The names of the dropped stores (not used again; their data is deleted by every node).
+    pub fn dropped_stores(&self) -> impl Iterator<Item = &StoreName> {
+        self.stores.iter().filter(|(_, c)| c.is_dropped()).map(|(name, _)| name)
+    }
+
+    /// Whether `name` was dropped.
     pub fn was_dropped(&self, name: &StoreName) -> bool {
         self.stores.get(name).is_some_and(StoreConfig::is_dropped)
     }
 
     /// Drops a store: it stops existing everywhere the view reaches, and its name is not used
-    /// again (its data is deleted later). A drop wins every merge. Returns whether the view
+    /// again (nodes delete its data: `Io::DropData`). A drop wins every merge. Returns whether the view
     /// changed; dropping an unknown store is an error.
     pub fn drop_store(&mut self, name: &StoreName) -> Result<bool, DropStoreError> {
         match self.stores.get_mut(name) {

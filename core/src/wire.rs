@@ -144,7 +144,7 @@ pub enum Request {
         /// The sender's view.
         view: ClusterView,
     },
-    /// Drop a store: it stops existing, its name is not used again, its data is deleted later.
+    /// Drop a store: it stops existing, its name is not used again, every node deletes its data.
     /// Answered `Ack` once the catalogue without it is saved.
     DropStore {
         /// Its name.

@@ -548,6 +548,11 @@ impl World {
                 }
                 Ok(IoOutput::Done)
             }
+            Io::DropData { store } => {
+                disk.durable.retain(|(s, _), _| *s != store);
+                disk.unsynced.retain(|(s, _), _| *s != store);
+                Ok(IoOutput::Done)
+            }
             Io::SaveView(view) => {
                 disk.view = Some(view);
                 Ok(IoOutput::Done)

@@ -133,6 +133,16 @@ impl Node {
         Ok(self.ack_once_saved(now, stream, id, dropped))
     }
 
+    /// Asks storage to delete the data of every dropped store not purged since this start.
+    pub(super) fn purge_dropped(&mut self) {
+        let dropped: alloc::vec::Vec<StoreName> =
+            self.view.dropped_stores().filter(|name| !self.purged.contains(*name)).cloned().collect();
+        for store in dropped {
+            self.purged.insert(store.clone());
+            self.issue_io(super::Io::DropData { store }, None);
+        }
+    }
+
     /// After a catalogue change: the caller hears `Ack` only once the view holding it is on disk
     /// (at once when nothing changed).
     fn ack_once_saved(&mut self, now: Duration, stream: u64, id: u64, changed: bool) -> Option<Response> {

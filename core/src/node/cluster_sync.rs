@@ -31,6 +31,7 @@ impl Node {
     /// of the save.
     pub(super) fn view_changed(&mut self, now: Duration) -> IoId {
         let save = self.save_view();
+        self.purge_dropped();
         self.events.push_back(Event::ViewChanged);
         for address in self.peer_addresses() {
             self.sync_with(now, address);

@@ -215,6 +215,12 @@ pub enum Io {
         /// The new record.
         state: KeyRecord,
     },
+    /// Delete every record of `store`, a dropped store, then answer [`IoOutput::Done`]. Emitted
+    /// once a drop is in the view, and again at every start (deleting nothing is no error).
+    DropData {
+        /// The dropped store.
+        store: StoreName,
+    },
     /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
     /// Views are emitted in order; a driver that runs them concurrently must still leave the
     /// last one emitted on disk.
@@ -348,6 +354,8 @@ pub struct Node {
     io_owner: BTreeMap<IoId, Option<(StoreName, Vec<u8>)>>,
     /// Replies held until a view save finishes, by the save's id.
     after_save: BTreeMap<IoId, Vec<AfterSave>>,
+    /// Dropped stores whose data this node has asked storage to delete since it started.
+    purged: alloc::collections::BTreeSet<StoreName>,
     coordinations: BTreeMap<u64, Coordination>,
     joined: bool,
     next_sync: Duration,
@@ -393,9 +401,11 @@ impl Node {
             io_owner: BTreeMap::new(),
             after_save: BTreeMap::new(),
             coordinations: BTreeMap::new(),
+            purged: alloc::collections::BTreeSet::new(),
             next_sync: now,
         };
         node.save_view();
+        node.purge_dropped();
         node.handle_timeout(now);
         Ok(node)
     }

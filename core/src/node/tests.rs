@@ -63,6 +63,10 @@ impl Harness {
                             self.disks[i].insert((store, key), state);
                             IoOutput::Done
                         }
+                        Io::DropData { store } => {
+                            self.disks[i].retain(|(s, _), _| *s != store);
+                            IoOutput::Done
+                        }
                         Io::SaveView(_) => IoOutput::Done,
                     };
                     self.nodes[i].handle_io(self.now, id, Ok(out));
@@ -230,6 +234,23 @@ fn the_founding_node_creates_the_default_store() {
     config.seeds = vec![String::from("addr-0")];
     let joining = Node::new(config, ClusterView::new(6), Duration::ZERO).unwrap();
     assert_eq!(joining.view().stores().count(), 0);
+}
+
+/// 3.4: a dropped store's data is deleted: every node that learns of the drop deletes its
+/// records, and a node that starts with the drop in its saved view deletes them again.
+#[test]
+fn a_dropped_stores_data_is_deleted_everywhere() {
+    let mut h = Harness::new(3);
+    let store = StoreName::default_store();
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    h.ask(1, 1001, Request::CoordinatePut { store: store.clone(), key: b"k".to_vec(), write, minter: None });
+    assert_eq!(h.disks.iter().filter(|d| !d.is_empty()).count(), 3);
+    assert_eq!(h.ask(2, 1002, Request::DropStore { name: store.clone() }), Response::Ack);
+    assert!(h.disks.iter().all(|d| d.is_empty()), "every replica deleted the store's records");
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut restarted = Node::new(NodeConfig::new(info, secret()), h.nodes[0].view().clone(), h.now).unwrap();
+    let steps: Vec<Io> = core::iter::from_fn(|| restarted.poll_io().map(|(_, io)| io)).collect();
+    assert!(steps.contains(&Io::DropData { store }), "{steps:?}");
 }
 
 /// 3.4: plain callers may not change membership, nor write to replicas directly (a forged

@@ -209,6 +209,12 @@ impl Driver {
                     let _ = report.send(Input::Io { id, result });
                 });
             }
+            Io::DropData { store } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::drop_store(&*engine, &store);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
         }
     }
 

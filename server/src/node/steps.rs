@@ -28,6 +28,12 @@ pub(crate) fn store(
     Ok(IoOutput::Done)
 }
 
+/// Deletes everything stored for a dropped store.
+pub(crate) fn drop_store(engine: &dyn Engine, store: &StoreName) -> Result<IoOutput, IoError> {
+    engine.drop_space(store.as_str()).map_err(failed)?;
+    Ok(IoOutput::Done)
+}
+
 fn failed(e: StorageError) -> IoError {
     IoError(e.to_string())
 }

@@ -113,4 +113,12 @@ impl Engine for DurableEngine {
     fn flush(&self) -> Result<(), StorageError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine_error)
     }
+
+    fn drop_space(&self, space: &str) -> Result<(), StorageError> {
+        let Some(ks) = self.space(space, false)? else { return Ok(()) };
+        self.spaces.write().unwrap_or_else(|p| p.into_inner()).remove(space);
+        // fjall removes the files once the last handle is gone.
+        self.db.delete_keyspace(ks).map_err(engine_error)?;
+        self.db.persist(PersistMode::SyncAll).map_err(engine_error)
+    }
 }

@@ -57,4 +57,10 @@ impl Engine for MemoryEngine {
     fn flush(&self) -> Result<(), StorageError> {
         Ok(())
     }
+
+    fn drop_space(&self, space: &str) -> Result<(), StorageError> {
+        check_space(space)?;
+        self.spaces.write().unwrap_or_else(|p| p.into_inner()).remove(space);
+        Ok(())
+    }
 }

@@ -93,6 +93,10 @@ pub trait Engine: Send + Sync + fmt::Debug {
 
     /// Makes every write so far durable on stable storage, whatever the policy.
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// Deletes `space` and everything in it, durably; a space never written is no error. The
+    /// space reads as empty afterwards (and a later write starts it afresh).
+    fn drop_space(&self, space: &str) -> Result<(), StorageError>;
 }
 
 /// Which engine a node runs.

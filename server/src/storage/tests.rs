@@ -15,22 +15,42 @@ fn durable(dir: &Path) -> Box<dyn Engine> {
     Box::new(DurableEngine::open(dir, SyncPolicy::Always).unwrap())
 }
 
+/// How many entries a scan of `space` visits.
+fn entries(engine: &dyn Engine, space: &str) -> usize {
+    let mut count = 0;
+    engine
+        .scan(space, &mut |_, _| {
+            count += 1;
+            true
+        })
+        .unwrap();
+    count
+}
+
 /// The behaviour every engine must have.
 fn conformance(open: fn(&Path) -> Box<dyn Engine>) {
     let dir = tempfile::tempdir().unwrap();
     let engine: Arc<dyn Engine> = Arc::from(open(dir.path()));
 
+    // A dropped space reads as empty, others keep their data; dropping is idempotent.
+    engine.put("gone", b"a", b"1").unwrap();
+    engine.put("gone", b"b", b"2").unwrap();
+    engine.put("kept", b"a", b"3").unwrap();
+    engine.drop_space("gone").unwrap();
+    engine.drop_space("gone").unwrap();
+    engine.drop_space("never-written").unwrap();
+    assert_eq!(engine.get("gone", b"a").unwrap(), None);
+    assert_eq!(entries(&*engine, "gone"), 0);
+    assert_eq!(engine.get("kept", b"a").unwrap().as_deref(), Some(&b"3"[..]));
+    engine.put("gone", b"c", b"4").unwrap();
+    assert_eq!(engine.get("gone", b"c").unwrap().as_deref(), Some(&b"4"[..]), "written afresh");
+    engine.drop_space("gone").unwrap();
+    engine.remove("kept", b"a").unwrap();
+
     // Absent keys and spaces read as empty.
     assert_eq!(engine.get("s", b"k").unwrap(), None);
     engine.remove("never", b"k").unwrap();
-    let mut seen = 0;
-    engine
-        .scan("never", &mut |_, _| {
-            seen += 1;
-            true
-        })
-        .unwrap();
-    assert_eq!(seen, 0);
+    assert_eq!(entries(&*engine, "never"), 0);
 
     // The longest key the limits allow (3.6: the documented maximum works).
     let longest = vec![b'k'; quickv_core::store::Limits::default().max_key];

@@ -490,6 +490,21 @@ async fn a_dropped_store_is_gone_everywhere() {
     assert!(err.to_string().contains("does not exist"), "{err}");
     client.drop_store(&name).await.unwrap();
     client.close();
+    // Its data is deleted on every node: the replicas' engines hold nothing of it.
+    let mut cluster = cluster;
+    for i in 0..3 {
+        cluster.stop(i).await;
+        let data = cluster.dir.path().join(format!("n{i}")).join("data");
+        let engine =
+            quickv_server::storage::DurableEngine::open(&data, quickv_server::storage::SyncPolicy::Always).unwrap();
+        let mut records = 0;
+        quickv_server::storage::Engine::scan(&engine, "carts", &mut |_, _| {
+            records += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(records, 0, "n{i} still holds records of the dropped store");
+    }
     cluster.shutdown().await;
 }
 

@@ -111,7 +111,7 @@ enum StoreCommand {
     },
     /// List stores and their settings.
     List,
-    /// Drop a store: it stops existing and its name is not used again (its data goes later).
+    /// Drop a store: it stops existing and its name is not used again (every node deletes its data).
     Drop {
         /// The store's name.
         name: String,
