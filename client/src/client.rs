@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::{GetOutcome, ReplicaFailure};
 use quickv_core::identity::NodeId;
+use quickv_core::routing::RoutingTable;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Value, Write, WriteId};
 use quickv_core::wire::{Request, Response};
@@ -16,7 +17,6 @@ use crate::drive::{self, NodeCaller, Target};
 use crate::error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
 use crate::resolver::Resolver;
 use crate::tls::{self, ClusterCa};
-use crate::topology::Topology;
 use crate::transport::Transport;
 
 /// Delays between retries: `base * 2^attempt`, capped at `max`. A pure value: no clock, no I/O.
@@ -117,7 +117,7 @@ impl ClientBuilder {
         let inner = Arc::new(Inner {
             transport,
             seeds,
-            topology: RwLock::new(Arc::new(Topology::new(ClusterView::new(0)))),
+            topology: RwLock::new(Arc::new(RoutingTable::new(ClusterView::new(0)))),
             options: self.options,
         });
         let view = inner.fetch_view().await.map_err(|RefreshError::Unreachable(f)| ConnectError::Unreachable(f))?;
@@ -145,7 +145,7 @@ pub struct Client {
 struct Inner {
     transport: Transport,
     seeds: Vec<SocketAddr>,
-    topology: RwLock<Arc<Topology>>,
+    topology: RwLock<Arc<RoutingTable>>,
     options: ClientOptions,
 }
 
@@ -222,12 +222,12 @@ impl Client {
 }
 
 impl Inner {
-    fn topology(&self) -> Arc<Topology> {
+    fn topology(&self) -> Arc<RoutingTable> {
         self.topology.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn install(&self, view: ClusterView) {
-        *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Topology::new(view));
+        *self.topology.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(RoutingTable::new(view));
     }
 
     /// Known members first, then the seeds.
@@ -426,7 +426,7 @@ impl Store {
 #[derive(Debug)]
 struct ClientCaller {
     inner: Arc<Inner>,
-    topology: Arc<Topology>,
+    topology: Arc<RoutingTable>,
     stale: AtomicBool,
 }
 

@@ -40,13 +40,12 @@ pub mod drive;
 mod error;
 mod resolver;
 pub mod tls;
-mod topology;
 pub mod transport;
 
 pub use client::{Backoff, Client, ClientBuilder, ClientOptions, Store, Versions};
 pub use error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
+pub use quickv_core::routing::RoutingTable;
 pub use quickv_core::store::{ConflictPolicy, Limits, Preset, QuorumKind, StoreConfig, StoreName};
 pub use quickv_core::version::{CausalContext, Value};
 pub use resolver::{LongestValue, Resolver};
 pub use tls::{ClusterCa, NodeIdentity};
-pub use topology::Topology;

@@ -86,6 +86,7 @@
 //! - [`identity`], [`membership`]: who is in the cluster (node ids, zones), and how two views of it merge.
 //! - [`node`]: the node itself as a sans-IO state machine.
 //! - [`ring`]: capacity-weighted partitions, zone-aware preference lists, ownership diffs.
+//! - [`routing`]: a view ready to route with (node addresses, each key's preference list).
 //! - [`version`]: version vectors, siblings, causal contexts, last-writer-wins.
 //! - [`store`]: store configuration (N, R, W, quorum kind, conflict policy) and request limits.
 //! - [`coordinator`]: get and put/delete coordinators as state machines.
@@ -110,6 +111,7 @@ pub mod membership;
 pub mod merkle;
 pub mod node;
 pub mod ring;
+pub mod routing;
 pub mod store;
 pub mod token;
 pub mod version;

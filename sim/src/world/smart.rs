@@ -9,7 +9,7 @@
 
 use quickv_core::coordinator::{self, ForwardAction, ForwardPut, GetAction, GetCoordinator, ReplicaFailure};
 use quickv_core::ring::PreferenceList;
-use quickv_core::token::Token;
+use quickv_core::routing::RoutingTable;
 use quickv_core::version::{CausalContext, Write};
 
 use super::*;
@@ -61,10 +61,15 @@ impl World {
         let view = (0..self.nodes.len())
             .map(|i| (first + i) % self.nodes.len())
             .find_map(|i| self.nodes[i].machine.as_ref().map(|m| m.view().clone()));
-        let Some((ring, config)) = view.as_ref().and_then(|v| Some((v.ring()?.clone(), *v.store(&store)?))) else {
+        // Routed as the client routes: core's routing table over the view.
+        let table = view.map(RoutingTable::new);
+        let routed = table.as_ref().and_then(|t| {
+            let config = *t.view().store(&store)?;
+            Some((config, t.preference_list(&key, config.n(), FALLBACKS)?, t.epoch()))
+        });
+        let Some((config, prefs, epoch)) = routed else {
             return self.finish_smart_op(client, op, Status::Failed("no view to route with".into()), None);
         };
-        let prefs = ring.preference_list(Token::of(&key), config.n(), FALLBACKS);
         let coordinator = match write {
             None => Coordinator::Get {
                 machine: GetCoordinator::new(&prefs, &config, REPLICA_TIMEOUT, self.now),
@@ -73,7 +78,7 @@ impl World {
             Some(write) => Coordinator::Put { machine: ForwardPut::new(&prefs, &config, write, None), retries: 2 },
         };
         let key = (store, key);
-        let smart = SmartOp { client, key, config, prefs, epoch: Some(ring.epoch()), coordinator, replied: false };
+        let smart = SmartOp { client, key, config, prefs, epoch: Some(epoch), coordinator, replied: false };
         self.smart.insert(op, smart);
         self.drive_smart(op);
     }

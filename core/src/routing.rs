@@ -1,0 +1,64 @@
+//! Routing: a cluster view ready to route requests with, as the smart client does (natively and
+//! in wasm): each node's socket address and each key's preference list, from core's ring.
+//!
+//! ```
+//! use quickv_core::{cluster::ClusterView, membership::NodeInfo, routing::RoutingTable};
+//!
+//! let mut view = ClusterView::new(8);
+//! view.upsert_node(NodeInfo::new("a", "127.0.0.1:7101", "z1", 1)?)?;
+//! let table = RoutingTable::new(view);
+//! let prefs = table.preference_list(b"cart:42", 3, 0).expect("the cluster has a ring");
+//! let first = &prefs.primaries()[0];
+//! assert_eq!(table.address(first), Some("127.0.0.1:7101".parse()?));
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+use alloc::collections::BTreeMap;
+use core::net::SocketAddr;
+
+use crate::cluster::ClusterView;
+use crate::identity::NodeId;
+use crate::ring::PreferenceList;
+use crate::token::Token;
+
+/// A cluster view ready for routing.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    view: ClusterView,
+    addresses: BTreeMap<NodeId, SocketAddr>,
+}
+
+impl RoutingTable {
+    /// Routing data for `view`. Nodes whose address is not an `IP:port` are left out.
+    pub fn new(view: ClusterView) -> RoutingTable {
+        let addresses =
+            view.membership().nodes().filter_map(|n| Some((n.id.clone(), n.address.parse().ok()?))).collect();
+        RoutingTable { view, addresses }
+    }
+
+    /// The view.
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// The epoch of the ring routed with (0 before the cluster has a ring).
+    pub fn epoch(&self) -> u64 {
+        self.view.ring().map_or(0, |r| r.epoch())
+    }
+
+    /// A node's address.
+    pub fn address(&self, node: &NodeId) -> Option<SocketAddr> {
+        self.addresses.get(node).copied()
+    }
+
+    /// Every known node address, by node id.
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.addresses.values().copied()
+    }
+
+    /// The preference list of `key`: `n` replicas then up to `fallbacks` stand-ins; `None`
+    /// before the cluster has a ring.
+    pub fn preference_list(&self, key: &[u8], n: usize, fallbacks: usize) -> Option<PreferenceList> {
+        Some(self.view.ring()?.preference_list(Token::of(key), n, fallbacks))
+    }
+}
