@@ -92,7 +92,7 @@
 //! - [`coordinator`]: get and put/delete coordinators as state machines.
 //! - [`merkle`]: Merkle trees over token ranges for anti-entropy.
 //! - [`failure`]: the phi-accrual failure detector.
-//! - [`wire`]: versioned, postcard-encoded wire messages.
+//! - [`wire`]: versioned, postcard-encoded wire messages; [`encoding`]: infallible postcard encoding.
 //!
 //! Design rationale lives in `docs/architecture.md` of the repository.
 
@@ -105,6 +105,7 @@ extern crate std;
 
 pub mod cluster;
 pub mod coordinator;
+pub mod encoding;
 pub mod failure;
 pub mod identity;
 pub mod membership;

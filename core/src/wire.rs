@@ -257,8 +257,7 @@ pub enum DecodeError {
 /// Encodes a message as a frame.
 pub fn encode(message: &Message) -> Vec<u8> {
     let mut out = alloc::vec![WIRE_VERSION];
-    // postcard into a Vec only fails on serde errors our types never raise.
-    out.extend(postcard::to_allocvec(message).unwrap_or_default());
+    out.extend(crate::encoding::to_vec(message));
     out
 }
 

@@ -199,8 +199,7 @@ impl CausalContext {
     /// The token's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = alloc::vec![CONTEXT_FORMAT];
-        // Serialising parts (maps of strings and integers, byte arrays) into a Vec cannot fail.
-        out.extend(postcard::to_allocvec(&self.parts).unwrap_or_default());
+        out.extend(crate::encoding::to_vec(&self.parts));
         out
     }
 

@@ -49,7 +49,7 @@ impl SavedView {
 
     pub(crate) fn save(&self, view: &ClusterView) -> Result<(), StartError> {
         let bad = |e: std::io::Error| StartError::SavedView { path: self.path.clone(), reason: e.to_string() };
-        let body = postcard::to_allocvec(view).unwrap_or_default();
+        let body = quickv_core::encoding::to_vec(view);
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         super::small_file::replace(&self.path, VERSION, &body).map_err(bad)
     }

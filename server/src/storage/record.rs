@@ -27,7 +27,7 @@ const HEADER: usize = 5;
 
 /// Encodes a key's record.
 pub fn encode(key: &[u8], record: &KeyRecord) -> Vec<u8> {
-    let body = postcard::to_allocvec(record).unwrap_or_default();
+    let body = quickv_core::encoding::to_vec(record);
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.push(RECORD_VERSION);
     out.extend_from_slice(&checksum(key, &body).to_le_bytes());

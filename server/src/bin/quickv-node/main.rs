@@ -212,7 +212,8 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
-        "quickv dev cluster: {count} nodes on 127.0.0.1:{base_port}..{}, data in {}",
+        "quickv dev cluster: {count} node{} on 127.0.0.1:{base_port}..{}, data in {}",
+        if count == 1 { "" } else { "s" },
         base_port + count - 1,
         dir.display()
     );
