@@ -33,7 +33,7 @@ fn secret() -> ContextKey {
 
 /// `state` of key `cart:42` as a replica answers it.
 fn sealed(state: &Siblings) -> quickv_core::version::SealedState {
-    secret().seal(&StoreName::default_store(), b"cart:42", state)
+    secret().seal(&StoreName::default_store(), b"cart:42", state.clone())
 }
 
 fn merge(c: &mut Criterion) {
@@ -60,7 +60,7 @@ fn merge(c: &mut Criterion) {
     // What a replica adds to a read (sealing its state) and to a write (checking the context).
     c.bench_function("versions/seal/3_actor_state", |b| {
         let (secret, store) = (secret(), StoreName::default_store());
-        b.iter(|| black_box(secret.seal(&store, black_box(b"cart:42"), black_box(&all))))
+        b.iter(|| black_box(secret.seal(&store, black_box(b"cart:42"), black_box(all.clone()))))
     });
     c.bench_function("versions/check/3_actor_context", |b| {
         let (secret, store, context) = (secret(), StoreName::default_store(), sealed(&all).context());

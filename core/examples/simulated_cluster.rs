@@ -59,7 +59,7 @@ impl Cluster {
                     GetAction::Send { to } if self.down.contains(&to) => {}
                     GetAction::Send { to } => {
                         let state = self.disks.entry(to.clone()).or_default().get(key).cloned();
-                        let sealed = state.map(|s| self.secret.seal(&self.store, key, &s));
+                        let sealed = state.map(|s| self.secret.seal(&self.store, key, s));
                         get.handle_reply(Duration::ZERO, &to, Ok(sealed));
                     }
                     GetAction::Reply(outcome) => result = Some(outcome?),
@@ -96,7 +96,7 @@ impl Cluster {
                 let state = self.state(node, key);
                 state.apply(node, &write, policy).map_err(|e| refused(e.to_string()))?;
                 let state = state.clone();
-                Ok(Some(self.secret.seal(&self.store, key, &state)))
+                Ok(Some(self.secret.seal(&self.store, key, state)))
             }
             PutRequest::Replicate { siblings, .. } => {
                 self.state(node, key).merge(&siblings, policy);

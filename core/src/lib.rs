@@ -49,7 +49,7 @@
 //!                     secret.check(&store, key, &write.context)?;
 //!                     let mut s = Siblings::new();
 //!                     s.apply(&to, &write, config.conflicts())?;
-//!                     (s.clone(), Some(secret.seal(&store, key, &s)))
+//!                     (s.clone(), Some(secret.seal(&store, key, s)))
 //!                 }
 //!                 PutRequest::Replicate { siblings, .. } => (siblings, None),
 //!             };
@@ -65,7 +65,7 @@
 //! while let Some(action) = get.poll_action() {
 //!     match action {
 //!         GetAction::Send { to } => {
-//!             let found = replicas.iter().find(|(n, _)| *n == to).map(|(_, s)| secret.seal(&store, key, s));
+//!             let found = replicas.iter().find(|(n, _)| *n == to).map(|(_, s)| secret.seal(&store, key, s.clone()));
 //!             get.handle_reply(now, &to, Ok(found));
 //!         }
 //!         GetAction::Reply(outcome) => {

@@ -325,7 +325,7 @@ mod tests {
         let a = NodeId::new("a").unwrap();
         let mut s = Siblings::new();
         s.apply(&a, &Write::put(b"v".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings).unwrap();
-        let sealed = crate::version::ContextKey::new([2; 32]).seal(&store(), b"k", &s);
+        let sealed = crate::version::ContextKey::new([2; 32]).seal(&store(), b"k", s.clone());
         let write = Write::put(b"w".to_vec(), sealed.context(), 6);
         let mut m = Membership::new();
         let info = NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap();

@@ -100,12 +100,12 @@ impl Node {
         name: StoreName,
         config: StoreConfig,
     ) -> Result<Option<Response>, ErrorReply> {
-        let nodes = self.view.membership().nodes().count();
-        if let (Err(why), None) = (config.fit(nodes), self.view.store(&name)) {
+        let exists = self.view.store(&name).is_some();
+        let new = !exists && !self.view.was_dropped(&name);
+        if let (Err(why), false) = (config.fit(self.view.membership().nodes().count()), exists) {
             return Err(ErrorReply::new(ErrorKind::Malformed, format!("store {name} refused: {why}")));
         }
         let max = self.config.max_stores;
-        let new = self.view.store(&name).is_none() && !self.view.was_dropped(&name);
         if new && self.view.stores().count() >= max {
             return Err(ErrorReply::new(
                 ErrorKind::TooLarge,

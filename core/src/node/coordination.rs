@@ -170,7 +170,7 @@ impl Node {
         loop {
             let Some(coordination) = self.coordinations.get_mut(&number) else { return };
             let seal =
-                |siblings: &Siblings| self.config.context_key.seal(&coordination.store, &coordination.key, siblings);
+                |siblings: Siblings| self.config.context_key.seal(&coordination.store, &coordination.key, siblings);
             let Some(action) = next_action(&mut coordination.machine, seal) else { break };
             if let Action::Reply(body) = action {
                 let (stream, id) = (coordination.stream, coordination.id);
@@ -228,11 +228,11 @@ impl Node {
 }
 
 /// The next action of `machine`; a get's reply carries the merged state sealed with `seal`.
-fn next_action(machine: &mut Machine, seal: impl Fn(&Siblings) -> SealedState) -> Option<Action> {
+fn next_action(machine: &mut Machine, seal: impl Fn(Siblings) -> SealedState) -> Option<Action> {
     Some(match machine {
         Machine::Get(m) => match m.poll_action()? {
             GetAction::Send { to } => Action::Call { to, call: ReplicaCall::Read },
-            GetAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(seal(&outcome.siblings)))),
+            GetAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(seal(outcome.siblings)))),
             GetAction::Reply(Err(GetError::Refused(reply))) => Action::Reply(Response::Error(reply)),
             GetAction::Reply(Err(e)) => Action::Reply(unavailable(&e)),
             GetAction::Repair { to, siblings } => Action::Repair { to, siblings },

@@ -86,7 +86,7 @@ impl Node {
             }
             // The store finished: the step is done.
             (Ok(IoOutput::Done), Some(stored)) => Some(Ok(match head.step {
-                ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, &stored.siblings))),
+                ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, stored.siblings))),
                 _ => Response::Ack,
             })),
             (Ok(IoOutput::Loaded(current)), None) => match self.apply(now, &key, &head, current) {
@@ -118,7 +118,7 @@ impl Node {
         current: Option<KeyRecord>,
     ) -> Result<Step, ErrorReply> {
         match &head.step {
-            ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| self.seal(key, &r.siblings))))),
+            ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| self.seal(key, r.siblings))))),
             ReplicaStep::Mint(write) => {
                 // Only a context a node of this cluster sealed for this very key is taken.
                 if let Err(e) = self.config.context_key.check(&key.0, &key.1, &write.context) {
@@ -177,7 +177,7 @@ impl Node {
 
     /// `state` of `key` as this node answers it: sealed, so a caller's context made of it is
     /// taken by any node of the cluster for this key only.
-    fn seal(&self, key: &(StoreName, Vec<u8>), state: &Siblings) -> SealedState {
+    fn seal(&self, key: &(StoreName, Vec<u8>), state: Siblings) -> SealedState {
         self.config.context_key.seal(&key.0, &key.1, state)
     }
 

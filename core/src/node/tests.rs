@@ -176,7 +176,7 @@ fn a_context_of_another_key_or_cluster_is_refused_and_changes_nothing() {
     let Response::State(Some(read_b)) = h.ask(2, 1004, get(b"kb")) else { panic!() };
     let stored = h.disks.clone();
 
-    let other_cluster = ContextKey::new([2; ContextKey::LEN]).seal(&store, b"kb", &read_b.siblings).context();
+    let other_cluster = ContextKey::new([2; ContextKey::LEN]).seal(&store, b"kb", read_b.siblings.clone()).context();
     let mut altered = read_b.clone();
     altered.seal.0[0] ^= 1;
     for (stream, context) in [(1005, read_a.context()), (1006, other_cluster), (1007, altered.context())] {

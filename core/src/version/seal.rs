@@ -27,19 +27,24 @@ impl ContextKey {
         ContextKey(bytes)
     }
 
-    /// The context a caller who read `state` of `key` in `store` gets: one part, sealed (empty
-    /// for a state that has seen no write).
-    pub fn seal(&self, store: &StoreName, key: &[u8], state: &Siblings) -> SealedState {
-        let part = self.seal_part(store, key, state.history().clone(), state.latest());
-        SealedState { siblings: state.clone(), seal: part.seal() }
+    /// `state` of `key` in `store` as a node answers it: with the seal a caller's context made of
+    /// it needs (see [`SealedState::context`]).
+    pub fn seal(&self, store: &StoreName, key: &[u8], state: Siblings) -> SealedState {
+        let seal = self.seal_of(store, key, state.history(), state.latest());
+        SealedState { siblings: state, seal }
     }
 
     /// Seals one context part: `history` and `latest` for `key` in `store`.
     pub fn seal_part(&self, store: &StoreName, key: &[u8], history: VersionVector, latest: u64) -> ContextPart {
-        let mac = self.mac(store, key, &history, latest).finalize().into_bytes();
+        let seal = self.seal_of(store, key, &history, latest);
+        ContextPart::new(history, latest, seal)
+    }
+
+    fn seal_of(&self, store: &StoreName, key: &[u8], history: &VersionVector, latest: u64) -> Seal {
+        let mac = self.mac(store, key, history, latest).finalize().into_bytes();
         let mut seal = [0u8; 16];
         seal.copy_from_slice(&mac[..16]);
-        ContextPart::new(history, latest, Seal(seal))
+        Seal(seal)
     }
 
     /// Checks that every part of `context` was sealed by a node of this cluster for `key` in

@@ -10,7 +10,7 @@ use crate::store::ConflictPolicy;
 /// The context a caller who read `state` gets (sealed as a node would, for key `k`).
 fn seen(state: &Siblings) -> CausalContext {
     let store = crate::store::StoreName::new("default").unwrap();
-    ContextKey::new([3; ContextKey::LEN]).seal(&store, b"k", state).context()
+    ContextKey::new([3; ContextKey::LEN]).seal(&store, b"k", state.clone()).context()
 }
 
 fn actor(i: usize) -> NodeId {
@@ -347,7 +347,7 @@ fn a_context_checks_only_for_its_key_in_its_cluster() {
     let secret = ContextKey::new([5; ContextKey::LEN]);
     let mut state = Siblings::new();
     state.apply(&actor(0), &Write::put(b"x".to_vec(), CausalContext::empty(), 40), ConflictPolicy::Siblings).unwrap();
-    let context = secret.seal(&key_store(), b"ka", &state).context();
+    let context = secret.seal(&key_store(), b"ka", state.clone()).context();
     assert_eq!(secret.check(&key_store(), b"ka", &context), Ok(()));
     assert_eq!(secret.check(&key_store(), b"ka", &CausalContext::empty()), Ok(()), "a blind write");
     assert_eq!(secret.check(&key_store(), b"kb", &context), Err(ContextError::NotSealed));
@@ -392,7 +392,7 @@ fn a_write_is_stamped_after_everything_its_context_saw() {
     // v1 written at a with a clock far ahead of b's.
     let mut at_a = Siblings::new();
     at_a.apply(&a, &Write::put(b"v1".to_vec(), CausalContext::empty(), 10_000), lww).unwrap();
-    let read = secret.seal(&key_store(), b"k", &at_a).context();
+    let read = secret.seal(&key_store(), b"k", at_a.clone()).context();
     assert_eq!(read.latest(), 10_000);
     // b never got v1; the delete that read it is minted there with b's clock.
     let mut at_b = Siblings::new();
