@@ -34,7 +34,7 @@ fn preference_list(c: &mut Criterion) {
 fn rebalance(c: &mut Criterion) {
     let mut m = membership(1_000, 5);
     let ring = Ring::build(&m, DEFAULT_PARTITION_BITS).expect("ring builds");
-    m.upsert(NodeInfo::new("node-new", "127.0.0.1:7100", "z0", 2).expect("valid"));
+    m.upsert(NodeInfo::new("node-new", "127.0.0.1:7100", "z0", 2).expect("valid")).expect("a new id");
     let mut group = c.benchmark_group("ring/rebalance");
     group.sample_size(20);
     group.bench_function("1000_nodes_plus_one/65536_partitions", |b| b.iter(|| black_box(ring.next(&m))));

@@ -13,7 +13,7 @@ pub fn membership(nodes: usize, zones: usize) -> Membership {
         let info =
             NodeInfo::new(&format!("node-{i:05}"), "127.0.0.1:7100", &format!("z{}", i % zones), [1, 2, 4][i % 3])
                 .expect("generated names are valid");
-        m.upsert(info);
+        m.upsert(info).expect("entries without certificates never conflict");
     }
     m
 }

@@ -68,7 +68,7 @@ pub(crate) fn membership(nodes: &JsValue) -> Result<Membership, JsError> {
         if membership.node(&info.id).is_some() {
             return Err(JsError::new(&format!("nodes[{i}]: duplicate id {}", info.id)));
         }
-        membership.upsert(info);
+        membership.upsert(info).map_err(|e| JsError::new(&format!("nodes[{i}]: {e}")))?;
     }
     Ok(membership)
 }

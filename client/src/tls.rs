@@ -89,8 +89,16 @@ impl NodeIdentity {
         let chain = CertificateDer::pem_file_iter(cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .map_err(|e| pem_error("the node certificate", cert, e))?;
+        if chain.is_empty() {
+            return Err(pem_error("the node certificate", cert, "the file holds no certificate"));
+        }
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error("the node key", key, e))?;
         Ok(NodeIdentity { chain, key })
+    }
+
+    /// The digest of the node's certificate, which the cluster binds the node's id to.
+    pub fn certificate_digest(&self) -> quickv_core::identity::CertificateDigest {
+        quickv_core::identity::CertificateDigest::of(self.chain.first().map_or(&[][..], |c| c.as_ref()))
     }
 }
 

@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
     let mut membership = Membership::new();
     for (i, zone) in ["eu-1", "eu-2", "eu-3", "eu-1", "eu-2"].into_iter().enumerate() {
         let capacity = if i == 4 { 2 } else { 1 };
-        membership.upsert(NodeInfo::new(&format!("node-{i}"), &format!("127.0.0.1:71{i:02}"), zone, capacity)?);
+        membership.upsert(NodeInfo::new(&format!("node-{i}"), &format!("127.0.0.1:71{i:02}"), zone, capacity)?)?;
     }
     let ring = Ring::build(&membership, 12)?;
     println!("ring epoch {} with {} partitions:", ring.epoch(), ring.partition_count());

@@ -23,7 +23,7 @@ use alloc::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::membership::{Membership, NodeInfo};
+use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates};
 use crate::ring::{Ring, RingError, RingNode};
 use crate::store::{StoreConfig, StoreName};
 
@@ -80,6 +80,9 @@ pub enum ViewError {
     /// A store configuration in the catalogue is invalid.
     #[error("store {0} has an invalid configuration")]
     InvalidStore(StoreName),
+    /// A node entry names another certificate than the one the view holds for its id.
+    #[error(transparent)]
+    IdTaken(alloc::boxed::Box<IdTaken>),
 }
 
 impl ClusterView {
@@ -147,8 +150,10 @@ impl ClusterView {
 
     /// Adds or updates a node entry (the membership rule decides) and moves the ring if the
     /// ring members changed. Returns whether the view changed.
+    /// An entry that names another certificate than the one held for its id is refused
+    /// ([`ViewError::IdTaken`]) and changes nothing.
     pub fn upsert_node(&mut self, info: NodeInfo) -> Result<bool, ViewError> {
-        let changed = self.membership.upsert(info);
+        let changed = self.membership.upsert(info).map_err(ViewError::IdTaken)?;
         Ok(self.reconcile()? || changed)
     }
 
@@ -167,7 +172,14 @@ impl ClusterView {
         }
     }
 
-    /// Merges another view into this one (see the module docs). Returns whether this view changed.
+    /// The node entries of `other` that [`merge`](ClusterView::merge) leaves out: ids this view
+    /// holds with another certificate.
+    pub fn conflicts(&self, other: &ClusterView) -> impl Iterator<Item = IdTaken> {
+        self.membership.conflicts(&other.membership)
+    }
+
+    /// Merges another view into this one (see the module docs), leaving out node entries that
+    /// conflict with this view's ([`ClusterView::conflicts`]). Returns whether this view changed.
     pub fn merge(&mut self, other: &ClusterView) -> Result<bool, ViewError> {
         if other.partition_bits != self.partition_bits {
             return Err(ViewError::PartitionMismatch(self.partition_bits, other.partition_bits));
@@ -232,6 +244,28 @@ impl ClusterView {
             None => Ring::build(&self.membership, self.partition_bits)?,
         });
         Ok(true)
+    }
+}
+
+/// A view as encoded before node entries named their certificates (saved-view format 1):
+/// decode it with postcard, then turn it into today's view, whose entries have no certificate
+/// until their nodes next start.
+#[derive(Debug, Deserialize)]
+pub struct ViewBeforeCertificates {
+    partition_bits: u8,
+    membership: BTreeMap<crate::identity::NodeId, NodeInfoBeforeCertificates>,
+    ring: Option<Ring>,
+    stores: BTreeMap<StoreName, StoreConfig>,
+}
+
+impl From<ViewBeforeCertificates> for ClusterView {
+    fn from(old: ViewBeforeCertificates) -> ClusterView {
+        let mut membership = Membership::new();
+        for info in old.membership.into_values() {
+            // Entries without certificates never conflict.
+            let _ = membership.upsert(info.into());
+        }
+        ClusterView { partition_bits: old.partition_bits, membership, ring: old.ring, stores: old.stores }
     }
 }
 

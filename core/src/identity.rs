@@ -64,6 +64,42 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// The SHA-256 digest of a node's certificate (its DER encoding): what a node id is bound to.
+///
+/// A node's entry in the cluster view names the certificate the node presents; a node with
+/// another certificate cannot take the id over (issue 7, 3.2). The digest is public: knowing it
+/// does not let anyone present the certificate, which needs its private key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CertificateDigest([u8; 32]);
+
+impl CertificateDigest {
+    /// The digest of a certificate's DER bytes.
+    pub fn of(der: &[u8]) -> CertificateDigest {
+        use sha2::Digest;
+        CertificateDigest(sha2::Sha256::digest(der).into())
+    }
+
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CertificateDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CertificateDigest({self})")
+    }
+}
+
+/// The first 8 bytes in hex (`sha256:0123456789abcdef`), enough to tell certificates apart in
+/// messages.
+impl fmt::Display for CertificateDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// A zone (rack, availability zone, data centre): replicas of a key are spread over zones.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String")]
@@ -153,5 +189,15 @@ mod tests {
         assert!(longest.in_incarnation(u64::MAX).is_ok());
         assert!(crate::membership::NodeInfo::new("n1#2", "a", "z", 1).is_err());
         assert!(crate::membership::NodeInfo::new(&"n".repeat(MAX_NODE_ID_LEN + 1), "a", "z", 1).is_err());
+    }
+
+    #[test]
+    fn certificate_digests_tell_certificates_apart() {
+        let (a, b) = (CertificateDigest::of(b"cert a"), CertificateDigest::of(b"cert b"));
+        assert_ne!(a, b);
+        assert_eq!(a, CertificateDigest::of(b"cert a"));
+        // SHA-256("abc"), as in FIPS 180-2.
+        let abc = CertificateDigest::of(b"abc");
+        assert_eq!(alloc::format!("{abc}"), "sha256:ba7816bf8f01cfea");
     }
 }

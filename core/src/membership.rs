@@ -9,13 +9,22 @@
 //! **Merge laws** (checked by property tests): `merge` is commutative, associative and
 //! idempotent, so membership is a state-based CRDT and gossip may deliver views in any order,
 //! any number of times.
+//!
+//! **Ids are bound to certificates** (issue 7, 3.2): an entry names the digest of the certificate
+//! its node presents. An entry that names another certificate than the one held for its id is
+//! refused ([`IdTaken`]), whatever its version: the first certificate a view holds for an id keeps
+//! it, so a node started with a duplicate id cannot take the id over, through its join or through
+//! gossip. (The laws above hold among entries that agree on each id's certificate; a conflicting
+//! entry never enters a view that holds the id.) Entries written before certificates were
+//! recorded carry none; an entry with a certificate wins over one without, so each node's entry
+//! gains its certificate when the node next starts.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{INCARNATION_SEPARATOR, MAX_NODE_ID_LEN, NameError, NodeId, Zone, check_name};
+use crate::identity::{CertificateDigest, INCARNATION_SEPARATOR, MAX_NODE_ID_LEN, NameError, NodeId, Zone, check_name};
 
 /// Where a node is in its life in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -52,6 +61,47 @@ pub struct NodeInfo {
     pub capacity: u32,
     /// The node's state.
     pub status: NodeStatus,
+    /// The digest of the certificate the node presents (`None` in entries saved before nodes
+    /// recorded it). See the module docs.
+    pub certificate: Option<CertificateDigest>,
+}
+
+/// A node entry as encoded before entries named their certificates (see
+/// [`crate::cluster::ViewBeforeCertificates`]).
+#[derive(Debug, Deserialize)]
+pub(crate) struct NodeInfoBeforeCertificates {
+    version: u64,
+    id: NodeId,
+    address: String,
+    zone: Zone,
+    capacity: u32,
+    status: NodeStatus,
+}
+
+impl From<NodeInfoBeforeCertificates> for NodeInfo {
+    fn from(old: NodeInfoBeforeCertificates) -> NodeInfo {
+        let NodeInfoBeforeCertificates { version, id, address, zone, capacity, status } = old;
+        NodeInfo { version, id, address, zone, capacity, status, certificate: None }
+    }
+}
+
+/// An entry for a node id that names another certificate than the one a view holds for the id:
+/// another node claims the id. Refused, and the view is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node id {id} is taken: it belongs to the node at {held_address} (certificate {held}), and the node at {claimed_address} presents certificate {claimed}; start that node from its own folder or give it another id"
+)]
+pub struct IdTaken {
+    /// The id.
+    pub id: NodeId,
+    /// The certificate the view holds for the id.
+    pub held: CertificateDigest,
+    /// The address of the node holding the id.
+    pub held_address: String,
+    /// The certificate of the refused entry.
+    pub claimed: CertificateDigest,
+    /// The address of the refused entry.
+    pub claimed_address: String,
 }
 
 /// Why a node entry cannot be built.
@@ -97,12 +147,35 @@ impl NodeInfo {
             zone: Zone::new(zone).map_err(NodeInfoError::Zone)?,
             capacity,
             status: NodeStatus::Up,
+            certificate: None,
         })
     }
 
-    /// Whether this entry wins a merge against `other` (same node).
+    /// This entry, naming the certificate its node presents.
+    pub fn with_certificate(mut self, certificate: CertificateDigest) -> NodeInfo {
+        self.certificate = Some(certificate);
+        self
+    }
+
+    /// Whether this entry wins a merge against `other` (same node, no certificate conflict): an
+    /// entry with a certificate beats one without; then the higher version, then the total
+    /// order of entries.
     fn supersedes(&self, other: &NodeInfo) -> bool {
-        self > other
+        (self.certificate.is_some(), self) > (other.certificate.is_some(), other)
+    }
+
+    /// The conflict if `self` (held) and `claim` name different certificates for one id.
+    fn conflict(&self, claim: &NodeInfo) -> Option<IdTaken> {
+        match (self.certificate, claim.certificate) {
+            (Some(held), Some(claimed)) if held != claimed => Some(IdTaken {
+                id: self.id.clone(),
+                held,
+                held_address: self.address.clone(),
+                claimed,
+                claimed_address: claim.address.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -119,29 +192,41 @@ impl Membership {
     }
 
     /// Adds an entry, keeping the winner if the node is already known. Returns whether the view
-    /// changed.
-    pub fn upsert(&mut self, info: NodeInfo) -> bool {
+    /// changed; an entry naming another certificate than the one held for its id is refused.
+    pub fn upsert(&mut self, info: NodeInfo) -> Result<bool, alloc::boxed::Box<IdTaken>> {
         match self.nodes.get_mut(&info.id) {
-            Some(current) if !info.supersedes(current) => false,
             Some(current) => {
+                if let Some(taken) = current.conflict(&info) {
+                    return Err(taken.into());
+                }
+                if !info.supersedes(current) {
+                    return Ok(false);
+                }
                 *current = info;
-                true
+                Ok(true)
             }
             None => {
                 self.nodes.insert(info.id.clone(), info);
-                true
+                Ok(true)
             }
         }
     }
 
-    /// Merges another view into this one (see the module docs for the laws). Returns whether this
-    /// view changed.
+    /// Merges another view into this one (see the module docs for the laws), leaving out the
+    /// entries that conflict with this view's certificates ([`Membership::conflicts`] lists them).
+    /// Returns whether this view changed.
     pub fn merge(&mut self, other: &Membership) -> bool {
         let mut changed = false;
         for info in other.nodes.values() {
-            changed |= self.upsert(info.clone());
+            changed |= self.upsert(info.clone()).unwrap_or(false);
         }
         changed
+    }
+
+    /// The entries of `other` that a merge into this view leaves out: ids this view holds with
+    /// another certificate.
+    pub fn conflicts(&self, other: &Membership) -> impl Iterator<Item = IdTaken> {
+        other.nodes.values().filter_map(|claim| self.nodes.get(&claim.id)?.conflict(claim))
     }
 
     /// The entry of one node.
@@ -177,6 +262,10 @@ mod tests {
 
     fn entry(id: u8, version: u64, status: u8, capacity: u32) -> NodeInfo {
         let mut n = NodeInfo::new(&alloc::format!("n{id}"), "127.0.0.1:1", "z", capacity.max(1)).unwrap();
+        // Half the ids have entries saved before certificates were recorded.
+        if version.is_multiple_of(2) {
+            n = n.with_certificate(CertificateDigest::of(&[id]));
+        }
         n.version = version;
         n.status =
             [NodeStatus::Joining, NodeStatus::Up, NodeStatus::Leaving, NodeStatus::Removed][usize::from(status % 4)];
@@ -187,7 +276,7 @@ mod tests {
         proptest::collection::vec((0u8..6, 0u64..4, 0u8..4, 1u32..3), 0..8).prop_map(|es| {
             let mut m = Membership::new();
             for (id, v, s, c) in es {
-                m.upsert(entry(id, v, s, c));
+                m.upsert(entry(id, v, s, c)).unwrap();
             }
             m
         })
@@ -221,10 +310,44 @@ mod tests {
     #[test]
     fn higher_version_wins_and_zero_capacity_is_refused() {
         let mut m = Membership::new();
-        assert!(m.upsert(entry(1, 2, 1, 1)));
-        assert!(!m.upsert(entry(1, 1, 3, 1)));
+        assert_eq!(m.upsert(entry(1, 3, 1, 1)), Ok(true));
+        assert_eq!(m.upsert(entry(1, 1, 3, 1)), Ok(false));
         assert_eq!(m.node(&NodeId::new("n1").unwrap()).unwrap().status, NodeStatus::Up);
-        assert!(m.upsert(entry(1, 3, 2, 1)));
+        assert_eq!(m.upsert(entry(1, 5, 2, 1)), Ok(true));
         assert_eq!(NodeInfo::new("x", "a:1", "z", 0), Err(NodeInfoError::ZeroCapacity));
+    }
+
+    /// 3.2: an entry naming another certificate for a held id is refused, whatever its version,
+    /// by `upsert` and by `merge`; the held entry stays.
+    #[test]
+    fn an_id_cannot_be_taken_by_another_certificate() {
+        let real =
+            NodeInfo::new("n1", "10.0.0.1:7000", "z", 1).unwrap().with_certificate(CertificateDigest::of(b"real"));
+        let mut impostor = NodeInfo::new("n1", "10.0.0.9:7000", "z", 1).unwrap();
+        impostor = impostor.with_certificate(CertificateDigest::of(b"impostor"));
+        impostor.version = 99;
+        let mut m = Membership::new();
+        m.upsert(real.clone()).unwrap();
+        let taken = m.upsert(impostor.clone()).unwrap_err();
+        assert_eq!((taken.held_address.as_str(), taken.claimed_address.as_str()), ("10.0.0.1:7000", "10.0.0.9:7000"));
+        assert!(alloc::format!("{taken}").contains("node id n1 is taken"));
+        let mut theirs = Membership::new();
+        theirs.upsert(impostor).unwrap();
+        assert!(!m.merge(&theirs));
+        assert_eq!(m.conflicts(&theirs).count(), 1);
+        assert_eq!(m.node(&real.id), Some(&real));
+        // The real node may move: same certificate, new address, higher version.
+        let mut moved = real.clone();
+        moved.address = "10.0.0.2:7000".into();
+        moved.version = 2;
+        assert_eq!(m.upsert(moved.clone()), Ok(true));
+        // An entry saved before certificates gains one; one without never replaces one with.
+        let mut old = NodeInfo::new("n2", "10.0.0.3:7000", "z", 1).unwrap();
+        old.version = 7;
+        m.upsert(old.clone()).unwrap();
+        let n2 = old.clone().with_certificate(CertificateDigest::of(b"n2"));
+        assert_eq!(m.upsert(NodeInfo { version: 1, ..n2.clone() }), Ok(true));
+        assert_eq!(m.upsert(old), Ok(false));
+        assert_eq!(m.node(&n2.id).unwrap().certificate, n2.certificate);
     }
 }

@@ -31,7 +31,7 @@ mod v1;
 mod v2;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -206,6 +206,8 @@ pub enum ErrorKind {
     /// The node asked to apply a write did not answer: the write may or may not have been
     /// applied. Retry the same write (same id) to find out.
     Indeterminate,
+    /// A node asked to join with an id that belongs to a node with another certificate.
+    NodeIdTaken,
 }
 
 impl ErrorReply {
@@ -252,6 +254,12 @@ pub enum DecodeError {
     /// The message decoded but breaks an invariant.
     #[error("frame content is invalid: {0}")]
     Invalid(&'static str),
+    /// A membership message of a version before node entries named certificates (before 4):
+    /// nodes exchange membership only with nodes of this version.
+    #[error(
+        "frame has wire version {0}, whose node entries name no certificate; membership is exchanged only at version {WIRE_VERSION}: upgrade the node that sent it"
+    )]
+    MembershipBeforeCertificates(u8),
 }
 
 /// Encodes a message as a frame.
@@ -266,6 +274,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        // Version 3 differs from 4 only in node entries (no certificate): other messages read
+        // unchanged, membership messages are refused below.
+        3 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(3))?,
         2 => {
             let (old, rest) = postcard::take_from_bytes::<v2::Message>(body).map_err(|_| DecodeError::Malformed)?;
             (old.into_current(), rest)
@@ -276,11 +287,24 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         }
         other => return Err(DecodeError::UnsupportedVersion(other)),
     };
+    if version < WIRE_VERSION && carries_node_entries(&message) {
+        return Err(DecodeError::MembershipBeforeCertificates(version));
+    }
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
     check(&message)?;
     Ok(message)
+}
+
+/// Whether a message carries node entries (whose layout changed in version 4).
+fn carries_node_entries(message: &Message) -> bool {
+    match message {
+        Message::Request { body, .. } | Message::Routed { body, .. } => {
+            matches!(body, Request::Join { .. } | Request::Sync { .. } | Request::Gossip { .. })
+        }
+        Message::Response { body, .. } => matches!(body, Response::Cluster(_) | Response::Membership(_)),
+    }
 }
 
 fn check(message: &Message) -> Result<(), DecodeError> {
@@ -329,7 +353,7 @@ mod tests {
         let write = Write::put(b"w".to_vec(), sealed.context(), 6);
         let mut m = Membership::new();
         let info = NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap();
-        m.upsert(info.clone());
+        m.upsert(info.clone()).unwrap();
         let mut view = ClusterView::new(4);
         view.upsert_node(info.clone()).unwrap();
         let req = |id, body| Message::Request { id, body };
@@ -430,6 +454,24 @@ mod tests {
         assert_eq!(decode(&v1), Ok(Message::Request { id: 7, body }));
     }
 
+    /// Version 3 differs only in node entries (no certificate): its data frames still decode,
+    /// its membership frames are refused with a clear error.
+    #[test]
+    fn version_3_data_frames_decode_and_its_membership_frames_are_refused() {
+        let get = Message::Request { id: 4, body: Request::Get { store: store(), key: b"k".to_vec() } };
+        let mut v3 = encode(&get);
+        v3[0] = 3;
+        assert_eq!(decode(&v3), Ok(get));
+        let join = Message::Request { id: 5, body: Request::Join { node: NodeInfo::new("a", "b:1", "z", 1).unwrap() } };
+        let mut v3 = encode(&join);
+        v3[0] = 3;
+        assert_eq!(decode(&v3), Err(DecodeError::MembershipBeforeCertificates(3)));
+        // As an old node sends it: without the certificate byte.
+        v3.pop();
+        assert_eq!(decode(&v3), Err(DecodeError::UnsupportedVersion(3)));
+        assert!(alloc::format!("{}", DecodeError::MembershipBeforeCertificates(3)).contains("upgrade"));
+    }
+
     #[test]
     fn the_default_frame_limit_is_the_limits_one() {
         assert_eq!(MAX_FRAME, crate::store::Limits::default().max_frame());
@@ -438,7 +480,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[4, 0]), Err(DecodeError::UnsupportedVersion(4)));
+        assert_eq!(decode(&[5, 0]), Err(DecodeError::UnsupportedVersion(5)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

@@ -45,6 +45,9 @@ pub enum Fault {
     /// Half the clients route their own requests and run core's coordinators, as the smart
     /// client does (reads from the replicas, writes handed to one replica).
     SmartClients,
+    /// A node started with another node's id (`n1`), its own certificate and a new address
+    /// joins through a seed for a while: its join is refused and the cluster goes on unaffected.
+    Impostor,
 }
 
 impl Fault {
@@ -67,6 +70,7 @@ impl Fault {
         Fault::Lww,
         Fault::StoreCreates,
         Fault::SmartClients,
+        Fault::Impostor,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
@@ -99,6 +103,7 @@ impl Fault {
             Fault::Lww => "lww",
             Fault::StoreCreates => "store-create",
             Fault::SmartClients => "smart",
+            Fault::Impostor => "impostor",
         }
     }
 }

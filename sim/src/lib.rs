@@ -83,9 +83,22 @@ pub enum Mechanism {
     /// A context carries the newest timestamp it has seen, and a write is stamped after it
     /// (issue 7, 3.7): switched off, clients send their contexts without it.
     ContextTimestamp,
+    /// Node ids are bound to the certificates nodes present (issue 7, 3.2): switched off, the
+    /// `impostor` presents n1's own certificate (as a copy of n1's folder would), so nodes cannot
+    /// tell it from n1.
+    UniqueIds,
 }
 
 impl Mechanism {
+    /// Every mechanism that can be switched off.
+    pub const ALL: &'static [Mechanism] = &[
+        Mechanism::MintLog,
+        Mechanism::Incarnation,
+        Mechanism::ContextSeal,
+        Mechanism::ContextTimestamp,
+        Mechanism::UniqueIds,
+    ];
+
     /// The mechanism's name on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -93,6 +106,7 @@ impl Mechanism {
             Mechanism::Incarnation => "incarnation",
             Mechanism::ContextSeal => "context-seal",
             Mechanism::ContextTimestamp => "context-timestamp",
+            Mechanism::UniqueIds => "unique-ids",
         }
     }
 }

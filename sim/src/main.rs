@@ -1,7 +1,7 @@
 //! `quickv-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp]
+//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp|unique-ids]
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every
@@ -29,23 +29,15 @@ fn main() -> ExitCode {
             "--first" => first = value("--first").parse().unwrap_or_else(|_| usage("--first takes a number")),
             "--faults" => faults = Some(value("--faults").parse::<FaultList>().unwrap_or_else(|e| usage(&e))),
             "--trace" => trace = true,
-            "--disable" => match value("--disable").as_str() {
-                "mint-log" => {
-                    disabled.insert(Mechanism::MintLog);
+            "--disable" => {
+                let name = value("--disable");
+                match Mechanism::ALL.iter().find(|m| m.name() == name) {
+                    Some(m) => {
+                        disabled.insert(*m);
+                    }
+                    None => usage(&format!("unknown mechanism {name}: expected one of {}", mechanism_names(", "))),
                 }
-                "incarnation" => {
-                    disabled.insert(Mechanism::Incarnation);
-                }
-                "context-seal" => {
-                    disabled.insert(Mechanism::ContextSeal);
-                }
-                "context-timestamp" => {
-                    disabled.insert(Mechanism::ContextTimestamp);
-                }
-                other => usage(&format!(
-                    "unknown mechanism {other}: expected mint-log, incarnation, context-seal or context-timestamp"
-                )),
-            },
+            }
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -90,7 +82,12 @@ fn usage(problem: &str) -> ! {
         eprintln!("quickv-sim: {problem}");
     }
     eprintln!(
-        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp]"
+        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable {}]",
+        mechanism_names("|")
     );
     std::process::exit(2)
+}
+
+fn mechanism_names(separator: &str) -> String {
+    Mechanism::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(separator)
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use quickv_core::cluster::ClusterView;
-use quickv_core::identity::NodeId;
+use quickv_core::identity::{CertificateDigest, NodeId};
 use quickv_core::membership::NodeInfo;
 use quickv_core::node::{Destination, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::Limits;
@@ -79,8 +79,10 @@ enum Requester {
         op: usize,
         to: NodeId,
     },
-    /// A duplicate delivery: nobody waits for its answer.
-    Nobody,
+    /// A duplicate delivery of a request node `from` sent: nobody waits for its answer.
+    Nobody {
+        from: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -139,6 +141,10 @@ enum FaultEvent {
     Resume(usize),
     Crash(usize),
     Restart(usize),
+    /// The impostor starts (see [`Fault::Impostor`]).
+    ImpostorStarts(usize),
+    /// The impostor stops for good.
+    ImpostorStops(usize),
 }
 
 pub(crate) struct World {
@@ -165,6 +171,8 @@ pub(crate) struct World {
     broken: Vec<String>,
     /// The node whose disk may lose writes (with `os-sync` or `lose-disk`).
     fragile: Option<usize>,
+    /// The index of the node claiming n1's id (with `impostor`).
+    impostor: Option<usize>,
 }
 
 impl World {
@@ -182,7 +190,9 @@ impl World {
         let mut nodes = Vec::new();
         let mut ids = Vec::new();
         for i in 0..options.nodes {
-            let info = NodeInfo::new(&format!("n{i}"), &address(i), &format!("z{}", i % 3), 1).expect("valid node");
+            let info = NodeInfo::new(&format!("n{i}"), &address(i), &format!("z{}", i % 3), 1)
+                .expect("valid node")
+                .with_certificate(certificate(&format!("n{i}")));
             ids.push(info.id.clone());
             let mut config = NodeConfig::new(info, secret.clone());
             config.replica_timeout = REPLICA_TIMEOUT;
@@ -199,6 +209,29 @@ impl World {
             let disk = Disk { view: (i == 0).then(|| view.clone()), ..Disk::default() };
             nodes.push(SimNode { config, machine: None, life: 0, disk, paused: false, held: Vec::new() });
         }
+        let impostor = (options.faults.contains(&Fault::Impostor) && options.nodes >= 2).then(|| {
+            // n1's id at a new address, with a certificate of its own (or n1's, with the
+            // mechanism off); it joins through n0.
+            let cert = if options.disabled.contains(&Mechanism::UniqueIds) { "n1" } else { "impostor" };
+            let i = options.nodes;
+            let info =
+                NodeInfo::new("n1", &address(i), "z9", 1).expect("valid node").with_certificate(certificate(cert));
+            let mut config = NodeConfig::new(info, secret.clone());
+            config.replica_timeout = REPLICA_TIMEOUT;
+            config.wall_clock_origin_ms = WALL_CLOCK_ORIGIN_MS;
+            config.sync_interval = Duration::from_millis(100);
+            config.seed = rng.next_u64();
+            config.seeds = vec![address(0)];
+            nodes.push(SimNode {
+                config,
+                machine: None,
+                life: 0,
+                disk: Disk::default(),
+                paused: false,
+                held: Vec::new(),
+            });
+            i
+        });
         let mut keys = Vec::new();
         for k in 0..options.keys {
             keys.push((StoreName::new(STORE).expect("valid"), format!("k{k}").into_bytes()));
@@ -240,11 +273,37 @@ impl World {
             impaired: BTreeSet::new(),
             broken: Vec::new(),
             fragile,
+            impostor,
         }
     }
 
+    /// Every node's view gives each id to the node that holds it: no impostor took one over.
+    fn ids_held(&self) -> Vec<String> {
+        let mut violations = Vec::new();
+        for (i, node) in self.nodes[..self.members()].iter().enumerate() {
+            let Some(view) = node.machine.as_ref().map(Node::view) else { continue };
+            for (j, member) in self.nodes[..self.members()].iter().enumerate() {
+                let real = &member.config.info;
+                match view.membership().node(&real.id) {
+                    Some(entry) if entry.address != real.address || entry.certificate != real.certificate => violations
+                        .push(format!(
+                            "n{i}'s view gives n{j}'s id to the node at {} (certificate {:?}): the id was taken over",
+                            entry.address, entry.certificate
+                        )),
+                    _ => {}
+                }
+            }
+        }
+        violations
+    }
+
+    /// The nodes of the cluster (the impostor, if any, comes after them).
+    fn members(&self) -> usize {
+        self.options.nodes
+    }
+
     pub(crate) fn run(mut self) -> Outcome {
-        for i in 0..self.nodes.len() {
+        for i in 0..self.members() {
             self.start(i);
         }
         // Clients start once the cluster has formed.
@@ -257,6 +316,7 @@ impl World {
         self.run_until(end);
         let finals = self.final_reads(end);
         let mut violations = std::mem::take(&mut self.broken);
+        violations.extend(self.ids_held());
         violations.extend(check::check(&self.history, &finals, &self.clients_pending()));
         self.stats.virtual_ms = self.now.as_millis() as u64;
         Outcome { violations, trace: self.trace, stats: self.stats }
@@ -362,8 +422,13 @@ impl World {
                     self.streams.remove(&stream);
                     return self.fail_stream(info.requester, Missing::NoAnswer);
                 }
-                let from_node = matches!(info.requester, Requester::Node { .. } | Requester::Nobody);
-                let origin = Origin::Stream { stream, node: from_node };
+                let peer = match info.requester {
+                    Requester::Node { index: from, .. } | Requester::Nobody { from } => {
+                        self.nodes[from].config.info.certificate
+                    }
+                    Requester::Client { .. } | Requester::Smart { .. } => None,
+                };
+                let origin = Origin::Stream { stream, peer };
                 if let Some(m) = self.nodes[target].machine.as_mut() {
                     m.handle_frame(self.now, origin, &frame);
                 }
@@ -425,13 +490,13 @@ impl World {
                 if let Some(retry) = self.clients[index].answer(record, response) {
                     self.note(|| format!("c{index} op {op} retried"));
                     self.stats.retries += 1;
-                    let target = self.rng.below(self.nodes.len() as u64) as usize;
+                    let target = self.rng.below(self.members() as u64) as usize;
                     return self.send_from_client(requester, target, retry);
                 }
                 self.client_done(index, op);
             }
             Requester::Smart { op, to } => self.smart_answer(op, to, frame),
-            Requester::Nobody => {}
+            Requester::Nobody { .. } => {}
         }
     }
 
@@ -472,7 +537,7 @@ impl World {
         if self.is_smart(client) {
             return self.start_smart(client, index, request);
         }
-        let target = self.rng.below(self.nodes.len() as u64) as usize;
+        let target = self.rng.below(self.members() as u64) as usize;
         self.send_from_client(Requester::Client { index: client, op: index }, target, request);
     }
 
@@ -601,7 +666,7 @@ impl World {
             return self.fail_stream(requester, Missing::NoAnswer);
         }
         if chaos && self.options.faults.contains(&Fault::Duplicate) && self.rng.chance(2) {
-            let stream = self.open_stream(Requester::Nobody, to);
+            let stream = self.open_stream(Requester::Nobody { from }, to);
             let delay = self.latency();
             self.schedule_in(delay, Event::Request { stream, frame: frame.clone() });
         }
@@ -613,7 +678,14 @@ impl World {
     /// Schedules the run's faults over the chaos period; at its end everything heals.
     fn plan_faults(&mut self) {
         let faults = self.options.faults.clone();
-        let count = self.nodes.len();
+        let count = self.members();
+        if let Some(impostor) = self.impostor {
+            // It runs for a while in the chaos period, then stops for good.
+            let at = Duration::from_millis(self.rng.range(1500, CHAOS.as_millis() as u64 / 2));
+            self.schedule_at(at, Event::Fault(FaultEvent::ImpostorStarts(impostor)));
+            let stop = at + Duration::from_millis(self.rng.range(500, 4000));
+            self.schedule_at(stop.min(CHAOS), Event::Fault(FaultEvent::ImpostorStops(impostor)));
+        }
         let mut at = Duration::from_millis(1500);
         while at < CHAOS {
             let length = Duration::from_millis(self.rng.range(200, 3000));
@@ -688,6 +760,11 @@ impl World {
                     self.crash(i);
                 }
             }
+            FaultEvent::ImpostorStarts(i) => {
+                self.stats.faults += 1;
+                self.start(i);
+            }
+            FaultEvent::ImpostorStops(i) => self.crash(i),
             FaultEvent::Restart(i) => {
                 if self.nodes[i].machine.is_none() {
                     self.impaired.remove(&i);
@@ -748,7 +825,7 @@ impl World {
                 let op = self.history.len();
                 self.history.push(Op::get(key.clone()));
                 let request = Request::CoordinateGet { store: key.0.clone(), key: key.1.clone() };
-                self.send_from_client(Requester::Client { index: checker, op }, attempt % self.nodes.len(), request);
+                self.send_from_client(Requester::Client { index: checker, op }, attempt % self.members(), request);
                 end += Duration::from_secs(1);
                 self.run_until(end);
                 self.clients[checker].pending = None;
@@ -806,6 +883,11 @@ fn cluster_secret(seed: u64) -> ContextKey {
         chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
     }
     ContextKey::new(bytes)
+}
+
+/// The certificate digest of the node (or impostor) `name`.
+fn certificate(name: &str) -> CertificateDigest {
+    CertificateDigest::of(format!("certificate of {name}").as_bytes())
 }
 
 fn address(i: usize) -> String {

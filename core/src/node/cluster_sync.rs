@@ -13,9 +13,11 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Destination, Event, IoId, Node, Purpose};
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, ViewError};
 use crate::coordinator::ReplicaFailure;
-use crate::wire::{Request, Response};
+use crate::identity::CertificateDigest;
+use crate::membership::NodeInfo;
+use crate::wire::{ErrorKind, ErrorReply, Request, Response};
 
 impl Node {
     /// Applies `change` to the view; if it changed, saves it, tells every peer and reports it.
@@ -39,8 +41,51 @@ impl Node {
         save
     }
 
+    /// Takes a node's entry from its join: the entry must name the certificate the node
+    /// presented, and may not take an id held by a node with another certificate (3.2).
+    pub(super) fn join(
+        &mut self,
+        now: Duration,
+        peer: Option<CertificateDigest>,
+        node: NodeInfo,
+    ) -> Result<(), ErrorReply> {
+        if node.certificate.is_none() || node.certificate != peer {
+            return Err(ErrorReply::new(
+                ErrorKind::NotPermitted,
+                format!("node {} must join with the certificate it presents", node.id),
+            ));
+        }
+        let mut refused = None;
+        self.update_view(now, |view| {
+            view.upsert_node(node).unwrap_or_else(|e| {
+                refused = Some(e);
+                false
+            })
+        });
+        match refused {
+            Some(ViewError::IdTaken(taken)) => {
+                let reply = ErrorReply::new(ErrorKind::NodeIdTaken, format!("{taken}"));
+                self.events.push_back(Event::IdConflict { taken: *taken });
+                Err(reply)
+            }
+            Some(other) => Err(ErrorReply::new(ErrorKind::Malformed, format!("{other}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Reports the node entries of a peer's view that a merge leaves out (ids taken by another
+    /// certificate).
+    pub(super) fn report_conflicts(&mut self, theirs: &ClusterView) {
+        let conflicts: Vec<_> = self.view.conflicts(theirs).collect();
+        self.events.extend(conflicts.into_iter().map(|taken| Event::IdConflict { taken }));
+    }
+
     /// Joins through the seeds, or exchanges views with one peer at random.
     pub(super) fn sync_tick(&mut self, now: Duration) {
+        if self.join_refused.is_some() {
+            // Refused for good (the id is taken): the operator has to act.
+            return;
+        }
         if !self.joined {
             for seed in self.config.seeds.clone() {
                 let busy =
@@ -72,7 +117,15 @@ impl Node {
     }
 
     pub(super) fn join_answer(&mut self, now: Duration, seed: String, answer: Result<Response, ReplicaFailure>) {
-        let Ok(Response::Cluster(theirs)) = answer else { return };
+        let theirs = match answer {
+            Ok(Response::Cluster(theirs)) => theirs,
+            Ok(Response::Error(reply)) if reply.kind == ErrorKind::NodeIdTaken && !self.joined => {
+                self.join_refused = Some(reply.message.clone());
+                self.events.push_back(Event::JoinRefused { seed, reason: reply.message });
+                return;
+            }
+            _ => return,
+        };
         if self.merge_from(now, &seed, &theirs) && !self.joined {
             self.joined = true;
             self.events.push_back(Event::Joined { seed });
@@ -87,6 +140,7 @@ impl Node {
 
     /// Merges a peer's view; reports a view that cannot be merged. Returns whether it merged.
     fn merge_from(&mut self, now: Duration, address: &str, theirs: &ClusterView) -> bool {
+        self.report_conflicts(theirs);
         let mut refused = None;
         self.update_view(now, |view| {
             view.merge(theirs).unwrap_or_else(|e| {

@@ -7,6 +7,7 @@ use core::time::Duration;
 use super::Node;
 use super::coordination::Job;
 use super::replica::{Completion, ReplicaStep};
+use crate::identity::CertificateDigest;
 use crate::store::{LimitError, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::Value;
@@ -18,12 +19,12 @@ impl Node {
         &mut self,
         now: Duration,
         stream: u64,
-        from_node: bool,
+        peer: Option<CertificateDigest>,
         id: u64,
         epoch: Option<u64>,
         body: Request,
     ) {
-        match self.dispatch(now, stream, from_node, id, epoch, body) {
+        match self.dispatch(now, stream, peer, id, epoch, body) {
             Ok(Some(body)) => self.reply(stream, id, body),
             Ok(None) => {}
             Err(reply) => {
@@ -40,11 +41,12 @@ impl Node {
         &mut self,
         now: Duration,
         stream: u64,
-        from_node: bool,
+        peer: Option<CertificateDigest>,
         id: u64,
         epoch: Option<u64>,
         body: Request,
     ) -> Result<Option<Response>, ErrorReply> {
+        let from_node = peer.is_some();
         let done = Completion::Reply { stream, id };
         match body {
             Request::Get { store, key } => {
@@ -90,11 +92,12 @@ impl Node {
             Request::Cluster => Ok(Some(Response::Cluster(self.view.clone()))),
             Request::Join { node } => {
                 nodes_only(from_node)?;
-                self.update_view(now, |view| view.upsert_node(node).unwrap_or(false));
+                self.join(now, peer, node)?;
                 Ok(Some(Response::Cluster(self.view.clone())))
             }
             Request::Sync { view } => {
                 nodes_only(from_node)?;
+                self.report_conflicts(&view);
                 let mut error = None;
                 self.update_view(now, |mine| {
                     mine.merge(&view).unwrap_or_else(|e| {

@@ -65,8 +65,8 @@ use core::time::Duration;
 
 use crate::cluster::{ClusterView, ViewError};
 use crate::coordinator::ReplicaFailure;
-use crate::identity::{NameError, NodeId};
-use crate::membership::NodeInfo;
+use crate::identity::{CertificateDigest, NameError, NodeId};
+use crate::membership::{IdTaken, NodeInfo};
 use crate::store::{Limits, StoreConfig, StoreName};
 use crate::version::{ContextKey, KeyRecord, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
@@ -141,13 +141,13 @@ impl NodeConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     /// A request arriving on a stream the driver named `stream`; the answer goes to
-    /// [`Destination::Reply`] with the same number. `node` is whether the sender presented a
-    /// certificate of the cluster's CA.
+    /// [`Destination::Reply`] with the same number.
     Stream {
         /// The driver's name for the stream, unique among streams open at once.
         stream: u64,
-        /// The sender is a node of the cluster.
-        node: bool,
+        /// The digest of the certificate of the cluster's CA the sender presented (a node of
+        /// the cluster), or `None` for a caller without one.
+        peer: Option<CertificateDigest>,
     },
     /// The answer to a request this node sent (matched by its id).
     Answer,
@@ -156,12 +156,12 @@ pub enum Origin {
 impl Origin {
     /// A request on `stream` from a caller without a node certificate.
     pub fn caller(stream: u64) -> Origin {
-        Origin::Stream { stream, node: false }
+        Origin::Stream { stream, peer: None }
     }
 
-    /// A request on `stream` from a node of the cluster.
-    pub fn peer(stream: u64) -> Origin {
-        Origin::Stream { stream, node: true }
+    /// A request on `stream` from a node of the cluster presenting `certificate`.
+    pub fn peer(stream: u64, certificate: CertificateDigest) -> Origin {
+        Origin::Stream { stream, peer: Some(certificate) }
     }
 }
 
@@ -250,6 +250,20 @@ pub enum Event {
     Joined {
         /// The seed's address.
         seed: String,
+    },
+    /// A node that asked to join claims an id held by a node with another certificate, or a
+    /// peer's view holds such an entry: it was refused and the view is unchanged.
+    IdConflict {
+        /// The refused claim.
+        taken: IdTaken,
+    },
+    /// This node's join was refused for good: its id belongs to another node. It stops trying;
+    /// the operator must start it from that node's folder or give it another id.
+    JoinRefused {
+        /// The seed that refused.
+        seed: String,
+        /// Why (names the id, both addresses and both certificates).
+        reason: String,
     },
     /// A peer's view could not be merged (another cluster, or inconsistent).
     IncompatiblePeer {
@@ -358,6 +372,8 @@ pub struct Node {
     purged: alloc::collections::BTreeSet<StoreName>,
     coordinations: BTreeMap<u64, Coordination>,
     joined: bool,
+    /// Why a seed refused this node's join for good (its id is taken), if one did.
+    join_refused: Option<String>,
     next_sync: Duration,
 }
 
@@ -372,7 +388,10 @@ impl Node {
         let mut info = config.info.clone();
         let actor = info.id.in_incarnation(config.incarnation).map_err(|e| NodeError::Id(info.id.clone(), e))?;
         if let Some(known) = view.membership().node(&info.id) {
-            let same = known.address == info.address && known.zone == info.zone && known.capacity == info.capacity;
+            let same = known.address == info.address
+                && known.zone == info.zone
+                && known.capacity == info.capacity
+                && known.certificate == info.certificate;
             info.version = if same { known.version.max(info.version) } else { known.version.saturating_add(1) };
         }
         // A node with no seeds and a view without members founds the cluster: it creates the
@@ -387,6 +406,7 @@ impl Node {
             actor,
             rng: crate::mix::mix64(config.seed),
             joined: config.seeds.is_empty(),
+            join_refused: None,
             config: NodeConfig { info, ..config },
             view,
             stats: NodeStats::default(),
@@ -446,6 +466,12 @@ impl Node {
         self.joined
     }
 
+    /// Why a seed refused this node's join for good (its id belongs to a node with another
+    /// certificate), if one did: the node no longer tries to join.
+    pub fn join_refused(&self) -> Option<&str> {
+        self.join_refused.as_deref()
+    }
+
     /// Feeds one frame's bytes. A frame that does not decode is answered with a
     /// [`ErrorKind::Malformed`] error on its stream (answers to this node's own requests that do
     /// not decode count as no answer).
@@ -474,11 +500,11 @@ impl Node {
     /// this node sent.
     pub fn handle_message(&mut self, now: Duration, from: Origin, message: Message) {
         match (message, from) {
-            (Message::Request { id, body }, Origin::Stream { stream, node }) => {
-                self.handle_request(now, stream, node, id, None, body)
+            (Message::Request { id, body }, Origin::Stream { stream, peer }) => {
+                self.handle_request(now, stream, peer, id, None, body)
             }
-            (Message::Routed { id, epoch, body }, Origin::Stream { stream, node }) => {
-                self.handle_request(now, stream, node, id, Some(epoch), body)
+            (Message::Routed { id, epoch, body }, Origin::Stream { stream, peer }) => {
+                self.handle_request(now, stream, peer, id, Some(epoch), body)
             }
             (Message::Response { id, body }, Origin::Answer) => self.handle_answer(now, id, Ok(body)),
             // A response on a request stream, or a request where an answer was expected.

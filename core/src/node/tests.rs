@@ -33,16 +33,23 @@ impl Harness {
         let mut h = Harness { nodes: Vec::new(), disks: Vec::new(), answers: BTreeMap::new(), now: Duration::ZERO };
         for i in 0..count {
             let info = NodeInfo::new(&format!("n{i}"), &format!("addr-{i}"), &format!("z{i}"), 1).unwrap();
-            let mut config = NodeConfig::new(info, secret());
-            if i > 0 {
-                config.seeds = vec![String::from("addr-0")];
-            }
-            config.seed = i as u64;
-            h.nodes.push(Node::new(config, ClusterView::new(6), h.now).unwrap());
-            h.disks.push(BTreeMap::new());
+            h.add(info.with_certificate(certificate(&format!("cert-{i}"))));
         }
         h.run();
         h
+    }
+
+    /// Starts a node that joins through `addr-0` (unless it is the first).
+    fn add(&mut self, info: NodeInfo) -> usize {
+        let index = self.nodes.len();
+        let mut config = NodeConfig::new(info, secret());
+        if index > 0 {
+            config.seeds = vec![String::from("addr-0")];
+        }
+        config.seed = index as u64;
+        self.nodes.push(Node::new(config, ClusterView::new(6), self.now).unwrap());
+        self.disks.push(BTreeMap::new());
+        index
     }
 
     fn index(&self, address: &str) -> Option<usize> {
@@ -101,10 +108,11 @@ impl Harness {
             Destination::Node { address, .. } => {
                 let (Message::Request { id, .. } | Message::Routed { id, .. }) = &t.message else { return };
                 let id = *id;
+                let sender = self.nodes[from].info().certificate.expect("harness nodes have certificates");
                 match self.index(&address) {
                     Some(to) => self.nodes[to].handle_message(
                         self.now,
-                        Origin::peer(PEER_STREAMS + id * 16 + from as u64),
+                        Origin::peer(PEER_STREAMS + id * 16 + from as u64, sender),
                         t.message,
                     ),
                     None => self.nodes[from].handle_unreachable(self.now, id),
@@ -118,6 +126,53 @@ impl Harness {
         self.run();
         self.answers.remove(&stream).expect("an answer")
     }
+}
+
+fn certificate(name: &str) -> CertificateDigest {
+    CertificateDigest::of(name.as_bytes())
+}
+
+/// 3.2: a node started with an id that another node holds (another certificate, another
+/// address) is refused with a clear error, stops trying, and the cluster is unaffected.
+#[test]
+fn a_join_with_a_taken_id_is_refused_and_changes_nothing() {
+    let mut h = Harness::new(3);
+    let before = h.nodes[0].view().clone();
+    let impostor = NodeInfo::new("n1", "addr-9", "z9", 1).unwrap().with_certificate(certificate("impostor"));
+    let i = h.add(impostor);
+    h.run();
+    let refusal = h.nodes[i].join_refused().expect("the join is refused");
+    assert!(refusal.contains("node id n1 is taken"), "{refusal}");
+    assert!(refusal.contains("addr-1") && refusal.contains("addr-9"), "{refusal}");
+    assert!(!h.nodes[i].has_joined());
+    for node in &h.nodes[..3] {
+        assert_eq!(node.view(), &before, "the cluster's views are unchanged");
+    }
+    // A node may not join claiming a certificate other than the one it presents.
+    let n1 = h.nodes[1].info().clone();
+    h.nodes[0].handle_message(
+        h.now,
+        Origin::peer(77, certificate("impostor")),
+        Message::Request {
+            id: 1,
+            body: Request::Join { node: NodeInfo { version: 50, address: "addr-9".into(), ..n1 } },
+        },
+    );
+    let answer = h.nodes[0].poll_transmit().expect("an answer").message;
+    assert!(
+        matches!(&answer, Message::Response { body: Response::Error(e), .. } if e.kind == ErrorKind::NotPermitted),
+        "{answer:?}"
+    );
+    assert_eq!(h.nodes[0].view(), &before);
+    // The real n1 still joins (restarts) with its own certificate.
+    let again = h.nodes[1].info().clone();
+    h.nodes[0].handle_message(
+        h.now,
+        Origin::peer(78, again.certificate.unwrap()),
+        Message::Request { id: 2, body: Request::Join { node: again } },
+    );
+    let answer = h.nodes[0].poll_transmit().expect("an answer").message;
+    assert!(matches!(answer, Message::Response { body: Response::Cluster(_), .. }), "{answer:?}");
 }
 
 fn state(response: Response) -> Siblings {
@@ -288,8 +343,9 @@ fn steps_on_one_key_wait_for_the_previous_store() {
         hint_for: None,
     };
     let now = Duration::ZERO;
-    node.handle_message(now, Origin::peer(1), Message::Request { id: 1, body: mint(b"a") });
-    node.handle_message(now, Origin::peer(2), Message::Request { id: 2, body: mint(b"b") });
+    let peer = certificate("peer");
+    node.handle_message(now, Origin::peer(1, peer), Message::Request { id: 1, body: mint(b"a") });
+    node.handle_message(now, Origin::peer(2, peer), Message::Request { id: 2, body: mint(b"b") });
     let (load, _) = node.poll_io().expect("the first load");
     assert!(node.poll_io().is_none(), "the second step waits");
     node.handle_io(now, load, Ok(IoOutput::Loaded(None)));

@@ -11,7 +11,7 @@ fn cluster(capacities: &[u32], zones: usize) -> Membership {
     let mut m = Membership::new();
     for (i, &c) in capacities.iter().enumerate() {
         let zone = format!("z{}", i % zones.max(1));
-        m.upsert(NodeInfo::new(&format!("node-{i:05}"), "127.0.0.1:7100", &zone, c).unwrap());
+        m.upsert(NodeInfo::new(&format!("node-{i:05}"), "127.0.0.1:7100", &zone, c).unwrap()).unwrap();
     }
     m
 }
@@ -49,7 +49,7 @@ fn mixed_capacities_get_proportional_shares() {
 fn adding_a_node_moves_ranges_only_to_it_and_no_more_than_its_share() {
     let mut m = cluster(&[1; 100], 4);
     let before = Ring::build(&m, DEFAULT_PARTITION_BITS).unwrap();
-    m.upsert(NodeInfo::new("node-00100", "127.0.0.1:7100", "z0", 1).unwrap());
+    m.upsert(NodeInfo::new("node-00100", "127.0.0.1:7100", "z0", 1).unwrap()).unwrap();
     let after = before.next(&m).unwrap();
     assert_eq!(after.epoch(), before.epoch() + 1);
     assert_shares_near_capacity(&after, &m, 0.10);
@@ -67,7 +67,7 @@ fn removing_a_node_moves_only_its_ranges() {
     let mut leaving = m.node(&id(37)).unwrap().clone();
     leaving.version += 1;
     leaving.status = NodeStatus::Leaving;
-    m.upsert(leaving);
+    m.upsert(leaving).unwrap();
     let after = before.next(&m).unwrap();
     assert_shares_near_capacity(&after, &m, 0.10);
     let moves = before.ownership_diff(&after).unwrap();
@@ -82,7 +82,7 @@ fn recapacitated(ring: &Ring, m: &mut Membership, i: usize, capacity: u32) -> Ri
     let mut entry = m.node(&id(i)).unwrap().clone();
     entry.version += 1;
     entry.capacity = capacity;
-    m.upsert(entry);
+    m.upsert(entry).unwrap();
     let next = ring.next(m).unwrap();
     assert_shares_near_capacity(&next, m, 0.10);
     next
@@ -106,7 +106,7 @@ fn ten_thousand_nodes_are_served() {
     let mut m = cluster(&caps, 5);
     let ring = Ring::build(&m, 20).unwrap();
     assert_shares_near_capacity(&ring, &m, 0.10);
-    m.upsert(NodeInfo::new("node-10000", "127.0.0.1:7100", "z0", 2).unwrap());
+    m.upsert(NodeInfo::new("node-10000", "127.0.0.1:7100", "z0", 2).unwrap()).unwrap();
     let next = ring.next(&m).unwrap();
     assert!(ring.ownership_diff(&next).unwrap().iter().all(|c| c.to == id(10_000)));
     let prefs = next.preference_list(Token::of(b"k"), 3, 3);
@@ -147,7 +147,7 @@ fn fewer_nodes_than_n_gives_every_node() {
 fn replica_diff_names_gainers_and_losers() {
     let mut m = cluster(&[1; 6], 3);
     let before = Ring::build(&m, 8).unwrap();
-    m.upsert(NodeInfo::new("node-00006", "127.0.0.1:7100", "z0", 1).unwrap());
+    m.upsert(NodeInfo::new("node-00006", "127.0.0.1:7100", "z0", 1).unwrap()).unwrap();
     let after = before.next(&m).unwrap();
     let changes = before.replica_diff(&after, 3).unwrap();
     assert!(!changes.is_empty());
@@ -219,7 +219,7 @@ proptest! {
         check_counts(&ring, &m, 0);
 
         let new_id = id(caps.len());
-        m.upsert(NodeInfo::new(new_id.as_str(), "127.0.0.1:7100", "z1", added_capacity).unwrap());
+        m.upsert(NodeInfo::new(new_id.as_str(), "127.0.0.1:7100", "z1", added_capacity).unwrap()).unwrap();
         let grown = ring.next(&m).unwrap();
         check_counts(&grown, &m, SLACK);
         for c in ring.ownership_diff(&grown).unwrap() {
@@ -231,7 +231,7 @@ proptest! {
             let mut info = m.node(&gone).unwrap().clone();
             info.version += 1;
             info.status = NodeStatus::Removed;
-            m.upsert(info);
+            m.upsert(info).unwrap();
             let shrunk = grown.next(&m).unwrap();
             check_counts(&shrunk, &m, SLACK);
             for c in grown.ownership_diff(&shrunk).unwrap() {

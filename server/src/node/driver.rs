@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use quickv_client::transport::{CallError, Transport};
 use quickv_core::cluster::ClusterView;
+use quickv_core::identity::CertificateDigest;
 use quickv_core::node::{Destination, Event, Io, IoError, IoId, IoOutput, NodeStats, Origin, Transmit};
 use quickv_core::wire::{self, Message, Response};
 use tokio::sync::{mpsc, oneshot};
@@ -42,8 +43,8 @@ pub(crate) enum Frame {
 pub(crate) enum Input {
     /// A request on a stream; its answer goes to `reply`.
     Request {
-        /// The caller presented a node certificate.
-        from_node: bool,
+        /// The digest of the node certificate the caller presented, if it presented one.
+        peer: Option<CertificateDigest>,
         /// The request.
         frame: Frame,
         /// Where the answer goes.
@@ -61,9 +62,21 @@ pub(crate) enum Input {
 pub(crate) struct Observed {
     view: RwLock<Arc<ClusterView>>,
     stats: Mutex<NodeStats>,
+    /// Why the node's join was refused for good, once it was.
+    refused: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Observed {
+    /// Waits until the node's join is refused for good; returns why.
+    pub(crate) async fn join_refused(&self) -> String {
+        let mut watch = self.refused.subscribe();
+        match watch.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The driver is gone: nothing will be refused any more.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     pub(crate) fn view(&self) -> Arc<ClusterView> {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -103,6 +116,7 @@ impl Driver {
         let observed = Arc::new(Observed {
             view: RwLock::new(Arc::new(machine.view().clone())),
             stats: Mutex::new(machine.stats()),
+            refused: tokio::sync::watch::Sender::new(None),
         });
         let driver = Driver {
             machine,
@@ -157,11 +171,11 @@ impl Driver {
     fn handle(&mut self, input: Input) {
         let now = self.now();
         match input {
-            Input::Request { from_node, frame, reply } => {
+            Input::Request { peer, frame, reply } => {
                 let stream = self.next_stream;
                 self.next_stream += 1;
                 self.streams.insert(stream, reply);
-                let origin = Origin::Stream { stream, node: from_node };
+                let origin = Origin::Stream { stream, peer };
                 match frame {
                     Frame::Decoded(message) => self.machine.handle_message(now, origin, message),
                     Frame::Undecodable(bytes) => self.machine.handle_frame(now, origin, &bytes),
@@ -248,6 +262,11 @@ impl Driver {
                 *self.observed.view.write().unwrap_or_else(|p| p.into_inner()) = view;
             }
             Event::Joined { seed } => tracing::info!(node = %self.machine.id(), %seed, "joined the cluster"),
+            Event::JoinRefused { seed, reason } => {
+                tracing::error!(node = %self.machine.id(), %seed, "the cluster refused this node: {reason}");
+                self.observed.refused.send_replace(Some(reason));
+            }
+            Event::IdConflict { taken } => tracing::warn!("refused a node entry: {taken}"),
             Event::IncompatiblePeer { address, reason } => {
                 tracing::warn!("peer {address} has an incompatible view: {reason}")
             }

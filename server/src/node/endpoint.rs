@@ -10,11 +10,19 @@
 
 use std::sync::Arc;
 
+use quickv_core::identity::CertificateDigest;
 use quickv_core::wire::{self, Message};
 use tokio::sync::{mpsc, oneshot};
 
 use super::bounds::{ConnectionSlot, Held, Room};
 use super::driver::{Frame, Input};
+
+/// The digest of the certificate the peer presented in the handshake (which checked that it
+/// chains to the cluster CA), if it presented one.
+fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDigest> {
+    let chain = connection.peer_identity()?.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    chain.first().map(|leaf| CertificateDigest::of(leaf))
+}
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept(
@@ -39,9 +47,9 @@ pub(crate) async fn accept(
                     return;
                 }
             };
-            let from_node = connection.peer_identity().is_some();
+            let peer = peer_certificate(&connection);
             while let Ok((send, recv)) = connection.accept_bi().await {
-                let stream = Stream { from_node, max_frame, held: held.clone(), slot: slot.clone() };
+                let stream = Stream { peer, max_frame, held: held.clone(), slot: slot.clone() };
                 tokio::spawn(serve_stream(inputs.clone(), send, recv, stream));
             }
         });
@@ -58,7 +66,9 @@ enum Unread {
 
 /// What a stream's task knows of its connection.
 struct Stream {
-    from_node: bool,
+    /// The digest of the node certificate the caller presented (checked against the CA in the
+    /// handshake), if it presented one.
+    peer: Option<CertificateDigest>,
     max_frame: usize,
     held: Arc<Held>,
     slot: Arc<ConnectionSlot>,
@@ -105,7 +115,7 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
     stream: Stream,
 ) {
-    let (from_node, deadline) = (stream.from_node, stream.held.bounds().read_deadline);
+    let (peer, deadline) = (stream.peer, stream.held.bounds().read_deadline);
     let read = tokio::time::timeout(deadline, read_request(&mut recv, &stream)).await;
     let (frame, _room) = match read {
         Ok(Ok((bytes, room))) => match wire::decode(&bytes) {
@@ -123,7 +133,7 @@ async fn serve_stream(
         }
     };
     let (reply, answer) = oneshot::channel::<Message>();
-    if inputs.send(Input::Request { from_node, frame, reply }).is_err() {
+    if inputs.send(Input::Request { peer, frame, reply }).is_err() {
         return;
     }
     let Ok(message) = answer.await else { return };

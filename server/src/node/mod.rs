@@ -191,7 +191,8 @@ impl Node {
         // Listening on port 0 picks a free port: advertise the one picked.
         let bound = endpoint.local_addr().unwrap_or(config.listen);
         let advertise = config.advertise.unwrap_or(bound);
-        let info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?;
+        let info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?
+            .with_certificate(identity.certificate_digest());
         let engine: Arc<dyn storage::Engine> = Arc::from(storage::open(config.engine, &config.dir, config.sync)?);
 
         let incarnations = incarnation::IncarnationFile::new(&config.dir);
@@ -257,6 +258,12 @@ impl Node {
     /// The node's request counters.
     pub fn stats(&self) -> NodeStats {
         self.observed.stats()
+    }
+
+    /// Waits until the cluster refuses this node's join for good (its id belongs to a node with
+    /// another certificate); returns why. Pending for ever while that does not happen.
+    pub async fn join_refused(&self) -> String {
+        self.observed.join_refused().await
     }
 
     /// Stops serving: closes connections, stops the driver and flushes storage.

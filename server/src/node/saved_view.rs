@@ -1,17 +1,18 @@
 //! The cluster view a node keeps on disk, so that a restarted node knows its cluster and stores.
 //!
 //! The file is a version byte, a CRC-32 of the body, and the postcard encoding of the
-//! [`ClusterView`]; it is replaced atomically (written aside, synced, renamed).
+//! [`ClusterView`]; it is replaced atomically (written aside, synced, renamed). Format 1 (node
+//! entries without certificates) still loads; the node saves format 2.
 
 use std::path::{Path, PathBuf};
 
-use quickv_core::cluster::ClusterView;
+use quickv_core::cluster::{ClusterView, ViewBeforeCertificates};
 
 use super::StartError;
 
 /// The file's name in the node folder.
 pub const FILE: &str = "cluster.view";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 #[derive(Debug)]
 pub(crate) struct SavedView {
@@ -36,13 +37,17 @@ impl SavedView {
             Err(e) => return Err(bad(e.to_string())),
         };
         let (header, body) = bytes.split_at_checked(5).ok_or_else(|| bad("file is truncated".into()))?;
-        if header[0] != VERSION {
+        if header[0] != VERSION && header[0] != 1 {
             return Err(bad(format!("unknown format version {}", header[0])));
         }
         if header[1..5] != crc32fast::hash(body).to_le_bytes() {
             return Err(bad("checksum mismatch: the file is corrupt".into()));
         }
-        let view: ClusterView = postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?;
+        let undecodable = |e: postcard::Error| bad(format!("undecodable: {e}"));
+        let view: ClusterView = match header[0] {
+            1 => postcard::from_bytes::<ViewBeforeCertificates>(body).map_err(undecodable)?.into(),
+            _ => postcard::from_bytes(body).map_err(undecodable)?,
+        };
         view.validate().map_err(|e| bad(e.to_string()))?;
         Ok(Some(view))
     }
@@ -52,5 +57,60 @@ impl SavedView {
         let body = quickv_core::encoding::to_vec(view);
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         super::small_file::replace(&self.path, VERSION, &body).map_err(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use quickv_core::identity::{CertificateDigest, NodeId, Zone};
+    use quickv_core::membership::{NodeInfo, NodeStatus};
+    use quickv_core::store::{StoreConfig, StoreName};
+    use serde::Serialize;
+
+    use super::*;
+
+    /// A node entry as format 1 wrote it (before certificates).
+    #[derive(Serialize)]
+    struct EntryV1 {
+        version: u64,
+        id: NodeId,
+        address: String,
+        zone: Zone,
+        capacity: u32,
+        status: NodeStatus,
+    }
+
+    /// A view saved by an earlier build (format 1) loads, its entries without certificates; the
+    /// next save writes format 2, which loads back equal.
+    #[test]
+    fn a_view_saved_before_certificates_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SavedView::new(dir.path().join(FILE));
+        let id = NodeId::new("n1").unwrap();
+        let entry = EntryV1 {
+            version: 3,
+            id: id.clone(),
+            address: "127.0.0.1:7101".into(),
+            zone: Zone::new("z1").unwrap(),
+            capacity: 2,
+            status: NodeStatus::Up,
+        };
+        let stores = BTreeMap::from([(StoreName::default_store(), StoreConfig::quorum())]);
+        let body = postcard::to_allocvec(&(6u8, BTreeMap::from([(id.clone(), entry)]), None::<()>, stores)).unwrap();
+        crate::node::small_file::replace(file.path(), 1, &body).unwrap();
+        let view = file.load().unwrap().expect("a view");
+        let node = view.membership().node(&id).expect("n1 is known");
+        assert_eq!((node.version, node.capacity, node.certificate), (3, 2, None));
+        assert_eq!(view.store(&StoreName::default_store()), Some(&StoreConfig::quorum()));
+        let mut upgraded = view.clone();
+        let mut info =
+            NodeInfo::new("n1", "127.0.0.1:7101", "z1", 2).unwrap().with_certificate(CertificateDigest::of(b"n1"));
+        info.version = 3;
+        assert_eq!(upgraded.upsert_node(info), Ok(true), "the entry gains its certificate");
+        file.save(&upgraded).unwrap();
+        assert_eq!(std::fs::read(file.path()).unwrap()[0], 2);
+        assert_eq!(file.load().unwrap(), Some(upgraded));
     }
 }

@@ -13,6 +13,7 @@ use quickv_core::store::Limits;
 use quickv_core::token::Token;
 use quickv_core::version::{ContextPart, Dot, Seal, VersionVector, Write};
 use quickv_core::wire::{self, ErrorKind, Message, Request, Response};
+use quickv_server::node::Node;
 use quickv_server::node::bounds::Bounds;
 use support::Cluster;
 
@@ -384,6 +385,35 @@ async fn a_node_restarted_without_its_data_never_reuses_a_dot() {
     store.put(&key, b"second".to_vec(), &CausalContext::empty()).await.unwrap();
     let read = store.get(&key).await.unwrap();
     assert_eq!(values(&read), vec![b"first".to_vec(), b"second".to_vec()], "two blind writes, two siblings");
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// Regression (issue 7, 3.2): a node started with an id another node holds (`--id n1`, its own
+/// folder and certificate, another address) used to take over n1's entry; when it stopped, every
+/// request routed to n1 failed until the real n1 restarted. Its join is now refused with an error
+/// naming the id, both addresses and both certificates, and the cluster is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_taken_id_is_refused_and_the_cluster_is_unaffected() {
+    let cluster = Cluster::start(3).await;
+    let before = cluster.node(0).view();
+    let mut config =
+        support::config(cluster.dir.path(), 9, "127.0.0.1:0".parse().unwrap(), vec![cluster.addrs[0]], cluster.limits);
+    config.id = Some("n1".into());
+    let impostor = Node::start(config).await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(10), impostor.join_refused()).await.expect("refused in time");
+    assert!(reason.contains("node id n1 is taken"), "{reason}");
+    assert!(reason.contains(&cluster.addrs[1].to_string()), "names the holder: {reason}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for node in cluster.running() {
+        assert_eq!(node.view(), before, "views are unchanged");
+    }
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    for i in 0..10 {
+        store.put(&format!("k{i}"), b"v".to_vec(), &CausalContext::empty()).await.unwrap();
+    }
+    impostor.shutdown().await;
     client.close();
     cluster.shutdown().await;
 }

@@ -53,13 +53,13 @@ impl World {
             Request::CoordinateGet { store, key } => (store, key, None),
             Request::CoordinatePut { store, key, write, .. } => (store, key, Some(write)),
             other => {
-                let target = self.rng.below(self.nodes.len() as u64) as usize;
+                let target = self.rng.below(self.members() as u64) as usize;
                 return self.send_from_client(Requester::Client { index: client, op }, target, other);
             }
         };
-        let first = self.rng.below(self.nodes.len() as u64) as usize;
-        let view = (0..self.nodes.len())
-            .map(|i| (first + i) % self.nodes.len())
+        let first = self.rng.below(self.members() as u64) as usize;
+        let view = (0..self.members())
+            .map(|i| (first + i) % self.members())
             .find_map(|i| self.nodes[i].machine.as_ref().map(|m| m.view().clone()));
         // Routed as the client routes: core's routing table over the view.
         let table = view.map(RoutingTable::new);

@@ -181,9 +181,15 @@ async fn run(args: RunArgs) -> Result<()> {
     config.partition_bits = args.partition_bits;
     apply_storage(&mut config, &args.storage);
     let node = Node::start(config).await.with_context(|| format!("starting the node in {}", args.dir.display()))?;
-    wait_for_stop().await;
+    let refused = tokio::select! {
+        () = wait_for_stop() => None,
+        reason = node.join_refused() => Some(reason),
+    };
     node.shutdown().await;
-    Ok(())
+    match refused {
+        Some(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
+        None => Ok(()),
+    }
 }
 
 async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> Result<()> {
