@@ -16,8 +16,8 @@ use quickv_core::wire::{Request, Response};
 use crate::drive::{self, NodeCaller, Target};
 use crate::error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
 use crate::resolver::Resolver;
-use crate::tls::{self, ClusterCa};
-use crate::transport::Transport;
+use quickv_net::tls::{self, ClusterCa};
+use quickv_net::transport::Transport;
 
 /// Delays between retries: `base * 2^attempt`, capped at `max`. A pure value: no clock, no I/O.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use quickv_core::wire::{ErrorKind, Request, Response};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::transport::CallError;
+use quickv_net::transport::CallError;
 
 /// Something that can send one request to a named node and wait for its answer.
 ///

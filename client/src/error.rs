@@ -9,7 +9,7 @@ use quickv_core::store::{LimitError, StoreName};
 use quickv_core::version::ContextError;
 use quickv_core::wire::{ErrorKind, ErrorReply};
 
-use crate::tls::TlsError;
+use quickv_net::tls::TlsError;
 
 /// Why [`ClientBuilder::build`](crate::ClientBuilder::build) failed.
 #[derive(Debug, thiserror::Error)]

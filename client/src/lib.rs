@@ -33,14 +33,15 @@
 //! [`CreateStoreError`], [`ConnectError`]); each has `is_retryable`. Timeouts, retries, backoff
 //! and fallbacks are in [`ClientOptions`].
 //!
-//! The [`drive`] and [`transport`] modules are the runtime glue nodes share with the client.
+//! The QUIC transport and TLS come from `quickv-net` (re-exported as [`transport`] and
+//! [`tls`]), which nodes share; [`drive`] runs core's coordinators over it.
 
 mod client;
 pub mod drive;
 mod error;
 mod resolver;
-pub mod tls;
-pub mod transport;
+
+pub use quickv_net::{tls, transport};
 
 pub use client::{Backoff, Client, ClientBuilder, ClientOptions, Store, Versions};
 pub use error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};

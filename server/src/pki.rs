@@ -13,8 +13,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quickv_client::tls::{self, ALPN, ClusterCa, NODE_SERVER_NAME, NodeIdentity, TlsError};
 use quickv_core::version::ContextKey;
+use quickv_net::tls::{self, ALPN, ClusterCa, NODE_SERVER_NAME, NodeIdentity, TlsError};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,

@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use quickv_client::transport::{CallError, Transport};
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::CertificateDigest;
 use quickv_core::node::{Destination, Event, Io, IoError, IoId, IoOutput, NodeStats, Origin, Transmit};
 use quickv_core::wire::{self, Message, Response};
+use quickv_net::transport::{CallError, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 

@@ -20,8 +20,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use quickv_client::tls::{self, ClusterCa};
-use quickv_client::transport::Transport;
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{NodeInfo, NodeInfoError};
@@ -29,6 +27,8 @@ use quickv_core::node::NodeError;
 pub use quickv_core::node::NodeStats;
 use quickv_core::ring::DEFAULT_PARTITION_BITS;
 use quickv_core::store::{Limits, StoreConfig};
+use quickv_net::tls::{self, ClusterCa};
+use quickv_net::transport::Transport;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -181,7 +181,7 @@ impl Node {
         let ca = ClusterCa::from_pem_file(config.ca_dir.join(pki::CA_CERT))?;
         let identity = pki::node_identity(&config.dir, &config.ca_dir)?;
         let secret = pki::cluster_secret(&config.dir, &config.ca_dir)?;
-        let mut transport = quickv_client::transport::transport_config();
+        let mut transport = quickv_net::transport::transport_config();
         transport.max_concurrent_bidi_streams(config.bounds.streams_per_connection.into());
         transport.receive_window(config.bounds.receive_window.into());
         transport.stream_receive_window(config.bounds.receive_window.into());

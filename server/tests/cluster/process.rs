@@ -11,7 +11,7 @@ fn quickv_binary() -> PathBuf {
     if !quickv.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--locked", "-p", "quickv-client", "--bin", "quickv"])
+            .args(["build", "--locked", "-p", "quickv-cli", "--bin", "quickv"])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building quickv failed");
