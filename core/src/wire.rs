@@ -274,8 +274,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
-        // Version 3 differs from 4 only in node entries (no certificate): other messages read
-        // unchanged, membership messages are refused below.
+        // Version 3 differs from 4 in node entries (no certificate) and writes (no `resent`):
+        // other messages read unchanged; membership messages are refused below, and writes do
+        // not decode.
         3 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(3))?,
         2 => {
             let (old, rest) = postcard::take_from_bytes::<v2::Message>(body).map_err(|_| DecodeError::Malformed)?;
@@ -462,6 +463,16 @@ mod tests {
         let mut v3 = encode(&get);
         v3[0] = 3;
         assert_eq!(decode(&v3), Ok(get));
+        // A version-3 mint (its write without `resent`) is refused as of another version.
+        let write = Write::put(b"w".to_vec(), CausalContext::empty(), 6);
+        let mint = Message::Request {
+            id: 6,
+            body: Request::Mint { store: store(), key: b"k".to_vec(), write, hint_for: None },
+        };
+        let mut v3 = encode(&mint);
+        v3[0] = 3;
+        v3.pop();
+        assert_eq!(decode(&v3), Err(DecodeError::UnsupportedVersion(3)));
         let join = Message::Request { id: 5, body: Request::Join { node: NodeInfo::new("a", "b:1", "z", 1).unwrap() } };
         let mut v3 = encode(&join);
         v3[0] = 3;

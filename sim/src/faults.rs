@@ -74,9 +74,8 @@ impl Fault {
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
-    /// list until the hole each finds is fixed: `os-sync` (seed 644 of every fault: a node that
-    /// lost its mint log in a crash mints a retried write a second time, see `docs/simulation.md`).
-    pub const OPEN_HOLES: &'static [Fault] = &[Fault::OsSync];
+    /// list until the hole each finds is fixed. None today.
+    pub const OPEN_HOLES: &'static [Fault] = &[];
 
     /// The faults a run injects by default: every fault the node machine survives today.
     pub fn defaults() -> impl Iterator<Item = Fault> {

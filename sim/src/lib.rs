@@ -87,6 +87,9 @@ pub enum Mechanism {
     /// `impostor` presents n1's own certificate (as a copy of n1's folder would), so nodes cannot
     /// tell it from n1.
     UniqueIds,
+    /// A node restarted after losing unsynced records knows it (issue 7, 3.1 with 3.5): switched
+    /// off, it takes its mint log as complete and mints a resent write it lost a second time.
+    LostRecords,
 }
 
 impl Mechanism {
@@ -97,6 +100,7 @@ impl Mechanism {
         Mechanism::ContextSeal,
         Mechanism::ContextTimestamp,
         Mechanism::UniqueIds,
+        Mechanism::LostRecords,
     ];
 
     /// The mechanism's name on the command line.
@@ -107,6 +111,7 @@ impl Mechanism {
             Mechanism::ContextSeal => "context-seal",
             Mechanism::ContextTimestamp => "context-timestamp",
             Mechanism::UniqueIds => "unique-ids",
+            Mechanism::LostRecords => "lost-records",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `quickv-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp|unique-ids]
+//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp|unique-ids|lost-records]
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every

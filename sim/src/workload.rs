@@ -236,7 +236,7 @@ impl Client {
             let retry = Request::CoordinatePut {
                 store: store.clone(),
                 key: key.clone(),
-                write: write.clone(),
+                write: write.clone().resend(),
                 minter: Some(minter.clone()),
             };
             self.sent = Some((retry.clone(), left - 1));

@@ -363,6 +363,9 @@ impl World {
             node.disk.incarnation += 1;
         }
         config.incarnation = node.disk.incarnation;
+        // A restart of the node whose disk loses writes follows a crash that may have lost some.
+        config.lost_records =
+            node.life > 0 && self.fragile == Some(i) && !self.options.disabled.contains(&Mechanism::LostRecords);
         match Node::new(config, view, self.now) {
             Ok(machine) => node.machine = Some(machine),
             Err(e) => {

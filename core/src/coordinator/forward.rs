@@ -44,8 +44,10 @@ pub struct ForwardPut {
 
 impl ForwardPut {
     /// Starts a put of `write` (which must carry its id) to the key with `prefs`; with `pinned`,
-    /// only that replica is asked (a retry of a put that failed naming it).
+    /// only that replica is asked (a retry of a put that failed naming it), and the write goes
+    /// marked [`resent`](Write::resent).
     pub fn new(prefs: &PreferenceList, config: &StoreConfig, write: Write, pinned: Option<NodeId>) -> ForwardPut {
+        let write = if pinned.is_some() { write.resend() } else { write };
         let candidates: VecDeque<NodeId> = match pinned {
             Some(node) => core::iter::once(node).collect(),
             None => {

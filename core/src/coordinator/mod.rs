@@ -50,11 +50,16 @@ pub enum ReplicaFailure {
 }
 
 impl ReplicaFailure {
-    /// What a replica's error answer means to a coordinator: errors the node reports as
-    /// retryable (unavailable, internal, stale ring) leave room for another replica; others say the
+    /// What a replica's error answer means to a coordinator: a replica that cannot tell whether
+    /// it applied a write (indeterminate) may have; errors the node reports as retryable
+    /// (unavailable, internal, stale ring) leave room for another replica; others say the
     /// request itself is invalid. The one place this mapping is written.
     pub fn from_reply(reply: ErrorReply) -> ReplicaFailure {
-        if reply.kind.is_retryable() { ReplicaFailure::Unavailable } else { ReplicaFailure::Refused(reply) }
+        match reply.kind {
+            ErrorKind::Indeterminate => ReplicaFailure::NoAnswer,
+            kind if kind.is_retryable() => ReplicaFailure::Unavailable,
+            _ => ReplicaFailure::Refused(reply),
+        }
     }
 }
 

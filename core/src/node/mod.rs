@@ -97,6 +97,13 @@ pub struct NodeConfig {
     /// mints a dot it may have minted before, and a state a crash took back (or that a read
     /// exposed before it was synced) can never be confused with a later write.
     pub incarnation: u64,
+    /// Whether this start follows a stop that may have lost records the node had acknowledged
+    /// (default false): a crash of a node that syncs only every so often (`--sync os`), or any
+    /// restart of a node on the memory engine. Its mint log may then lack writes it minted
+    /// before, so a [resent](crate::version::Write::resent) write it has no record of, stamped
+    /// before this start (plus `max_clock_skew`), is answered `Indeterminate`, never minted a
+    /// second time.
+    pub lost_records: bool,
     /// The wall-clock time, in milliseconds since the Unix epoch, at `now` = 0 (default 0): the
     /// node's clock for last-writer-wins timestamps is this plus `now`.
     pub wall_clock_origin_ms: u64,
@@ -130,6 +137,7 @@ impl NodeConfig {
             fallbacks: 3,
             seed: 0,
             incarnation: 1,
+            lost_records: false,
             wall_clock_origin_ms: 0,
             max_clock_skew: Duration::from_secs(60),
             max_stores: 1000,
@@ -374,6 +382,8 @@ pub struct Node {
     joined: bool,
     /// Why a seed refused this node's join for good (its id is taken), if one did.
     join_refused: Option<String>,
+    /// The node's wall clock when this machine started (ms since the Unix epoch).
+    started_ms: u64,
     next_sync: Duration,
 }
 
@@ -407,6 +417,7 @@ impl Node {
             rng: crate::mix::mix64(config.seed),
             joined: config.seeds.is_empty(),
             join_refused: None,
+            started_ms: config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64),
             config: NodeConfig { info, ..config },
             view,
             stats: NodeStats::default(),

@@ -143,6 +143,7 @@ impl Node {
                     }
                 }
                 let mut state = current.unwrap_or_default();
+                self.check_resent(&state, write)?;
                 state.apply(&self.actor, write, head.config.conflicts()).map_err(|e| {
                     self.stats.refused += 1;
                     ErrorReply::new(ErrorKind::InvalidContext, format!("invalid causal context: {e}"))
@@ -173,6 +174,24 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// A resent write this node has no record of, at a node that lost records in a crash since
+    /// the write was made, may have been minted here before and lost with them: minting it again
+    /// would make a second version of one write. Answered indeterminate instead; the caller reads
+    /// the key to find out. (Writes stamped after this start plus the clock skew nodes allow were
+    /// made after the loss, so the node's record of them is complete.)
+    fn check_resent(&self, record: &KeyRecord, write: &Write) -> Result<(), ErrorReply> {
+        let made_before_loss =
+            write.timestamp < self.started_ms.saturating_add(self.config.max_clock_skew.as_millis() as u64);
+        if write.resent && self.config.lost_records && made_before_loss && record.applied(write.id).is_none() {
+            return Err(ErrorReply::new(
+                ErrorKind::Indeterminate,
+                "this node restarted after losing writes it had not synced, and has no record of this write: it \
+                 cannot tell whether it applied it before; read the key to find out",
+            ));
+        }
+        Ok(())
     }
 
     /// `state` of `key` as this node answers it: sealed, so a caller's context made of it is

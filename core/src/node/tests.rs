@@ -363,6 +363,54 @@ fn steps_on_one_key_wait_for_the_previous_store() {
     assert_eq!(answers.len(), 2);
 }
 
+/// 3.1 with 3.5 (the simulation's seed 644): a node restarted after losing unsynced records may
+/// have minted a resent write before and lost it; it answers such a write indeterminate unless
+/// its record shows the write, and mints writes that are not resent or were made after the loss.
+#[test]
+fn a_node_that_lost_records_does_not_mint_a_resent_write_twice() {
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut config = NodeConfig::new(info, secret());
+    config.lost_records = true;
+    config.incarnation = 2;
+    config.wall_clock_origin_ms = 1_000_000;
+    config.max_clock_skew = Duration::from_secs(60);
+    let mut node = Node::new(config, ClusterView::new(6), Duration::ZERO).unwrap();
+    while node.poll_io().is_some() {}
+    let peer = certificate("peer");
+    let write =
+        |id: u128, timestamp: u64| Write::put(b"v".to_vec(), CausalContext::empty(), timestamp).with_id(WriteId(id));
+    let mint = |node: &mut Node, write: Write, loaded: Option<KeyRecord>| {
+        let body = Request::Mint { store: StoreName::default_store(), key: b"k".to_vec(), write, hint_for: None };
+        node.handle_message(Duration::ZERO, Origin::peer(1, peer), Message::Request { id: 1, body });
+        let (load, _) = node.poll_io().expect("a load");
+        node.handle_io(Duration::ZERO, load, Ok(IoOutput::Loaded(loaded)));
+        let stored = match node.poll_io() {
+            Some((id, Io::Store { state, .. })) => {
+                node.handle_io(Duration::ZERO, id, Ok(IoOutput::Done));
+                Some(state)
+            }
+            _ => None,
+        };
+        let Some(Transmit { message: Message::Response { body, .. }, .. }) = node.poll_transmit() else { panic!() };
+        (body, stored)
+    };
+    // Resent, unknown, made before the loss: indeterminate, nothing stored.
+    let (answer, stored) = mint(&mut node, write(7, 999_000).resend(), None);
+    assert!(matches!(&answer, Response::Error(e) if e.kind == ErrorKind::Indeterminate), "{answer:?}");
+    assert!(stored.is_none());
+    // The same write sent for the first time, or made after the loss: minted.
+    let (answer, first) = mint(&mut node, write(7, 999_000), None);
+    assert!(matches!(answer, Response::State(Some(_))), "{answer:?}");
+    let (answer, _) = mint(&mut node, write(8, 1_061_000).resend(), None);
+    assert!(matches!(answer, Response::State(Some(_))), "{answer:?}");
+    // Resent and found in the key's versions (repaired from another replica): not minted again.
+    let first = first.expect("stored");
+    let (answer, again) = mint(&mut node, write(7, 999_000).resend(), Some(KeyRecord::new(first.siblings.clone())));
+    let Response::State(Some(state)) = answer else { panic!("{answer:?}") };
+    assert_eq!(state.siblings, first.siblings, "one version of write 7");
+    assert_eq!(again.map(|r| r.siblings), Some(first.siblings));
+}
+
 #[test]
 fn a_created_store_is_acknowledged_only_once_saved_and_a_storage_failure_is_reported() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();

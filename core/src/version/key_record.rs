@@ -35,8 +35,8 @@ impl KeyRecord {
     /// Applies a write with this replica (`actor`) minting it (see [`Siblings::apply`]), unless
     /// it is a write already minted here: then nothing changes and the dot it got is returned.
     pub fn apply(&mut self, actor: &NodeId, write: &Write, policy: ConflictPolicy) -> Result<Dot, ApplyError> {
-        if let Some((_, dot)) = self.minted.iter().find(|(id, _)| !id.is_none() && *id == write.id) {
-            return Ok(dot.clone());
+        if let Some(dot) = self.applied(write.id) {
+            return Ok(dot);
         }
         let dot = self.siblings.apply(actor, write, policy)?;
         if !write.id.is_none() && !self.minted.iter().any(|(id, _)| *id == write.id) {
@@ -56,5 +56,15 @@ impl KeyRecord {
     /// Whether the record remembers write `id` as minted here.
     pub fn minted(&self, id: WriteId) -> bool {
         !id.is_none() && self.minted.iter().any(|(m, _)| *m == id)
+    }
+
+    /// The dot write `id` got, if the record shows it applied: minted here (the mint log), or a
+    /// version of it is in the state (minted anywhere, and not superseded yet).
+    pub fn applied(&self, id: WriteId) -> Option<Dot> {
+        if id.is_none() {
+            return None;
+        }
+        let minted = self.minted.iter().find(|(m, _)| *m == id).map(|(_, dot)| dot.clone());
+        minted.or_else(|| self.siblings.versions().iter().find(|v| v.write == id).map(|v| v.dot.clone()))
     }
 }

@@ -18,6 +18,6 @@ pub struct Write {
 impl From<Write> for super::Write {
     fn from(w: Write) -> super::Write {
         let context = if w.context.is_empty() { CausalContext::empty() } else { CausalContext::unsealed(w.context) };
-        super::Write { id: w.id, payload: w.payload, context, timestamp: w.timestamp }
+        super::Write { id: w.id, payload: w.payload, context, timestamp: w.timestamp, resent: false }
     }
 }

@@ -54,21 +54,31 @@ pub struct Write {
     pub context: CausalContext,
     /// The caller's wall clock, in milliseconds since the Unix epoch.
     pub timestamp: u64,
+    /// Sent before, and the sender did not learn whether it was applied (a retry after
+    /// [`PutError::Indeterminate`](crate::coordinator::PutError::Indeterminate)). A node that lost
+    /// records in a crash answers a resent write it has no record of as indeterminate instead of
+    /// minting it a second time (see `docs/storage.md`).
+    pub resent: bool,
 }
 
 impl Write {
     /// A put of `value`, without an id yet (see [`with_id`](Self::with_id)).
     pub fn put(value: impl Into<Value>, context: CausalContext, timestamp: u64) -> Write {
-        Write { id: WriteId::NONE, payload: Payload::Value(value.into()), context, timestamp }
+        Write { id: WriteId::NONE, payload: Payload::Value(value.into()), context, timestamp, resent: false }
     }
 
     /// A delete, without an id yet.
     pub fn delete(context: CausalContext, timestamp: u64) -> Write {
-        Write { id: WriteId::NONE, payload: Payload::Tombstone, context, timestamp }
+        Write { id: WriteId::NONE, payload: Payload::Tombstone, context, timestamp, resent: false }
     }
 
     /// The same write named `id`.
     pub fn with_id(self, id: WriteId) -> Write {
         Write { id, ..self }
+    }
+
+    /// The same write, marked as sent again (see [`resent`](Self::resent)).
+    pub fn resend(self) -> Write {
+        Write { resent: true, ..self }
     }
 }

@@ -66,15 +66,17 @@ impl IncarnationFile {
     }
 
     /// The incarnation to run in, recorded (as running) before it is returned: the same as last
-    /// time after a clean shutdown of a node whose storage is durable, a new one otherwise.
-    pub(crate) fn begin(&self, durable: bool) -> Result<u64, StartError> {
-        let next = match self.load()? {
-            Some((last, true)) if durable => last,
-            Some((last, _)) => last.checked_add(1).ok_or_else(|| self.bad("incarnation overflow".into()))?,
-            None => 1,
+    /// time after a clean shutdown of a node whose storage is durable, a new one otherwise. The
+    /// flag says whether the node ran before and did not stop cleanly with durable storage: then
+    /// what it had not synced may be lost.
+    pub(crate) fn begin(&self, durable: bool) -> Result<(u64, bool), StartError> {
+        let (next, after_loss) = match self.load()? {
+            Some((last, true)) if durable => (last, false),
+            Some((last, _)) => (last.checked_add(1).ok_or_else(|| self.bad("incarnation overflow".into()))?, true),
+            None => (1, false),
         };
         self.save(next, false)?;
-        Ok(next)
+        Ok((next, after_loss))
     }
 
     /// Records that the node stopped cleanly in `incarnation` (everything it minted is durable).
@@ -91,12 +93,12 @@ mod tests {
     fn a_crash_or_the_memory_engine_starts_a_new_incarnation_a_clean_stop_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let file = IncarnationFile::new(dir.path());
-        assert_eq!(file.begin(true).unwrap(), 1, "first start");
-        assert_eq!(file.begin(true).unwrap(), 2, "no clean shutdown in between: a crash");
+        assert_eq!(file.begin(true).unwrap(), (1, false), "first start");
+        assert_eq!(file.begin(true).unwrap(), (2, true), "no clean shutdown in between: a crash");
         file.end_cleanly(2).unwrap();
-        assert_eq!(file.begin(true).unwrap(), 2, "after a clean shutdown, the same");
+        assert_eq!(file.begin(true).unwrap(), (2, false), "after a clean shutdown, the same");
         file.end_cleanly(2).unwrap();
-        assert_eq!(file.begin(false).unwrap(), 3, "the memory engine lost everything anyway");
+        assert_eq!(file.begin(false).unwrap(), (3, true), "the memory engine lost everything anyway");
     }
 
     #[test]

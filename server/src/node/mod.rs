@@ -196,7 +196,7 @@ impl Node {
         let engine: Arc<dyn storage::Engine> = Arc::from(storage::open(config.engine, &config.dir, config.sync)?);
 
         let incarnations = incarnation::IncarnationFile::new(&config.dir);
-        let incarnation = incarnations.begin(config.engine == EngineKind::Durable)?;
+        let (incarnation, after_loss) = incarnations.begin(config.engine == EngineKind::Durable)?;
         let file = Arc::new(saved_view::SavedView::new(config.dir.join(saved_view::FILE)));
         let view = file.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
         let mut machine_config = quickv_core::node::NodeConfig::new(info, secret);
@@ -206,6 +206,9 @@ impl Node {
         machine_config.sync_interval = config.sync_interval;
         machine_config.seed = RandomState::new().hash_one(&id);
         machine_config.incarnation = incarnation;
+        // Records are lost in a stop only if they were not synced when acknowledged.
+        let syncs_every_write = config.engine == EngineKind::Durable && config.sync == SyncPolicy::Always;
+        machine_config.lost_records = after_loss && !syncs_every_write;
         machine_config.max_stores = config.max_stores;
         machine_config.max_clock_skew = config.max_clock_skew;
         machine_config.default_store = Some(config.default_store);

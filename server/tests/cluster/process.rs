@@ -4,19 +4,22 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-/// The `quickv` binary next to `quickv-node`, built first if this run has not built it.
+/// The `quickv` binary next to `quickv-node`, built (or brought up to date) once per test run:
+/// a binary left by an earlier build may speak an older wire version.
 fn quickv_binary() -> PathBuf {
-    let node = PathBuf::from(env!("CARGO_BIN_EXE_quickv-node"));
-    let quickv = node.with_file_name("quickv");
-    if !quickv.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--locked", "-p", "quickv-cli", "--bin", "quickv"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building quickv failed");
-    }
-    quickv
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let node = PathBuf::from(env!("CARGO_BIN_EXE_quickv-node"));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--locked", "-p", "quickv-cli", "--bin", "quickv"])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building quickv failed");
+            node.with_file_name("quickv")
+        })
+        .clone()
 }
 
 struct Dev {
