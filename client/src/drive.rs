@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
-    self, ForwardAction, ForwardPut, GetAction, GetCoordinator, GetError, GetOutcome, PutError, ReplicaFailure,
+    self, Action, Coordinator, ForwardPut, GetCoordinator, GetError, GetOutcome, PutError, Read, ReplicaFailure,
 };
 use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
@@ -72,50 +72,26 @@ pub struct Target {
 }
 
 /// Coordinates a get; returns the reconciled state (empty if no replica has the key) and the
-/// context made of the replicas' seals.
+/// context made of the replicas' seals. The coordinator goes on after the reply, to repair.
 pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOutcome, GetError> {
-    let (reply_tx, reply_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let origin = Instant::now();
-        let mut machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
-        let (answers_tx, mut answers) = mpsc::unbounded_channel();
-        let mut reply_tx = Some(reply_tx);
-        let mut repair_asked = false;
-        loop {
-            while let Some(action) = machine.poll_action() {
-                match action {
-                    GetAction::Send { to } => {
-                        let request = Request::Get { store: target.store.clone(), key: target.key.clone() };
-                        send(&caller, &answers_tx, to, request, coordinator::read_answer);
-                    }
-                    GetAction::Reply(outcome) => {
-                        if let Some(tx) = reply_tx.take() {
-                            let _ = tx.send(outcome);
-                        }
-                    }
-                    // Only nodes write to replicas: a stale replica is asked to coordinate a read of
-                    // the key, which repairs every replica that answers with less.
-                    GetAction::Repair { to, .. } if !repair_asked => {
-                        repair_asked = true;
-                        let request = Request::CoordinateGet { store: target.store.clone(), key: target.key.clone() };
-                        let caller = caller.clone();
-                        tokio::spawn(async move {
-                            let _ = caller.call(to, request).await;
-                        });
-                    }
-                    GetAction::Repair { .. } => {}
-                }
-            }
-            if machine.is_finished() {
-                break;
-            }
-            match next_event(&mut answers, machine.poll_timeout(), origin).await {
-                Event::Answer(from, answer) => machine.handle_reply(origin.elapsed(), &from, answer),
-                Event::Timeout => machine.handle_timeout(origin.elapsed()),
-            }
-        }
-    });
-    reply_rx.await.unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0 }))
+    let machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
+    let (store, key) = (target.store, target.key);
+    let (read, repair) = ((store.clone(), key.clone()), (store, key));
+    let mut repair_asked = false;
+    run(
+        caller,
+        machine,
+        move |_to, _read: Read| Request::Get { store: read.0.clone(), key: read.1.clone() },
+        coordinator::read_answer,
+        // Only nodes write to replicas: the first stale replica is asked to coordinate a read of
+        // the key, which repairs every replica that answered with less.
+        move |_to| {
+            let ask = !std::mem::replace(&mut repair_asked, true);
+            ask.then(|| Request::CoordinateGet { store: repair.0.clone(), key: repair.1.clone() })
+        },
+    )
+    .await
+    .unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0 }))
 }
 
 /// Puts or, with a tombstone write, deletes: hands the write to one replica of the key, which
@@ -128,24 +104,81 @@ pub async fn put<C: NodeCaller>(
     write: Write,
     minter: Option<NodeId>,
 ) -> Result<SealedState, PutError> {
-    let mut machine = ForwardPut::new(&target.prefs, &target.config, write, minter);
-    loop {
-        match machine.poll_action() {
-            Some(ForwardAction::Send { to }) => {
-                let request = Request::CoordinatePut {
-                    store: target.store.clone(),
-                    key: target.key.clone(),
-                    write: machine.write().clone(),
-                    minter: Some(to.clone()),
-                };
-                let answer = caller.call(to.clone(), request).await;
-                machine.handle_reply(&to, answer);
+    let required = target.config.w();
+    let machine = ForwardPut::new(&target.prefs, &target.config, write, minter);
+    let (store, key) = (target.store, target.key);
+    run(
+        caller,
+        machine,
+        move |to: &NodeId, write| Request::CoordinatePut {
+            store: store.clone(),
+            key: key.clone(),
+            write,
+            minter: Some(to.clone()),
+        },
+        Ok,
+        |_to| None,
+    )
+    .await
+    .unwrap_or(Err(PutError::Unavailable { required, acknowledged: 0, minter: None }))
+}
+
+/// The one driver loop: runs `machine` in a task of its own to its end, sending each request
+/// (`request` builds it for its destination) in a task of its own and feeding back the answers
+/// (read by `answer`, core's reading of a replica's answer) and the timeouts. Returns the reply
+/// as soon as the machine emits it (`None` if it never did: it always does); the machine goes on
+/// in the background after that, to finish repairs. A repair is sent as the request `repair`
+/// returns for the stale replica, if any; nobody waits for its answer.
+async fn run<C, M>(
+    caller: Arc<C>,
+    mut machine: M,
+    request: impl Fn(&NodeId, M::Request) -> Request + Send + 'static,
+    answer: fn(Response) -> Result<M::Answer, ReplicaFailure>,
+    mut repair: impl FnMut(&NodeId) -> Option<Request> + Send + 'static,
+) -> Option<M::Outcome>
+where
+    C: NodeCaller,
+    M: Coordinator + Send + 'static,
+    M::Request: Send,
+    M::Answer: Send + 'static,
+    M::Outcome: Send + 'static,
+{
+    let (reply_tx, reply_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let origin = Instant::now();
+        let (answers_tx, mut answers) = mpsc::unbounded_channel();
+        let mut reply_tx = Some(reply_tx);
+        loop {
+            while let Some(action) = machine.poll_action() {
+                match action {
+                    Action::Send { to, request: what } => {
+                        send(&caller, &answers_tx, to.clone(), request(&to, what), answer);
+                    }
+                    Action::Reply(outcome) => {
+                        if let Some(tx) = reply_tx.take() {
+                            let _ = tx.send(outcome);
+                        }
+                    }
+                    Action::Repair { to, .. } => {
+                        if let Some(request) = repair(&to) {
+                            let caller = caller.clone();
+                            tokio::spawn(async move {
+                                let _ = caller.call(to, request).await;
+                            });
+                        }
+                    }
+                }
             }
-            Some(ForwardAction::Reply(outcome)) => return outcome,
-            // Unreachable: the machine replies exactly once and acts after every input.
-            None => return Err(PutError::Unavailable { required: target.config.w(), acknowledged: 0, minter: None }),
+            if machine.is_finished() {
+                break;
+            }
+            match next_event(&mut answers, machine.poll_timeout(), origin).await {
+                Event::Answer(from, answer) => machine.handle_reply(origin.elapsed(), &from, answer),
+                Event::Timeout => machine.handle_timeout(origin.elapsed()),
+            }
         }
-    }
+    });
+    reply_rx.await.ok()
 }
 
 type Answer<T> = (NodeId, Result<T, ReplicaFailure>);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use quickv_core::coordinator::{
-    GetAction, GetCoordinator, GetOutcome, PutAction, PutCoordinator, PutRequest, ReplicaFailure, Write,
+    Coordinator, GetAction, GetCoordinator, GetOutcome, PutAction, PutCoordinator, PutRequest, ReplicaFailure, Write,
 };
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{Membership, NodeInfo};
@@ -42,6 +42,8 @@ impl Cluster {
                     put.handle_reply(Duration::ZERO, &to, answer);
                 }
                 PutAction::Reply(outcome) => result = Some(outcome?.context()),
+                // A put never repairs: repairs come with reads.
+                PutAction::Repair { .. } => {}
             }
         }
         for hint in put.hints() {
@@ -56,8 +58,8 @@ impl Cluster {
         loop {
             while let Some(action) = get.poll_action() {
                 match action {
-                    GetAction::Send { to } if self.down.contains(&to) => {}
-                    GetAction::Send { to } => {
+                    GetAction::Send { to, .. } if self.down.contains(&to) => {}
+                    GetAction::Send { to, .. } => {
                         let state = self.disks.entry(to.clone()).or_default().get(key).cloned();
                         let sealed = state.map(|s| self.secret.seal(&self.store, key, s));
                         get.handle_reply(Duration::ZERO, &to, Ok(sealed));

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use quickv_core::{
-//!     coordinator::{GetAction, GetCoordinator, PutAction, PutCoordinator, PutRequest, Write},
+//!     coordinator::{Coordinator, GetAction, GetCoordinator, PutAction, PutCoordinator, PutRequest, Write},
 //!     membership::{Membership, NodeInfo},
 //!     identity::NodeId,
 //!     ring::Ring,
@@ -23,7 +23,7 @@
 //! // Three nodes in three zones; the ring gives each a share in proportion to its capacity.
 //! let mut membership = Membership::new();
 //! for (id, zone) in [("a", "z1"), ("b", "z2"), ("c", "z3")] {
-//!     membership.upsert(NodeInfo::new(id, "127.0.0.1:7100", zone, 1)?);
+//!     membership.upsert(NodeInfo::new(id, "127.0.0.1:7100", zone, 1)?)?;
 //! }
 //! let ring = Ring::build(&membership, 10)?;
 //! let config = StoreConfig::quorum(); // N=3, R=2, W=2, sloppy, siblings
@@ -57,6 +57,7 @@
 //!             put.handle_reply(now, &to, Ok(answer));
 //!         }
 //!         PutAction::Reply(outcome) => assert!(outcome.is_ok()),
+//!         PutAction::Repair { .. } => unreachable!("repairs come with reads"),
 //!     }
 //! }
 //!
@@ -64,7 +65,7 @@
 //! let mut get = GetCoordinator::new(&prefs, &config, Duration::from_millis(500), now);
 //! while let Some(action) = get.poll_action() {
 //!     match action {
-//!         GetAction::Send { to } => {
+//!         GetAction::Send { to, .. } => {
 //!             let found = replicas.iter().find(|(n, _)| *n == to).map(|(_, s)| secret.seal(&store, key, s.clone()));
 //!             get.handle_reply(now, &to, Ok(found));
 //!         }

@@ -3,7 +3,9 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::time::Duration;
 
+use super::shell::{Action, Coordinator, Shell};
 use super::{PutError, ReplicaFailure};
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
@@ -11,18 +13,10 @@ use crate::store::{QuorumKind, StoreConfig};
 use crate::version::{SealedState, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
-/// What a forwarded put asks its driver to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ForwardAction {
-    /// Send `CoordinatePut { write, minter: Some(to) }` to `to`: `to` applies the write itself
-    /// and replicates it to the key's other replicas.
-    Send {
-        /// The replica.
-        to: NodeId,
-    },
-    /// Return this to the caller (the state after the write). Emitted exactly once.
-    Reply(Result<SealedState, PutError>),
-}
+/// What a forwarded put asks its driver to do: send `CoordinatePut { write, minter: Some(to) }`
+/// to `to` (which applies the write itself and replicates it to the key's other replicas), or
+/// reply with the state after the write.
+pub type ForwardAction = Action<Write, Result<SealedState, PutError>>;
 
 /// Hands one put to a replica of the key: the first primary that can be reached (then, for a
 /// sloppy store, the fallbacks), each asked to apply the write itself and replicate it. It moves
@@ -38,8 +32,7 @@ pub struct ForwardPut {
     asked: Option<NodeId>,
     refusal: Option<ErrorReply>,
     only_refusals: bool,
-    actions: VecDeque<ForwardAction>,
-    finished: bool,
+    shell: Shell<Write, Result<SealedState, PutError>>,
 }
 
 impl ForwardPut {
@@ -66,8 +59,7 @@ impl ForwardPut {
             asked: None,
             refusal: None,
             only_refusals: true,
-            actions: VecDeque::new(),
-            finished: false,
+            shell: Shell::new(),
         };
         put.next();
         put
@@ -76,37 +68,6 @@ impl ForwardPut {
     /// The write, as each replica is sent it.
     pub fn write(&self) -> &Write {
         &self.write
-    }
-
-    /// The next action; call until `None` after building and after each `handle_reply`.
-    pub fn poll_action(&mut self) -> Option<ForwardAction> {
-        self.actions.pop_front()
-    }
-
-    /// Whether the machine has nothing left to do.
-    pub fn is_finished(&self) -> bool {
-        self.finished && self.actions.is_empty()
-    }
-
-    /// Feeds the answer of the replica asked (answers from others are ignored). Errors the
-    /// transport reports map to [`ReplicaFailure::Unavailable`] (never delivered) and
-    /// [`ReplicaFailure::NoAnswer`]; the replica's own answers come as `Ok`.
-    pub fn handle_reply(&mut self, from: &NodeId, answer: Result<Response, ReplicaFailure>) {
-        if self.finished || self.asked.as_ref() != Some(from) {
-            return;
-        }
-        let asked = from.clone();
-        match answer {
-            Ok(Response::State(Some(state))) if state.siblings.validate().is_ok() => self.reply(Ok(state)),
-            Ok(Response::Error(e)) => self.error(asked, e),
-            // An answer that makes no sense: the write may or may not be there.
-            Ok(_) | Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),
-            Err(ReplicaFailure::Unavailable) => {
-                self.only_refusals = false;
-                self.next();
-            }
-            Err(ReplicaFailure::Refused(e)) => self.error(asked, e),
-        }
     }
 
     fn error(&mut self, asked: NodeId, e: ErrorReply) {
@@ -138,7 +99,7 @@ impl ForwardPut {
         match self.candidates.pop_front() {
             Some(to) => {
                 self.asked = Some(to.clone());
-                self.actions.push_back(ForwardAction::Send { to });
+                self.shell.send(to, self.write.clone());
             }
             None => {
                 let error = match self.refusal.take() {
@@ -152,7 +113,49 @@ impl ForwardPut {
 
     fn reply(&mut self, outcome: Result<SealedState, PutError>) {
         self.asked = None;
-        self.finished = true;
-        self.actions.push_back(ForwardAction::Reply(outcome));
+        self.shell.reply(outcome);
+        self.shell.finish();
+    }
+}
+
+/// The replica asked answers `CoordinatePut` with the state after the write, or an error. Errors
+/// the transport reports map to [`ReplicaFailure::Unavailable`] (never delivered) and
+/// [`ReplicaFailure::NoAnswer`]; the replica's own answers come as `Ok`. No deadline of its own:
+/// the transport's bounds each call.
+impl Coordinator for ForwardPut {
+    type Request = Write;
+    type Answer = Response;
+    type Outcome = Result<SealedState, PutError>;
+
+    fn poll_action(&mut self) -> Option<ForwardAction> {
+        self.shell.poll()
+    }
+
+    fn handle_reply(&mut self, _now: Duration, from: &NodeId, answer: Result<Response, ReplicaFailure>) {
+        if self.shell.is_done() || self.asked.as_ref() != Some(from) {
+            return;
+        }
+        let asked = from.clone();
+        match answer {
+            Ok(Response::State(Some(state))) if state.siblings.validate().is_ok() => self.reply(Ok(state)),
+            Ok(Response::Error(e)) => self.error(asked, e),
+            // An answer that makes no sense: the write may or may not be there.
+            Ok(_) | Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),
+            Err(ReplicaFailure::Unavailable) => {
+                self.only_refusals = false;
+                self.next();
+            }
+            Err(ReplicaFailure::Refused(e)) => self.error(asked, e),
+        }
+    }
+
+    fn handle_timeout(&mut self, _now: Duration) {}
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    fn is_finished(&self) -> bool {
+        self.shell.is_finished()
     }
 }

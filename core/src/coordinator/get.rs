@@ -1,36 +1,20 @@
 //! The get coordinator.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::ReplicaFailure;
 use super::replicas::{Replicas, State};
+use super::shell::{Action, Coordinator, Read, Shell};
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, SealedState, Siblings};
 use crate::wire::ErrorReply;
 
-/// What a get coordinator asks its driver to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GetAction {
-    /// Ask `to` for its state of the key.
-    Send {
-        /// The replica or fallback to ask.
-        to: NodeId,
-    },
-    /// Return this to the caller. Emitted exactly once.
-    Reply(Result<GetOutcome, GetError>),
-    /// Write the reconciled state back to a replica that answered with less (read repair).
-    /// Emitted after the reply, once every asked replica has answered or timed out.
-    Repair {
-        /// The stale replica.
-        to: NodeId,
-        /// The state to merge into it.
-        siblings: Siblings,
-    },
-}
+/// What a get coordinator asks its driver to do: send a replica read, reply, or repair a replica
+/// that answered with less (after the reply, once every asked replica has answered or timed out).
+pub type GetAction = Action<Read, Result<GetOutcome, GetError>>;
 
 /// A successful get.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +65,7 @@ pub struct GetCoordinator {
     /// The first refusal, and whether every failed replica refused (then the reply says why).
     refusal: Option<ErrorReply>,
     only_refusals: bool,
-    actions: VecDeque<GetAction>,
-    replied: bool,
-    finished: bool,
+    shell: Shell<Read, Result<GetOutcome, GetError>>,
     /// Test oracle only: never reply with a quorum failure.
     #[cfg(test)]
     pub(super) patient: bool,
@@ -100,9 +82,7 @@ impl GetCoordinator {
             context: CausalContext::empty(),
             refusal: None,
             only_refusals: true,
-            actions: VecDeque::new(),
-            replied: false,
-            finished: false,
+            shell: Shell::new(),
             #[cfg(test)]
             patient: false,
         };
@@ -117,26 +97,28 @@ impl GetCoordinator {
         get.evaluate();
         get
     }
+}
 
-    /// The next action to perform. Call until `None` after building and after each `handle_*`.
-    pub fn poll_action(&mut self) -> Option<GetAction> {
-        self.actions.pop_front()
+/// A replica answers a read with its state of the key (`None` if it has none).
+impl Coordinator for GetCoordinator {
+    type Request = Read;
+    type Answer = Option<SealedState>;
+    type Outcome = Result<GetOutcome, GetError>;
+
+    fn poll_action(&mut self) -> Option<GetAction> {
+        self.shell.poll()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if at all.
-    pub fn poll_timeout(&self) -> Option<Duration> {
-        if self.finished { None } else { self.replicas.next_deadline() }
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.shell.is_done() { None } else { self.replicas.next_deadline() }
     }
 
-    /// Whether the machine has nothing left to do.
-    pub fn is_finished(&self) -> bool {
-        self.finished && self.actions.is_empty()
+    fn is_finished(&self) -> bool {
+        self.shell.is_finished()
     }
 
-    /// Feeds the answer of replica `from`: its state of the key (`None` if it has none) or why it
-    /// could not serve. Answers from nodes not asked, or asked and already timed out, are ignored.
-    pub fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<SealedState>, ReplicaFailure>) {
-        if self.finished {
+    fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<SealedState>, ReplicaFailure>) {
+        if self.shell.is_done() {
             return;
         }
         let Some(slot) = self.replicas.pending(from) else { return };
@@ -167,9 +149,8 @@ impl GetCoordinator {
         self.evaluate();
     }
 
-    /// Expires every request whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Duration) {
-        if self.finished {
+    fn handle_timeout(&mut self, now: Duration) {
+        if self.shell.is_done() {
             return;
         }
         for slot in self.replicas.expire(now) {
@@ -178,10 +159,12 @@ impl GetCoordinator {
         }
         self.evaluate();
     }
+}
 
+impl GetCoordinator {
     fn send(&mut self, node: NodeId, stands_in_for: Option<NodeId>, now: Duration) {
         self.replicas.send(node.clone(), stands_in_for, now);
-        self.actions.push_back(GetAction::Send { to: node });
+        self.shell.send(node, Read);
     }
 
     fn fail_slot(&mut self, slot: usize, now: Duration) {
@@ -205,34 +188,29 @@ impl GetCoordinator {
         false
     }
 
-    fn reply(&mut self, outcome: Result<GetOutcome, GetError>) {
-        self.replied = true;
-        self.actions.push_back(GetAction::Reply(outcome));
-    }
-
     fn evaluate(&mut self) {
-        if self.finished {
+        if self.shell.is_done() {
             return;
         }
         let required = self.config.r();
-        if !self.replied {
+        if !self.shell.has_replied() {
             if self.replicas.succeeded() >= required {
                 let outcome = GetOutcome { siblings: self.merged.clone(), context: self.context.clone() };
-                self.reply(Ok(outcome));
+                self.shell.reply(Ok(outcome));
             } else if self.replicas.best_case() < required && !self.is_patient() {
                 let answered = self.replicas.succeeded();
                 let error = match &self.refusal {
                     Some(reason) if self.only_refusals => GetError::Refused(reason.clone()),
                     _ => GetError::Unavailable { required, answered },
                 };
-                self.reply(Err(error));
-                self.finished = true;
+                self.shell.reply(Err(error));
+                self.shell.finish();
                 return;
             }
         }
-        if self.replied && self.replicas.in_flight() == 0 {
+        if self.shell.has_replied() && self.replicas.in_flight() == 0 {
             self.repair();
-            self.finished = true;
+            self.shell.finish();
         }
     }
 
@@ -244,7 +222,7 @@ impl GetCoordinator {
         for (slot, state) in &self.answers {
             let slot = &self.replicas.slots[*slot];
             if slot.stands_in_for.is_none() && state.as_ref() != Some(&self.merged) {
-                self.actions.push_back(GetAction::Repair { to: slot.node.clone(), siblings: self.merged.clone() });
+                self.shell.repair(slot.node.clone(), self.merged.clone());
             }
         }
     }

@@ -4,7 +4,9 @@
 //! its own requests drive the *same* machines, so quorum counting, sloppy fallbacks, hints and
 //! read repair are written once.
 //!
-//! Every machine has the same shape:
+//! Every machine has the same shape, the [`Coordinator`] trait, and emits the same
+//! [`Action`]s (with its own request and outcome types); the queueing of actions, the one reply
+//! and the end are written once (`shell.rs`):
 //!
 //! - build it with the key's [`PreferenceList`](crate::ring::PreferenceList), the store's
 //!   [`StoreConfig`](crate::store::StoreConfig), a per-replica timeout and `now`;
@@ -22,6 +24,7 @@ mod forward;
 mod get;
 mod put;
 mod replicas;
+mod shell;
 
 use crate::version::SealedState;
 use crate::wire::{ErrorKind, ErrorReply, Response};
@@ -29,6 +32,7 @@ use crate::wire::{ErrorKind, ErrorReply, Response};
 pub use forward::{ForwardAction, ForwardPut};
 pub use get::{GetAction, GetCoordinator, GetError, GetOutcome};
 pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
+pub use shell::{Action, Coordinator, Read};
 
 pub use crate::version::Write;
 

@@ -6,6 +6,7 @@ use core::time::Duration;
 
 use super::ReplicaFailure;
 use super::replicas::{Replicas, State};
+use super::shell::{Action, Coordinator, Shell};
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
@@ -32,19 +33,9 @@ pub enum PutRequest {
     },
 }
 
-/// What a put coordinator asks its driver to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PutAction {
-    /// Send `request` to `to`.
-    Send {
-        /// The receiving node.
-        to: NodeId,
-        /// What to send.
-        request: PutRequest,
-    },
-    /// Return this to the caller. Emitted exactly once.
-    Reply(Result<PutOutcome, PutError>),
-}
+/// What a put coordinator asks its driver to do: send a mint or a replicate, or reply (it never
+/// repairs).
+pub type PutAction = Action<PutRequest, Result<PutOutcome, PutError>>;
 
 /// A fallback that accepted a write on behalf of an unreachable primary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,9 +155,7 @@ pub struct PutCoordinator {
     /// The first refusal, and whether every failed request was refused (then the reply says why).
     refusal: Option<ErrorReply>,
     only_refusals: bool,
-    actions: VecDeque<PutAction>,
-    replied: bool,
-    finished: bool,
+    shell: Shell<PutRequest, Result<PutOutcome, PutError>>,
     /// Test oracle only: never reply with a quorum failure.
     #[cfg(test)]
     pub(super) patient: bool,
@@ -225,9 +214,7 @@ impl PutCoordinator {
             hints: Vec::new(),
             refusal: None,
             only_refusals: true,
-            actions: VecDeque::new(),
-            replied: false,
-            finished: false,
+            shell: Shell::new(),
             #[cfg(test)]
             patient: false,
         };
@@ -235,31 +222,34 @@ impl PutCoordinator {
         put
     }
 
-    /// The next action to perform. Call until `None` after building and after each `handle_*`.
-    pub fn poll_action(&mut self) -> Option<PutAction> {
-        self.actions.pop_front()
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called, if at all.
-    pub fn poll_timeout(&self) -> Option<Duration> {
-        if self.finished { None } else { self.replicas.next_deadline() }
-    }
-
-    /// Whether the machine has nothing left to do.
-    pub fn is_finished(&self) -> bool {
-        self.finished && self.actions.is_empty()
-    }
-
     /// Every hint left so far, including those acknowledged after the reply; complete once
-    /// [`is_finished`](Self::is_finished).
+    /// [`is_finished`](Coordinator::is_finished).
     pub fn hints(&self) -> &[Hint] {
         &self.hints
     }
+}
 
-    /// Feeds the answer of node `from`: for a mint, the state after the write; for a replicate,
-    /// `None` (only success matters). Answers from nodes not asked are ignored.
-    pub fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<SealedState>, ReplicaFailure>) {
-        if self.finished {
+/// A node answers a mint with the state after the write, a replicate with `None` (only success
+/// matters).
+impl Coordinator for PutCoordinator {
+    type Request = PutRequest;
+    type Answer = Option<SealedState>;
+    type Outcome = Result<PutOutcome, PutError>;
+
+    fn poll_action(&mut self) -> Option<PutAction> {
+        self.shell.poll()
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.shell.is_done() { None } else { self.replicas.next_deadline() }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.shell.is_finished()
+    }
+
+    fn handle_reply(&mut self, now: Duration, from: &NodeId, answer: Result<Option<SealedState>, ReplicaFailure>) {
+        if self.shell.is_done() {
             return;
         }
         let Some(slot) = self.replicas.pending(from) else { return };
@@ -297,9 +287,8 @@ impl PutCoordinator {
         self.evaluate();
     }
 
-    /// Expires every request whose deadline is at or before `now`.
-    pub fn handle_timeout(&mut self, now: Duration) {
-        if self.finished {
+    fn handle_timeout(&mut self, now: Duration) {
+        if self.shell.is_done() {
             return;
         }
         for slot in self.replicas.expire(now) {
@@ -308,7 +297,9 @@ impl PutCoordinator {
         }
         self.evaluate();
     }
+}
 
+impl PutCoordinator {
     fn acknowledge(&mut self, slot: usize) {
         let s = &mut self.replicas.slots[slot];
         s.state = State::Succeeded;
@@ -360,7 +351,7 @@ impl PutCoordinator {
             return;
         }
         let request = PutRequest::Mint { write: self.write.clone(), hint_for };
-        self.actions.push_back(PutAction::Send { to: node, request });
+        self.shell.send(node, request);
     }
 
     /// After the mint: sends the minted state to every other primary, or to a fallback in place
@@ -385,7 +376,7 @@ impl PutCoordinator {
         let Phase::Replicate { minted, .. } = &self.phase else { return };
         let request = PutRequest::Replicate { siblings: minted.siblings.clone(), hint_for: hint_for.clone() };
         self.replicas.send(node.clone(), hint_for, now);
-        self.actions.push_back(PutAction::Send { to: node, request });
+        self.shell.send(node, request);
     }
 
     fn first_uncovered_primary(&self) -> Option<NodeId> {
@@ -424,23 +415,18 @@ impl PutCoordinator {
         false
     }
 
-    fn reply(&mut self, outcome: Result<PutOutcome, PutError>) {
-        self.replied = true;
-        self.actions.push_back(PutAction::Reply(outcome));
-    }
-
     fn evaluate(&mut self) {
-        if self.finished {
+        if self.shell.is_done() {
             return;
         }
         let required = self.config.w();
         let acknowledged = self.replicas.succeeded();
-        if !self.replied {
+        if !self.shell.has_replied() {
             let reachable = self.best_case() >= required;
             if let Phase::Undecided { minter } = &self.phase {
                 let minter = minter.clone();
-                self.reply(Err(PutError::Indeterminate { minter }));
-                self.finished = true;
+                self.shell.reply(Err(PutError::Indeterminate { minter }));
+                self.shell.finish();
                 return;
             }
             if let (Phase::Replicate { minted, .. }, true) = (&self.phase, acknowledged >= required) {
@@ -449,7 +435,7 @@ impl PutCoordinator {
                     acknowledged: self.acknowledged_nodes(),
                     hints: self.hints.clone(),
                 };
-                self.reply(Ok(outcome));
+                self.shell.reply(Ok(outcome));
             } else if !reachable && !self.is_patient() {
                 let minter = match &self.phase {
                     Phase::Replicate { minter, .. } => Some(minter.clone()),
@@ -459,13 +445,13 @@ impl PutCoordinator {
                     Some(reason) if self.only_refusals && acknowledged == 0 => PutError::Refused(reason.clone()),
                     _ => PutError::Unavailable { required, acknowledged, minter },
                 };
-                self.reply(Err(error));
-                self.finished = true;
+                self.shell.reply(Err(error));
+                self.shell.finish();
                 return;
             }
         }
-        if self.replied && self.replicas.in_flight() == 0 {
-            self.finished = true;
+        if self.shell.has_replied() && self.replicas.in_flight() == 0 {
+            self.shell.finish();
         }
     }
 

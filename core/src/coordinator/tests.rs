@@ -267,7 +267,7 @@ fn sample_states() -> Vec<Option<Siblings>> {
 impl Machine for GetHarness {
     fn next(&mut self) -> Option<Act> {
         Some(match self.m.poll_action()? {
-            GetAction::Send { to } => Act::Send(to),
+            GetAction::Send { to, .. } => Act::Send(to),
             GetAction::Reply(outcome) => {
                 self.replied = true;
                 let unavailable = matches!(outcome, Err(GetError::Unavailable { .. }));
@@ -339,6 +339,7 @@ impl Machine for PutHarness {
                 self.outcome = outcome.ok();
                 Act::Reply { ok, unavailable }
             }
+            PutAction::Repair { to, .. } => panic!("a put asked to repair {to}"),
         })
     }
 
@@ -440,7 +441,7 @@ proptest! {
 fn strict_quorum_fails_at_once_when_too_few_primaries_exist() {
     let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0")], alloc::vec![node("f0")]);
     let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), TIMEOUT, Duration::ZERO);
-    assert_eq!(get.poll_action(), Some(GetAction::Send { to: node("p0") }));
+    assert_eq!(get.poll_action(), Some(GetAction::Send { to: node("p0"), request: Read }));
     assert_eq!(get.poll_action(), Some(GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 0 }))));
     assert!(get.is_finished());
 }
@@ -582,11 +583,11 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
 
     // p0 cannot be reached, p1 applies and replicates it.
     let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
-    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p0") }));
+    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p0"), request: put.write().clone() }));
     assert_eq!(put.poll_action(), None, "one replica at a time");
-    put.handle_reply(&node("p0"), Err(ReplicaFailure::Unavailable));
-    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1") }));
-    put.handle_reply(&node("p1"), Ok(Response::State(Some(state.clone()))));
+    put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Unavailable));
+    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: put.write().clone() }));
+    put.handle_reply(Duration::ZERO, &node("p1"), Ok(Response::State(Some(state.clone()))));
     assert_eq!(put.poll_action(), Some(ForwardAction::Reply(Ok(state))));
     assert!(put.is_finished());
 
@@ -595,17 +596,17 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
     put.poll_action();
     let unknown = ErrorReply::new(ErrorKind::UnknownStore, "store default does not exist");
-    put.handle_reply(&node("p0"), Ok(Response::Error(unknown)));
-    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1") }));
-    put.handle_reply(&node("p1"), Err(ReplicaFailure::NoAnswer));
+    put.handle_reply(Duration::ZERO, &node("p0"), Ok(Response::Error(unknown)));
+    assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: put.write().clone() }));
+    put.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::NoAnswer));
     let Some(ForwardAction::Reply(Err(e))) = put.poll_action() else { panic!("expected a failure") };
     assert_eq!(e.minter(), Some(&node("p1")));
     assert!(e.is_retryable());
 
     // The retry asks p1 only; a replica's own report that the write is undecided names its minter.
     let mut retry = ForwardPut::new(&prefs, &StoreConfig::quorum(), write, Some(node("p1")));
-    assert_eq!(retry.poll_action(), Some(ForwardAction::Send { to: node("p1") }));
+    assert_eq!(retry.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: retry.write().clone() }));
     let undecided = ErrorReply::new(ErrorKind::Indeterminate, "no answer").with_minter(Some(node("p1")));
-    retry.handle_reply(&node("p1"), Ok(Response::Error(undecided)));
+    retry.handle_reply(Duration::ZERO, &node("p1"), Ok(Response::Error(undecided)));
     assert_eq!(retry.poll_action(), Some(ForwardAction::Reply(Err(PutError::Indeterminate { minter: node("p1") }))));
 }

@@ -9,7 +9,7 @@ use core::time::Duration;
 use super::replica::{Completion, ReplicaStep};
 use super::{Node, Purpose, ReplicaCall};
 use crate::coordinator::{
-    self, GetAction, GetCoordinator, GetError, PutAction, PutCoordinator, PutError, PutRequest, ReplicaFailure,
+    self, Action, Coordinator, GetCoordinator, GetError, PutCoordinator, PutError, PutRequest, ReplicaFailure,
 };
 use crate::identity::NodeId;
 use crate::store::{QuorumKind, StoreConfig, StoreName};
@@ -52,7 +52,7 @@ impl Coordination {
 }
 
 /// An action of either machine, reduced to what the node does.
-enum Action {
+enum Step {
     Call { to: NodeId, call: ReplicaCall },
     Reply(Response),
     Repair { to: NodeId, siblings: crate::version::Siblings },
@@ -172,15 +172,15 @@ impl Node {
             let seal =
                 |siblings: Siblings| self.config.context_key.seal(&coordination.store, &coordination.key, siblings);
             let Some(action) = next_action(&mut coordination.machine, seal) else { break };
-            if let Action::Reply(body) = action {
+            if let Step::Reply(body) = action {
                 let (stream, id) = (coordination.stream, coordination.id);
                 self.reply(stream, id, body);
                 continue;
             }
             let (store, key, config) = (coordination.store.clone(), coordination.key.clone(), coordination.config);
             match action {
-                Action::Reply(_) => {}
-                Action::Call { to, call } if to == self.id => {
+                Step::Reply(_) => {}
+                Step::Call { to, call } if to == self.id => {
                     let step = match &call {
                         ReplicaCall::Read => ReplicaStep::Read,
                         ReplicaCall::Write(PutRequest::Mint { write, .. }) => ReplicaStep::Mint(write.clone()),
@@ -190,7 +190,7 @@ impl Node {
                     };
                     self.enqueue(store, key, config, step, Completion::Coordination { coordination: number, call });
                 }
-                Action::Call { to, call } => {
+                Step::Call { to, call } => {
                     let body = match &call {
                         ReplicaCall::Read => Request::Get { store, key },
                         ReplicaCall::Write(PutRequest::Mint { write, hint_for }) => {
@@ -210,10 +210,10 @@ impl Node {
                         None => self.replica_answer(now, number, &to, &call, Err(ReplicaFailure::Unavailable)),
                     }
                 }
-                Action::Repair { to, siblings } if to == self.id => {
+                Step::Repair { to, siblings } if to == self.id => {
                     self.enqueue(store, key, config, ReplicaStep::Merge(siblings), Completion::Nothing);
                 }
-                Action::Repair { to, siblings } => {
+                Step::Repair { to, siblings } => {
                     if let Some(destination) = self.destination(&to) {
                         let body = Request::Replicate { store, key, siblings, hint_for: None };
                         self.send_request(now, destination, body, true, Purpose::Repair);
@@ -228,26 +228,27 @@ impl Node {
 }
 
 /// The next action of `machine`; a get's reply carries the merged state sealed with `seal`.
-fn next_action(machine: &mut Machine, seal: impl Fn(Siblings) -> SealedState) -> Option<Action> {
+fn next_action(machine: &mut Machine, seal: impl Fn(Siblings) -> SealedState) -> Option<Step> {
     Some(match machine {
         Machine::Get(m) => match m.poll_action()? {
-            GetAction::Send { to } => Action::Call { to, call: ReplicaCall::Read },
-            GetAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(seal(outcome.siblings)))),
-            GetAction::Reply(Err(GetError::Refused(reply))) => Action::Reply(Response::Error(reply)),
-            GetAction::Reply(Err(e)) => Action::Reply(unavailable(&e)),
-            GetAction::Repair { to, siblings } => Action::Repair { to, siblings },
+            Action::Send { to, .. } => Step::Call { to, call: ReplicaCall::Read },
+            Action::Reply(Ok(outcome)) => Step::Reply(Response::State(Some(seal(outcome.siblings)))),
+            Action::Reply(Err(GetError::Refused(reply))) => Step::Reply(Response::Error(reply)),
+            Action::Reply(Err(e)) => Step::Reply(unavailable(&e)),
+            Action::Repair { to, siblings } => Step::Repair { to, siblings },
         },
         Machine::Put(m) => match m.poll_action()? {
-            PutAction::Send { to, request } => Action::Call { to, call: ReplicaCall::Write(request) },
-            PutAction::Reply(Ok(outcome)) => Action::Reply(Response::State(Some(outcome.state))),
-            PutAction::Reply(Err(PutError::Refused(reply))) => Action::Reply(Response::Error(reply)),
-            PutAction::Reply(Err(e)) => {
+            Action::Send { to, request } => Step::Call { to, call: ReplicaCall::Write(request) },
+            Action::Reply(Ok(outcome)) => Step::Reply(Response::State(Some(outcome.state))),
+            Action::Reply(Err(PutError::Refused(reply))) => Step::Reply(Response::Error(reply)),
+            Action::Repair { to, siblings } => Step::Repair { to, siblings },
+            Action::Reply(Err(e)) => {
                 let kind = match e {
                     PutError::Indeterminate { .. } => ErrorKind::Indeterminate,
                     _ => ErrorKind::Unavailable,
                 };
                 let reply = ErrorReply::new(kind, format!("{e}")).with_minter(e.minter().cloned());
-                Action::Reply(Response::Error(reply))
+                Step::Reply(Response::Error(reply))
             }
         },
     })

@@ -7,7 +7,7 @@
 //! The client's view is the view of a running node at the moment the request starts, as if it had
 //! just fetched it.
 
-use quickv_core::coordinator::{self, ForwardAction, ForwardPut, GetAction, GetCoordinator, ReplicaFailure};
+use quickv_core::coordinator::{self, Action, Coordinator, ForwardPut, GetCoordinator, ReplicaFailure};
 use quickv_core::ring::PreferenceList;
 use quickv_core::routing::RoutingTable;
 use quickv_core::version::{CausalContext, Write};
@@ -25,20 +25,21 @@ pub(super) struct SmartOp {
     config: StoreConfig,
     prefs: PreferenceList,
     epoch: Option<u64>,
-    coordinator: Coordinator,
+    machine: Machine,
     /// Whether the client has its answer (a read keeps repairing after it).
     replied: bool,
 }
 
 #[derive(Debug)]
-enum Coordinator {
+enum Machine {
     Get { machine: GetCoordinator, repaired: bool },
     Put { machine: ForwardPut, retries: u32 },
 }
 
-enum Action {
-    Get(GetAction),
-    Put(ForwardAction),
+/// An action of either machine.
+enum Step {
+    Get(quickv_core::coordinator::GetAction),
+    Put(quickv_core::coordinator::ForwardAction),
 }
 
 impl World {
@@ -70,15 +71,15 @@ impl World {
         let Some((config, prefs, epoch)) = routed else {
             return self.finish_smart_op(client, op, Status::Failed("no view to route with".into()), None);
         };
-        let coordinator = match write {
-            None => Coordinator::Get {
+        let machine = match write {
+            None => Machine::Get {
                 machine: GetCoordinator::new(&prefs, &config, REPLICA_TIMEOUT, self.now),
                 repaired: false,
             },
-            Some(write) => Coordinator::Put { machine: ForwardPut::new(&prefs, &config, write, None), retries: 2 },
+            Some(write) => Machine::Put { machine: ForwardPut::new(&prefs, &config, write, None), retries: 2 },
         };
         let key = (store, key);
-        let smart = SmartOp { client, key, config, prefs, epoch: Some(epoch), coordinator, replied: false };
+        let smart = SmartOp { client, key, config, prefs, epoch: Some(epoch), machine, replied: false };
         self.smart.insert(op, smart);
         self.drive_smart(op);
     }
@@ -95,11 +96,9 @@ impl World {
             Err(Missing::NotDelivered) => Err(ReplicaFailure::Unavailable),
             Err(Missing::NoAnswer) => Err(ReplicaFailure::NoAnswer),
         };
-        match &mut smart.coordinator {
-            Coordinator::Get { machine, .. } => {
-                machine.handle_reply(now, &to, answer.and_then(coordinator::read_answer))
-            }
-            Coordinator::Put { machine, .. } => machine.handle_reply(&to, answer),
+        match &mut smart.machine {
+            Machine::Get { machine, .. } => machine.handle_reply(now, &to, answer.and_then(coordinator::read_answer)),
+            Machine::Put { machine, .. } => machine.handle_reply(now, &to, answer),
         }
         self.drive_smart(op);
     }
@@ -107,7 +106,7 @@ impl World {
     /// A smart read's replica deadline came.
     pub(super) fn smart_timeout(&mut self, op: usize) {
         let now = self.now;
-        if let Some(SmartOp { coordinator: Coordinator::Get { machine, .. }, .. }) = self.smart.get_mut(&op) {
+        if let Some(SmartOp { machine: Machine::Get { machine, .. }, .. }) = self.smart.get_mut(&op) {
             machine.handle_timeout(now);
             self.drive_smart(op);
         }
@@ -117,15 +116,15 @@ impl World {
     fn drive_smart(&mut self, op: usize) {
         loop {
             let Some(smart) = self.smart.get_mut(&op) else { return };
-            let action = match &mut smart.coordinator {
-                Coordinator::Get { machine, .. } => machine.poll_action().map(Action::Get),
-                Coordinator::Put { machine, .. } => machine.poll_action().map(Action::Put),
+            let action = match &mut smart.machine {
+                Machine::Get { machine, .. } => machine.poll_action().map(Step::Get),
+                Machine::Put { machine, .. } => machine.poll_action().map(Step::Put),
             };
             let Some(action) = action else { break };
             let (store, key) = smart.key.clone();
             match action {
-                Action::Get(GetAction::Send { to }) => self.send_smart(op, to, Request::Get { store, key }),
-                Action::Get(GetAction::Reply(outcome)) => {
+                Step::Get(Action::Send { to, .. }) => self.send_smart(op, to, Request::Get { store, key }),
+                Step::Get(Action::Reply(outcome)) => {
                     let client = smart.client;
                     let (status, read) = match outcome {
                         Ok(read) => (Status::Ok, Some((read.siblings, read.context))),
@@ -133,8 +132,8 @@ impl World {
                     };
                     self.finish_smart(op, client, status, read);
                 }
-                Action::Get(GetAction::Repair { to, .. }) => {
-                    let Coordinator::Get { repaired, .. } = &mut smart.coordinator else { continue };
+                Step::Get(Action::Repair { to, .. }) => {
+                    let Machine::Get { repaired, .. } = &mut smart.machine else { continue };
                     // As the client does: the first stale replica coordinates a read, which
                     // repairs every replica that answered with less.
                     if !std::mem::replace(repaired, true)
@@ -145,19 +144,19 @@ impl World {
                         self.send_from_client(requester, target, Request::CoordinateGet { store, key });
                     }
                 }
-                Action::Put(ForwardAction::Send { to }) => {
-                    let Coordinator::Put { machine, .. } = &smart.coordinator else { continue };
-                    let write = machine.write().clone();
+                Step::Put(Action::Send { to, request: write }) => {
                     self.send_smart(op, to.clone(), Request::CoordinatePut { store, key, write, minter: Some(to) });
                 }
-                Action::Put(ForwardAction::Reply(Ok(_))) => {
+                // A put never repairs.
+                Step::Put(Action::Repair { .. }) => {}
+                Step::Put(Action::Reply(Ok(_))) => {
                     let client = smart.client;
                     self.finish_smart(op, client, Status::Ok, None);
                 }
-                Action::Put(ForwardAction::Reply(Err(e))) => {
+                Step::Put(Action::Reply(Err(e))) => {
                     let client = smart.client;
                     let (prefs, config) = (smart.prefs.clone(), smart.config);
-                    let Coordinator::Put { machine, retries } = &mut smart.coordinator else { continue };
+                    let Machine::Put { machine, retries } = &mut smart.machine else { continue };
                     match e.minter().cloned() {
                         // The same write, to the node that applied it (or may have) only.
                         Some(minter) if *retries > 0 && e.is_retryable() => {
@@ -173,9 +172,9 @@ impl World {
             }
         }
         let Some(smart) = self.smart.get(&op) else { return };
-        let (finished, deadline) = match &smart.coordinator {
-            Coordinator::Get { machine, .. } => (machine.is_finished(), machine.poll_timeout()),
-            Coordinator::Put { machine, .. } => (machine.is_finished(), None),
+        let (finished, deadline) = match &smart.machine {
+            Machine::Get { machine, .. } => (machine.is_finished(), machine.poll_timeout()),
+            Machine::Put { machine, .. } => (machine.is_finished(), machine.poll_timeout()),
         };
         if finished && smart.replied {
             self.smart.remove(&op);
