@@ -190,7 +190,9 @@ impl Client {
                     let _ = self.inner.refresh().await;
                     return Ok(());
                 }
-                Ok(Response::Error(e)) if !e.kind.is_retryable() => return Err(CreateStoreError::Refused(e)),
+                Ok(Response::Error(e)) if !e.kind.is_retryable() => {
+                    return Err(CreateStoreError::Refused(e.into_refusal()));
+                }
                 Ok(other) => failures.push((addr, format!("unexpected answer {other:?}"))),
                 Err(e) => failures.push((addr, e.to_string())),
             }

@@ -116,7 +116,7 @@ pub async fn put<C: NodeCaller>(
             write,
             minter: Some(to.clone()),
         },
-        Ok,
+        coordinator::handed_answer,
         |_to| None,
     )
     .await

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 
 use quickv_core::coordinator;
+use quickv_core::error::{ErrorKind, Refusal};
 use quickv_core::identity::NodeId;
 use quickv_core::store::{LimitError, StoreName};
 use quickv_core::version::ContextError;
-use quickv_core::wire::{ErrorKind, ErrorReply};
 
 use quickv_net::tls::TlsError;
 
@@ -90,7 +90,7 @@ pub enum GetError {
     NoNodes,
     /// A node refused the request (for example an unknown store). Not retryable as is.
     #[error("refused by the cluster: {0}")]
-    Refused(ErrorReply),
+    Refused(Refusal),
 }
 
 impl GetError {
@@ -132,7 +132,7 @@ pub enum PutError {
     NoNodes,
     /// A node refused the write (for example a context from the future). Not retryable as is.
     #[error("refused by the cluster: {0}")]
-    Refused(ErrorReply),
+    Refused(Refusal),
 }
 
 impl PutError {
@@ -149,7 +149,7 @@ pub enum CreateStoreError {
     /// The store exists with other settings (settings are fixed for life), or the settings are
     /// invalid.
     #[error("{0}")]
-    Refused(ErrorReply),
+    Refused(Refusal),
     /// No node could take the request. Retryable.
     #[error(transparent)]
     Unreachable(#[from] RefreshError),
@@ -167,7 +167,7 @@ impl From<coordinator::GetError> for GetError {
         match e {
             coordinator::GetError::Unavailable { required, answered } => GetError::Unavailable { required, answered },
             coordinator::GetError::Refused(reply) => GetError::Refused(reply),
-            other => GetError::Refused(ErrorReply::new(ErrorKind::Internal, other.to_string())),
+            other => GetError::Refused(Refusal::new(ErrorKind::Internal, other.to_string())),
         }
     }
 }
@@ -180,7 +180,7 @@ impl From<coordinator::PutError> for PutError {
             }
             coordinator::PutError::Indeterminate { minter } => PutError::Indeterminate { minter },
             coordinator::PutError::Refused(reply) => PutError::Refused(reply),
-            other => PutError::Refused(ErrorReply::new(ErrorKind::Internal, other.to_string())),
+            other => PutError::Refused(Refusal::new(ErrorKind::Internal, other.to_string())),
         }
     }
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use quickv_core::coordinator::{
     Coordinator, GetAction, GetCoordinator, GetOutcome, PutAction, PutCoordinator, PutRequest, ReplicaFailure, Write,
 };
+use quickv_core::error::{ErrorKind, Refusal};
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{Membership, NodeInfo};
 use quickv_core::ring::{PreferenceList, Ring};
 use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::token::Token;
 use quickv_core::version::{CausalContext, ContextKey, SealedState, Siblings};
-use quickv_core::wire::{ErrorKind, ErrorReply};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -89,7 +89,7 @@ impl Cluster {
         if self.down.contains(node) {
             return Err(ReplicaFailure::Unavailable);
         }
-        let refused = |e: String| ReplicaFailure::Refused(ErrorReply::new(ErrorKind::InvalidContext, e));
+        let refused = |e: String| ReplicaFailure::Refused(Refusal::new(ErrorKind::InvalidContext, e));
         let policy = self.config.conflicts();
         match request {
             PutRequest::Mint { write, .. } => {

@@ -90,7 +90,10 @@
 //! - [`routing`]: a view ready to route with (node addresses, each key's preference list).
 //! - [`version`]: version vectors, siblings, causal contexts, last-writer-wins.
 //! - [`store`]: store configuration (N, R, W, quorum kind, conflict policy) and request limits.
-//! - [`coordinator`]: get and put/delete coordinators as state machines.
+//! - [`coordinator`]: get and put/delete coordinators as state machines; `coordinator::answers`
+//!   is the one place that reads replicas' wire answers for them.
+//! - [`error`]: the kinds of failure nodes report and a replica's refusal, shared by the
+//!   coordinators and the wire format.
 //! - [`merkle`]: Merkle trees over token ranges for anti-entropy.
 //! - [`failure`]: the phi-accrual failure detector.
 //! - [`wire`]: versioned, postcard-encoded wire messages; [`encoding`]: infallible postcard encoding.
@@ -107,6 +110,7 @@ extern crate std;
 pub mod cluster;
 pub mod coordinator;
 pub mod encoding;
+pub mod error;
 pub mod failure;
 pub mod identity;
 pub mod membership;

@@ -22,6 +22,8 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterView;
+pub use crate::error::ErrorKind;
+use crate::error::Refusal;
 use crate::identity::NodeId;
 use crate::membership::{Membership, NodeInfo};
 use crate::store::{StoreConfig, StoreName};
@@ -180,40 +182,15 @@ pub struct ErrorReply {
     pub minter: Option<NodeId>,
 }
 
-/// Kinds of failure a node reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The frame could not be decoded.
-    Malformed,
-    /// The store does not exist.
-    UnknownStore,
-    /// A key or value is over a limit (the message names it).
-    TooLarge,
-    /// The causal context is invalid.
-    InvalidContext,
-    /// The store exists with another configuration.
-    StoreConflict,
-    /// Not enough replicas answered; retry later.
-    Unavailable,
-    /// The node failed internally (for example storage); retry elsewhere.
-    Internal,
-    /// The sender's ring is older than the node's and the node is not a replica of the key:
-    /// refresh the cluster view and route again.
-    StaleRing,
-    /// The request needs a node certificate of the cluster.
-    NotPermitted,
-    /// The node asked to apply a write did not answer: the write may or may not have been
-    /// applied. Retry the same write (same id) to find out.
-    Indeterminate,
-    /// A node asked to join with an id that belongs to a node with another certificate.
-    NodeIdTaken,
-}
-
 impl ErrorReply {
     /// A reply of this kind with this message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReply {
         ErrorReply { kind, message: message.into(), minter: None }
+    }
+
+    /// The refusal this reply carries (its kind and message; the minter is the wire's).
+    pub fn into_refusal(self) -> Refusal {
+        Refusal { kind: self.kind, message: self.message }
     }
 
     /// The same reply naming the node a retry of the write must go to.
@@ -222,16 +199,15 @@ impl ErrorReply {
     }
 }
 
-impl core::fmt::Display for ErrorReply {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.message)
+impl From<Refusal> for ErrorReply {
+    fn from(refusal: Refusal) -> ErrorReply {
+        ErrorReply::new(refusal.kind, refusal.message)
     }
 }
 
-impl ErrorKind {
-    /// Whether the same request may succeed if sent again.
-    pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::StaleRing | ErrorKind::Indeterminate)
+impl core::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -5,13 +5,14 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::answers::Handed;
 use super::shell::{Action, Coordinator, Shell};
 use super::{PutError, ReplicaFailure};
+use crate::error::Refusal;
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::{QuorumKind, StoreConfig};
 use crate::version::{SealedState, Write};
-use crate::wire::{ErrorKind, ErrorReply, Response};
 
 /// What a forwarded put asks its driver to do: send `CoordinatePut { write, minter: Some(to) }`
 /// to `to` (which applies the write itself and replicates it to the key's other replicas), or
@@ -30,7 +31,7 @@ pub struct ForwardPut {
     required: usize,
     candidates: VecDeque<NodeId>,
     asked: Option<NodeId>,
-    refusal: Option<ErrorReply>,
+    refusal: Option<Refusal>,
     only_refusals: bool,
     shell: Shell<Write, Result<SealedState, PutError>>,
 }
@@ -70,31 +71,6 @@ impl ForwardPut {
         &self.write
     }
 
-    fn error(&mut self, asked: NodeId, e: ErrorReply) {
-        let required = self.required;
-        match e.kind {
-            ErrorKind::Indeterminate => {
-                let minter = e.minter.unwrap_or(asked);
-                self.reply(Err(PutError::Indeterminate { minter }));
-            }
-            // Applied at `minter`, but too few replicas acknowledged.
-            ErrorKind::Unavailable if e.minter.is_some() => {
-                self.reply(Err(PutError::Unavailable { required, acknowledged: 1, minter: e.minter }));
-            }
-            // Not applied there (cannot serve now, routed with an old ring): the next may.
-            kind if kind.is_retryable() => {
-                self.only_refusals = false;
-                self.next();
-            }
-            // Refused there (a store it does not know yet, a context it cannot take): one failed
-            // replica.
-            _ => {
-                self.refusal.get_or_insert(e);
-                self.next();
-            }
-        }
-    }
-
     fn next(&mut self) {
         match self.candidates.pop_front() {
             Some(to) => {
@@ -118,34 +94,46 @@ impl ForwardPut {
     }
 }
 
-/// The replica asked answers `CoordinatePut` with the state after the write, or an error. Errors
-/// the transport reports map to [`ReplicaFailure::Unavailable`] (never delivered) and
-/// [`ReplicaFailure::NoAnswer`]; the replica's own answers come as `Ok`. No deadline of its own:
-/// the transport's bounds each call.
+/// The replica asked answers `CoordinatePut` as [`handed_answer`](super::handed_answer) reads
+/// it; errors the transport reports map to [`ReplicaFailure::Unavailable`] (never delivered) and
+/// [`ReplicaFailure::NoAnswer`]. No deadline of its own: the transport's bounds each call.
 impl Coordinator for ForwardPut {
     type Request = Write;
-    type Answer = Response;
+    type Answer = Handed;
     type Outcome = Result<SealedState, PutError>;
 
     fn poll_action(&mut self) -> Option<ForwardAction> {
         self.shell.poll()
     }
 
-    fn handle_reply(&mut self, _now: Duration, from: &NodeId, answer: Result<Response, ReplicaFailure>) {
+    fn handle_reply(&mut self, _now: Duration, from: &NodeId, answer: Result<Handed, ReplicaFailure>) {
         if self.shell.is_done() || self.asked.as_ref() != Some(from) {
             return;
         }
         let asked = from.clone();
+        let required = self.required;
         match answer {
-            Ok(Response::State(Some(state))) if state.siblings.validate().is_ok() => self.reply(Ok(state)),
-            Ok(Response::Error(e)) => self.error(asked, e),
-            // An answer that makes no sense: the write may or may not be there.
-            Ok(_) | Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),
+            Ok(Handed::Applied(state)) => self.reply(Ok(state)),
+            Ok(Handed::Undecided { minter }) => {
+                self.reply(Err(PutError::Indeterminate { minter: minter.unwrap_or(asked) }));
+            }
+            // Applied at `minter`, but too few replicas acknowledged.
+            Ok(Handed::Short { minter }) => {
+                self.reply(Err(PutError::Unavailable { required, acknowledged: 1, minter: Some(minter) }));
+            }
+            // The write may or may not be there.
+            Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),
+            // Not applied there: the next may.
             Err(ReplicaFailure::Unavailable) => {
                 self.only_refusals = false;
                 self.next();
             }
-            Err(ReplicaFailure::Refused(e)) => self.error(asked, e),
+            // Refused there (a store it does not know yet, a context it cannot take): one failed
+            // replica.
+            Err(ReplicaFailure::Refused(e)) => {
+                self.refusal.get_or_insert(e);
+                self.next();
+            }
         }
     }
 

@@ -6,11 +6,11 @@ use core::time::Duration;
 use super::ReplicaFailure;
 use super::replicas::{Replicas, State};
 use super::shell::{Action, Coordinator, Read, Shell};
+use crate::error::Refusal;
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, SealedState, Siblings};
-use crate::wire::ErrorReply;
 
 /// What a get coordinator asks its driver to do: send a replica read, reply, or repair a replica
 /// that answered with less (after the reply, once every asked replica has answered or timed out).
@@ -40,7 +40,7 @@ pub enum GetError {
     /// Every replica that failed refused the request as invalid, and too few answered. Not
     /// retryable as is.
     #[error("the request was refused: {0}")]
-    Refused(ErrorReply),
+    Refused(Refusal),
 }
 
 impl GetError {
@@ -63,7 +63,7 @@ pub struct GetCoordinator {
     /// The merged states' seals.
     context: CausalContext,
     /// The first refusal, and whether every failed replica refused (then the reply says why).
-    refusal: Option<ErrorReply>,
+    refusal: Option<Refusal>,
     only_refusals: bool,
     shell: Shell<Read, Result<GetOutcome, GetError>>,
     /// Test oracle only: never reply with a quorum failure.

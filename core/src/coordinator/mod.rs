@@ -20,15 +20,16 @@
 //! A machine replies exactly once: success as soon as the quorum is met, failure as soon as it can
 //! no longer be met. Deletes are puts of a tombstone ([`Write::delete`]).
 
+mod answers;
 mod forward;
 mod get;
 mod put;
 mod replicas;
 mod shell;
 
-use crate::version::SealedState;
-use crate::wire::{ErrorKind, ErrorReply, Response};
+pub use crate::error::Refusal;
 
+pub use answers::{Handed, handed_answer, read_answer, write_answer};
 pub use forward::{ForwardAction, ForwardPut};
 pub use get::{GetAction, GetCoordinator, GetError, GetOutcome};
 pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
@@ -50,49 +51,7 @@ pub enum ReplicaFailure {
     NoAnswer,
     /// The replica judged the request itself invalid (for example a forged context); no other
     /// replica would accept it either, so the request fails with this reason.
-    Refused(ErrorReply),
-}
-
-impl ReplicaFailure {
-    /// What a replica's error answer means to a coordinator: a replica that cannot tell whether
-    /// it applied a write (indeterminate) may have; errors the node reports as retryable
-    /// (unavailable, internal, stale ring) leave room for another replica; others say the
-    /// request itself is invalid. The one place this mapping is written.
-    pub fn from_reply(reply: ErrorReply) -> ReplicaFailure {
-        match reply.kind {
-            ErrorKind::Indeterminate => ReplicaFailure::NoAnswer,
-            kind if kind.is_retryable() => ReplicaFailure::Unavailable,
-            _ => ReplicaFailure::Refused(reply),
-        }
-    }
-}
-
-/// A replica's answer to a replica read ([`GetAction::Send`]), as the get coordinator takes it.
-/// Any answer of another kind counts as the replica being unavailable.
-pub fn read_answer(response: Response) -> Result<Option<SealedState>, ReplicaFailure> {
-    match response {
-        Response::State(state) => Ok(state),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A replica's answer to a [`PutRequest`], as the put coordinator takes it: the minted state for
-/// a mint, `None` for an acknowledged replicate.
-pub fn write_answer(request: &PutRequest, response: Response) -> Result<Option<SealedState>, ReplicaFailure> {
-    match (request, response) {
-        (PutRequest::Mint { .. }, Response::State(Some(state))) => Ok(Some(state)),
-        (PutRequest::Replicate { .. }, Response::Ack) => Ok(None),
-        (_, other) => Err(unexpected(other)),
-    }
-}
-
-fn unexpected(response: Response) -> ReplicaFailure {
-    match response {
-        Response::Error(reply) if reply.kind == ErrorKind::StaleRing => ReplicaFailure::Unavailable,
-        Response::Error(reply) => ReplicaFailure::from_reply(reply),
-        // A success of the wrong kind: the replica acted on something, who knows what.
-        _ => ReplicaFailure::NoAnswer,
-    }
+    Refused(Refusal),
 }
 
 #[cfg(test)]

@@ -7,11 +7,11 @@ use core::time::Duration;
 use super::ReplicaFailure;
 use super::replicas::{Replicas, State};
 use super::shell::{Action, Coordinator, Shell};
+use crate::error::Refusal;
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, SealedState, Siblings, Write};
-use crate::wire::ErrorReply;
 
 /// A request the put coordinator sends to one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub enum PutError {
     /// Every node asked refused the write as invalid (for example a forged context), and none
     /// applied it. Not retryable.
     #[error("the write was refused: {0}")]
-    Refused(ErrorReply),
+    Refused(Refusal),
 }
 
 impl PutError {
@@ -153,7 +153,7 @@ pub struct PutCoordinator {
     phase: Phase,
     hints: Vec<Hint>,
     /// The first refusal, and whether every failed request was refused (then the reply says why).
-    refusal: Option<ErrorReply>,
+    refusal: Option<Refusal>,
     only_refusals: bool,
     shell: Shell<PutRequest, Result<PutOutcome, PutError>>,
     /// Test oracle only: never reply with a quorum failure.

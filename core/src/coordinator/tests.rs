@@ -17,15 +17,16 @@ use core::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::error::ErrorKind;
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
 use crate::store::{ConflictPolicy, QuorumKind, StoreConfig};
 use crate::token::Token;
 use crate::version::{CausalContext, SealedState, Siblings, Write};
-use crate::wire::{ErrorKind, ErrorReply, Response};
+use crate::wire::{ErrorReply, Response};
 
-fn refusal(message: &str) -> ErrorReply {
-    ErrorReply::new(ErrorKind::InvalidContext, message)
+fn refusal(message: &str) -> Refusal {
+    Refusal::new(ErrorKind::InvalidContext, message)
 }
 
 const TIMEOUT: Duration = Duration::from_millis(100);
@@ -483,7 +484,7 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
 /// longer be met, and says why when every failure was a refusal.
 #[test]
 fn a_refusing_replica_is_one_failed_replica() {
-    let unknown = || ErrorReply::new(ErrorKind::UnknownStore, "store s does not exist");
+    let unknown = || Refusal::new(ErrorKind::UnknownStore, "store s does not exist");
     let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], Vec::new());
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
     // p0 does not know the store yet: p1 mints, p2 replicates, W=2 is met.
@@ -587,7 +588,7 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     assert_eq!(put.poll_action(), None, "one replica at a time");
     put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Unavailable));
     assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: put.write().clone() }));
-    put.handle_reply(Duration::ZERO, &node("p1"), Ok(Response::State(Some(state.clone()))));
+    put.handle_reply(Duration::ZERO, &node("p1"), handed_answer(Response::State(Some(state.clone()))));
     assert_eq!(put.poll_action(), Some(ForwardAction::Reply(Ok(state))));
     assert!(put.is_finished());
 
@@ -596,7 +597,7 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
     put.poll_action();
     let unknown = ErrorReply::new(ErrorKind::UnknownStore, "store default does not exist");
-    put.handle_reply(Duration::ZERO, &node("p0"), Ok(Response::Error(unknown)));
+    put.handle_reply(Duration::ZERO, &node("p0"), handed_answer(Response::Error(unknown)));
     assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: put.write().clone() }));
     put.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::NoAnswer));
     let Some(ForwardAction::Reply(Err(e))) = put.poll_action() else { panic!("expected a failure") };
@@ -607,6 +608,6 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     let mut retry = ForwardPut::new(&prefs, &StoreConfig::quorum(), write, Some(node("p1")));
     assert_eq!(retry.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: retry.write().clone() }));
     let undecided = ErrorReply::new(ErrorKind::Indeterminate, "no answer").with_minter(Some(node("p1")));
-    retry.handle_reply(Duration::ZERO, &node("p1"), Ok(Response::Error(undecided)));
+    retry.handle_reply(Duration::ZERO, &node("p1"), handed_answer(Response::Error(undecided)));
     assert_eq!(retry.poll_action(), Some(ForwardAction::Reply(Err(PutError::Indeterminate { minter: node("p1") }))));
 }

@@ -233,14 +233,14 @@ fn next_action(machine: &mut Machine, seal: impl Fn(Siblings) -> SealedState) ->
         Machine::Get(m) => match m.poll_action()? {
             Action::Send { to, .. } => Step::Call { to, call: ReplicaCall::Read },
             Action::Reply(Ok(outcome)) => Step::Reply(Response::State(Some(seal(outcome.siblings)))),
-            Action::Reply(Err(GetError::Refused(reply))) => Step::Reply(Response::Error(reply)),
+            Action::Reply(Err(GetError::Refused(refusal))) => Step::Reply(Response::Error(refusal.into())),
             Action::Reply(Err(e)) => Step::Reply(unavailable(&e)),
             Action::Repair { to, siblings } => Step::Repair { to, siblings },
         },
         Machine::Put(m) => match m.poll_action()? {
             Action::Send { to, request } => Step::Call { to, call: ReplicaCall::Write(request) },
             Action::Reply(Ok(outcome)) => Step::Reply(Response::State(Some(outcome.state))),
-            Action::Reply(Err(PutError::Refused(reply))) => Step::Reply(Response::Error(reply)),
+            Action::Reply(Err(PutError::Refused(refusal))) => Step::Reply(Response::Error(refusal.into())),
             Action::Repair { to, siblings } => Step::Repair { to, siblings },
             Action::Reply(Err(e)) => {
                 let kind = match e {

@@ -98,7 +98,7 @@ impl World {
         };
         match &mut smart.machine {
             Machine::Get { machine, .. } => machine.handle_reply(now, &to, answer.and_then(coordinator::read_answer)),
-            Machine::Put { machine, .. } => machine.handle_reply(now, &to, answer),
+            Machine::Put { machine, .. } => machine.handle_reply(now, &to, answer.and_then(coordinator::handed_answer)),
         }
         self.drive_smart(op);
     }

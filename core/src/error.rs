@@ -1,0 +1,62 @@
+//! The kinds of failure a node reports, and a replica's refusal: the vocabulary the coordinators
+//! decide with and the wire format carries ([`crate::wire::ErrorReply`] adds what only the wire
+//! needs). Coordinators depend on this module, not on the wire.
+
+use alloc::string::String;
+
+use serde::{Deserialize, Serialize};
+
+/// Kinds of failure a node reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The frame could not be decoded.
+    Malformed,
+    /// The store does not exist.
+    UnknownStore,
+    /// A key or value is over a limit (the message names it).
+    TooLarge,
+    /// The causal context is invalid.
+    InvalidContext,
+    /// The store exists with another configuration.
+    StoreConflict,
+    /// Not enough replicas answered; retry later.
+    Unavailable,
+    /// The node failed internally (for example storage); retry elsewhere.
+    Internal,
+    /// The sender's ring is older than the node's and the node is not a replica of the key:
+    /// refresh the cluster view and route again.
+    StaleRing,
+    /// The request needs a node certificate of the cluster.
+    NotPermitted,
+    /// The node asked to apply a write did not answer: the write may or may not have been
+    /// applied. Retry the same write (same id) to find out.
+    Indeterminate,
+    /// A node asked to join with an id that belongs to a node with another certificate.
+    NodeIdTaken,
+}
+
+impl ErrorKind {
+    /// Whether the same request may succeed if sent again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::StaleRing | ErrorKind::Indeterminate)
+    }
+}
+
+/// A replica's (or node's) refusal of a request it judged invalid: the kind, and its message,
+/// lowercase, naming the limit or field at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What the node said.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal of this kind with this message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Refusal {
+        Refusal { kind, message: message.into() }
+    }
+}
