@@ -17,6 +17,17 @@ use crate::tls::NODE_SERVER_NAME;
 /// How long an idle connection is kept open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The endpoint settings of a node: its stateless-reset key is derived from `node_key` (the
+/// node's private key), so the same node, restarted, recognises connections its earlier process
+/// had and resets them at once: a caller's pooled connection fails on its next packet instead of
+/// waiting for the idle timeout, and the caller reconnects.
+pub fn endpoint_config(node_key: &[u8]) -> quinn::EndpointConfig {
+    use ring::hmac;
+    let derive = hmac::Key::new(hmac::HMAC_SHA256, node_key);
+    let seed = hmac::sign(&derive, b"quickv stateless reset key v1");
+    quinn::EndpointConfig::new(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, seed.as_ref())))
+}
+
 /// The QUIC transport settings shared by nodes and clients.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
@@ -147,8 +158,14 @@ impl Transport {
         let connecting = tokio::time::timeout(self.timeout / 2, self.connection(addr)).await;
         let not_in_time = || CallError::Connect { addr, reason: "no connection in time".into() };
         let connection = connecting.map_err(|_| not_in_time())??;
-        let answer = tokio::time::timeout(timeout, self.exchange(addr, connection, frame)).await;
-        answer.map_err(|_| CallError::Timeout(addr))?
+        let answer = tokio::time::timeout(timeout, self.exchange(addr, connection.clone(), frame)).await;
+        answer.map_err(|_| {
+            // The node may have restarted or gone away without a word, and QUIC would notice only
+            // at the idle timeout: later calls open a fresh connection. (Requests still in flight
+            // on this one go on; the connection closes once they are done.)
+            self.forget(addr, &connection);
+            CallError::Timeout(addr)
+        })?
     }
 
     async fn exchange(

@@ -185,8 +185,15 @@ impl Node {
         transport.max_concurrent_bidi_streams(config.bounds.streams_per_connection.into());
         transport.receive_window(config.bounds.receive_window.into());
         transport.stream_receive_window(config.bounds.receive_window.into());
-        let mut endpoint = quinn::Endpoint::server(pki::server_config(&ca, &identity, transport)?, config.listen)
-            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let listen_error = |source| StartError::Listen { addr: config.listen, source };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(listen_error)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quickv_net::transport::endpoint_config(identity.key.secret_der()),
+            Some(pki::server_config(&ca, &identity, transport)?),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(listen_error)?;
         endpoint.set_default_client_config(tls::client_config(&ca, Some(&identity))?);
         // Listening on port 0 picks a free port: advertise the one picked.
         let bound = endpoint.local_addr().unwrap_or(config.listen);

@@ -216,3 +216,57 @@ fn init_and_run_start_nodes_as_separate_processes() {
         let _ = node.wait();
     }
 }
+
+/// Issue 8, 1.5: a caller's pooled connection to a node that was SIGKILLed and restarted used to
+/// wait out QUIC's 30 s idle timeout, at one replica timeout per request. The restarted node now
+/// resets the old connection at once (its stateless-reset key comes from its own key), and a call
+/// that times out drops its pooled connection: the node serves the caller again within moments of
+/// starting.
+#[test]
+fn a_node_restarted_after_sigkill_serves_pooled_callers_again_at_once() {
+    use quickv_client::tls::{self, ClusterCa};
+    use quickv_client::transport::Transport;
+    use quickv_core::wire::{Request, Response};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node_bin = env!("CARGO_BIN_EXE_quickv-node");
+    let init = Command::new(node_bin).args(["init", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = || {
+        let mut command = Command::new(node_bin);
+        command.arg("run").arg("--dir").arg(dir.path().join("n0")).arg("--ca-dir").arg(dir.path());
+        command.args(["--listen", &addr.to_string()]);
+        command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let ca = ClusterCa::from_pem_file(dir.path().join("ca.pem")).unwrap();
+    let config = tls::client_config(&ca, None).unwrap();
+    let _guard = runtime.enter();
+    let transport = Transport::client(config, "127.0.0.1:0".parse().unwrap(), Duration::from_millis(500)).unwrap();
+    // Calls until one succeeds (at most `limit`); returns how long that took.
+    let served_within = |limit: Duration| {
+        runtime.block_on(async {
+            let begun = Instant::now();
+            while begun.elapsed() < limit {
+                if let Ok(Response::Cluster(_)) = transport.call(addr, None, Request::Cluster).await {
+                    return Some(begun.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            None
+        })
+    };
+    let mut node = start();
+    served_within(Duration::from_secs(20)).expect("the node serves");
+    let _ = node.kill();
+    let _ = node.wait();
+    let mut node = start();
+    let again = served_within(Duration::from_secs(10));
+    let _ = node.kill();
+    let _ = node.wait();
+    let again = again.expect("the restarted node serves the caller within 10 s");
+    assert!(again < Duration::from_secs(2), "served again after {again:?}");
+}
