@@ -123,6 +123,12 @@ impl Coordinator for GetCoordinator {
         }
         let Some(slot) = self.replicas.pending(from) else { return };
         match answer {
+            // A fallback without the key holds no hinted write of it: its empty answer says
+            // nothing about the key, so it never counts toward R (the next fallback is asked).
+            Ok(None) if self.replicas.slots[slot].stands_in_for.is_some() => {
+                self.only_refusals = false;
+                self.fail_slot(slot, now);
+            }
             Ok(state) => {
                 // A state that breaks the invariants is as good as no answer.
                 if state.as_ref().is_some_and(|s| s.siblings.validate().is_err()) {

@@ -62,6 +62,15 @@ trait Machine: Clone {
     fn timeout(&mut self, now: Duration);
     fn finished(&self) -> bool;
     fn make_patient(&mut self);
+    /// Whether `node` answering with `fate` counts toward the quorum.
+    fn counts(&self, node: &NodeId, fate: Fate) -> bool {
+        let _ = node;
+        fate == Fate::Answers
+    }
+    /// `node` answers as well as it could (for the oracle).
+    fn answer_best(&mut self, now: Duration, node: &NodeId) {
+        self.answer(now, node, Fate::Answers);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +153,7 @@ fn could_succeed<M: Machine>(machine: &M, inflight: &[(NodeId, Duration)], now: 
             return false;
         }
         let n = queue.remove(0);
-        m.answer(now, &n, Fate::Answers);
+        m.answer_best(now, &n);
     }
 }
 
@@ -213,7 +222,7 @@ fn drive<M: Machine>(m: &mut M, s: &Scenario) -> Result<Run, TestCaseError> {
                 m.timeout(now);
             }
             _ => {
-                if fate == Fate::Answers {
+                if m.counts(&n, fate) {
                     answered += 1;
                 }
                 m.answer(now, &n, fate);
@@ -307,6 +316,26 @@ impl Machine for GetHarness {
     fn make_patient(&mut self) {
         self.m.patient = true;
     }
+
+    /// A fallback without the key answers nothing that counts toward R.
+    fn counts(&self, node: &NodeId, fate: Fate) -> bool {
+        fate == Fate::Answers && (is_primary(node) || self.data.get(node).is_some_and(Option::is_some))
+    }
+
+    /// At best a node holds the key (a fallback with a hinted write).
+    fn answer_best(&mut self, now: Duration, node: &NodeId) {
+        if self.data.get(node).is_none_or(Option::is_none) && !is_primary(node) {
+            let mut hinted = Siblings::new();
+            let write = Write::put(b"hinted".to_vec(), CausalContext::empty(), 1);
+            hinted.apply(node, &write, ConflictPolicy::Siblings).unwrap();
+            self.data.insert(node.clone(), Some(hinted));
+        }
+        self.answer(now, node, Fate::Answers);
+    }
+}
+
+fn is_primary(node: &NodeId) -> bool {
+    node.as_str().starts_with('p')
 }
 
 fn merge_all<'a>(states: impl IntoIterator<Item = &'a Siblings>) -> Siblings {
@@ -445,6 +474,42 @@ fn strict_quorum_fails_at_once_when_too_few_primaries_exist() {
     assert_eq!(get.poll_action(), Some(GetAction::Send { to: node("p0"), request: Read }));
     assert_eq!(get.poll_action(), Some(GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 0 }))));
     assert!(get.is_finished());
+}
+
+/// Issue 8, 2.3: a fallback's empty answer never counts toward R: with two of three primaries
+/// down, a key written to them reads as unavailable, not as absent; a fallback holding a hinted
+/// write of the key counts.
+#[test]
+fn an_empty_fallback_never_counts_toward_r() {
+    let prefs = PreferenceList::from_parts(
+        Token(0),
+        alloc::vec![node("p0"), node("p1"), node("p2")],
+        alloc::vec![node("f0"), node("f1")],
+    );
+    let now = Duration::ZERO;
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), TIMEOUT, now);
+    while get.poll_action().is_some() {}
+    get.handle_reply(now, &node("p0"), Ok(None));
+    get.handle_reply(now, &node("p1"), Err(ReplicaFailure::Unavailable));
+    get.handle_reply(now, &node("p2"), Err(ReplicaFailure::Unavailable));
+    get.handle_reply(now, &node("f0"), Ok(None));
+    get.handle_reply(now, &node("f1"), Ok(None));
+    let actions: Vec<_> = core::iter::from_fn(|| get.poll_action()).collect();
+    assert!(
+        actions.contains(&GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 1 }))),
+        "{actions:?}"
+    );
+
+    let mut hinted = Siblings::new();
+    hinted.apply(&node("f0"), &Write::put(b"v".to_vec(), CausalContext::empty(), 1), ConflictPolicy::Siblings).unwrap();
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), TIMEOUT, now);
+    while get.poll_action().is_some() {}
+    get.handle_reply(now, &node("p0"), Ok(None));
+    get.handle_reply(now, &node("p1"), Err(ReplicaFailure::Unavailable));
+    get.handle_reply(now, &node("f0"), Ok(Some(SealedState::unsealed(hinted.clone()))));
+    let reply = core::iter::from_fn(|| get.poll_action()).find(|a| matches!(a, GetAction::Reply(_)));
+    let Some(GetAction::Reply(Ok(read))) = reply else { panic!("{reply:?}") };
+    assert_eq!(read.siblings, hinted);
 }
 
 #[test]
