@@ -296,6 +296,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
     };
+    // A read goes on after its answer, repairing stale replicas: let that finish (briefly).
+    client.wait_idle(std::time::Duration::from_secs(2)).await;
     client.close();
     Ok(code)
 }

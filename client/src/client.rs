@@ -119,6 +119,7 @@ impl ClientBuilder {
             seeds,
             topology: RwLock::new(Arc::new(RoutingTable::new(ClusterView::new(0)))),
             options: self.options,
+            background: Arc::new(Background::default()),
         });
         let view = inner.fetch_view().await.map_err(|RefreshError::Unreachable(f)| ConnectError::Unreachable(f))?;
         inner.install(view);
@@ -147,6 +148,36 @@ struct Inner {
     seeds: Vec<SocketAddr>,
     topology: RwLock<Arc<RoutingTable>>,
     options: ClientOptions,
+    /// The requests whose coordinators are still at work (after their reply: the last replica
+    /// answers, read repairs).
+    background: Arc<Background>,
+}
+
+/// Counts the requests still at work; see [`Client::wait_idle`].
+#[derive(Debug, Default)]
+struct Background {
+    working: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request at work, from its start until its coordinator and its repairs are done (the
+/// driver holds the request's caller, and so this, until then).
+#[derive(Debug)]
+struct Working(Arc<Background>);
+
+impl Working {
+    fn new(background: &Arc<Background>) -> Working {
+        background.working.fetch_add(1, Ordering::SeqCst);
+        Working(background.clone())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        if self.0.working.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Client {
@@ -215,6 +246,24 @@ impl Client {
     /// Fetches the cluster view now.
     pub async fn refresh(&self) -> Result<(), RefreshError> {
         self.inner.refresh().await
+    }
+
+    /// Waits until no request is at work any more, at most `limit`; returns whether that came.
+    /// A request's coordinator goes on after its reply (a read waits for the last replicas, then
+    /// repairs the stale ones): a program that exits right after its last answer calls this
+    /// first, or those repairs are lost with it.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let background = &self.inner.background;
+        let idle = async {
+            loop {
+                let notified = background.idle.notified();
+                if background.working.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, idle).await.is_ok()
     }
 
     /// Closes the client's connections.
@@ -399,8 +448,12 @@ impl Store {
                 prefs,
                 timeout: inner.options.replica_timeout,
             };
-            let caller =
-                Arc::new(ClientCaller { inner: self.client.inner.clone(), topology, stale: AtomicBool::new(false) });
+            let caller = Arc::new(ClientCaller {
+                inner: self.client.inner.clone(),
+                topology,
+                stale: AtomicBool::new(false),
+                _working: Working::new(&inner.background),
+            });
             let result = run(caller.clone(), target).await;
             let stale = caller.stale.load(Ordering::Relaxed);
             match result {
@@ -430,6 +483,8 @@ struct ClientCaller {
     inner: Arc<Inner>,
     topology: Arc<RoutingTable>,
     stale: AtomicBool,
+    /// Counts the request as at work while anyone (its driver, a repair) holds the caller.
+    _working: Working,
 }
 
 impl NodeCaller for ClientCaller {

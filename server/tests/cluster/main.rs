@@ -422,6 +422,45 @@ async fn a_node_with_a_taken_id_is_refused_and_the_cluster_is_unaffected() {
     cluster.shutdown().await;
 }
 
+/// Issue 8, 3.1 (part): a read goes on after its answer and repairs the replicas that answered
+/// with less; a program that exits right after the answer (`quickv get`) used to lose those
+/// repairs. `Client::wait_idle` waits for them (the tool calls it before exiting): a replica that
+/// missed a write has it once the client, closed right after, is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_repairs_before_the_program_exits() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.stop(2).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    store.put("cart", b"apples".to_vec(), &CausalContext::empty()).await.unwrap();
+    client.close();
+    cluster.restart(2).await;
+    cluster.settle().await;
+    let raw = cluster.raw();
+    let held_by_n2 = || async {
+        let get = Request::Get { store: StoreName::default_store(), key: b"cart".to_vec() };
+        matches!(raw.call(cluster.addrs[2], None, get).await, Ok(Response::State(Some(_))))
+    };
+    assert!(!held_by_n2().await, "n2 missed the write");
+
+    let reader = cluster.client().await;
+    let read = reader.store("default").await.unwrap().get("cart").await.unwrap();
+    assert_eq!(values(&read), vec![b"apples".to_vec()]);
+    assert!(reader.wait_idle(Duration::from_secs(5)).await, "the read's work ends");
+    reader.close();
+    drop(reader);
+    let mut repaired = false;
+    for _ in 0..100 {
+        if held_by_n2().await {
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(repaired, "the stale replica was repaired");
+    cluster.shutdown().await;
+}
+
 /// Regression (issue 7, 3.6): two blind writes of large values used to make a key whose state
 /// no frame could carry: every later read failed and the first, acknowledged value was lost for
 /// good. The second write is now refused, naming the limit, and the key stays readable and
