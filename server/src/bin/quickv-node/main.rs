@@ -5,7 +5,10 @@
 //! - `quickv-node init --dir DIR`: create the cluster's CA and secret in DIR.
 //! - `quickv-node run --dir DIR/NODE --ca-dir DIR --listen ADDR [--seeds ADDR,...] ...`: one node.
 //!
-//! Logs go to stderr; `QUICKV_LOG=debug` (or `warn`, `error`) changes the level (default `info`).
+//! Logs go to stderr. `QUICKV_LOG=debug` (or `trace`, `info`, `warn`, `error`) sets the level of
+//! quickv's own logs (other crates, quinn's included, stay at `warn`); `QUICKV_LOG` or
+//! `RUST_LOG` may also hold `RUST_LOG`-style directives (`RUST_LOG=quickv=debug,quinn=info`).
+//! Default: quickv at `info`, other crates at `warn`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,13 +129,8 @@ struct RunArgs {
 }
 
 fn main() -> Result<()> {
-    let level = match std::env::var("QUICKV_LOG").as_deref() {
-        Ok("debug") => tracing::Level::DEBUG,
-        Ok("warn") => tracing::Level::WARN,
-        Ok("error") => tracing::Level::ERROR,
-        _ => tracing::Level::INFO,
-    };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    let filter = log_filter(std::env::var("QUICKV_LOG").ok(), std::env::var("RUST_LOG").ok())?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -153,6 +151,24 @@ fn main() -> Result<()> {
             Command::Dev { nodes, dir, base_port, storage } => dev(nodes, dir, base_port, storage).await,
         }
     })
+}
+
+/// The log filter: `QUICKV_LOG` (a bare level applies to quickv's own crates, other crates
+/// staying at `warn`; anything else is a `RUST_LOG`-style list of directives), else `RUST_LOG`,
+/// else quickv at `info` and other crates at `warn`.
+fn log_filter(quickv_log: Option<String>, rust_log: Option<String>) -> Result<tracing_subscriber::EnvFilter> {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let directives = match (quickv_log, rust_log) {
+        (Some(level), _) if LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) => {
+            format!("warn,quickv={}", level.trim().to_ascii_lowercase())
+        }
+        (Some(directives), _) => directives,
+        (None, Some(directives)) => directives,
+        (None, None) => "warn,quickv=info".to_owned(),
+    };
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&directives)
+        .with_context(|| format!("invalid log filter {directives:?} (QUICKV_LOG or RUST_LOG)"))
 }
 
 fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
@@ -239,4 +255,21 @@ async fn wait_for_stop() {
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
     tracing::info!("stopping");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters_are_read_from_quickv_log_then_rust_log() {
+        let bare = log_filter(Some("DEBUG".into()), Some("trace".into())).unwrap().to_string();
+        assert!(bare.contains("quickv=debug") && bare.contains("warn"), "{bare}");
+        let directives = log_filter(None, Some("quickv=trace,quinn=info".into())).unwrap().to_string();
+        assert!(directives.contains("quickv=trace") && directives.contains("quinn=info"), "{directives}");
+        let default = log_filter(None, None).unwrap().to_string();
+        assert!(default.contains("quickv=info"), "{default}");
+        let bad = log_filter(Some("quickv=loud".into()), None).unwrap_err();
+        assert!(format!("{bad:#}").contains("invalid log filter"), "{bad:#}");
+    }
 }
