@@ -74,6 +74,7 @@ pub struct Target {
 /// Coordinates a get; returns the reconciled state (empty if no replica has the key) and the
 /// context made of the replicas' seals. The coordinator goes on after the reply, to repair.
 pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOutcome, GetError> {
+    let quorum = target.config.quorum_kind();
     let machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
     let (store, key) = (target.store, target.key);
     let (read, repair) = ((store.clone(), key.clone()), (store, key));
@@ -91,7 +92,7 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOut
         },
     )
     .await
-    .unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0 }))
+    .unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0, quorum }))
 }
 
 /// Puts or, with a tombstone write, deletes: hands the write to one replica of the key, which
@@ -104,7 +105,7 @@ pub async fn put<C: NodeCaller>(
     write: Write,
     minter: Option<NodeId>,
 ) -> Result<SealedState, PutError> {
-    let required = target.config.w();
+    let (required, quorum) = (target.config.w(), target.config.quorum_kind());
     let machine = ForwardPut::new(&target.prefs, &target.config, write, minter);
     let (store, key) = (target.store, target.key);
     run(
@@ -120,7 +121,7 @@ pub async fn put<C: NodeCaller>(
         |_to| None,
     )
     .await
-    .unwrap_or(Err(PutError::Unavailable { required, acknowledged: 0, minter: None }))
+    .unwrap_or(Err(PutError::Unavailable { required, acknowledged: 0, minter: None, quorum }))
 }
 
 /// The one driver loop: runs `machine` in a task of its own to its end, sending each request

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use quickv_core::coordinator;
 use quickv_core::error::{ErrorKind, Refusal};
 use quickv_core::identity::NodeId;
-use quickv_core::store::{LimitError, StoreName};
+use quickv_core::store::{LimitError, QuorumKind, StoreName};
 use quickv_core::version::ContextError;
 
 use quickv_net::tls::TlsError;
@@ -78,12 +78,14 @@ pub enum GetError {
     #[error(transparent)]
     InvalidKey(LimitError),
     /// Fewer than R replicas answered. Retryable.
-    #[error("not enough replicas answered: {answered} of the {required} required (R)")]
+    #[error("not enough replicas answered: {answered} of the {required} required (R){}", quorum.failure_note())]
     Unavailable {
         /// R.
         required: usize,
         /// Replicas that answered.
         answered: usize,
+        /// The store's quorum kind (a strict store never counts fallbacks, and says so).
+        quorum: QuorumKind,
     },
     /// The cluster has no node that owns data yet. Retryable.
     #[error("the cluster has no nodes that hold data yet")]
@@ -113,12 +115,14 @@ pub enum PutError {
     /// Fewer than W nodes acknowledged. Retryable; when `acknowledged > 0` the write is stored
     /// on that many nodes and will spread. (The client's own retries send the same write to the
     /// same node, so they never make a second version of it.)
-    #[error("not enough replicas acknowledged: {acknowledged} of the {required} required (W)")]
+    #[error("not enough replicas acknowledged: {acknowledged} of the {required} required (W){}", quorum.failure_note())]
     Unavailable {
         /// W.
         required: usize,
         /// Nodes that acknowledged.
         acknowledged: usize,
+        /// The store's quorum kind (a strict store never counts fallbacks, and says so).
+        quorum: QuorumKind,
     },
     /// The node asked to apply the write did not answer: it may or may not have applied it
     /// (and if it did, the write will spread). Retryable.
@@ -165,7 +169,9 @@ impl CreateStoreError {
 impl From<coordinator::GetError> for GetError {
     fn from(e: coordinator::GetError) -> GetError {
         match e {
-            coordinator::GetError::Unavailable { required, answered } => GetError::Unavailable { required, answered },
+            coordinator::GetError::Unavailable { required, answered, quorum } => {
+                GetError::Unavailable { required, answered, quorum }
+            }
             coordinator::GetError::Refused(reply) => GetError::Refused(reply),
             other => GetError::Refused(Refusal::new(ErrorKind::Internal, other.to_string())),
         }
@@ -175,8 +181,8 @@ impl From<coordinator::GetError> for GetError {
 impl From<coordinator::PutError> for PutError {
     fn from(e: coordinator::PutError) -> PutError {
         match e {
-            coordinator::PutError::Unavailable { required, acknowledged, .. } => {
-                PutError::Unavailable { required, acknowledged }
+            coordinator::PutError::Unavailable { required, acknowledged, quorum, .. } => {
+                PutError::Unavailable { required, acknowledged, quorum }
             }
             coordinator::PutError::Indeterminate { minter } => PutError::Indeterminate { minter },
             coordinator::PutError::Refused(reply) => PutError::Refused(reply),

@@ -28,6 +28,17 @@ pub enum QuorumKind {
     Strict,
 }
 
+impl QuorumKind {
+    /// What a quorum failure of a store of this kind adds to its message: a strict store says
+    /// that fallbacks never count.
+    pub fn failure_note(self) -> &'static str {
+        match self {
+            QuorumKind::Strict => "; a strict store counts its N primaries only, never fallbacks",
+            QuorumKind::Sloppy => "",
+        }
+    }
+}
+
 /// What happens to concurrent writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ConflictPolicy {

@@ -29,6 +29,7 @@ pub type ForwardAction = Action<Write, Result<SealedState, PutError>>;
 pub struct ForwardPut {
     write: Write,
     required: usize,
+    quorum: QuorumKind,
     candidates: VecDeque<NodeId>,
     asked: Option<NodeId>,
     refusal: Option<Refusal>,
@@ -56,6 +57,7 @@ impl ForwardPut {
         let mut put = ForwardPut {
             write,
             required: config.w(),
+            quorum: config.quorum_kind(),
             candidates,
             asked: None,
             refusal: None,
@@ -80,7 +82,12 @@ impl ForwardPut {
             None => {
                 let error = match self.refusal.take() {
                     Some(reason) if self.only_refusals => PutError::Refused(reason),
-                    _ => PutError::Unavailable { required: self.required, acknowledged: 0, minter: None },
+                    _ => PutError::Unavailable {
+                        required: self.required,
+                        acknowledged: 0,
+                        minter: None,
+                        quorum: self.quorum,
+                    },
                 };
                 self.reply(Err(error));
             }
@@ -119,7 +126,8 @@ impl Coordinator for ForwardPut {
             }
             // Applied at `minter`, but too few replicas acknowledged.
             Ok(Handed::Short { minter }) => {
-                self.reply(Err(PutError::Unavailable { required, acknowledged: 1, minter: Some(minter) }));
+                let quorum = self.quorum;
+                self.reply(Err(PutError::Unavailable { required, acknowledged: 1, minter: Some(minter), quorum }));
             }
             // The write may or may not be there.
             Err(ReplicaFailure::NoAnswer) => self.reply(Err(PutError::Indeterminate { minter: asked })),

@@ -9,7 +9,7 @@ use super::shell::{Action, Coordinator, Read, Shell};
 use crate::error::Refusal;
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
-use crate::store::StoreConfig;
+use crate::store::{QuorumKind, StoreConfig};
 use crate::version::{CausalContext, SealedState, Siblings};
 
 /// What a get coordinator asks its driver to do: send a replica read, reply, or repair a replica
@@ -30,12 +30,14 @@ pub struct GetOutcome {
 #[non_exhaustive]
 pub enum GetError {
     /// Fewer than R replicas answered. Retryable: replicas may come back.
-    #[error("not enough replicas answered: {answered} of the {required} required (R)")]
+    #[error("not enough replicas answered: {answered} of the {required} required (R){}", quorum.failure_note())]
     Unavailable {
         /// R.
         required: usize,
         /// Replicas that answered.
         answered: usize,
+        /// The store's quorum kind (a strict store never counts fallbacks, and says so).
+        quorum: QuorumKind,
     },
     /// Every replica that failed refused the request as invalid, and too few answered. Not
     /// retryable as is.
@@ -207,7 +209,7 @@ impl GetCoordinator {
                 let answered = self.replicas.succeeded();
                 let error = match &self.refusal {
                     Some(reason) if self.only_refusals => GetError::Refused(reason.clone()),
-                    _ => GetError::Unavailable { required, answered },
+                    _ => GetError::Unavailable { required, answered, quorum: self.config.quorum_kind() },
                 };
                 self.shell.reply(Err(error));
                 self.shell.finish();

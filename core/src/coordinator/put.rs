@@ -10,7 +10,7 @@ use super::shell::{Action, Coordinator, Shell};
 use crate::error::Refusal;
 use crate::identity::NodeId;
 use crate::ring::PreferenceList;
-use crate::store::StoreConfig;
+use crate::store::{QuorumKind, StoreConfig};
 use crate::version::{CausalContext, SealedState, Siblings, Write};
 
 /// A request the put coordinator sends to one node.
@@ -72,12 +72,14 @@ pub enum PutError {
     /// Fewer than W nodes acknowledged. Retryable; when `acknowledged > 0` the write is stored on
     /// that many nodes and will spread. Retry the same write (same [`WriteId`](crate::version::WriteId))
     /// with [`PutCoordinator::retry`] at [`minter`](Self::minter) so it never becomes two versions.
-    #[error("not enough replicas acknowledged: {acknowledged} of the {required} required (W)")]
+    #[error("not enough replicas acknowledged: {acknowledged} of the {required} required (W){}", quorum.failure_note())]
     Unavailable {
         /// W.
         required: usize,
         /// Nodes that acknowledged.
         acknowledged: usize,
+        /// The store's quorum kind (a strict store never counts fallbacks, and says so).
+        quorum: QuorumKind,
         /// The node that applied the write and minted its version, if one did.
         minter: Option<NodeId>,
     },
@@ -443,7 +445,7 @@ impl PutCoordinator {
                 };
                 let error = match &self.refusal {
                     Some(reason) if self.only_refusals && acknowledged == 0 => PutError::Refused(reason.clone()),
-                    _ => PutError::Unavailable { required, acknowledged, minter },
+                    _ => PutError::Unavailable { required, acknowledged, minter, quorum: self.config.quorum_kind() },
                 };
                 self.shell.reply(Err(error));
                 self.shell.finish();

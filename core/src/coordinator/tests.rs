@@ -472,8 +472,16 @@ fn strict_quorum_fails_at_once_when_too_few_primaries_exist() {
     let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0")], alloc::vec![node("f0")]);
     let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), TIMEOUT, Duration::ZERO);
     assert_eq!(get.poll_action(), Some(GetAction::Send { to: node("p0"), request: Read }));
-    assert_eq!(get.poll_action(), Some(GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 0 }))));
+    assert_eq!(
+        get.poll_action(),
+        Some(GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 0, quorum: QuorumKind::Strict })))
+    );
     assert!(get.is_finished());
+    // Issue 8, 2.1: a strict store's quorum failure says that fallbacks never count.
+    let e = GetError::Unavailable { required: 2, answered: 0, quorum: QuorumKind::Strict };
+    assert!(format!("{e}").ends_with("a strict store counts its N primaries only, never fallbacks"), "{e}");
+    let e = GetError::Unavailable { required: 2, answered: 0, quorum: QuorumKind::Sloppy };
+    assert!(!format!("{e}").contains("strict"), "{e}");
 }
 
 /// Issue 8, 2.3: a fallback's empty answer never counts toward R: with two of three primaries
@@ -496,7 +504,11 @@ fn an_empty_fallback_never_counts_toward_r() {
     get.handle_reply(now, &node("f1"), Ok(None));
     let actions: Vec<_> = core::iter::from_fn(|| get.poll_action()).collect();
     assert!(
-        actions.contains(&GetAction::Reply(Err(GetError::Unavailable { required: 2, answered: 1 }))),
+        actions.contains(&GetAction::Reply(Err(GetError::Unavailable {
+            required: 2,
+            answered: 1,
+            quorum: QuorumKind::Sloppy
+        }))),
         "{actions:?}"
     );
 

@@ -153,8 +153,11 @@ async fn sloppy_stores_stay_writable_where_strict_ones_refuse() {
     let err = strict.put(key, b"v".to_vec(), &CausalContext::empty()).await.unwrap_err();
     assert!(matches!(err, PutError::Unavailable { required: 2, .. }), "{err}");
     assert!(err.is_retryable());
+    // Issue 8, 2.1: a strict store says that fallbacks never count.
+    assert!(err.to_string().contains("a strict store counts its N primaries only, never fallbacks"), "{err}");
     let err = strict.get(key).await.unwrap_err();
-    assert!(matches!(err, GetError::Unavailable { required: 2, answered: 1 }), "{err}");
+    assert!(matches!(err, GetError::Unavailable { required: 2, answered: 1, .. }), "{err}");
+    assert!(err.to_string().contains("never fallbacks"), "{err}");
     client.close();
     cluster.shutdown().await;
 }
