@@ -74,7 +74,7 @@ pub struct Target {
 /// Coordinates a get; returns the reconciled state (empty if no replica has the key) and the
 /// context made of the replicas' seals. The coordinator goes on after the reply, to repair.
 pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOutcome, GetError> {
-    let quorum = target.config.quorum_kind();
+    let (required, quorum) = (target.config.r(), target.config.quorum_kind());
     let machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
     let (store, key) = (target.store, target.key);
     let (read, repair) = ((store.clone(), key.clone()), (store, key));
@@ -92,7 +92,7 @@ pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOut
         },
     )
     .await
-    .unwrap_or(Err(GetError::Unavailable { required: 1, answered: 0, quorum }))
+    .unwrap_or(Err(GetError::Unavailable { required, answered: 0, quorum }))
 }
 
 /// Puts or, with a tombstone write, deletes: hands the write to one replica of the key, which
