@@ -22,6 +22,12 @@ fn quickv_binary() -> PathBuf {
         .clone()
 }
 
+/// A port for test `slot` (0 to 3, four ports each), distinct between the tests of this file,
+/// which run at once, and spread by the process id between runs.
+fn test_port(slot: u16) -> u16 {
+    10_000 + (std::process::id() % 3_000) as u16 * 16 + slot * 4
+}
+
 struct Dev {
     child: Child,
     seeds: String,
@@ -97,7 +103,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let port = test_port(0);
     let mut dev = Dev::start(dir.path(), port);
 
     let put = dev.quickv(&["put", "greeting", "hello"], None);
@@ -148,7 +154,7 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
 #[test]
 fn a_one_node_dev_cluster_takes_writes_and_warns_about_stores_it_cannot_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let port = test_port(1);
     let dev = Dev::start_nodes(dir.path(), port, 1);
     let put = dev.quickv(&["put", "greeting", "hello"], None);
     assert!(put.status.success(), "{}", text(&put.stderr));
@@ -173,7 +179,7 @@ fn init_and_run_start_nodes_as_separate_processes() {
     assert!(init.status.success(), "{}", text(&init.stderr));
     assert!(dir.path().join("ca.pem").exists() && dir.path().join("ca.key").exists());
 
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let port = test_port(2);
     let addr = |i: u16| format!("127.0.0.1:{}", port + i);
     let mut nodes: Vec<Child> = (0..2u16)
         .map(|i| {
@@ -233,7 +239,7 @@ fn a_node_restarted_after_sigkill_serves_pooled_callers_again_at_once() {
     let node_bin = env!("CARGO_BIN_EXE_quickv-node");
     let init = Command::new(node_bin).args(["init", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(init.status.success(), "{}", text(&init.stderr));
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let port = test_port(3);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let start = || {
         let mut command = Command::new(node_bin);
