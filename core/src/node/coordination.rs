@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::replica::{Completion, ReplicaStep};
-use super::{Node, Purpose, ReplicaCall};
+use super::{Event, Node, Purpose, ReplicaCall};
 use crate::coordinator::{
     self, Action, Coordinator, GetCoordinator, GetError, PutCoordinator, PutError, PutRequest, ReplicaFailure,
 };
@@ -211,9 +211,15 @@ impl Node {
                     }
                 }
                 Step::Repair { to, siblings } if to == self.id => {
+                    self.events.push_back(Event::ReadRepair { store: store.clone(), key: key.clone(), replica: to });
                     self.enqueue(store, key, config, ReplicaStep::Merge(siblings), Completion::Nothing);
                 }
                 Step::Repair { to, siblings } => {
+                    self.events.push_back(Event::ReadRepair {
+                        store: store.clone(),
+                        key: key.clone(),
+                        replica: to.clone(),
+                    });
                     if let Some(destination) = self.destination(&to) {
                         let body = Request::Replicate { store, key, siblings, hint_for: None };
                         self.send_request(now, destination, body, true, Purpose::Repair);

@@ -273,6 +273,16 @@ pub enum Event {
         /// Why (names the id, both addresses and both certificates).
         reason: String,
     },
+    /// A read this node coordinated found `replica` behind the reconciled state of the key and
+    /// is bringing it up to date (read repair).
+    ReadRepair {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The stale replica (this node itself, or a peer).
+        replica: NodeId,
+    },
     /// A peer's view could not be merged (another cluster, or inconsistent).
     IncompatiblePeer {
         /// The peer's address.

@@ -211,6 +211,28 @@ fn any_node_coordinates_a_put_and_another_reads_it() {
     assert_eq!(holders, 3);
 }
 
+/// Issue 8, 3.1 and 4.1: a read that finds a replica without the key repairs it, and the
+/// coordinating node reports the repair (the server logs it, with its id).
+#[test]
+fn a_coordinated_read_repairs_a_stale_replica_and_says_so() {
+    let mut h = Harness::new(3);
+    let store = StoreName::default_store();
+    let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1);
+    h.ask(1, 1001, Request::CoordinatePut { store: store.clone(), key: b"cart".to_vec(), write, minter: None });
+    let record = (store.clone(), b"cart".to_vec());
+    assert!(h.disks[2].remove(&record).is_some(), "n2 held the write; now it lost it");
+    while h.nodes[0].poll_event().is_some() {}
+    let read = h.ask(0, 1002, Request::CoordinateGet { store: store.clone(), key: b"cart".to_vec() });
+    assert_eq!(values(&state(read)), vec![b"apples".to_vec()]);
+    assert!(h.disks[2].contains_key(&record), "n2 was repaired");
+    let events: Vec<Event> = core::iter::from_fn(|| h.nodes[0].poll_event()).collect();
+    let n2 = NodeId::new("n2").unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::ReadRepair { replica, key, .. } if *replica == n2 && key == b"cart")),
+        "{events:?}"
+    );
+}
+
 /// 3.3: a node takes only a context sealed for the key written: a context of another key (which
 /// used to replace that key silently), one of another cluster, or one altered is refused and
 /// changes nothing; the key's own context, from any node, replaces its versions.

@@ -267,6 +267,13 @@ impl Driver {
                 self.observed.refused.send_replace(Some(reason));
             }
             Event::IdConflict { taken } => tracing::warn!("refused a node entry: {taken}"),
+            Event::ReadRepair { store, key, replica } => tracing::debug!(
+                node = %self.machine.id(),
+                %store,
+                key = %key[..key.len().min(64)].escape_ascii(),
+                %replica,
+                "read repair of a stale replica"
+            ),
             Event::IncompatiblePeer { address, reason } => {
                 tracing::warn!("peer {address} has an incompatible view: {reason}")
             }
