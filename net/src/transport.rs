@@ -17,15 +17,22 @@ use crate::tls::NODE_SERVER_NAME;
 /// How long an idle connection is kept open.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The endpoint settings of a node: its stateless-reset key is derived from `node_key` (the
-/// node's private key), so the same node, restarted, recognises connections its earlier process
-/// had and resets them at once: a caller's pooled connection fails on its next packet instead of
-/// waiting for the idle timeout, and the caller reconnects.
+/// The endpoint settings of a node: its stateless-reset key and the key its connection ids are
+/// checked with are derived from `node_key` (the node's private key), so the same node, restarted,
+/// recognises the connection ids its earlier process issued and resets those connections at once:
+/// a caller's pooled connection fails on its next packet instead of waiting for the idle timeout,
+/// and the caller reconnects.
 pub fn endpoint_config(node_key: &[u8]) -> quinn::EndpointConfig {
     use ring::hmac;
     let derive = hmac::Key::new(hmac::HMAC_SHA256, node_key);
-    let seed = hmac::sign(&derive, b"quickv stateless reset key v1");
-    quinn::EndpointConfig::new(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, seed.as_ref())))
+    let reset = hmac::sign(&derive, b"quickv stateless reset key v1");
+    let cids = hmac::sign(&derive, b"quickv connection id key v1");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cids.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref())));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    config
 }
 
 /// The QUIC transport settings shared by nodes and clients.

@@ -49,7 +49,9 @@ impl Node {
         peer: Option<CertificateDigest>,
         node: NodeInfo,
     ) -> Result<(), ErrorReply> {
-        if node.certificate.is_none() || node.certificate != peer {
+        // `peer` is the certificate presented (a node's: checked before); an entry without one,
+        // or with another, is refused.
+        if node.certificate != peer {
             return Err(ErrorReply::new(
                 ErrorKind::NotPermitted,
                 format!("node {} must join with the certificate it presents", node.id),

@@ -225,9 +225,10 @@ fn init_and_run_start_nodes_as_separate_processes() {
 
 /// Issue 8, 1.5: a caller's pooled connection to a node that was SIGKILLed and restarted used to
 /// wait out QUIC's 30 s idle timeout, at one replica timeout per request. The restarted node now
-/// resets the old connection at once (its stateless-reset key comes from its own key), and a call
-/// that times out drops its pooled connection: the node serves the caller again within moments of
-/// starting.
+/// resets the old connection at once (its stateless-reset key and connection-id key come from its
+/// own key: with a connection-id key of its own per process, the new process dropped the old ids
+/// unanswered, found in review), and a call that times out drops its pooled connection: the node
+/// serves the caller again within moments of starting, well before a call's timeout.
 #[test]
 fn a_node_restarted_after_sigkill_serves_pooled_callers_again_at_once() {
     use quickv_client::tls::{self, ClusterCa};
@@ -251,7 +252,8 @@ fn a_node_restarted_after_sigkill_serves_pooled_callers_again_at_once() {
     let ca = ClusterCa::from_pem_file(dir.path().join("ca.pem")).unwrap();
     let config = tls::client_config(&ca, None).unwrap();
     let _guard = runtime.enter();
-    let transport = Transport::client(config, "127.0.0.1:0".parse().unwrap(), Duration::from_millis(500)).unwrap();
+    // The default replica timeout: a caller that had to wait a call out would take over 2 s.
+    let transport = Transport::client(config, "127.0.0.1:0".parse().unwrap(), Duration::from_secs(2)).unwrap();
     // Calls until one succeeds (at most `limit`); returns how long that took.
     let served_within = |limit: Duration| {
         runtime.block_on(async {
@@ -274,5 +276,7 @@ fn a_node_restarted_after_sigkill_serves_pooled_callers_again_at_once() {
     let _ = node.kill();
     let _ = node.wait();
     let again = again.expect("the restarted node serves the caller within 10 s");
-    assert!(again < Duration::from_secs(2), "served again after {again:?}");
+    println!("a caller with a pooled connection was served again {again:?} after the restart began");
+    // Reset at once by the restarted node (without that, the first call waits its timeout out).
+    assert!(again < Duration::from_millis(1500), "served again after {again:?}");
 }
