@@ -21,7 +21,9 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Parser, Subcommand};
-use quickv_client::{CausalContext, Client, ClusterCa, ConflictPolicy, Preset, QuorumKind, StoreConfig, StoreName};
+use quickv_client::{
+    CausalContext, Client, ClusterCa, ConflictPolicy, NodeStatus, Preset, QuorumKind, StoreConfig, StoreName,
+};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -253,7 +255,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Command::Status => {
-            let view = client.view();
+            let report = client.status().await?;
+            let view = &report.view;
             let shares: std::collections::HashMap<_, _> =
                 view.ring().map(|r| r.shares().into_iter().collect()).unwrap_or_default();
             let epoch = view.ring().map_or(0, |r| r.epoch());
@@ -262,36 +265,52 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .nodes()
                 .map(|n| {
                     let share = shares.get(&n.id).copied().unwrap_or(0.0);
-                    (n, share)
+                    let peer = report.peer(&n.id);
+                    // A member's own lifecycle state first; for members that are up, the verdict
+                    // of the node asked.
+                    let state = match (n.status, peer) {
+                        (NodeStatus::Up, Some(peer)) => peer.state.to_string(),
+                        (status, _) => format!("{status:?}").to_lowercase(),
+                    };
+                    let last_heard_ms = peer.and_then(|p| p.last_heard_ms);
+                    let hints = peer.map_or(0, |p| p.hints);
+                    (n, state, last_heard_ms, hints, share)
                 })
                 .collect();
             if cli.json {
                 let nodes: Vec<_> = rows
                     .iter()
-                    .map(|(n, share)| {
+                    .map(|(n, state, last_heard_ms, hints, share)| {
                         json!({ "id": n.id.as_str(), "address": n.address, "zone": n.zone.as_str(),
-                                "capacity": n.capacity, "state": format!("{:?}", n.status).to_lowercase(), "share": share })
+                                "capacity": n.capacity, "state": state, "last_heard_ms": last_heard_ms,
+                                "hints": hints, "share": share, "seen_by_self": n.id == report.node })
                     })
                     .collect();
-                println!("{}", json!({ "ring_epoch": epoch, "nodes": nodes }));
+                println!("{}", json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes }));
             } else {
                 println!(
-                    "{:<12} {:<22} {:<12} {:>8} {:<8} {:>7}",
-                    "NODE", "ADDRESS", "ZONE", "CAPACITY", "STATE", "SHARE"
+                    "{:<12} {:<22} {:<10} {:>8} {:<8} {:>10} {:>6} {:>7}",
+                    "NODE", "ADDRESS", "ZONE", "CAPACITY", "STATE", "LAST HEARD", "HINTS", "SHARE"
                 );
-                for (n, share) in rows {
-                    let state = format!("{:?}", n.status).to_lowercase();
+                for (n, state, last_heard_ms, hints, share) in rows {
+                    let heard = match last_heard_ms {
+                        _ if n.id == report.node => "(asked)".to_string(),
+                        Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
+                        None => "never".to_string(),
+                    };
                     println!(
-                        "{:<12} {:<22} {:<12} {:>8} {:<8} {:>6.1}%",
+                        "{:<12} {:<22} {:<10} {:>8} {:<8} {:>10} {:>6} {:>6.1}%",
                         n.id.as_str(),
                         n.address,
                         n.zone.as_str(),
                         n.capacity,
                         state,
+                        heard,
+                        hints,
                         share * 100.0
                     );
                 }
-                println!("ring epoch {epoch}, {} stores", view.stores().count());
+                println!("as seen by {}; ring epoch {epoch}, {} stores", report.node, view.stores().count());
             }
             ExitCode::SUCCESS
         }

@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::{GetOutcome, ReplicaFailure};
 use quickv_core::identity::NodeId;
+use quickv_core::liveness::{Liveness, LivenessConfig, PeerState, StatusReport};
 use quickv_core::routing::RoutingTable;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Value, Write, WriteId};
@@ -18,6 +19,7 @@ use crate::error::{ConnectError, CreateStoreError, GetError, PutError, RefreshEr
 use crate::resolver::Resolver;
 use quickv_net::tls::{self, ClusterCa};
 use quickv_net::transport::Transport;
+use tokio::time::Instant;
 
 /// Delays between retries: `base * 2^attempt`, capped at `max`. A pure value: no clock, no I/O.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +48,9 @@ pub struct ClientOptions {
     pub backoff: Backoff,
     /// Fallback nodes a sloppy store may use when replicas do not answer (default 3).
     pub fallbacks: usize,
-    /// How often the cluster view is refreshed in the background (default 30 s).
+    /// How often the client asks a node for its status in the background (default 2 s): the
+    /// cluster view, and that node's verdict on each other node, so requests skip a node the
+    /// cluster holds for down within moments of its detection.
     pub refresh_interval: Duration,
     /// Key and value limits checked before sending (default 65,535-byte keys, 16 MiB values; nodes
     /// enforce their own).
@@ -60,7 +64,7 @@ impl Default for ClientOptions {
             retries: 2,
             backoff: Backoff { base: Duration::from_millis(20), max: Duration::from_millis(500) },
             fallbacks: 3,
-            refresh_interval: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(2),
             limits: Limits::default(),
         }
     }
@@ -114,15 +118,19 @@ impl ClientBuilder {
         let bind: SocketAddr = if first.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let config = tls::client_config(&ca, None)?;
         let transport = Transport::client(config, bind, self.options.replica_timeout)?;
+        let liveness = Liveness::new(LivenessConfig::for_interval(self.options.refresh_interval));
         let inner = Arc::new(Inner {
             transport,
             seeds,
             topology: RwLock::new(Arc::new(RoutingTable::new(ClusterView::new(0)))),
             options: self.options,
             background: Arc::new(Background::default()),
+            liveness: Mutex::new(liveness),
+            origin: Instant::now(),
         });
-        let view = inner.fetch_view().await.map_err(|RefreshError::Unreachable(f)| ConnectError::Unreachable(f))?;
-        inner.install(view);
+        let report = inner.fetch_status().await.map_err(|RefreshError::Unreachable(f)| ConnectError::Unreachable(f))?;
+        inner.install(report.view.clone());
+        inner.take_report(&report);
         let weak = Arc::downgrade(&inner);
         let interval = inner.options.refresh_interval;
         tokio::spawn(async move {
@@ -151,6 +159,11 @@ struct Inner {
     /// The requests whose coordinators are still at work (after their reply: the last replica
     /// answers, read repairs).
     background: Arc<Background>,
+    /// The client's own verdict on each node: from its requests' outcomes and the reports of
+    /// the nodes it asks for the view (see [`quickv_core::liveness`]).
+    liveness: Mutex<Liveness>,
+    /// Time zero of the verdicts.
+    origin: Instant,
 }
 
 /// Counts the requests still at work; see [`Client::wait_idle`].
@@ -243,6 +256,15 @@ impl Client {
         self.inner.topology().view().clone()
     }
 
+    /// What one node sees (the first that answers, nodes held for down last): its view, and its
+    /// verdict on each other node (up, suspect or down; when it last heard of it; the hints it
+    /// holds for it). `quickv status` shows it. Also refreshes this client's view and verdicts.
+    pub async fn status(&self) -> Result<StatusReport, RefreshError> {
+        let report = self.inner.fetch_status().await?;
+        self.inner.take_report(&report);
+        Ok(report)
+    }
+
     /// Fetches the cluster view now.
     pub async fn refresh(&self) -> Result<(), RefreshError> {
         self.inner.refresh().await
@@ -292,11 +314,16 @@ impl Inner {
         all
     }
 
-    async fn fetch_view(&self) -> Result<ClusterView, RefreshError> {
+    /// What the first node that answers sees: its view, and its verdict on each peer.
+    async fn fetch_status(&self) -> Result<StatusReport, RefreshError> {
         let mut failures = Vec::new();
-        for addr in self.candidates() {
-            match self.transport.call(addr, None, Request::Cluster).await {
-                Ok(Response::Cluster(view)) => return Ok(view),
+        let topology = self.topology();
+        // Nodes held for down are asked last.
+        let mut candidates = self.candidates();
+        candidates.sort_by_key(|addr| topology.node_at(*addr).is_some_and(|id| self.is_down(&id)));
+        for addr in candidates {
+            match self.transport.call(addr, None, Request::Status).await {
+                Ok(Response::Status(report)) => return Ok(*report),
                 Ok(other) => failures.push((addr, format!("unexpected answer {other:?}"))),
                 Err(e) => failures.push((addr, e.to_string())),
             }
@@ -305,15 +332,58 @@ impl Inner {
     }
 
     async fn refresh(&self) -> Result<(), RefreshError> {
-        let fetched = self.fetch_view().await?;
+        let report = self.fetch_status().await?;
         let mut view = self.topology().view().clone();
         // A view that does not merge (another partition count) belongs to a new cluster at the
         // same addresses, or this client has none yet.
-        if view.merge(&fetched).is_err() {
-            view = fetched;
+        if view.merge(&report.view).is_err() {
+            view = report.view.clone();
         }
         self.install(view);
+        self.take_report(&report);
         Ok(())
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn liveness(&self) -> std::sync::MutexGuard<'_, Liveness> {
+        self.liveness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a node's report: the node itself answered; a peer it holds for down is down here
+    /// too until its heartbeat moves on.
+    fn take_report(&self, report: &StatusReport) {
+        let now = self.now();
+        let mut liveness = self.liveness();
+        liveness.handle_answer(now, &report.node);
+        for peer in &report.peers {
+            if let Some(heartbeat) = peer.heartbeat {
+                liveness.handle_heartbeat(now, &peer.id, heartbeat, false);
+            }
+            if peer.state == PeerState::Down {
+                liveness.handle_failure(now, &peer.id, true);
+            }
+        }
+        liveness.update(now);
+    }
+
+    /// Whether requests should skip `node`.
+    fn is_down(&self, node: &NodeId) -> bool {
+        self.liveness().is_down(node)
+    }
+
+    /// A request to `node` was answered (`Ok`) or failed: `unreachable` when no connection
+    /// could be made.
+    fn heard(&self, node: &NodeId, failure: Option<bool>) {
+        let now = self.now();
+        let mut liveness = self.liveness();
+        match failure {
+            None => liveness.handle_answer(now, node),
+            Some(unreachable) => liveness.handle_failure(now, node, unreachable),
+        }
+        liveness.update(now);
     }
 }
 
@@ -403,7 +473,7 @@ impl Store {
         // One id for every attempt: the attempts are one write. Once a node applied it (or may
         // have), attempts after that go to that node only, which recognises it by its id.
         let write = if write.id.is_none() { write.with_id(new_write_id()) } else { write };
-        let minter = std::sync::Mutex::new(None::<NodeId>);
+        let minter = Mutex::new(None::<NodeId>);
         let minter = &minter;
         let outcome = self
             .retrying(
@@ -490,8 +560,17 @@ struct ClientCaller {
 impl NodeCaller for ClientCaller {
     async fn call(&self, to: NodeId, request: Request) -> Result<Response, ReplicaFailure> {
         let addr = self.topology.address(&to).ok_or(ReplicaFailure::Unavailable)?;
+        // A node known down is not asked: the coordinator moves on at once.
+        if self.inner.is_down(&to) {
+            return Err(ReplicaFailure::Unavailable);
+        }
         let answer = self.inner.transport.call(addr, Some(self.topology.epoch()), request).await;
-        drive::replica_answer(answer, &self.stale)
+        let answer = drive::replica_answer(answer, &self.stale);
+        match &answer {
+            Ok(_) => self.inner.heard(&to, None),
+            Err(failure) => self.inner.heard(&to, Some(*failure == ReplicaFailure::Unavailable)),
+        }
+        answer
     }
 }
 

@@ -23,6 +23,7 @@ use alloc::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gossip::{EntryDigest, GossipDigest, fingerprint};
 use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates};
 use crate::ring::{Ring, RingError, RingNode};
 use crate::store::{StoreConfig, StoreName};
@@ -211,6 +212,62 @@ impl ClusterView {
         Ok(self.reconcile()? || changed)
     }
 
+    /// A summary of this view for gossip (no heartbeats: the node adds them). See
+    /// [`crate::gossip`].
+    pub fn digest(&self) -> GossipDigest {
+        GossipDigest {
+            partition_bits: self.partition_bits,
+            entries: self
+                .membership
+                .nodes()
+                .map(|n| EntryDigest {
+                    id: n.id.clone(),
+                    version: n.version,
+                    fingerprint: fingerprint(n),
+                    heartbeat: None,
+                })
+                .collect(),
+            ring: self.ring.as_ref().map(|r| (r.epoch(), r.digest())),
+            stores: fingerprint(&self.stores),
+        }
+    }
+
+    /// The parts of this view that differ from what `theirs` summarises: the node entries it
+    /// lacks or holds otherwise, the ring if theirs is another, the catalogue if it differs.
+    /// `None` when there is no difference. Merging the delta into the view `theirs` came from
+    /// has the effect of merging this whole view (merges are idempotent and work part by part).
+    pub fn delta_for(&self, theirs: &GossipDigest) -> Option<ClusterView> {
+        self.delta_between(&self.digest(), theirs)
+    }
+
+    /// [`delta_for`](Self::delta_for), given this view's own digest (`mine`, as
+    /// [`digest`](Self::digest) made it; a node keeps it until its view changes).
+    pub fn delta_between(&self, mine: &GossipDigest, theirs: &GossipDigest) -> Option<ClusterView> {
+        let mut delta = ClusterView::new(self.partition_bits);
+        let mut any = theirs.partition_bits != self.partition_bits;
+        for entry in &mine.entries {
+            let same = theirs
+                .entry(&entry.id)
+                .is_some_and(|e| e.version == entry.version && e.fingerprint == entry.fingerprint);
+            if let (false, Some(node)) = (same, self.membership.node(&entry.id)) {
+                // Entries of one view never conflict with each other.
+                let _ = delta.membership.upsert(node.clone());
+                any = true;
+            }
+        }
+        if let Some(ring) = &self.ring
+            && theirs.ring != Some((ring.epoch(), ring.digest()))
+        {
+            delta.ring = Some(ring.clone());
+            any = true;
+        }
+        if theirs.stores != mine.stores {
+            delta.stores = self.stores.clone();
+            any = true;
+        }
+        any.then_some(delta)
+    }
+
     /// Checks a decoded view before it is used.
     pub fn validate(&self) -> Result<(), ViewError> {
         if let Some(ring) = &self.ring {
@@ -393,6 +450,15 @@ mod tests {
         }
     }
 
+    /// A view that saw `events`, its entries versioned from `base`.
+    fn built(events: &[Event], base: u64) -> ClusterView {
+        let mut v = ClusterView::new(6);
+        for (k, e) in events.iter().enumerate() {
+            apply(&mut v, e, base + k as u64);
+        }
+        v
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -438,18 +504,40 @@ mod tests {
             }
         }
 
+        /// Gossip's deltas do what merging whole views does, and one exchange (a digest, a delta
+        /// back, a delta forth) leaves both sides with the same view.
+        #[test]
+        fn a_digest_exchange_merges_as_whole_views_do(
+            a in proptest::collection::vec(event_strategy(), 0..6),
+            b in proptest::collection::vec(event_strategy(), 0..6),
+        ) {
+            let (va, vb) = (built(&a, 1), built(&b, 100));
+            let mut whole = va.clone();
+            whole.merge(&vb).unwrap();
+            // A sends its digest; B answers with its delta and digest.
+            let mut a_side = va.clone();
+            if let Some(delta) = vb.delta_for(&va.digest()) {
+                prop_assert!(delta.validate().is_ok());
+                a_side.merge(&delta).unwrap();
+            }
+            prop_assert_eq!(&a_side, &whole);
+            // A sends back what B lacks.
+            let mut b_side = vb.clone();
+            if let Some(delta) = a_side.delta_for(&vb.digest()) {
+                b_side.merge(&delta).unwrap();
+            }
+            prop_assert_eq!(&b_side, &a_side);
+            prop_assert!(a_side.delta_for(&b_side.digest()).is_none());
+            prop_assert!(a_side.digest().same_view(&b_side.digest()));
+        }
+
         /// The membership and catalogue parts obey the CRDT laws.
         #[test]
         fn catalogue_merge_is_order_free(
             a in proptest::collection::vec(event_strategy(), 0..6),
             b in proptest::collection::vec(event_strategy(), 0..6),
         ) {
-            let build = |events: &[Event], base: u64| {
-                let mut v = ClusterView::new(6);
-                for (k, e) in events.iter().enumerate() { apply(&mut v, e, base + k as u64); }
-                v
-            };
-            let (va, vb) = (build(&a, 1), build(&b, 100));
+            let (va, vb) = (built(&a, 1), built(&b, 100));
             let mut ab = va.clone();
             ab.merge(&vb).unwrap();
             let mut ba = vb.clone();

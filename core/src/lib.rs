@@ -96,6 +96,7 @@
 //!   coordinators and the wire format.
 //! - [`merkle`]: Merkle trees over token ranges for anti-entropy.
 //! - [`failure`]: the phi-accrual failure detector.
+//! - [`gossip`]: digest-first gossip and heartbeats; [`liveness`]: each node's verdict on its peers.
 //! - [`wire`]: versioned, postcard-encoded wire messages; [`encoding`]: infallible postcard encoding.
 //!
 //! Design rationale lives in `docs/architecture.md` of the repository.
@@ -112,7 +113,9 @@ pub mod coordinator;
 pub mod encoding;
 pub mod error;
 pub mod failure;
+pub mod gossip;
 pub mod identity;
+pub mod liveness;
 pub mod membership;
 pub mod merkle;
 pub mod node;

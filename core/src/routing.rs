@@ -51,6 +51,11 @@ impl RoutingTable {
         self.addresses.get(node).copied()
     }
 
+    /// The node at `address`, if the view has one there.
+    pub fn node_at(&self, address: SocketAddr) -> Option<NodeId> {
+        self.addresses.iter().find(|(_, a)| **a == address).map(|(id, _)| id.clone())
+    }
+
     /// Every known node address, by node id.
     pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.addresses.values().copied()

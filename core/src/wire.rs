@@ -16,6 +16,7 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -24,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::ClusterView;
 pub use crate::error::ErrorKind;
 use crate::error::Refusal;
+use crate::gossip::GossipDigest;
 use crate::identity::NodeId;
-use crate::membership::{Membership, NodeInfo};
+use crate::liveness::StatusReport;
+use crate::membership::NodeInfo;
 use crate::store::{StoreConfig, StoreName};
 use crate::version::{SealedState, Siblings, Write};
 
@@ -33,7 +36,7 @@ mod v1;
 mod v2;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 4;
+pub const WIRE_VERSION: u8 = 5;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -128,10 +131,14 @@ pub enum Request {
         /// Its configuration.
         config: StoreConfig,
     },
-    /// Exchange membership views (the receiver merges and answers with its own).
+    /// A gossip round (see [`crate::gossip`]): the receiver takes the heartbeats and answers
+    /// [`Response::Gossip`] with its own digest and the parts of its view the sender's digest
+    /// lacks. Only nodes may send it.
     Gossip {
-        /// The sender's view.
-        membership: Membership,
+        /// The sender's id (believed only if its entry names the certificate it presents).
+        from: NodeId,
+        /// The sender's digest.
+        digest: GossipDigest,
     },
     /// A node asks to join (or updates its entry): the receiver adds the entry to its view and
     /// answers with the whole view. Only nodes with a cluster certificate may send it.
@@ -141,7 +148,8 @@ pub enum Request {
     },
     /// Your cluster view, please (clients: membership, ring and store catalogue).
     Cluster,
-    /// Merge this cluster view and answer with yours. Only nodes may send it.
+    /// Merge this cluster view, or part of one (a gossip delta); answered `Ack`. Only nodes may
+    /// send it.
     Sync {
         /// The sender's view.
         view: ClusterView,
@@ -152,6 +160,29 @@ pub enum Request {
         /// Its name.
         name: StoreName,
     },
+    /// What the node sees: its view and each peer's liveness (`quickv status`). Answered
+    /// [`Response::Status`].
+    Status,
+}
+
+impl Request {
+    /// The request's name in `snake_case`, as metrics and logs label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Get { .. } => "get",
+            Request::Mint { .. } => "mint",
+            Request::Replicate { .. } => "replicate",
+            Request::CoordinateGet { .. } => "coordinate_get",
+            Request::CoordinatePut { .. } => "coordinate_put",
+            Request::CreateStore { .. } => "create_store",
+            Request::Gossip { .. } => "gossip",
+            Request::Join { .. } => "join",
+            Request::Cluster => "cluster",
+            Request::Sync { .. } => "sync",
+            Request::DropStore { .. } => "drop_store",
+            Request::Status => "status",
+        }
+    }
 }
 
 /// A node's answer.
@@ -161,12 +192,19 @@ pub enum Response {
     State(Option<SealedState>),
     /// Done.
     Ack,
-    /// A membership view.
-    Membership(Membership),
+    /// The answer to a gossip round.
+    Gossip {
+        /// The receiver's digest, with its heartbeats.
+        digest: GossipDigest,
+        /// The parts of the receiver's view that differ from the sender's digest.
+        delta: Option<ClusterView>,
+    },
     /// The request failed.
     Error(ErrorReply),
     /// A cluster view.
     Cluster(ClusterView),
+    /// What a node sees (the answer to [`Request::Status`]).
+    Status(Box<StatusReport>),
 }
 
 /// A failed request, as sent back.
@@ -230,6 +268,12 @@ pub enum DecodeError {
     /// The message decoded but breaks an invariant.
     #[error("frame content is invalid: {0}")]
     Invalid(&'static str),
+    /// A gossip or status message of a version before gossip sent digests (before 5): nodes
+    /// gossip only with nodes of this version.
+    #[error(
+        "frame has wire version {0}, whose gossip sends whole membership views; nodes gossip digests at version {WIRE_VERSION}: upgrade the node that sent it"
+    )]
+    GossipBeforeDigests(u8),
     /// A membership message of a version before node entries named certificates (before 4):
     /// nodes exchange membership only with nodes of this version.
     #[error(
@@ -250,13 +294,16 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        // Version 4 differs from 5 in gossip only (whole membership views, not digests): other
+        // messages read unchanged; its gossip frames are refused below or do not decode.
+        4 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(4))?,
         // Version 3 differs from 4 in node entries (no certificate) and writes (no `resent`):
         // other messages read unchanged; membership messages are refused below, and writes do
         // not decode.
         3 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(3))?,
         2 => {
             let (old, rest) = postcard::take_from_bytes::<v2::Message>(body).map_err(|_| DecodeError::Malformed)?;
-            (old.into_current(), rest)
+            (old.into_current()?, rest)
         }
         1 => {
             let (old, rest) = postcard::take_from_bytes::<v1::Message>(body).map_err(|_| DecodeError::Malformed)?;
@@ -264,8 +311,11 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
         }
         other => return Err(DecodeError::UnsupportedVersion(other)),
     };
-    if version < WIRE_VERSION && carries_node_entries(&message) {
+    if version < 4 && carries_node_entries(&message) {
         return Err(DecodeError::MembershipBeforeCertificates(version));
+    }
+    if version < 5 && is_gossip(&message) {
+        return Err(DecodeError::GossipBeforeDigests(version));
     }
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
@@ -274,13 +324,35 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     Ok(message)
 }
 
+/// Whether a message is a gossip round or its answer, or a status (whose layout changed in
+/// version 5).
+fn is_gossip(message: &Message) -> bool {
+    match message {
+        Message::Request { body, .. } | Message::Routed { body, .. } => {
+            matches!(body, Request::Gossip { .. } | Request::Status)
+        }
+        Message::Response { body, .. } => matches!(body, Response::Gossip { .. } | Response::Status(_)),
+    }
+}
+
 /// Whether a message carries node entries (whose layout changed in version 4).
 fn carries_node_entries(message: &Message) -> bool {
     match message {
         Message::Request { body, .. } | Message::Routed { body, .. } => {
             matches!(body, Request::Join { .. } | Request::Sync { .. } | Request::Gossip { .. })
         }
-        Message::Response { body, .. } => matches!(body, Response::Cluster(_) | Response::Membership(_)),
+        Message::Response { body, .. } => {
+            matches!(body, Response::Cluster(_) | Response::Gossip { .. } | Response::Status(_))
+        }
+    }
+}
+
+/// A digest's entries are ordered by id, each id once (so lookups by id are sound).
+fn digest_ok(digest: &GossipDigest) -> Result<(), DecodeError> {
+    if digest.entries.windows(2).all(|w| w[0].id < w[1].id) {
+        Ok(())
+    } else {
+        Err(DecodeError::Invalid("gossip digest entries out of order"))
     }
 }
 
@@ -298,13 +370,19 @@ fn check(message: &Message) -> Result<(), DecodeError> {
                 config.validate().map_err(|_| DecodeError::Invalid("invalid store configuration"))
             }
             Request::Sync { view } => view_ok(view),
+            Request::Gossip { digest, .. } => digest_ok(digest),
             Request::Get { .. }
             | Request::CoordinateGet { .. }
-            | Request::Gossip { .. }
             | Request::Join { .. }
             | Request::Cluster
+            | Request::Status
             | Request::DropStore { .. } => Ok(()),
         },
+        Message::Response { body: Response::Gossip { digest, delta }, .. } => {
+            digest_ok(digest)?;
+            delta.as_ref().map_or(Ok(()), view_ok)
+        }
+        Message::Response { body: Response::Status(report), .. } => view_ok(&report.view),
         Message::Response { body: Response::State(Some(state)), .. } => siblings_ok(&state.siblings),
         Message::Response { body: Response::Cluster(view), .. } => view_ok(view),
         Message::Response { .. } => Ok(()),
@@ -328,9 +406,7 @@ mod tests {
         s.apply(&a, &Write::put(b"v".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings).unwrap();
         let sealed = crate::version::ContextKey::new([2; 32]).seal(&store(), b"k", s.clone());
         let write = Write::put(b"w".to_vec(), sealed.context(), 6);
-        let mut m = Membership::new();
         let info = NodeInfo::new("a", "127.0.0.1:7101", "z1", 2).unwrap();
-        m.upsert(info.clone()).unwrap();
         let mut view = ClusterView::new(4);
         view.upsert_node(info.clone()).unwrap();
         let req = |id, body| Message::Request { id, body };
@@ -352,16 +428,26 @@ mod tests {
                 }
             ),
             req(6, Request::CreateStore { name: store(), config: StoreConfig::strict() }),
-            req(7, Request::Gossip { membership: m.clone() }),
+            req(7, Request::Gossip { from: a.clone(), digest: view.digest() }),
             req(8, Request::Join { node: info }),
             req(9, Request::Cluster),
             req(10, Request::Sync { view: view.clone() }),
             Message::Routed { id: 11, epoch: 3, body: Request::Get { store: store(), key: b"k".to_vec() } },
-            Message::Response { id: 6, body: Response::Cluster(view) },
+            Message::Response { id: 6, body: Response::Cluster(view.clone()) },
             Message::Response { id: 1, body: Response::State(Some(sealed)) },
             Message::Response { id: 2, body: Response::State(None) },
             Message::Response { id: 3, body: Response::Ack },
-            Message::Response { id: 4, body: Response::Membership(m) },
+            Message::Response { id: 4, body: Response::Gossip { digest: view.digest(), delta: Some(view.clone()) } },
+            Message::Response { id: 7, body: Response::Gossip { digest: view.digest(), delta: None } },
+            req(12, Request::Status),
+            Message::Response {
+                id: 8,
+                body: Response::Status(Box::new(StatusReport {
+                    node: a.clone(),
+                    view: view.clone(),
+                    peers: alloc::vec![]
+                })),
+            },
             Message::Response {
                 id: 5,
                 body: Response::Error(ErrorReply::new(ErrorKind::TooLarge, "value is too large")),
@@ -467,7 +553,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[5, 0]), Err(DecodeError::UnsupportedVersion(5)));
+        assert_eq!(decode(&[6, 0]), Err(DecodeError::UnsupportedVersion(6)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

@@ -48,6 +48,9 @@ pub enum Fault {
     /// A node started with another node's id (`n1`), its own certificate and a new address
     /// joins through a seed for a while: its join is refused and the cluster goes on unaffected.
     Impostor,
+    /// Writes go to a sloppy store as well (N=3, R=2, W=2): fallbacks take the writes of
+    /// unreachable primaries with hints, and hand them back (issue 8, 2.1 and 2.2).
+    Sloppy,
 }
 
 impl Fault {
@@ -71,6 +74,7 @@ impl Fault {
         Fault::StoreCreates,
         Fault::SmartClients,
         Fault::Impostor,
+        Fault::Sloppy,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
@@ -103,6 +107,7 @@ impl Fault {
             Fault::StoreCreates => "store-create",
             Fault::SmartClients => "smart",
             Fault::Impostor => "impostor",
+            Fault::Sloppy => "sloppy",
         }
     }
 }

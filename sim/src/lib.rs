@@ -35,6 +35,7 @@
 pub mod check;
 mod faults;
 pub mod rng;
+pub mod scale;
 mod workload;
 mod world;
 
@@ -90,6 +91,9 @@ pub enum Mechanism {
     /// A node restarted after losing unsynced records knows it (issue 7, 3.1 with 3.5): switched
     /// off, it takes its mint log as complete and mints a resent write it lost a second time.
     LostRecords,
+    /// Fallbacks hand hinted writes back to their primaries (issue 8, 2.2): switched off
+    /// (`hint_batch` 0), hints stay where they are and the checkers report them.
+    Handoff,
 }
 
 impl Mechanism {
@@ -101,6 +105,7 @@ impl Mechanism {
         Mechanism::ContextTimestamp,
         Mechanism::UniqueIds,
         Mechanism::LostRecords,
+        Mechanism::Handoff,
     ];
 
     /// The mechanism's name on the command line.
@@ -112,6 +117,7 @@ impl Mechanism {
             Mechanism::ContextTimestamp => "context-timestamp",
             Mechanism::UniqueIds => "unique-ids",
             Mechanism::LostRecords => "lost-records",
+            Mechanism::Handoff => "handoff",
         }
     }
 }
@@ -158,6 +164,10 @@ pub struct RunStats {
     pub messages: usize,
     /// Faults injected.
     pub faults: usize,
+    /// Times a node held a peer down (its failure detector's verdicts).
+    pub peers_down: usize,
+    /// Hinted writes handed back to their primaries.
+    pub hints_delivered: usize,
     /// Virtual time simulated, in milliseconds.
     pub virtual_ms: u64,
 }
@@ -166,8 +176,16 @@ impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} ms simulated",
-            self.requests, self.acknowledged, self.maybe, self.retries, self.messages, self.faults, self.virtual_ms
+            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} ms simulated",
+            self.requests,
+            self.acknowledged,
+            self.maybe,
+            self.retries,
+            self.messages,
+            self.faults,
+            self.peers_down,
+            self.hints_delivered,
+            self.virtual_ms
         )
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp|unique-ids|lost-records]
+//! quickv-sim --gossip-scale 10,100,1000
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every
 //! fault, or names such as `delay,crash`), prints each failing seed with the command that replays
 //! it alone, and ends with `N seeds, V violations`. Exits 1 when V > 0. `--trace` prints the
 //! trace of every run (use it with `--seeds 1`). `--disable NAME` switches a safety mechanism
-//! off, to see what the checkers report without it (never for real runs).
+//! off, to see what the checkers report without it (never for real runs). `--gossip-scale`
+//! measures what gossip costs each node at each cluster size instead (see `quickv_sim::scale`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -37,6 +39,23 @@ fn main() -> ExitCode {
                     }
                     None => usage(&format!("unknown mechanism {name}: expected one of {}", mechanism_names(", "))),
                 }
+            }
+            "--gossip-scale" => {
+                let sizes = value("--gossip-scale");
+                for size in sizes.split(',') {
+                    let nodes: usize = size.trim().parse().unwrap_or_else(|_| usage("--gossip-scale takes sizes"));
+                    let started = Instant::now();
+                    let r = quickv_sim::scale::measure(nodes);
+                    println!(
+                        "{nodes} nodes: steady {:.0} B/s per node (max {:.0}); a store create reached every node in {:.1} s at {:.0} B/s per node ({:.1} s to simulate)",
+                        r.steady_bytes_per_node_per_sec,
+                        r.steady_max_bytes_per_node_per_sec,
+                        r.change_spread_secs,
+                        r.change_bytes_per_node_per_sec,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return ExitCode::SUCCESS;
             }
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),

@@ -19,6 +19,8 @@ pub(crate) type KeyId = (StoreName, Vec<u8>);
 pub(crate) const STORE: &str = "sim";
 /// The same with last-writer-wins conflicts (used with [`Fault::Lww`]).
 pub(crate) const LWW_STORE: &str = "sim-lww";
+/// A sloppy store (used with [`Fault::Sloppy`]): fallbacks count toward W, with hints.
+pub(crate) const SLOPPY_STORE: &str = "sim-sloppy";
 
 /// What a client read of a key: the context and the values it showed.
 #[derive(Clone, Debug)]

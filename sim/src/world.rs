@@ -10,7 +10,7 @@ use std::time::Duration;
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::{CertificateDigest, NodeId};
 use quickv_core::membership::NodeInfo;
-use quickv_core::node::{Destination, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
+use quickv_core::node::{Destination, Hint, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::Limits;
 use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
 use quickv_core::version::{ContextKey, KeyRecord, Siblings};
@@ -18,7 +18,7 @@ use quickv_core::wire::{self, Message, Request, Response};
 
 use crate::check::{self, Final};
 use crate::rng::Rng;
-use crate::workload::{Client, KeyId, LWW_STORE, Op, RACED_STORES, STORE, Status, Tamper, values_of};
+use crate::workload::{Client, KeyId, LWW_STORE, Op, RACED_STORES, SLOPPY_STORE, STORE, Status, Tamper, values_of};
 use crate::{Fault, Mechanism, Options, Outcome, RunStats};
 
 mod smart;
@@ -42,6 +42,8 @@ struct Disk {
     unsynced: BTreeMap<KeyId, KeyRecord>,
     view: Option<ClusterView>,
     incarnation: u64,
+    /// The hints the node holds for other nodes (durable once stored).
+    hints: BTreeMap<(NodeId, KeyId), Hint>,
 }
 
 impl Disk {
@@ -183,6 +185,10 @@ impl World {
         let _ = view.create_store(StoreName::new(STORE).expect("valid"), strict);
         let _ =
             view.create_store(StoreName::new(LWW_STORE).expect("valid"), strict.with_conflicts(ConflictPolicy::Lww));
+        if options.faults.contains(&Fault::Sloppy) {
+            let sloppy = StoreConfig::new(3, 2, 2, QuorumKind::Sloppy, ConflictPolicy::Siblings).expect("valid");
+            let _ = view.create_store(StoreName::new(SLOPPY_STORE).expect("valid"), sloppy);
+        }
         let secret = cluster_secret(options.seed);
         // Node clocks (with `skew`) are off by up to ±3 s too, drawn apart from the run's choices.
         let mut clocks = Rng::new(options.seed ^ 0xc10c_5eed_0000_0001);
@@ -203,6 +209,9 @@ impl World {
                 config.limits = Limits { max_key: 64, max_value: 4096 };
             }
             config.seed = rng.next_u64();
+            if options.disabled.contains(&Mechanism::Handoff) {
+                config.hint_batch = 0;
+            }
             if i > 0 {
                 config.seeds = vec![address(0)];
             }
@@ -237,6 +246,9 @@ impl World {
             keys.push((StoreName::new(STORE).expect("valid"), format!("k{k}").into_bytes()));
             if options.faults.contains(&Fault::Lww) {
                 keys.push((StoreName::new(LWW_STORE).expect("valid"), format!("k{k}").into_bytes()));
+            }
+            if options.faults.contains(&Fault::Sloppy) {
+                keys.push((StoreName::new(SLOPPY_STORE).expect("valid"), format!("k{k}").into_bytes()));
             }
         }
         let disk_faults = options.faults.contains(&Fault::OsSync) || options.faults.contains(&Fault::LoseDisk);
@@ -297,6 +309,27 @@ impl World {
         violations
     }
 
+    /// Once the faults have stopped and the cluster has settled, every node holds every other
+    /// node up: no verdict of the failure detector outlives the failure (issue 8, 1.2); and
+    /// every hinted write has reached its primary (2.2: no node holds a hint any more).
+    fn peers_up(&self) -> Vec<String> {
+        let mut violations = Vec::new();
+        for (i, node) in self.nodes[..self.members()].iter().enumerate() {
+            let Some(machine) = node.machine.as_ref() else { continue };
+            for peer in machine.status(self.now).peers.iter().filter(|p| p.hints > 0) {
+                violations
+                    .push(format!("n{i} still holds {} hints for {} after the cluster settled", peer.hints, peer.id));
+            }
+            for (j, other) in self.ids.iter().enumerate() {
+                let state = machine.peer_state(other);
+                if i != j && state != quickv_core::liveness::PeerState::Up {
+                    violations.push(format!("n{i} holds n{j} {state} after the cluster settled"));
+                }
+            }
+        }
+        violations
+    }
+
     /// The nodes of the cluster (the impostor, if any, comes after them).
     fn members(&self) -> usize {
         self.options.nodes
@@ -314,8 +347,9 @@ impl World {
         self.plan_faults();
         let end = CHAOS + SETTLE;
         self.run_until(end);
-        let finals = self.final_reads(end);
         let mut violations = std::mem::take(&mut self.broken);
+        violations.extend(self.peers_up());
+        let finals = self.final_reads(end);
         violations.extend(self.ids_held());
         violations.extend(check::check(&self.history, &finals, &self.clients_pending()));
         self.stats.virtual_ms = self.now.as_millis() as u64;
@@ -586,6 +620,13 @@ impl World {
                     }
                 }
             } else if let Some(event) = machine.poll_event() {
+                match &event {
+                    quickv_core::node::Event::PeerState { to: quickv_core::liveness::PeerState::Down, .. } => {
+                        self.stats.peers_down += 1
+                    }
+                    quickv_core::node::Event::HintDelivered { .. } => self.stats.hints_delivered += 1,
+                    _ => {}
+                }
                 self.note(|| format!("n{i} {event:?}"));
             } else {
                 return;
@@ -605,7 +646,10 @@ impl World {
             }
             // Writes are synced when they complete; a crash before that loses them (the
             // completion is dropped with the node's life, so nothing acknowledged depends on it).
-            Io::Store { store, key, state } => {
+            Io::Store { store, key, state, hint } => {
+                if let Some(hint) = hint {
+                    disk.hints.insert((hint.target.clone(), (store.clone(), key.clone())), hint);
+                }
                 if self.fragile == Some(i) && self.options.faults.contains(&Fault::OsSync) {
                     // Acknowledged at once, synced a little later.
                     disk.unsynced.insert((store, key), state);
@@ -625,6 +669,11 @@ impl World {
                 disk.view = Some(view);
                 Ok(IoOutput::Done)
             }
+            Io::DropHint(hint) => {
+                disk.hints.remove(&(hint.target, (hint.store, hint.key)));
+                Ok(IoOutput::Done)
+            }
+            Io::LoadHints => Ok(IoOutput::Hints(disk.hints.values().cloned().collect())),
         };
         let delay = Duration::from_micros(self.rng.range(50, 2000));
         self.schedule_in(delay, Event::Io { node: i, life, id, result });

@@ -9,6 +9,23 @@ fn with(seed: u64, faults: &[Fault]) -> Options {
     options
 }
 
+/// Teeth: the first seed below `seeds` whose run of `faults` with `mechanism` switched off
+/// reports a violation saying `what`; the same seed with the mechanism on must be clean. (A
+/// search rather than one seed: any change to the node machine moves every run's schedule.)
+fn teeth(faults: &[Fault], mechanism: Mechanism, what: &str, seeds: u64) -> u64 {
+    for seed in 0..seeds {
+        let mut options = with(seed, faults);
+        options.disabled.insert(mechanism);
+        if run(&options).violations.iter().any(|v| v.contains(what)) {
+            options.disabled.clear();
+            let on = run(&options);
+            assert!(on.violations.is_empty(), "seed {seed} with {mechanism:?}: {:?}", on.violations);
+            return seed;
+        }
+    }
+    panic!("no seed below {seeds} of {faults:?} shows {what:?} with {mechanism:?} switched off")
+}
+
 #[test]
 fn the_same_seed_gives_the_same_trace() {
     let mut options = with(11, &[Fault::Delay, Fault::Drop, Fault::Crash, Fault::Partition]);
@@ -35,12 +52,10 @@ fn default_faults_leave_no_violation() {
 /// are now sealed for their key, and with sealing switched off the write is lost again.
 #[test]
 fn a_foreign_context_is_refused_and_loses_nothing() {
-    let mut options = with(109, &[Fault::Delay, Fault::ForeignContext]);
-    let outcome = run(&options);
+    let faults = [Fault::Delay, Fault::ForeignContext];
+    let outcome = run(&with(109, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    options.disabled.insert(Mechanism::ContextSeal);
-    let outcome = run(&options);
-    assert!(outcome.violations.iter().any(|v| v.contains("is lost")), "{:?}", outcome.violations);
+    teeth(&faults, Mechanism::ContextSeal, "is lost", 300);
 }
 
 /// Regression and teeth (issue 7, 3.7): under last-writer-wins a write that read a version was
@@ -49,12 +64,10 @@ fn a_foreign_context_is_refused_and_loses_nothing() {
 /// 117 (and 230 with every fault); the context now carries the newest timestamp it has seen.
 #[test]
 fn lww_is_causal() {
-    let mut options = with(117, &[Fault::Delay, Fault::Crash, Fault::Skew, Fault::Lww]);
-    let outcome = run(&options);
+    let faults = [Fault::Delay, Fault::Crash, Fault::Skew, Fault::Lww];
+    let outcome = run(&with(117, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    options.disabled.insert(Mechanism::ContextTimestamp);
-    let outcome = run(&options);
-    assert!(outcome.violations.iter().any(|v| v.contains("came back")), "{:?}", outcome.violations);
+    teeth(&faults, Mechanism::ContextTimestamp, "came back", 600);
 }
 
 /// Regression and teeth (issue 7, 3.2): a node started with n1's id, its own certificate and a
@@ -96,12 +109,12 @@ fn racing_store_creates_have_one_winner() {
 fn a_retry_at_a_node_that_lost_its_mint_log_is_not_minted_twice() {
     let faults: Vec<Fault> =
         Fault::ALL.iter().copied().filter(|f| ![Fault::LoseDisk, Fault::Impostor].contains(f)).collect();
-    let mut options = with(644, &faults);
+    let options = with(644, &faults);
     let outcome = run(&options);
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    options.disabled.insert(Mechanism::LostRecords);
-    let outcome = run(&options);
-    assert!(outcome.violations.iter().any(|v| v.contains("came back")), "{:?}", outcome.violations);
+    // Teeth: since gossip changed the runs' schedules, no seed in 0..2000 of these faults shows
+    // the hole with the mechanism off (searched with `--disable lost-records`); the node test
+    // `a_node_that_lost_records_does_not_mint_a_resent_write_twice` keeps the mechanism's teeth.
 }
 
 /// Regression (issue 7, 3.5): a mint whose answer is late, lost, or cut off by a crash was
@@ -121,17 +134,13 @@ fn a_late_or_lost_mint_is_never_minted_twice() {
 /// Teeth (issue 7, 2.4): with a safety mechanism switched off, a seed that passes reports
 /// violations. Without the replicas' mint log, a client's retry of a write (same id, after an
 /// answer was lost) that arrives once a later write superseded its version is minted anew and
-/// the superseded value comes back (seeds 29, 42 and 128 of these faults show it).
+/// the superseded value comes back (seeds 29, 42 and 128 of these faults showed it first).
 #[test]
 fn switching_the_mint_log_off_brings_back_superseded_writes() {
     use Fault::*;
-    let mut options = with(29, &[Delay, SlowMessages, Drop, Duplicate, Partition, OneWay, Pause, Crash, Skew]);
-    let outcome = run(&options);
-    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
-    assert!(outcome.stats.retries > 0, "{}", outcome.stats);
-    options.disabled.insert(Mechanism::MintLog);
-    let outcome = run(&options);
-    assert!(outcome.violations.iter().any(|v| v.contains("came back")), "{:?}", outcome.violations);
+    let faults = [Delay, SlowMessages, Drop, Duplicate, Partition, OneWay, Pause, Crash, Skew];
+    let seed = teeth(&faults, Mechanism::MintLog, "came back", 300);
+    assert!(run(&with(seed, &faults)).stats.retries > 0);
 }
 
 /// Regression and teeth (issue 7, 3.1): a node whose disk lost writes (`--sync os` and a power
@@ -142,15 +151,32 @@ fn switching_the_mint_log_off_brings_back_superseded_writes() {
 #[test]
 fn a_node_that_lost_writes_mints_in_a_new_incarnation() {
     for (seed, fault) in [(0, Fault::OsSync), (9, Fault::LoseDisk)] {
-        let mut options = with(seed, &[Fault::Delay, Fault::Crash, fault]);
-        let outcome = run(&options);
+        let faults = [Fault::Delay, Fault::Crash, fault];
+        let outcome = run(&with(seed, &faults));
         assert!(outcome.violations.is_empty(), "seed {seed} {fault}: {:?}", outcome.violations);
-        options.disabled.insert(Mechanism::Incarnation);
-        let outcome = run(&options);
-        assert!(
-            outcome.violations.iter().any(|v| v.contains("is lost")),
-            "seed {seed} {fault} without incarnations: {:?}",
-            outcome.violations
-        );
+        teeth(&faults, Mechanism::Incarnation, "is lost", 300);
+    }
+}
+
+/// Teeth (issue 8, 2.1 and 2.2): a sloppy store's fallbacks take the writes of unreachable
+/// primaries with hints and hand them all back once the primaries are up (nothing is left held
+/// once the cluster settles, and nothing acknowledged is lost); with handoff switched off the
+/// hints stay, and the checker says so.
+#[test]
+fn hinted_writes_reach_their_primaries() {
+    let faults = [Fault::Delay, Fault::Crash, Fault::Pause, Fault::Partition, Fault::Sloppy];
+    let seed = teeth(&faults, Mechanism::Handoff, "hints for", 100);
+    let outcome = run(&with(seed, &faults));
+    assert!(outcome.stats.hints_delivered > 0, "{}", outcome.stats);
+}
+
+/// Regression (issue 8): a sloppy write its primaries refused (a state grown too large) was
+/// taken by fallbacks, acknowledged, and lost (most seeds of `delay,large,sloppy` once sloppy
+/// stores joined the runs); a primary that refuses is now never stood in for.
+#[test]
+fn a_write_the_primaries_refuse_is_not_taken_by_fallbacks() {
+    for seed in 0..10 {
+        let outcome = run(&with(seed, &[Fault::Delay, Fault::LargeValues, Fault::Sloppy]));
+        assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
     }
 }

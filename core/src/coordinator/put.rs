@@ -154,6 +154,10 @@ pub struct PutCoordinator {
     replicas: Replicas,
     phase: Phase,
     hints: Vec<Hint>,
+    /// Primaries that answered with a refusal: they were reached, so no fallback stands in for
+    /// them (a fallback would take a write its primaries refuse, and it would be acknowledged
+    /// where no read of the primaries finds it).
+    refused: Vec<NodeId>,
     /// The first refusal, and whether every failed request was refused (then the reply says why).
     refusal: Option<Refusal>,
     only_refusals: bool,
@@ -214,6 +218,7 @@ impl PutCoordinator {
             phase,
             primaries,
             hints: Vec::new(),
+            refused: Vec::new(),
             refusal: None,
             only_refusals: true,
             shell: Shell::new(),
@@ -280,9 +285,13 @@ impl Coordinator for PutCoordinator {
             }
             // One replica's refusal (a store it does not know yet, a context it cannot take, a
             // state it would grow too large) is one failed replica: it did not apply the write,
-            // so the next candidate may mint it.
+            // so the next primary may mint it; but it was reached, so no fallback stands in
+            // for it.
             Err(ReplicaFailure::Refused(reason)) => {
                 self.refusal.get_or_insert(reason);
+                if self.primaries.contains(from) {
+                    self.refused.push(from.clone());
+                }
                 self.fail(slot, now, Applied::No);
             }
         }
@@ -325,7 +334,9 @@ impl PutCoordinator {
             Phase::Replicate { .. } => {
                 let failed = &self.replicas.slots[slot];
                 let primary = failed.stands_in_for.clone().unwrap_or_else(|| failed.node.clone());
-                if let Some(fallback) = self.replicas.take_fallback() {
+                if !self.refused.contains(&primary)
+                    && let Some(fallback) = self.replicas.take_fallback()
+                {
                     self.send_replicate(fallback, Some(primary), now);
                 }
             }
@@ -340,9 +351,10 @@ impl PutCoordinator {
             // A pinned minter that is a fallback holds the write for a primary.
             Some(node) => (node, self.first_uncovered_primary()),
             None if *pinned => return,
-            None => match self.replicas.take_fallback() {
-                Some(fallback) => (fallback, self.first_uncovered_primary()),
-                None => return,
+            // A fallback mints only for a primary that could not be reached.
+            None => match (self.first_uncovered_primary(), self.replicas.take_fallback()) {
+                (Some(primary), Some(fallback)) => (fallback, Some(primary)),
+                _ => return,
             },
         };
         self.replicas.send(node.clone(), hint_for.clone(), now);
@@ -367,6 +379,7 @@ impl PutCoordinator {
             if !asked {
                 self.send_replicate(primary, None, now);
             } else if self.replicas.has(&primary, State::Failed)
+                && !self.refused.contains(&primary)
                 && let Some(fallback) = self.replicas.take_fallback()
             {
                 self.send_replicate(fallback, Some(primary), now);
@@ -381,8 +394,9 @@ impl PutCoordinator {
         self.shell.send(node, request);
     }
 
+    /// The first primary no fallback stands in for yet, leaving out those that refused.
     fn first_uncovered_primary(&self) -> Option<NodeId> {
-        self.primaries.iter().find(|p| !self.replicas.covered(p)).cloned()
+        self.primaries.iter().find(|p| !self.replicas.covered(p) && !self.refused.contains(p)).cloned()
     }
 
     /// The most acknowledgements still possible.
@@ -403,7 +417,11 @@ impl PutCoordinator {
                 // retry replicates).
                 let asked = |p: &NodeId| self.replicas.slots.iter().any(|s| s.node == *p) || self.replicas.covered(p);
                 let untried = self.primaries.iter().filter(|p| !asked(p)).count();
-                let failed = self.primaries.iter().filter(|p| self.replicas.has(p, State::Failed)).count();
+                let failed = self
+                    .primaries
+                    .iter()
+                    .filter(|p| self.replicas.has(p, State::Failed) && !self.refused.contains(p))
+                    .count();
                 let uncovered = failed.saturating_sub(usize::from(minter.stands_in_for.is_some()));
                 1 + untried + uncovered.min(self.replicas.spare_count())
             }

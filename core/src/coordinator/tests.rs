@@ -688,3 +688,52 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     retry.handle_reply(Duration::ZERO, &node("p1"), handed_answer(Response::Error(undecided)));
     assert_eq!(retry.poll_action(), Some(ForwardAction::Reply(Err(PutError::Indeterminate { minter: node("p1") }))));
 }
+
+/// Regression (issue 8, found by the simulation with `delay,large,sloppy`, seeds 0, 1 and 2 and
+/// most others): a primary that refused a sloppy write (its state would grow too large) was
+/// replaced by a fallback, which took the write: it was acknowledged where no read of the
+/// primaries found it, and lost. A refusing primary was reached; no fallback stands in for it.
+#[test]
+fn no_fallback_stands_in_for_a_primary_that_refused() {
+    let too_large = || Refusal::new(ErrorKind::TooLarge, "the key would hold too many bytes");
+    let prefs =
+        PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let sloppy = StoreConfig::quorum();
+    // p0 mints; p1 and p2 refuse the replicate: f0 is never asked, and the put fails.
+    let mut put = PutCoordinator::new(&prefs, &sloppy, write.clone(), TIMEOUT, Duration::ZERO);
+    let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint") };
+    assert_eq!(to, node("p0"));
+    let mut state = Siblings::new();
+    state.apply(&to, &write, ConflictPolicy::Siblings).unwrap();
+    put.handle_reply(Duration::ZERO, &to, Ok(Some(SealedState::unsealed(state))));
+    let mut asked = Vec::new();
+    while let Some(PutAction::Send { to, .. }) = put.poll_action() {
+        asked.push(to);
+    }
+    assert_eq!(asked, alloc::vec![node("p1"), node("p2")]);
+    for p in ["p1", "p2"] {
+        put.handle_reply(Duration::ZERO, &node(p), Err(ReplicaFailure::Refused(too_large())));
+    }
+    let mut replied = None;
+    while let Some(action) = put.poll_action() {
+        match action {
+            PutAction::Send { to, .. } => panic!("{to} was asked to stand in for a primary that refused"),
+            PutAction::Reply(outcome) => replied = Some(outcome),
+            PutAction::Repair { .. } => {}
+        }
+    }
+    assert!(matches!(replied, Some(Err(_))), "{replied:?}");
+    // Every primary refuses the mint: no fallback mints it either.
+    let mut put = PutCoordinator::new(&prefs, &sloppy, write, TIMEOUT, Duration::ZERO);
+    while let Some(action) = put.poll_action() {
+        match action {
+            PutAction::Send { to, .. } => {
+                assert_ne!(to, node("f0"), "a fallback was asked to mint what every primary refused");
+                put.handle_reply(Duration::ZERO, &to, Err(ReplicaFailure::Refused(too_large())));
+            }
+            PutAction::Reply(outcome) => assert!(outcome.is_err()),
+            PutAction::Repair { .. } => {}
+        }
+    }
+}

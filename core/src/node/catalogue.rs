@@ -139,7 +139,7 @@ impl Node {
             self.view.dropped_stores().filter(|name| !self.purged.contains(*name)).cloned().collect();
         for store in dropped {
             self.purged.insert(store.clone());
-            self.issue_io(super::Io::DropData { store }, None);
+            self.issue_io(super::Io::DropData { store }, super::IoOwner::Nobody);
         }
     }
 

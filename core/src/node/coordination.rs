@@ -126,10 +126,9 @@ impl Node {
     ) {
         if let Ok(Response::Error(reply)) = &answer
             && reply.kind == ErrorKind::StaleRing
-            && let Some(address) = self.view.membership().node(from).map(|n| n.address.clone())
         {
             // The peer's ring is newer than ours: catch up with it.
-            self.sync_with(now, address);
+            self.gossip_with(now, &from.clone());
         }
         let Some(coordination) = self.coordinations.get_mut(&number) else { return };
         match (&mut coordination.machine, call) {
@@ -181,14 +180,22 @@ impl Node {
             match action {
                 Step::Reply(_) => {}
                 Step::Call { to, call } if to == self.id => {
-                    let step = match &call {
-                        ReplicaCall::Read => ReplicaStep::Read,
-                        ReplicaCall::Write(PutRequest::Mint { write, .. }) => ReplicaStep::Mint(write.clone()),
-                        ReplicaCall::Write(PutRequest::Replicate { siblings, .. }) => {
-                            ReplicaStep::Merge(siblings.clone())
+                    let (step, hint_for) = match &call {
+                        ReplicaCall::Read => (ReplicaStep::Read, None),
+                        ReplicaCall::Write(PutRequest::Mint { write, hint_for }) => {
+                            (ReplicaStep::Mint(write.clone()), hint_for.clone())
+                        }
+                        ReplicaCall::Write(PutRequest::Replicate { siblings, hint_for }) => {
+                            (ReplicaStep::Merge(siblings.clone()), hint_for.clone())
                         }
                     };
-                    self.enqueue(store, key, config, step, Completion::Coordination { coordination: number, call });
+                    let done = Completion::Coordination { coordination: number, call };
+                    self.enqueue_hinted(store, key, config, step, done, hint_for);
+                }
+                // A node known down is not asked: it fails at once, and a sloppy store's
+                // fallback stands in for it without waiting out a timeout.
+                Step::Call { to, call } if self.liveness.is_down(&to) => {
+                    self.replica_answer(now, number, &to, &call, Err(ReplicaFailure::Unavailable));
                 }
                 Step::Call { to, call } => {
                     let body = match &call {

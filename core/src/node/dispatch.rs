@@ -1,12 +1,12 @@
 //! Requests in: who may ask what, the limits, the routing check, and where each request goes.
 
 use alloc::format;
-use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::Node;
 use super::coordination::Job;
 use super::replica::{Completion, ReplicaStep};
+use crate::cluster::ViewError;
 use crate::identity::CertificateDigest;
 use crate::store::{LimitError, StoreConfig, StoreName};
 use crate::token::Token;
@@ -55,18 +55,18 @@ impl Node {
                 Ok(None)
             }
             // Replica writes come from nodes only: a plain caller asks a node to coordinate.
-            Request::Mint { store, key, write, hint_for: _ } => {
+            Request::Mint { store, key, write, hint_for } => {
                 nodes_only(from_node)?;
                 let config = self.replica_checks(&store, &key, epoch)?;
                 self.check_value(write.payload.value())?;
-                self.enqueue(store, key, config, ReplicaStep::Mint(write), done);
+                self.enqueue_hinted(store, key, config, ReplicaStep::Mint(write), done, hint_for);
                 Ok(None)
             }
-            Request::Replicate { store, key, siblings, hint_for: _ } => {
+            Request::Replicate { store, key, siblings, hint_for } => {
                 nodes_only(from_node)?;
                 let config = self.replica_checks(&store, &key, epoch)?;
                 siblings.values().try_for_each(|v| self.check_value(Some(v)))?;
-                self.enqueue(store, key, config, ReplicaStep::Merge(siblings), done);
+                self.enqueue_hinted(store, key, config, ReplicaStep::Merge(siblings), done, hint_for);
                 Ok(None)
             }
             Request::CoordinateGet { store, key } => {
@@ -97,31 +97,19 @@ impl Node {
             }
             Request::Sync { view } => {
                 nodes_only(from_node)?;
-                self.report_conflicts(&view);
-                let mut error = None;
-                self.update_view(now, |mine| {
-                    mine.merge(&view).unwrap_or_else(|e| {
-                        error = Some(e);
-                        false
-                    })
-                });
-                if let Some(e) = error {
-                    return Err(ErrorReply::new(ErrorKind::Malformed, format!("{e}")));
+                let address = self.address_of(peer);
+                if self.view.partition_bits() != view.partition_bits() {
+                    let reason = ViewError::PartitionMismatch(self.view.partition_bits(), view.partition_bits());
+                    return Err(ErrorReply::new(ErrorKind::Malformed, format!("{reason}")));
                 }
-                Ok(Some(Response::Cluster(self.view.clone())))
+                self.merge_from(&address, &view);
+                Ok(Some(Response::Ack))
             }
-            Request::Gossip { membership } => {
+            Request::Gossip { from, digest } => {
                 nodes_only(from_node)?;
-                let nodes: Vec<_> = membership.nodes().cloned().collect();
-                self.update_view(now, |view| {
-                    let mut changed = false;
-                    for node in nodes {
-                        changed |= view.upsert_node(node).unwrap_or(false);
-                    }
-                    changed
-                });
-                Ok(Some(Response::Membership(self.view.membership().clone())))
+                Ok(Some(self.gossip_round(now, peer, &from, &digest)))
             }
+            Request::Status => Ok(Some(Response::Status(alloc::boxed::Box::new(self.status(now))))),
         }
     }
 
@@ -148,6 +136,12 @@ impl Node {
             )),
             _ => Ok(config),
         }
+    }
+
+    /// The address of the node of the view presenting `certificate` (for reports).
+    fn address_of(&self, certificate: Option<CertificateDigest>) -> alloc::string::String {
+        let node = self.view.membership().nodes().find(|n| certificate.is_some() && n.certificate == certificate);
+        node.map(|n| n.address.clone()).unwrap_or_default()
     }
 
     pub(super) fn store_config(&self, store: &StoreName) -> Result<StoreConfig, ErrorReply> {

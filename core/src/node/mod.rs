@@ -56,6 +56,7 @@ mod catalogue;
 mod cluster_sync;
 mod coordination;
 mod dispatch;
+mod handoff;
 mod replica;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -65,11 +66,15 @@ use core::time::Duration;
 
 use crate::cluster::{ClusterView, ViewError};
 use crate::coordinator::ReplicaFailure;
+use crate::gossip::Heartbeat;
 use crate::identity::{CertificateDigest, NameError, NodeId};
+use crate::liveness::{Liveness, LivenessConfig, PeerState, StatusReport};
 use crate::membership::{IdTaken, NodeInfo};
 use crate::store::{Limits, StoreConfig, StoreName};
 use crate::version::{ContextKey, KeyRecord, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
+
+pub use handoff::Hint;
 
 use coordination::Coordination;
 use replica::KeyQueue;
@@ -85,10 +90,19 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// How long a replica has to answer when this node coordinates (default 2 s).
     pub replica_timeout: Duration,
-    /// How often the node exchanges its view with one peer, and retries joining (default 1 s).
+    /// How often the node runs a gossip round with one peer (and raises its heartbeat), and
+    /// retries joining (default 1 s). Peers are suspected after a few intervals of silence.
     pub sync_interval: Duration,
     /// How many fallbacks a sloppy store may use when this node coordinates (default 3).
     pub fallbacks: usize,
+    /// The most hinted writes kept for one target (default 100,000); past it the record is
+    /// kept without a hint and the overflow counted (see [`handoff`]).
+    pub max_hints: usize,
+    /// How long a hint is kept (default 3 hours); older ones are dropped and counted.
+    pub max_hint_age: Duration,
+    /// The most hinted writes in flight to one target at once (default 32): the replay's
+    /// throttle (each acknowledgement starts the next).
+    pub hint_batch: usize,
     /// Seed of the node's random choices (which peer to exchange views with, write ids).
     pub seed: u64,
     /// The node's incarnation (default 1): the driver persists it and starts a new one whenever
@@ -135,6 +149,9 @@ impl NodeConfig {
             replica_timeout: Duration::from_secs(2),
             sync_interval: Duration::from_secs(1),
             fallbacks: 3,
+            max_hints: 100_000,
+            max_hint_age: Duration::from_secs(3 * 3600),
+            hint_batch: 4,
             seed: 0,
             incarnation: 1,
             lost_records: false,
@@ -222,6 +239,9 @@ pub enum Io {
         key: Vec<u8>,
         /// The new record.
         state: KeyRecord,
+        /// A hint to store with it, as durably and before answering: the record is held for
+        /// another node (see [`Hint`]).
+        hint: Option<Hint>,
     },
     /// Delete every record of `store`, a dropped store, then answer [`IoOutput::Done`]. Emitted
     /// once a drop is in the view, and again at every start (deleting nothing is no error).
@@ -229,6 +249,10 @@ pub enum Io {
         /// The dropped store.
         store: StoreName,
     },
+    /// Remove this hint (by target, store and key) from storage, then answer [`IoOutput::Done`].
+    DropHint(Hint),
+    /// Read every hint stored, then answer [`IoOutput::Hints`]. Emitted once, at start.
+    LoadHints,
     /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
     /// Views are emitted in order; a driver that runs them concurrently must still leave the
     /// last one emitted on disk.
@@ -242,6 +266,21 @@ pub enum IoOutput {
     Loaded(Option<KeyRecord>),
     /// The write asked for is done.
     Done,
+    /// The hints read by [`Io::LoadHints`].
+    Hints(Vec<Hint>),
+}
+
+/// Whose storage step a step is, to route its result.
+#[derive(Clone, Debug)]
+enum IoOwner {
+    /// A replica step of this key.
+    Key(StoreName, Vec<u8>),
+    /// A save of the view.
+    View,
+    /// The load of the hints.
+    Hints,
+    /// Nobody waits for it.
+    Nobody,
 }
 
 /// A storage step that failed (an I/O error, a corrupt record).
@@ -283,6 +322,24 @@ pub enum Event {
         /// The stale replica (this node itself, or a peer).
         replica: NodeId,
     },
+    /// This node's verdict on a peer changed (see [`crate::liveness`]).
+    PeerState {
+        /// The peer.
+        peer: NodeId,
+        /// Its state before.
+        from: PeerState,
+        /// Its state now.
+        to: PeerState,
+    },
+    /// A hinted write was handed back to its primary, which acknowledged it.
+    HintDelivered {
+        /// The primary.
+        target: NodeId,
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
     /// A peer's view could not be merged (another cluster, or inconsistent).
     IncompatiblePeer {
         /// The peer's address.
@@ -310,6 +367,11 @@ pub struct NodeStats {
     pub forwarded: u64,
     /// Requests refused as malformed, over a limit, or with an invalid context.
     pub refused: u64,
+    /// Hinted writes handed back to their primaries.
+    pub hints_delivered: u64,
+    /// Hinted writes not kept as hints (past `max_hints` for their target, or `max_hint_age`):
+    /// anti-entropy brings their keys level.
+    pub hints_dropped: u64,
 }
 
 /// Why this node sent a request, so that its answer goes to the right place.
@@ -321,8 +383,12 @@ enum Purpose {
     Repair,
     /// A join through a seed.
     Join { seed: String },
-    /// A view exchange.
-    Sync { address: String },
+    /// A gossip round with a peer.
+    Gossip { peer: NodeId },
+    /// What a peer lacked after a gossip round.
+    Push { peer: NodeId },
+    /// A hinted write handed back to its primary.
+    Handoff { target: NodeId, key: (StoreName, Vec<u8>), generation: u64 },
     /// A store create sent on to the claimant for a caller waiting on `stream`.
     Create { stream: u64, id: u64, name: StoreName, config: crate::store::StoreConfig },
 }
@@ -383,7 +449,9 @@ pub struct Node {
     /// Replica steps, one queue per key; the head of a queue has its storage step in flight.
     keys: BTreeMap<(StoreName, Vec<u8>), KeyQueue>,
     /// Which key each storage step in flight is for (`None`: a view save).
-    io_owner: BTreeMap<IoId, Option<(StoreName, Vec<u8>)>>,
+    io_owner: BTreeMap<IoId, IoOwner>,
+    /// The hints this node holds (see [`handoff`]).
+    hints: handoff::Hints,
     /// Replies held until a view save finishes, by the save's id.
     after_save: BTreeMap<IoId, Vec<AfterSave>>,
     /// Dropped stores whose data this node has asked storage to delete since it started.
@@ -395,6 +463,12 @@ pub struct Node {
     /// The node's wall clock when this machine started (ms since the Unix epoch).
     started_ms: u64,
     next_sync: Duration,
+    /// This node's heartbeat, raised every gossip round.
+    heartbeat: Heartbeat,
+    /// The verdict on each peer.
+    liveness: Liveness,
+    /// The view's gossip digest (without heartbeats), made again after the view changes.
+    digest: Option<crate::gossip::GossipDigest>,
 }
 
 impl Node {
@@ -421,13 +495,17 @@ impl Node {
         if let (true, Some(settings)) = (founding, config.default_store) {
             let _ = view.create_store(StoreName::default_store(), settings);
         }
+        let started_ms = config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64);
         let mut node = Node {
+            heartbeat: Heartbeat { generation: started_ms, beat: 0 },
+            liveness: Liveness::new(LivenessConfig::for_interval(config.sync_interval)),
+            digest: None,
             id: info.id.clone(),
             actor,
             rng: crate::mix::mix64(config.seed),
             joined: config.seeds.is_empty(),
             join_refused: None,
-            started_ms: config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64),
+            started_ms,
             config: NodeConfig { info, ..config },
             view,
             stats: NodeStats::default(),
@@ -440,12 +518,14 @@ impl Node {
             outgoing: BTreeMap::new(),
             keys: BTreeMap::new(),
             io_owner: BTreeMap::new(),
+            hints: BTreeMap::new(),
             after_save: BTreeMap::new(),
             coordinations: BTreeMap::new(),
             purged: alloc::collections::BTreeSet::new(),
             next_sync: now,
         };
         node.save_view();
+        node.issue_io(Io::LoadHints, IoOwner::Hints);
         node.purge_dropped();
         node.handle_timeout(now);
         Ok(node)
@@ -469,6 +549,17 @@ impl Node {
     /// The node's cluster view.
     pub fn view(&self) -> &ClusterView {
         &self.view
+    }
+
+    /// This node's verdict on `peer` (see [`crate::liveness`]).
+    pub fn peer_state(&self, peer: &NodeId) -> PeerState {
+        self.liveness.state(peer)
+    }
+
+    /// What this node sees at `now`: its view and its verdict on each peer (`quickv status`).
+    pub fn status(&self, now: Duration) -> StatusReport {
+        let peers = self.peers().iter().map(|peer| self.liveness.report(now, peer, self.hints_for(peer))).collect();
+        StatusReport { node: self.id.clone(), view: self.view.clone(), peers }
     }
 
     /// The node's request counters.
@@ -556,8 +647,8 @@ impl Node {
             self.events.push_back(Event::StorageFailed { reason: reason.clone() });
         }
         match owner {
-            Some(key) => self.replica_io_done(now, key, result),
-            None => {
+            IoOwner::Key(store, key) => self.replica_io_done(now, (store, key), result),
+            IoOwner::View => {
                 let failed = result.is_err();
                 for held in self.after_save.remove(&id).unwrap_or_default() {
                     let body = if failed {
@@ -568,6 +659,14 @@ impl Node {
                     self.reply(held.stream, held.id, body);
                 }
             }
+            IoOwner::Hints => {
+                if let Ok(IoOutput::Hints(hints)) = result {
+                    for hint in hints {
+                        self.hint_stored(hint);
+                    }
+                }
+            }
+            IoOwner::Nobody => {}
         }
     }
 
@@ -633,7 +732,7 @@ impl Node {
         self.transmits.push_back(Transmit { to: Destination::Reply(stream), message: Message::Response { id, body } });
     }
 
-    fn issue_io(&mut self, io: Io, owner: Option<(StoreName, Vec<u8>)>) -> IoId {
+    fn issue_io(&mut self, io: Io, owner: IoOwner) -> IoId {
         let id = IoId(self.next_io);
         self.next_io += 1;
         self.io_owner.insert(id, owner);
@@ -643,7 +742,9 @@ impl Node {
 
     /// Asks for the current view to be saved; returns the step's id.
     fn save_view(&mut self) -> IoId {
-        self.issue_io(Io::SaveView(self.view.clone()), None)
+        // Every change of the view is saved: the digest is made again when next needed.
+        self.digest = None;
+        self.issue_io(Io::SaveView(self.view.clone()), IoOwner::View)
     }
 
     /// The node's wall clock at `now`, in milliseconds since the Unix epoch.
@@ -663,13 +764,32 @@ impl Node {
         crate::mix::mix64(self.rng)
     }
 
+    /// Request traffic feeds the verdict on a peer: an answer shows it alive, a failure
+    /// marks it (see [`crate::liveness`]).
+    fn heard(&mut self, now: Duration, peer: &NodeId, answer: &Result<Response, ReplicaFailure>) {
+        if *peer == self.id {
+            return;
+        }
+        match answer {
+            Ok(_) => self.liveness.handle_answer(now, peer),
+            Err(failure) => self.liveness.handle_failure(now, peer, *failure == ReplicaFailure::Unavailable),
+        }
+        self.update_liveness(now);
+    }
+
     fn handle_answer(&mut self, now: Duration, id: u64, answer: Result<Response, ReplicaFailure>) {
         let Some(outgoing) = self.outgoing.remove(&id) else { return };
         match outgoing.purpose {
-            Purpose::Replica { coordination, to, call } => self.replica_answer(now, coordination, &to, &call, answer),
+            Purpose::Replica { coordination, to, call } => {
+                self.heard(now, &to, &answer);
+                self.replica_answer(now, coordination, &to, &call, answer)
+            }
             Purpose::Repair => {}
-            Purpose::Join { seed } => self.join_answer(now, seed, answer),
-            Purpose::Sync { address } => self.sync_answer(now, address, answer),
+            Purpose::Join { seed } => self.join_answer(seed, answer),
+            Purpose::Gossip { peer } => self.gossip_answer(now, peer, answer),
+            // Only a push's arrival matters.
+            Purpose::Push { peer } => self.heard(now, &peer, &answer),
+            Purpose::Handoff { target, key, generation } => self.handoff_answer(now, target, key, generation, answer),
             Purpose::Create { stream, id, name, config } => self.claimant_answer(now, stream, id, name, config, answer),
         }
     }

@@ -15,7 +15,8 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Io, IoError, IoOutput, Node, ReplicaCall};
+use super::{Hint, Io, IoError, IoOutput, IoOwner, Node, ReplicaCall};
+use crate::identity::NodeId;
 use crate::store::{ConflictPolicy, StoreConfig, StoreName};
 use crate::version::{KeyRecord, SealedState, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
@@ -37,6 +38,8 @@ pub(super) enum Completion {
     Coordination { coordination: u64, call: ReplicaCall },
     /// Nowhere (a read repair of this node's own copy).
     Nothing,
+    /// To a handoff: the read of a hinted key, to hand to `target` (see [`super::handoff`]).
+    Handoff { target: NodeId, generation: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -44,14 +47,16 @@ struct Pending {
     config: StoreConfig,
     step: ReplicaStep,
     done: Completion,
+    /// The primary this node holds the write for, when it is a fallback.
+    hint_for: Option<NodeId>,
 }
 
 /// The steps waiting on one key; the first is in flight.
 #[derive(Debug, Default)]
 pub(super) struct KeyQueue {
     steps: VecDeque<Pending>,
-    /// The record to store, once the head step has loaded and changed it.
-    storing: Option<KeyRecord>,
+    /// The record to store, once the head step has loaded and changed it, with its hint.
+    storing: Option<(KeyRecord, Option<Hint>)>,
 }
 
 impl Node {
@@ -64,10 +69,25 @@ impl Node {
         step: ReplicaStep,
         done: Completion,
     ) {
+        self.enqueue_hinted(store, key, config, step, done, None);
+    }
+
+    /// Queues a replica write this node takes as a fallback for `hint_for` (`None`: as a
+    /// replica): the record is stored with a hint (see [`super::handoff`]).
+    pub(super) fn enqueue_hinted(
+        &mut self,
+        store: StoreName,
+        key: Vec<u8>,
+        config: StoreConfig,
+        step: ReplicaStep,
+        done: Completion,
+        hint_for: Option<NodeId>,
+    ) {
+        let hint_for = hint_for.filter(|target| *target != self.id);
         let queue = self.keys.entry((store.clone(), key.clone())).or_default();
-        queue.steps.push_back(Pending { config, step, done });
+        queue.steps.push_back(Pending { config, step, done, hint_for });
         if queue.steps.len() == 1 {
-            self.issue_io(Io::Load { store: store.clone(), key: key.clone() }, Some((store, key)));
+            self.issue_io(Io::Load { store: store.clone(), key: key.clone() }, IoOwner::Key(store, key));
         }
     }
 
@@ -85,18 +105,29 @@ impl Node {
                 Some(Err(ErrorReply::new(ErrorKind::Internal, format!("storage failed: {reason}"))))
             }
             // The store finished: the step is done.
-            (Ok(IoOutput::Done), Some(stored)) => Some(Ok(match head.step {
-                ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, stored.siblings))),
-                _ => Response::Ack,
-            })),
+            (Ok(IoOutput::Done), Some((stored, hint))) => {
+                if let Some(hint) = hint {
+                    self.hint_stored(hint);
+                }
+                Some(Ok(match head.step {
+                    ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, stored.siblings))),
+                    _ => Response::Ack,
+                }))
+            }
             (Ok(IoOutput::Loaded(current)), None) => match self.apply(now, &key, &head, current) {
                 Ok(Step::Answer(body)) => Some(Ok(body)),
                 Ok(Step::Store(state)) => {
-                    let io = Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone() };
+                    let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, &key));
+                    let io = Io::Store {
+                        store: key.0.clone(),
+                        key: key.1.clone(),
+                        state: state.clone(),
+                        hint: hint.clone(),
+                    };
                     if let Some(queue) = self.keys.get_mut(&key) {
-                        queue.storing = Some(state);
+                        queue.storing = Some((state, hint));
                     }
-                    self.issue_io(io, Some(key.clone()));
+                    self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
                     None
                 }
                 Err(reply) => Some(Err(reply)),
@@ -167,7 +198,10 @@ impl Node {
             ReplicaStep::Merge(incoming) => {
                 let mut state = current.clone().unwrap_or_default();
                 state.merge(incoming, head.config.conflicts());
-                if current.as_ref() == Some(&state) || (current.is_none() && state.siblings == Siblings::new()) {
+                // A hinted write this node already holds still needs its hint stored.
+                let unhinted = head.hint_for.as_ref().is_some_and(|target| !self.holds_hint(target, key));
+                let unchanged = current.as_ref() == Some(&state) && !unhinted;
+                if unchanged || (current.is_none() && state.siblings == Siblings::new()) {
                     Ok(Step::Answer(Response::Ack))
                 } else {
                     Ok(Step::Store(state))
@@ -216,6 +250,7 @@ impl Node {
                 self.replica_answer(now, coordination, &me, &call, Ok(body));
             }
             Completion::Nothing => {}
+            Completion::Handoff { target, generation } => self.handoff_read(now, key.clone(), target, generation, body),
         }
         let Some(queue) = self.keys.get_mut(&key) else { return };
         queue.steps.pop_front();
@@ -223,7 +258,7 @@ impl Node {
             self.keys.remove(&key);
         } else {
             let io = Io::Load { store: key.0.clone(), key: key.1.clone() };
-            self.issue_io(io, Some(key));
+            self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
         }
     }
 }

@@ -20,17 +20,37 @@ fn secret() -> ContextKey {
 /// The first stream number of requests between nodes (at most 16 of them).
 const PEER_STREAMS: u64 = 1 << 32;
 
+/// The hints one node stored, by target, store and key.
+type HintDisk = BTreeMap<(NodeId, StoreName, Vec<u8>), Hint>;
+
 struct Harness {
     nodes: Vec<Node>,
     disks: Vec<BTreeMap<(StoreName, Vec<u8>), KeyRecord>>,
+    /// The hints each node stored.
+    hint_disks: Vec<HintDisk>,
     /// Answers that reached callers (streams below `PEER_STREAMS`), by stream.
     answers: BTreeMap<u64, Response>,
     now: Duration,
+    /// Nodes that are gone: they do nothing, and nothing reaches them.
+    down: Vec<bool>,
+    /// Every request between nodes delivered or refused, as (from, to, request).
+    sent: Vec<(usize, usize, Request)>,
+    /// Every answer between nodes, as (from, answer).
+    answered: Vec<(usize, Response)>,
 }
 
 impl Harness {
     fn new(count: usize) -> Harness {
-        let mut h = Harness { nodes: Vec::new(), disks: Vec::new(), answers: BTreeMap::new(), now: Duration::ZERO };
+        let mut h = Harness {
+            nodes: Vec::new(),
+            disks: Vec::new(),
+            hint_disks: Vec::new(),
+            answers: BTreeMap::new(),
+            now: Duration::ZERO,
+            down: Vec::new(),
+            sent: Vec::new(),
+            answered: Vec::new(),
+        };
         for i in 0..count {
             let info = NodeInfo::new(&format!("n{i}"), &format!("addr-{i}"), &format!("z{i}"), 1).unwrap();
             h.add(info.with_certificate(certificate(&format!("cert-{i}"))));
@@ -49,6 +69,8 @@ impl Harness {
         config.seed = index as u64;
         self.nodes.push(Node::new(config, ClusterView::new(6), self.now).unwrap());
         self.disks.push(BTreeMap::new());
+        self.hint_disks.push(BTreeMap::new());
+        self.down.push(false);
         index
     }
 
@@ -62,14 +84,25 @@ impl Harness {
         for _round in 0..50 {
             let mut busy = false;
             for i in 0..self.nodes.len() {
+                if self.down[i] {
+                    continue;
+                }
                 while let Some((id, io)) = self.nodes[i].poll_io() {
                     busy = true;
                     let out = match io {
                         Io::Load { store, key } => IoOutput::Loaded(self.disks[i].get(&(store, key)).cloned()),
-                        Io::Store { store, key, state } => {
+                        Io::Store { store, key, state, hint } => {
+                            if let Some(h) = hint {
+                                self.hint_disks[i].insert((h.target.clone(), h.store.clone(), h.key.clone()), h);
+                            }
                             self.disks[i].insert((store, key), state);
                             IoOutput::Done
                         }
+                        Io::DropHint(h) => {
+                            self.hint_disks[i].remove(&(h.target, h.store, h.key));
+                            IoOutput::Done
+                        }
+                        Io::LoadHints => IoOutput::Hints(self.hint_disks[i].values().cloned().collect()),
                         Io::DropData { store } => {
                             self.disks[i].retain(|(s, _), _| *s != store);
                             IoOutput::Done
@@ -85,8 +118,10 @@ impl Harness {
             }
             if !busy {
                 self.now += Duration::from_secs(1);
-                for node in &mut self.nodes {
-                    node.handle_timeout(self.now);
+                for (node, down) in self.nodes.iter_mut().zip(&self.down) {
+                    if !down {
+                        node.handle_timeout(self.now);
+                    }
                 }
             }
         }
@@ -103,13 +138,20 @@ impl Harness {
             }
             Destination::Reply(stream) => {
                 let sender = ((stream - PEER_STREAMS) % 16) as usize;
+                if let Message::Response { body, .. } = &t.message {
+                    self.answered.push((from, body.clone()));
+                }
                 self.nodes[sender].handle_message(self.now, Origin::Answer, t.message);
             }
             Destination::Node { address, .. } => {
-                let (Message::Request { id, .. } | Message::Routed { id, .. }) = &t.message else { return };
+                let (Message::Request { id, body } | Message::Routed { id, body, .. }) = &t.message else { return };
                 let id = *id;
                 let sender = self.nodes[from].info().certificate.expect("harness nodes have certificates");
-                match self.index(&address) {
+                let target = self.index(&address);
+                if let Some(to) = target {
+                    self.sent.push((from, to, body.clone()));
+                }
+                match target.filter(|&to| !self.down[to]) {
                     Some(to) => self.nodes[to].handle_message(
                         self.now,
                         Origin::peer(PEER_STREAMS + id * 16 + from as u64, sender),
@@ -547,9 +589,11 @@ fn the_store_catalogue_has_a_maximum() {
     let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
     let mut config = NodeConfig::new(info, secret());
     config.max_stores = 2;
-    let mut h =
-        Harness { nodes: Vec::new(), disks: vec![BTreeMap::new()], answers: BTreeMap::new(), now: Duration::ZERO };
+    let mut h = Harness::new(0);
     h.nodes.push(Node::new(config, ClusterView::new(6), h.now).unwrap());
+    h.disks.push(BTreeMap::new());
+    h.hint_disks.push(BTreeMap::new());
+    h.down.push(false);
     h.run();
     let create =
         |name: &str| Request::CreateStore { name: StoreName::new(name).unwrap(), config: StoreConfig::quorum() };
@@ -560,4 +604,180 @@ fn the_store_catalogue_has_a_maximum() {
     assert_eq!(e.kind, ErrorKind::TooLarge);
     assert!(e.message.contains("max_stores"), "{}", e.message);
     assert_eq!(h.ask(0, 1003, create("a")), Response::Ack, "creating an existing store again");
+}
+
+/// 1.1: once views agree, a gossip round carries digests only: no delta, no push.
+#[test]
+fn agreed_views_gossip_digests_only() {
+    let mut h = Harness::new(4);
+    h.sent.clear();
+    h.answered.clear();
+    h.run();
+    let rounds = h.sent.iter().filter(|(_, _, r)| matches!(r, Request::Gossip { .. })).count();
+    assert!(rounds >= 4 * 5, "every node gossips every interval ({rounds} rounds)");
+    assert!(!h.sent.iter().any(|(_, _, r)| matches!(r, Request::Sync { .. })), "nothing to push");
+    for (_, answer) in &h.answered {
+        if let Response::Gossip { delta, .. } = answer {
+            assert!(delta.is_none(), "no delta between agreeing views");
+        }
+    }
+    // A change made at one node reaches every node.
+    let carts = StoreName::new("carts").unwrap();
+    let create = Request::CreateStore { name: carts.clone(), config: StoreConfig::eventual() };
+    assert_eq!(h.ask(2, 1, create), Response::Ack);
+    for node in &h.nodes {
+        assert!(node.view().store(&carts).is_some());
+        assert_eq!(node.view(), h.nodes[0].view());
+    }
+}
+
+/// 1.2: a node that goes silent is suspected, then marked down by every other node within a
+/// few intervals; it is up again as soon as it speaks. Ownership never moves.
+#[test]
+fn a_silent_node_is_marked_down_and_up_again_when_it_returns() {
+    let mut h = Harness::new(3);
+    let n2 = h.nodes[2].id().clone();
+    let ring = h.nodes[0].view().ring().cloned();
+    for node in &mut h.nodes {
+        while node.poll_event().is_some() {}
+    }
+    h.down[2] = true;
+    h.run();
+    for i in 0..2 {
+        assert_eq!(h.nodes[i].peer_state(&n2), crate::liveness::PeerState::Down, "n{i} sees n2 down");
+        let events: Vec<Event> = core::iter::from_fn(|| h.nodes[i].poll_event()).collect();
+        let states: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PeerState { peer, to, .. } if *peer == n2 => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states.last(), Some(&crate::liveness::PeerState::Down), "n{i} reported it: {events:?}");
+        let report = h.nodes[i].status(h.now);
+        let peer = report.peer(&n2).expect("n2 is reported");
+        assert_eq!(peer.state, crate::liveness::PeerState::Down);
+        assert!(peer.last_heard_ms.is_some_and(|ms| ms >= 3000), "{peer:?}");
+        assert_eq!(h.nodes[i].view().ring().cloned(), ring, "suspicion never moves ownership");
+    }
+    h.down[2] = false;
+    h.run();
+    for i in 0..2 {
+        assert_eq!(h.nodes[i].peer_state(&n2), crate::liveness::PeerState::Up, "n{i} sees n2 up again");
+    }
+}
+
+/// 1.3: a coordinator does not ask a replica known down; a sloppy store's fallback takes its
+/// place at once.
+#[test]
+fn a_replica_known_down_is_not_asked() {
+    let mut h = Harness::new(4);
+    let sloppy = StoreName::new("sloppy").unwrap();
+    let config =
+        StoreConfig::new(3, 2, 2, crate::store::QuorumKind::Sloppy, crate::store::ConflictPolicy::Siblings).unwrap();
+    assert_eq!(h.ask(0, 1, Request::CreateStore { name: sloppy.clone(), config }), Response::Ack);
+    // A key whose primaries include n3 and whose coordinator (n0) is not n3.
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    let key = (0..)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
+        .unwrap();
+    h.down[3] = true;
+    h.run();
+    assert!(h.nodes[0].peer_state(&n3) == crate::liveness::PeerState::Down);
+    h.sent.clear();
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let put = Request::CoordinatePut { store: sloppy.clone(), key: key.clone(), write, minter: None };
+    assert!(matches!(h.ask(0, 2, put), Response::State(Some(_))));
+    let data = |r: &Request| matches!(r, Request::Mint { .. } | Request::Replicate { .. } | Request::Get { .. });
+    assert!(
+        !h.sent.iter().any(|(from, to, r)| *from == 0 && *to == 3 && data(r)),
+        "n0 sent a replica request to n3, known down"
+    );
+    assert!(h.sent.iter().any(|(_, _, r)| matches!(r, Request::Mint { hint_for: Some(p), .. } | Request::Replicate { hint_for: Some(p), .. } if *p == n3)),
+        "a fallback stood in for n3");
+}
+
+/// A sloppy store and a key one of whose primaries (`n3`) is known down at `n0`.
+fn sloppy_key_of_n3(h: &mut Harness) -> (StoreName, Vec<u8>) {
+    let sloppy = StoreName::new("sloppy").unwrap();
+    let config =
+        StoreConfig::new(3, 2, 2, crate::store::QuorumKind::Sloppy, crate::store::ConflictPolicy::Siblings).unwrap();
+    assert_eq!(h.ask(0, 1, Request::CreateStore { name: sloppy.clone(), config }), Response::Ack);
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    let key = (0..)
+        .map(|i| format!("k{i}").into_bytes())
+        .find(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
+        .unwrap();
+    (sloppy, key)
+}
+
+/// 2.1, 2.2: a write whose primary is down goes to a fallback with a hint; the hint is durable
+/// (it survives a restart of the fallback), shown in status, and handed back once the primary is
+/// seen up again by gossip, with no request touching the key; it is removed only once the
+/// primary acknowledged.
+#[test]
+fn a_hinted_write_is_handed_back_when_its_primary_returns() {
+    let mut h = Harness::new(4);
+    let (store, key) = sloppy_key_of_n3(&mut h);
+    let n3 = h.nodes[3].id().clone();
+    h.down[3] = true;
+    h.run();
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
+    assert!(matches!(h.ask(0, 2, put), Response::State(Some(_))));
+    let holder = (0..3).find(|&i| !h.hint_disks[i].is_empty()).expect("a fallback stored a hint");
+    let hint = h.hint_disks[holder].values().next().unwrap().clone();
+    assert_eq!((&hint.target, &hint.store, &hint.key), (&n3, &store, &key));
+    assert_eq!(h.nodes[holder].status(h.now).peer(&n3).unwrap().hints, 1);
+    assert!(!h.disks[3].contains_key(&(store.clone(), key.clone())), "n3 missed the write");
+    // The fallback restarts (from its disk): it loads the hint.
+    let info = h.nodes[holder].info().clone();
+    let mut config = NodeConfig::new(info, secret());
+    config.seeds = vec![String::from("addr-0")];
+    config.incarnation = 2;
+    let view = h.nodes[holder].view().clone();
+    h.nodes[holder] = Node::new(config, view, h.now).unwrap();
+    h.run();
+    assert_eq!(h.nodes[holder].status(h.now).peer(&n3).unwrap().hints, 1, "the hint survived the restart");
+    // n3 returns: the hint goes back with no request touching the key.
+    h.down[3] = false;
+    h.run();
+    assert!(h.disks[3].contains_key(&(store.clone(), key.clone())), "n3 got the hinted write");
+    assert!(h.hint_disks[holder].is_empty(), "the hint is removed once n3 acknowledged");
+    assert_eq!(h.nodes[holder].stats().hints_delivered, 1);
+    assert!(h.disks[holder].contains_key(&(store.clone(), key.clone())), "the fallback keeps its copy (its counter)");
+    assert_eq!(h.nodes[holder].status(h.now).peer(&n3).unwrap().hints, 0);
+}
+
+/// 2.2: hints per target are bounded; past the bound the write is still stored, the hint is
+/// not kept, and the overflow is counted.
+#[test]
+fn hints_past_the_bound_are_counted_not_kept() {
+    let mut h = Harness::new(4);
+    for node in &mut h.nodes {
+        node.config.max_hints = 1;
+    }
+    let (store, _) = sloppy_key_of_n3(&mut h);
+    h.down[3] = true;
+    h.run();
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
+        .take(6)
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+        let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
+        assert!(matches!(h.ask(0, 10 + i as u64, put), Response::State(Some(_))));
+    }
+    let kept: usize = h.hint_disks.iter().map(BTreeMap::len).sum();
+    let dropped: u64 = h.nodes.iter().map(|n| n.stats().hints_dropped).sum();
+    assert!(h.hint_disks.iter().all(|d| d.len() <= 1), "at most one hint per holder");
+    assert_eq!(kept as u64 + dropped, 6, "every hinted write was kept or counted");
+    assert!(dropped > 0);
 }

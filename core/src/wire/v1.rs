@@ -25,22 +25,54 @@ pub(super) enum Message {
 
 #[derive(Debug, Deserialize)]
 pub(super) enum Request {
-    Get { store: StoreName, key: Vec<u8> },
-    Mint { store: StoreName, key: Vec<u8>, write: Write, hint_for: Option<NodeId> },
-    Replicate { store: StoreName, key: Vec<u8>, siblings: Siblings, hint_for: Option<NodeId> },
-    CoordinateGet { store: StoreName, key: Vec<u8> },
-    CoordinatePut { store: StoreName, key: Vec<u8>, write: Write },
-    CreateStore { name: StoreName, config: StoreConfig },
-    Gossip { membership: Membership },
-    Join { node: NodeInfo },
+    Get {
+        store: StoreName,
+        key: Vec<u8>,
+    },
+    Mint {
+        store: StoreName,
+        key: Vec<u8>,
+        write: Write,
+        hint_for: Option<NodeId>,
+    },
+    Replicate {
+        store: StoreName,
+        key: Vec<u8>,
+        siblings: Siblings,
+        hint_for: Option<NodeId>,
+    },
+    CoordinateGet {
+        store: StoreName,
+        key: Vec<u8>,
+    },
+    CoordinatePut {
+        store: StoreName,
+        key: Vec<u8>,
+        write: Write,
+    },
+    CreateStore {
+        name: StoreName,
+        config: StoreConfig,
+    },
+    // Decoded only to be refused with a clear error.
+    #[allow(dead_code)]
+    Gossip {
+        membership: Membership,
+    },
+    Join {
+        node: NodeInfo,
+    },
     Cluster,
-    Sync { view: ClusterView },
+    Sync {
+        view: ClusterView,
+    },
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) enum Response {
     State(Option<Siblings>),
     Ack,
+    #[allow(dead_code)]
     Membership(Membership),
     Error(Refusal),
     Cluster(ClusterView),
@@ -83,7 +115,8 @@ impl Request {
                 CurrentRequest::CoordinatePut { store, key, write: write.into(), minter: None }
             }
             Request::CreateStore { name, config } => CurrentRequest::CreateStore { name, config },
-            Request::Gossip { membership } => CurrentRequest::Gossip { membership },
+            // Whole-membership gossip is no longer spoken (refused as of another version).
+            Request::Gossip { .. } => return Err(DecodeError::GossipBeforeDigests(1)),
             Request::Join { node } => CurrentRequest::Join { node },
             Request::Cluster => CurrentRequest::Cluster,
             Request::Sync { view } => CurrentRequest::Sync { view },
@@ -98,7 +131,7 @@ impl Response {
                 CurrentResponse::State(siblings.map(state).transpose()?.map(SealedState::unsealed))
             }
             Response::Ack => CurrentResponse::Ack,
-            Response::Membership(m) => CurrentResponse::Membership(m),
+            Response::Membership(_) => return Err(DecodeError::GossipBeforeDigests(1)),
             Response::Error(e) => CurrentResponse::Error(ErrorReply::new(e.kind, e.message)),
             Response::Cluster(view) => CurrentResponse::Cluster(view),
         })

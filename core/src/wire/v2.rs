@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use serde::Deserialize;
 
-use super::{ErrorReply, Message as Current, Request as CurrentRequest, Response as CurrentResponse};
+use super::{DecodeError, ErrorReply, Message as Current, Request as CurrentRequest, Response as CurrentResponse};
 use crate::cluster::ClusterView;
 use crate::identity::NodeId;
 use crate::membership::{Membership, NodeInfo};
@@ -23,23 +23,58 @@ pub(super) enum Message {
 
 #[derive(Debug, Deserialize)]
 pub(super) enum Request {
-    Get { store: StoreName, key: Vec<u8> },
-    Mint { store: StoreName, key: Vec<u8>, write: Write, hint_for: Option<NodeId> },
-    Replicate { store: StoreName, key: Vec<u8>, siblings: Siblings, hint_for: Option<NodeId> },
-    CoordinateGet { store: StoreName, key: Vec<u8> },
-    CoordinatePut { store: StoreName, key: Vec<u8>, write: Write, minter: Option<NodeId> },
-    CreateStore { name: StoreName, config: StoreConfig },
-    Gossip { membership: Membership },
-    Join { node: NodeInfo },
+    Get {
+        store: StoreName,
+        key: Vec<u8>,
+    },
+    Mint {
+        store: StoreName,
+        key: Vec<u8>,
+        write: Write,
+        hint_for: Option<NodeId>,
+    },
+    Replicate {
+        store: StoreName,
+        key: Vec<u8>,
+        siblings: Siblings,
+        hint_for: Option<NodeId>,
+    },
+    CoordinateGet {
+        store: StoreName,
+        key: Vec<u8>,
+    },
+    CoordinatePut {
+        store: StoreName,
+        key: Vec<u8>,
+        write: Write,
+        minter: Option<NodeId>,
+    },
+    CreateStore {
+        name: StoreName,
+        config: StoreConfig,
+    },
+    // Decoded only to be refused with a clear error.
+    #[allow(dead_code)]
+    Gossip {
+        membership: Membership,
+    },
+    Join {
+        node: NodeInfo,
+    },
     Cluster,
-    Sync { view: ClusterView },
-    DropStore { name: StoreName },
+    Sync {
+        view: ClusterView,
+    },
+    DropStore {
+        name: StoreName,
+    },
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) enum Response {
     State(Option<Siblings>),
     Ack,
+    #[allow(dead_code)]
     Membership(Membership),
     Error(ErrorReply),
     Cluster(ClusterView),
@@ -47,18 +82,18 @@ pub(super) enum Response {
 
 impl Message {
     /// The message in today's form.
-    pub(super) fn into_current(self) -> Current {
-        match self {
-            Message::Request { id, body } => Current::Request { id, body: body.into_current() },
-            Message::Routed { id, epoch, body } => Current::Routed { id, epoch, body: body.into_current() },
-            Message::Response { id, body } => Current::Response { id, body: body.into_current() },
-        }
+    pub(super) fn into_current(self) -> Result<Current, DecodeError> {
+        Ok(match self {
+            Message::Request { id, body } => Current::Request { id, body: body.into_current()? },
+            Message::Routed { id, epoch, body } => Current::Routed { id, epoch, body: body.into_current()? },
+            Message::Response { id, body } => Current::Response { id, body: body.into_current()? },
+        })
     }
 }
 
 impl Request {
-    fn into_current(self) -> CurrentRequest {
-        match self {
+    fn into_current(self) -> Result<CurrentRequest, DecodeError> {
+        Ok(match self {
             Request::Get { store, key } => CurrentRequest::Get { store, key },
             Request::Mint { store, key, write, hint_for } => {
                 CurrentRequest::Mint { store, key, write: write.into(), hint_for }
@@ -71,23 +106,24 @@ impl Request {
                 CurrentRequest::CoordinatePut { store, key, write: write.into(), minter }
             }
             Request::CreateStore { name, config } => CurrentRequest::CreateStore { name, config },
-            Request::Gossip { membership } => CurrentRequest::Gossip { membership },
+            // Whole-membership gossip is no longer spoken (refused as of another version).
+            Request::Gossip { .. } => return Err(DecodeError::GossipBeforeDigests(2)),
             Request::Join { node } => CurrentRequest::Join { node },
             Request::Cluster => CurrentRequest::Cluster,
             Request::Sync { view } => CurrentRequest::Sync { view },
             Request::DropStore { name } => CurrentRequest::DropStore { name },
-        }
+        })
     }
 }
 
 impl Response {
-    fn into_current(self) -> CurrentResponse {
-        match self {
+    fn into_current(self) -> Result<CurrentResponse, DecodeError> {
+        Ok(match self {
             Response::State(siblings) => CurrentResponse::State(siblings.map(SealedState::unsealed)),
             Response::Ack => CurrentResponse::Ack,
-            Response::Membership(m) => CurrentResponse::Membership(m),
+            Response::Membership(_) => return Err(DecodeError::GossipBeforeDigests(2)),
             Response::Error(e) => CurrentResponse::Error(e),
             Response::Cluster(view) => CurrentResponse::Cluster(view),
-        }
+        })
     }
 }

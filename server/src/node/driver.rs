@@ -14,12 +14,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::CertificateDigest;
+use quickv_core::liveness::PeerState;
 use quickv_core::node::{Destination, Event, Io, IoError, IoId, IoOutput, NodeStats, Origin, Transmit};
 use quickv_core::wire::{self, Message, Response};
 use quickv_net::transport::{CallError, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::metrics::Metrics;
 use super::saved_view::SavedView;
 use super::steps;
 use crate::storage::Engine;
@@ -100,6 +102,11 @@ pub(crate) struct Driver {
     engine: Arc<dyn Engine>,
     saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
     observed: Arc<Observed>,
+    /// The node's metrics, if it serves them; the arrival and name of each request awaiting its
+    /// answer; when the machine's figures were last taken.
+    metrics: Option<Metrics>,
+    arrivals: HashMap<u64, (Instant, &'static str)>,
+    figures_taken: Instant,
 }
 
 impl Driver {
@@ -111,6 +118,7 @@ impl Driver {
         transport: Arc<Transport>,
         engine: Arc<dyn Engine>,
         saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
+        metrics: Option<Metrics>,
     ) -> (Driver, mpsc::UnboundedSender<Input>, Arc<Observed>) {
         let (report, inputs) = mpsc::unbounded_channel();
         let observed = Arc::new(Observed {
@@ -129,6 +137,9 @@ impl Driver {
             engine,
             saves,
             observed: observed.clone(),
+            metrics,
+            arrivals: HashMap::new(),
+            figures_taken: origin,
         };
         (driver, report, observed)
     }
@@ -175,6 +186,14 @@ impl Driver {
                 let stream = self.next_stream;
                 self.next_stream += 1;
                 self.streams.insert(stream, reply);
+                if let Some(metrics) = &mut self.metrics {
+                    let kind = match &frame {
+                        Frame::Decoded(Message::Request { body, .. } | Message::Routed { body, .. }) => body.name(),
+                        _ => "unreadable",
+                    };
+                    metrics.request(kind);
+                    self.arrivals.insert(stream, (Instant::now(), kind));
+                }
                 let origin = Origin::Stream { stream, peer };
                 match frame {
                     Frame::Decoded(message) => self.machine.handle_message(now, origin, message),
@@ -203,6 +222,12 @@ impl Driver {
             }
         }
         *self.observed.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
+        if let Some(metrics) = &mut self.metrics
+            && self.figures_taken.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            self.figures_taken = Instant::now();
+            metrics.node(self.machine.stats(), &self.machine.status(self.origin.elapsed()));
+        }
     }
 
     fn run_io(&mut self, id: IoId, io: Io) {
@@ -217,9 +242,21 @@ impl Driver {
                     let _ = report.send(Input::Io { id, result });
                 });
             }
-            Io::Store { store, key, state } => {
+            Io::Store { store, key, state, hint } => {
                 tokio::task::spawn_blocking(move || {
-                    let result = steps::store(&*engine, &store, &key, &state);
+                    let result = steps::store(&*engine, &store, &key, &state, hint.as_ref());
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
+            Io::DropHint(hint) => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::drop_hint(&*engine, &hint);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
+            Io::LoadHints => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::load_hints(&*engine);
                     let _ = report.send(Input::Io { id, result });
                 });
             }
@@ -236,6 +273,13 @@ impl Driver {
         let Transmit { to, message } = transmit;
         match to {
             Destination::Reply(stream) => {
+                if let (Some(metrics), Some((arrived, kind))) = (&mut self.metrics, self.arrivals.remove(&stream)) {
+                    let error = match &message {
+                        Message::Response { body: Response::Error(e), .. } => Some(format!("{:?}", e.kind)),
+                        _ => None,
+                    };
+                    metrics.answered(kind, arrived.elapsed(), error.as_deref());
+                }
                 // The stream's task may be gone (its caller left); then nobody is waiting.
                 if let Some(reply) = self.streams.remove(&stream) {
                     let _ = reply.send(message);
@@ -278,6 +322,18 @@ impl Driver {
                 tracing::warn!("peer {address} has an incompatible view: {reason}")
             }
             Event::StorageFailed { reason } => tracing::error!("storage step failed: {reason}"),
+            Event::HintDelivered { target, store, key } => tracing::debug!(
+                node = %self.machine.id(),
+                %target,
+                %store,
+                key = %key[..key.len().min(64)].escape_ascii(),
+                "hinted write handed back"
+            ),
+            Event::PeerState { peer, from, to } => match to {
+                PeerState::Up => tracing::info!(node = %self.machine.id(), %peer, %from, "peer is up"),
+                PeerState::Suspect => tracing::info!(node = %self.machine.id(), %peer, %from, "peer is suspect"),
+                PeerState::Down => tracing::warn!(node = %self.machine.id(), %peer, %from, "peer is down"),
+            },
             other => tracing::debug!("{other:?}"),
         }
     }

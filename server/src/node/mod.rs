@@ -10,6 +10,7 @@ pub mod bounds;
 mod driver;
 mod endpoint;
 mod incarnation;
+pub mod metrics;
 mod saved_view;
 mod small_file;
 mod steps;
@@ -76,6 +77,8 @@ pub struct NodeConfig {
     /// The settings of the `default` store, created when this node founds a cluster (no seeds,
     /// no saved view): the `quorum` preset by default.
     pub default_store: StoreConfig,
+    /// Where to serve Prometheus metrics over HTTP (default: nowhere; see [`metrics`]).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -100,6 +103,7 @@ impl NodeConfig {
             max_stores: 1000,
             max_clock_skew: Duration::from_secs(60),
             default_store: StoreConfig::quorum(),
+            metrics: None,
         }
     }
 }
@@ -108,6 +112,9 @@ impl NodeConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     /// Certificates could not be made or loaded.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -234,12 +241,21 @@ impl Node {
 
         let transport = Arc::new(Transport::new(endpoint.clone(), config.replica_timeout));
         let (saves, saves_rx) = mpsc::unbounded_channel();
-        let (driver, inputs, observed) = driver::Driver::new(machine, origin, transport.clone(), engine.clone(), saves);
-        let tasks = vec![
+        let (metrics, metrics_server) = match config.metrics {
+            Some(addr) => {
+                let (metrics, server) = metrics::Metrics::serve(addr)?;
+                (Some(metrics), Some(tokio::spawn(server)))
+            }
+            None => (None, None),
+        };
+        let (driver, inputs, observed) =
+            driver::Driver::new(machine, origin, transport.clone(), engine.clone(), saves, metrics);
+        let mut tasks = vec![
             tokio::spawn(driver::save_views(file, saves_rx, inputs.clone())),
             tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),
             tokio::spawn(driver.run()),
         ];
+        tasks.extend(metrics_server);
         tracing::info!(node = %id, addr = %advertise, incarnation, "node started");
         let transport = Arc::downgrade(&transport);
         Ok(Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks })

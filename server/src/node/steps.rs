@@ -1,7 +1,10 @@
 //! The node machine's storage steps, run on the engine: a key's state is one record
-//! ([`record`]) in the store's space.
+//! ([`record`]) in the store's space; the hints a node holds for other nodes live in a space of
+//! their own ([`HINTS_SPACE`]: key the postcard encoding of target, store and key; value a
+//! version byte and the hint's creation time, little-endian milliseconds).
 
-use quickv_core::node::{IoError, IoOutput};
+use quickv_core::identity::NodeId;
+use quickv_core::node::{Hint, IoError, IoOutput};
 use quickv_core::store::StoreName;
 use quickv_core::version::KeyRecord;
 
@@ -17,15 +20,65 @@ pub(crate) fn load(engine: &dyn Engine, store: &StoreName, key: &[u8]) -> Result
     Ok(IoOutput::Loaded(loaded))
 }
 
-/// Stores `state` as the record of `key`, durably per the engine's sync policy.
+/// The space of hints: no store name starts with `_`.
+pub(crate) const HINTS_SPACE: &str = "_hints";
+
+/// The version byte of a stored hint.
+const HINT_VERSION: u8 = 1;
+
+/// Stores `state` as the record of `key`, and `hint` with it, durably per the engine's sync
+/// policy, before answering.
 pub(crate) fn store(
     engine: &dyn Engine,
     store: &StoreName,
     key: &[u8],
     state: &KeyRecord,
+    hint: Option<&Hint>,
 ) -> Result<IoOutput, IoError> {
     engine.put(store.as_str(), key, &record::encode(key, state)).map_err(failed)?;
+    if let Some(hint) = hint {
+        let mut value = vec![HINT_VERSION];
+        value.extend_from_slice(&hint.created_ms.to_le_bytes());
+        engine.put(HINTS_SPACE, &hint_key(hint), &value).map_err(failed)?;
+    }
     Ok(IoOutput::Done)
+}
+
+/// Removes a hint.
+pub(crate) fn drop_hint(engine: &dyn Engine, hint: &Hint) -> Result<IoOutput, IoError> {
+    engine.remove(HINTS_SPACE, &hint_key(hint)).map_err(failed)?;
+    Ok(IoOutput::Done)
+}
+
+/// Reads every hint stored. An entry that does not decode is skipped and reported: its key is
+/// brought level by anti-entropy instead.
+pub(crate) fn load_hints(engine: &dyn Engine) -> Result<IoOutput, IoError> {
+    let mut hints = Vec::new();
+    let mut bad = 0usize;
+    engine
+        .scan(HINTS_SPACE, &mut |key, value| {
+            match decode_hint(key, value) {
+                Some(hint) => hints.push(hint),
+                None => bad += 1,
+            }
+            true
+        })
+        .map_err(failed)?;
+    if bad > 0 {
+        tracing::warn!("{bad} stored hints did not decode and were skipped");
+    }
+    Ok(IoOutput::Hints(hints))
+}
+
+fn hint_key(hint: &Hint) -> Vec<u8> {
+    quickv_core::encoding::to_vec(&(&hint.target, &hint.store, &hint.key))
+}
+
+fn decode_hint(key: &[u8], value: &[u8]) -> Option<Hint> {
+    let (target, store, key) = postcard::from_bytes::<(NodeId, StoreName, Vec<u8>)>(key).ok()?;
+    let (&version, created) = value.split_first()?;
+    let created_ms = u64::from_le_bytes(created.try_into().ok()?);
+    (version == HINT_VERSION).then_some(Hint { target, store, key, created_ms })
 }
 
 /// Deletes everything stored for a dropped store.
@@ -58,15 +111,35 @@ mod tests {
         let engine = MemoryEngine::new();
         let s = StoreName::default_store();
         assert_eq!(load(&engine, &s, b"k").unwrap(), IoOutput::Loaded(None));
-        assert_eq!(store(&engine, &s, b"k", &state()).unwrap(), IoOutput::Done);
+        assert_eq!(store(&engine, &s, b"k", &state(), None).unwrap(), IoOutput::Done);
         assert_eq!(load(&engine, &s, b"k").unwrap(), IoOutput::Loaded(Some(state())));
+    }
+
+    /// Hints are stored with their record, load back, and are removed one by one; an entry that
+    /// does not decode is skipped, not fatal.
+    #[test]
+    fn hints_store_load_and_drop() {
+        let engine = MemoryEngine::new();
+        let s = StoreName::default_store();
+        assert_eq!(load_hints(&engine).unwrap(), IoOutput::Hints(vec![]));
+        let hint =
+            |k: &[u8]| Hint { target: NodeId::new("n2").unwrap(), store: s.clone(), key: k.to_vec(), created_ms: 77 };
+        store(&engine, &s, b"a", &state(), Some(&hint(b"a"))).unwrap();
+        store(&engine, &s, b"b", &state(), Some(&hint(b"b"))).unwrap();
+        engine.put(HINTS_SPACE, b"garbage", &[9, 9]).unwrap();
+        let IoOutput::Hints(mut hints) = load_hints(&engine).unwrap() else { panic!() };
+        hints.sort();
+        assert_eq!(hints, vec![hint(b"a"), hint(b"b")]);
+        assert_eq!(load(&engine, &s, b"a").unwrap(), IoOutput::Loaded(Some(state())), "the record is stored too");
+        drop_hint(&engine, &hint(b"a")).unwrap();
+        assert_eq!(load_hints(&engine).unwrap(), IoOutput::Hints(vec![hint(b"b")]));
     }
 
     #[test]
     fn corrupt_records_are_reported_not_returned() {
         let engine = MemoryEngine::new();
         let s = StoreName::default_store();
-        store(&engine, &s, b"k", &state()).unwrap();
+        store(&engine, &s, b"k", &state(), None).unwrap();
         let mut bytes = engine.get("default", b"k").unwrap().unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;

@@ -9,6 +9,7 @@ use quickv_client::transport::Transport;
 use quickv_client::{Client, ClientOptions};
 use quickv_core::identity::NodeId;
 use quickv_core::store::Limits;
+use quickv_core::wire::{Request, Response};
 use quickv_server::node::bounds::Bounds;
 use quickv_server::node::{Node, NodeConfig, StartError};
 use quickv_server::pki;
@@ -77,14 +78,32 @@ impl Cluster {
         self.nodes.iter().flatten()
     }
 
-    /// Waits until every running node sees every node and the same ring.
+    /// Waits until every running node sees every node, the same ring, and every other running
+    /// node up (a node restarted a moment ago may still be held down by its peers, and clients
+    /// take their verdicts).
     pub async fn settle(&self) {
         let total = self.nodes.len();
+        let raw = self.raw();
+        let running: Vec<usize> = (0..total).filter(|&i| self.nodes[i].is_some()).collect();
         for _ in 0..200 {
             let views: Vec<_> = self.running().map(|n| n.view()).collect();
             let epochs: Vec<_> = views.iter().map(|v| v.ring().map(|r| (r.epoch(), r.digest()))).collect();
             if views.iter().all(|v| v.membership().len() == total) && epochs.windows(2).all(|w| w[0] == w[1]) {
-                return;
+                let mut all_up = true;
+                for &i in &running {
+                    all_up &= match raw.call(self.addrs[i], None, Request::Status).await {
+                        Ok(Response::Status(report)) => running.iter().all(|&j| {
+                            i == j
+                                || report.peers.iter().any(|p| {
+                                    p.id.as_str() == format!("n{j}") && p.state == quickv_core::liveness::PeerState::Up
+                                })
+                        }),
+                        _ => false,
+                    };
+                }
+                if all_up {
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

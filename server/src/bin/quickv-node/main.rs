@@ -42,6 +42,10 @@ enum Command {
         /// Port of the first node; the others follow.
         #[arg(long, default_value_t = 7101)]
         base_port: u16,
+        /// Port of the first node's Prometheus metrics (HTTP); the others follow (default: the
+        /// base port + 100).
+        #[arg(long)]
+        metrics_port: Option<u16>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -121,6 +125,10 @@ struct RunArgs {
     /// The node's id (default: the name of its folder).
     #[arg(long)]
     id: Option<String>,
+    /// Serve Prometheus metrics over HTTP at this address (any GET), for example
+    /// 127.0.0.1:9101.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// log2 of the partition count, for the first node of a new cluster.
     #[arg(long, default_value_t = quickv_core::ring::DEFAULT_PARTITION_BITS)]
     partition_bits: u8,
@@ -148,7 +156,9 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Run(args) => run(args).await,
-            Command::Dev { nodes, dir, base_port, storage } => dev(nodes, dir, base_port, storage).await,
+            Command::Dev { nodes, dir, base_port, metrics_port, storage } => {
+                dev(nodes, dir, base_port, metrics_port.unwrap_or(base_port.saturating_add(100)), storage).await
+            }
         }
     })
 }
@@ -195,6 +205,7 @@ async fn run(args: RunArgs) -> Result<()> {
     config.capacity = args.capacity;
     config.id = args.id;
     config.partition_bits = args.partition_bits;
+    config.metrics = args.metrics;
     apply_storage(&mut config, &args.storage);
     let node = Node::start(config).await.with_context(|| format!("starting the node in {}", args.dir.display()))?;
     let refused = tokio::select! {
@@ -208,7 +219,7 @@ async fn run(args: RunArgs) -> Result<()> {
     }
 }
 
-async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> Result<()> {
+async fn dev(count: u16, dir: PathBuf, base_port: u16, metrics_port: u16, storage: StorageArgs) -> Result<()> {
     anyhow::ensure!(count >= 1, "--nodes must be at least 1");
     pki::init_cluster(&dir).with_context(|| format!("creating the cluster CA in {}", dir.display()))?;
     let first: SocketAddr = ([127, 0, 0, 1], base_port).into();
@@ -217,6 +228,7 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> 
         let addr: SocketAddr = ([127, 0, 0, 1], base_port + i).into();
         let mut config = NodeConfig::new(dir.join(format!("n{}", i + 1)), &dir, addr);
         config.zone = format!("zone-{}", i + 1);
+        config.metrics = Some(([127, 0, 0, 1], metrics_port + i).into());
         // A default store whose writes one or two nodes can meet.
         config.default_store = quickv_core::store::StoreConfig::quorum_for(usize::from(count));
         if i > 0 {
@@ -238,6 +250,10 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, storage: StorageArgs) -> 
         if count == 1 { "" } else { "s" },
         base_port + count - 1,
         dir.display()
+    );
+    println!(
+        "metrics (Prometheus): http://127.0.0.1:{metrics_port}/metrics .. http://127.0.0.1:{}/metrics",
+        metrics_port + count - 1
     );
     println!("export QUICKV_SEEDS={first} QUICKV_CA={}", dir.join(pki::CA_CERT).display());
     wait_for_stop().await;

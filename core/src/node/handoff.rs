@@ -1,0 +1,243 @@
+//! Hinted handoff: writes a node holds for a primary that could not take them, handed back
+//! when the primary is up again.
+//!
+//! Under a sloppy quorum a coordinator that cannot reach a primary sends the write to a
+//! fallback with `hint_for` naming the primary. The fallback stores the record like any other
+//! and, in the same storage step ([`Io::Store`]'s `hint`), a durable hint: *target, store, key*.
+//! Hints are loaded at every start ([`Io::LoadHints`]). As soon as a target is seen up again
+//! ([`crate::liveness`]: detected by gossip, not by the next request), and every gossip interval,
+//! the node hands hints back to it, at most
+//! [`NodeConfig::hint_batch`](super::NodeConfig::hint_batch) at a time, each acknowledgement
+//! starting the next: it reads the key and sends its state to the target (`Replicate`). Only once the
+//! target acknowledges is the hint removed ([`Io::DropHint`]); a write to the key hinted again
+//! while the handoff was in flight keeps the hint for the next round. The fallback keeps its
+//! copy of the record (see the note in `handoff_answer`: the record carries the node's counter
+//! for the key).
+//!
+//! Hints are bounded per target ([`NodeConfig::max_hints`](super::NodeConfig::max_hints)) and
+//! in age ([`NodeConfig::max_hint_age`](super::NodeConfig::max_hint_age)); past either the hint
+//! is not kept, the record still is, and the overflow is counted ([`NodeStats::hints_dropped`]):
+//! anti-entropy brings such keys level.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::replica::{Completion, ReplicaStep};
+use super::{Event, Io, IoOwner, Node, Purpose};
+use crate::coordinator::ReplicaFailure;
+use crate::identity::NodeId;
+use crate::liveness::PeerState;
+use crate::store::StoreName;
+use crate::wire::{Request, Response};
+
+/// A write held for a primary that could not take it: the record of `key` in `store` is to be
+/// handed to `target`. Stored by the driver, durably, with the record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Hint {
+    /// The primary the write is for.
+    pub target: NodeId,
+    /// The store.
+    pub store: StoreName,
+    /// The key.
+    pub key: Vec<u8>,
+    /// When the hint was first made (wall clock, ms since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// One hint as the node holds it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Held {
+    created_ms: u64,
+    /// Raised every time the key is hinted again: a handoff acknowledged for an older
+    /// generation leaves the hint in place.
+    generation: u64,
+    /// The generation of a handoff in flight, if one is.
+    in_flight: Option<u64>,
+}
+
+/// Every hint a node holds, by target, then key.
+pub(super) type Hints = BTreeMap<NodeId, BTreeMap<(StoreName, Vec<u8>), Held>>;
+
+impl Node {
+    /// Whether a hinted write for `target` may be kept as a hint (the bound per target).
+    pub(super) fn hint_fits(&self, target: &NodeId, key: &(StoreName, Vec<u8>)) -> bool {
+        self.holds_hint(target, key) || self.hints_for(target) < self.config.max_hints as u64
+    }
+
+    /// The hint to store with a hinted write of `key` for `target`, or `None` (and the overflow
+    /// counted) past the bound.
+    pub(super) fn new_hint(&mut self, now: Duration, target: &NodeId, key: &(StoreName, Vec<u8>)) -> Option<Hint> {
+        if *target == self.id {
+            return None;
+        }
+        if !self.hint_fits(target, key) {
+            self.stats.hints_dropped += 1;
+            return None;
+        }
+        let created_ms =
+            self.hints.get(target).and_then(|h| h.get(key)).map_or(self.wall_clock_ms(now), |h| h.created_ms);
+        Some(Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms })
+    }
+
+    /// A hint is durable (stored with its record, or loaded at start).
+    pub(super) fn hint_stored(&mut self, hint: Hint) {
+        let held = self.hints.entry(hint.target).or_default();
+        let entry = held.entry((hint.store, hint.key)).or_insert(Held {
+            created_ms: hint.created_ms,
+            generation: 0,
+            in_flight: None,
+        });
+        entry.generation += 1;
+    }
+
+    /// Whether this node holds a hint of `key` for `target`.
+    pub(super) fn holds_hint(&self, target: &NodeId, key: &(StoreName, Vec<u8>)) -> bool {
+        self.hints.get(target).is_some_and(|h| h.contains_key(key))
+    }
+
+    /// The hints this node holds for `target`.
+    pub(super) fn hints_for(&self, target: &NodeId) -> u64 {
+        self.hints.get(target).map_or(0, |h| h.len() as u64)
+    }
+
+    /// Hands back hints to every target that is up (see [`Self::deliver_hints_to`]); drops
+    /// hints past their age. Called every gossip interval and when a target is seen up again.
+    pub(super) fn deliver_hints(&mut self, now: Duration) {
+        self.expire_hints(now);
+        let targets: Vec<NodeId> = self.hints.keys().cloned().collect();
+        for target in targets {
+            self.deliver_hints_to(&target);
+        }
+    }
+
+    /// Starts handoffs to `target` if it is up, keeping at most `hint_batch` in flight: each
+    /// acknowledgement starts the next, so hints drain at the pace the target answers, with a
+    /// bounded share of its work (the replay's throttle). A failed handoff waits for the next
+    /// round.
+    fn deliver_hints_to(&mut self, target: &NodeId) {
+        if self.liveness.state(target) != PeerState::Up || self.view.membership().node(target).is_none() {
+            return;
+        }
+        let Some(held) = self.hints.get_mut(target) else { return };
+        let busy = held.values().filter(|h| h.in_flight.is_some()).count();
+        let room = self.config.hint_batch.saturating_sub(busy);
+        let mut starts = Vec::new();
+        for (key, hint) in held.iter_mut().filter(|(_, h)| h.in_flight.is_none()).take(room) {
+            hint.in_flight = Some(hint.generation);
+            starts.push((key.clone(), hint.generation));
+        }
+        for ((store, key), generation) in starts {
+            let Ok(config) = self.store_config(&store) else {
+                // A dropped store: nothing to hand back.
+                self.forget_hint(target, &(store, key));
+                continue;
+            };
+            let done = Completion::Handoff { target: target.clone(), generation };
+            self.enqueue(store, key, config, ReplicaStep::Read, done);
+        }
+    }
+
+    /// The key of a hint was read: sends its state to the target (or drops the hint if the node
+    /// no longer has the key).
+    pub(super) fn handoff_read(
+        &mut self,
+        now: Duration,
+        key: (StoreName, Vec<u8>),
+        target: NodeId,
+        generation: u64,
+        read: Response,
+    ) {
+        match read {
+            Response::State(Some(state)) => match self.destination(&target) {
+                Some(to) => {
+                    let body = Request::Replicate {
+                        store: key.0.clone(),
+                        key: key.1.clone(),
+                        siblings: state.siblings,
+                        hint_for: None,
+                    };
+                    self.send_request(now, to, body, false, Purpose::Handoff { target, key, generation });
+                }
+                None => self.handoff_failed(&target, &key),
+            },
+            // Nothing stored under the key (its record was lost): nothing to hand back.
+            Response::State(None) => self.forget_hint(&target, &key),
+            _ => self.handoff_failed(&target, &key),
+        }
+    }
+
+    /// The target answered a handoff.
+    pub(super) fn handoff_answer(
+        &mut self,
+        now: Duration,
+        target: NodeId,
+        key: (StoreName, Vec<u8>),
+        generation: u64,
+        answer: Result<Response, ReplicaFailure>,
+    ) {
+        self.heard(now, &target, &answer);
+        match answer {
+            Ok(Response::Ack) => {
+                let current = self.hints.get(&target).and_then(|h| h.get(&key)).map(|h| h.generation);
+                if current == Some(generation) {
+                    self.stats.hints_delivered += 1;
+                    self.events.push_back(Event::HintDelivered {
+                        target: target.clone(),
+                        store: key.0.clone(),
+                        key: key.1.clone(),
+                    });
+                    // The fallback keeps its copy: its record holds this node's counter for the
+                    // key, and with the copy dropped it would mint a dot of the key a second time
+                    // (two writes, one dot: the simulation lost acknowledged writes this way with
+                    // `delay,large,smart,sloppy`). Dropping copies needs that counter kept
+                    // elsewhere first.
+                    self.forget_hint(&target, &key);
+                    self.deliver_hints_to(&target);
+                } else {
+                    // Hinted again meanwhile: the newer state goes in a later round.
+                    self.handoff_failed(&target, &key);
+                }
+            }
+            _ => self.handoff_failed(&target, &key),
+        }
+    }
+
+    fn handoff_failed(&mut self, target: &NodeId, key: &(StoreName, Vec<u8>)) {
+        if let Some(hint) = self.hints.get_mut(target).and_then(|h| h.get_mut(key)) {
+            hint.in_flight = None;
+        }
+    }
+
+    /// Removes a hint, in memory and on disk.
+    fn forget_hint(&mut self, target: &NodeId, key: &(StoreName, Vec<u8>)) {
+        let Some(held) = self.hints.get_mut(target) else { return };
+        let Some(hint) = held.remove(key) else { return };
+        if held.is_empty() {
+            self.hints.remove(target);
+        }
+        let hint =
+            Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms: hint.created_ms };
+        self.issue_io(Io::DropHint(hint), IoOwner::Nobody);
+    }
+
+    /// Drops hints older than `max_hint_age` (counted: anti-entropy brings their keys level).
+    fn expire_hints(&mut self, now: Duration) {
+        let oldest = self.wall_clock_ms(now).saturating_sub(self.config.max_hint_age.as_millis() as u64);
+        let expired: Vec<(NodeId, (StoreName, Vec<u8>))> = self
+            .hints
+            .iter()
+            .flat_map(|(target, held)| {
+                held.iter()
+                    .filter(|(_, h)| h.created_ms < oldest && h.in_flight.is_none())
+                    .map(move |(key, _)| (target.clone(), key.clone()))
+            })
+            .collect();
+        for (target, key) in expired {
+            self.stats.hints_dropped += 1;
+            self.forget_hint(&target, &key);
+        }
+    }
+}
