@@ -160,6 +160,9 @@ where
                             let _ = tx.send(outcome);
                         }
                     }
+                    // Only a node's put coordinator keeps last-resort hints: the smart client
+                    // hands every put to a replica that coordinates it (core's `ForwardPut`).
+                    Action::Hint { .. } => {}
                     Action::Repair { to, .. } => {
                         if let Some(request) = repair(&to) {
                             let caller = caller.clone();

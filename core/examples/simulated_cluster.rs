@@ -44,6 +44,8 @@ impl Cluster {
                 PutAction::Reply(outcome) => result = Some(outcome?.context()),
                 // A put never repairs: repairs come with reads.
                 PutAction::Repair { .. } => {}
+                // A primary nobody stood in for: the minter keeps the write for it.
+                PutAction::Hint { to, primary, .. } => println!("    hint: {to} keeps the write for {primary}"),
             }
         }
         for hint in put.hints() {
@@ -69,6 +71,8 @@ impl Cluster {
                         println!("    read repair of {to}");
                         self.merge_into(&to, key, &siblings);
                     }
+                    // Only puts keep hints.
+                    GetAction::Hint { .. } => {}
                 }
             }
             // Down nodes never answer: let their requests time out.

@@ -58,6 +58,8 @@
 //!         }
 //!         PutAction::Reply(outcome) => assert!(outcome.is_ok()),
 //!         PutAction::Repair { .. } => unreachable!("repairs come with reads"),
+//!         // Every replica answered: no primary needs a last-resort hint.
+//!         PutAction::Hint { .. } => unreachable!("every replica answered"),
 //!     }
 //! }
 //!
@@ -75,7 +77,7 @@
 //!             // The context of the next write: sealed for this key, so nodes take it.
 //!             assert_eq!(secret.check(&store, key, &read.context), Ok(()));
 //!         }
-//!         GetAction::Repair { .. } => {}
+//!         GetAction::Repair { .. } | GetAction::Hint { .. } => {}
 //!     }
 //! }
 //! # Ok::<(), Box<dyn core::error::Error>>(())

@@ -130,6 +130,55 @@ impl MerkleTree {
         Ok(out)
     }
 
+    /// How many leaves the tree has (`2^depth`).
+    pub fn leaf_count(&self) -> usize {
+        1usize << self.depth
+    }
+
+    /// The leaf digests, in token order: what a replica sends to compare below the root.
+    pub fn leaves(&self) -> &[u64] {
+        &self.nodes[self.leaf_count()..]
+    }
+
+    /// The leaf `token` falls in, if the tree covers it.
+    pub fn leaf_index(&self, token: Token) -> Option<usize> {
+        self.range.contains(token).then(|| self.leaf_of(token))
+    }
+
+    /// The tokens of leaf `leaf` (`None` past the last leaf, or for a leaf a narrow range leaves
+    /// empty).
+    pub fn leaf_tokens(&self, leaf: usize) -> Option<TokenRange> {
+        if leaf >= self.leaf_count() {
+            return None;
+        }
+        self.leaf_range(leaf)
+    }
+
+    /// The leaves whose digests differ from `leaves` (another replica's
+    /// [`leaves`](Self::leaves) of the same range and depth).
+    pub fn differing_leaves(&self, leaves: &[u64]) -> Result<Vec<usize>, MerkleError> {
+        if leaves.len() != self.leaf_count() {
+            return Err(MerkleError::Mismatch);
+        }
+        Ok(self.leaves().iter().zip(leaves).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect())
+    }
+
+    /// Sets one leaf's digest (the XOR of the digests of every key in it, recomputed from a scan of
+    /// storage) and the inner nodes above it: how a replica mends a tree that drifted from its
+    /// disk.
+    pub fn set_leaf(&mut self, leaf: usize, digest: u64) -> Result<(), MerkleError> {
+        if leaf >= self.leaf_count() {
+            return Err(MerkleError::Inconsistent(leaf));
+        }
+        let mut i = self.leaf_count() + leaf;
+        self.nodes[i] = digest;
+        while i > 1 {
+            i /= 2;
+            self.nodes[i] = inner(self.nodes[2 * i], self.nodes[2 * i + 1]);
+        }
+        Ok(())
+    }
+
     /// Checks a decoded tree.
     pub fn validate(&self) -> Result<(), MerkleError> {
         if self.depth > MAX_DEPTH {
@@ -212,6 +261,22 @@ mod tests {
             }
             prop_assert!(ranges.windows(2).all(|w| w[0].last() < w[1].first()));
         }
+    }
+
+    #[test]
+    fn leaves_compare_and_mend() {
+        let range = TokenRange::FULL;
+        let a = tree(range, 4, &[(1, 10), (2, 20), (3, 30), (400, 1)]);
+        let mut b = tree(range, 4, &[(1, 10), (2, 21), (3, 30), (400, 1)]);
+        let token = Token::of(&2u16.to_le_bytes());
+        let leaf = a.leaf_index(token).unwrap();
+        assert_eq!(a.differing_leaves(b.leaves()).unwrap(), [leaf]);
+        assert!(a.leaf_tokens(leaf).unwrap().contains(token));
+        // Mending b's leaf to a's digest makes the trees equal.
+        b.set_leaf(leaf, a.leaves()[leaf]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.differing_leaves(&[0; 3]), Err(MerkleError::Mismatch));
+        assert_eq!(a.leaf_tokens(16), None);
     }
 
     #[test]

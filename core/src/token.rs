@@ -79,6 +79,13 @@ impl TokenRange {
     pub fn join(&self, next: &TokenRange) -> Option<TokenRange> {
         (self.last.0.checked_add(1) == Some(next.first.0)).then_some(TokenRange { first: self.first, last: next.last })
     }
+
+    /// Whether `token` lies in one of `ranges`, which must be sorted and disjoint (a binary
+    /// search).
+    pub fn find(ranges: &[TokenRange], token: Token) -> bool {
+        let after = ranges.partition_point(|r| r.last < token);
+        ranges.get(after).is_some_and(|r| r.contains(token))
+    }
 }
 
 impl fmt::Display for TokenRange {
@@ -107,5 +114,18 @@ mod tests {
         assert_eq!(a.join(&c), None);
         assert!(TokenRange::new(Token(5), Token(4)).is_none());
         assert!((TokenRange::FULL.fraction() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn find_searches_sorted_ranges() {
+        let ranges = [
+            TokenRange::new(Token(0), Token(9)).unwrap(),
+            TokenRange::new(Token(20), Token(29)).unwrap(),
+            TokenRange::new(Token(40), Token(40)).unwrap(),
+        ];
+        let found: alloc::vec::Vec<u128> = (0..50).filter(|&t| TokenRange::find(&ranges, Token(t))).collect();
+        let expected: alloc::vec::Vec<u128> = (0..10).chain(20..30).chain(40..41).collect();
+        assert_eq!(found, expected);
+        assert!(!TokenRange::find(&[], Token(1)));
     }
 }

@@ -163,6 +163,31 @@ pub enum Request {
     /// What the node sees: its view and each peer's liveness (`quickv status`). Answered
     /// [`Response::Status`].
     Status,
+    /// Anti-entropy, first step (nodes only): the sender's digests of the partitions of `store`
+    /// it shares with the receiver in the ring with digest `ring`, `bucket` partitions to a
+    /// digest, in partition order. Answered [`Response::TreeBuckets`] with the buckets whose
+    /// digests differ (see `node::anti_entropy`).
+    TreeBuckets {
+        /// The store.
+        store: StoreName,
+        /// The digest of the ring the sender computed the shared partitions with.
+        ring: u64,
+        /// Partitions per bucket.
+        bucket: u32,
+        /// One digest per bucket.
+        digests: Vec<u64>,
+    },
+    /// Anti-entropy, second step (nodes only): the sender's Merkle tree leaves of these
+    /// partitions of `store` (an empty list: it holds nothing there). Answered
+    /// [`Response::TreeKeys`].
+    TreeLeaves {
+        /// The store.
+        store: StoreName,
+        /// The digest of the sender's ring.
+        ring: u64,
+        /// Each partition with its leaves.
+        partitions: Vec<(u32, Vec<u64>)>,
+    },
 }
 
 impl Request {
@@ -181,6 +206,8 @@ impl Request {
             Request::Sync { .. } => "sync",
             Request::DropStore { .. } => "drop_store",
             Request::Status => "status",
+            Request::TreeBuckets { .. } => "tree_buckets",
+            Request::TreeLeaves { .. } => "tree_leaves",
         }
     }
 }
@@ -205,6 +232,16 @@ pub enum Response {
     Cluster(ClusterView),
     /// What a node sees (the answer to [`Request::Status`]).
     Status(Box<StatusReport>),
+    /// The buckets whose digests differ (the answer to [`Request::TreeBuckets`]).
+    TreeBuckets(Vec<u32>),
+    /// The answer to [`Request::TreeLeaves`]: the leaves that differ, as (partition, leaf), and
+    /// every key the answering node holds in them with the digest of its state.
+    TreeKeys {
+        /// The leaves that differ.
+        leaves: Vec<(u32, u32)>,
+        /// The keys in them, with their digests.
+        keys: Vec<(Vec<u8>, u64)>,
+    },
 }
 
 /// A failed request, as sent back.
@@ -376,6 +413,8 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             | Request::Join { .. }
             | Request::Cluster
             | Request::Status
+            | Request::TreeBuckets { .. }
+            | Request::TreeLeaves { .. }
             | Request::DropStore { .. } => Ok(()),
         },
         Message::Response { body: Response::Gossip { digest, delta }, .. } => {

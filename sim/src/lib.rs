@@ -18,7 +18,8 @@
 //! - one put never leaves more than one version, and siblings never outnumber the clients that
 //!   wrote the key;
 //! - every request gets an answer (a request whose node crashed counts as "maybe applied");
-//! - the primary replicas of every key hold equal states.
+//! - with no read touching them, every key's primary replicas hold equal states once the faults
+//!   have stopped (hints and anti-entropy brought them level), and again after the final reads.
 //!
 //! A run is a pure function of its seed and [`Options`]: the same seed gives the same trace.
 //!
@@ -94,6 +95,11 @@ pub enum Mechanism {
     /// Fallbacks hand hinted writes back to their primaries (issue 8, 2.2): switched off
     /// (`hint_batch` 0), hints stay where they are and the checkers report them.
     Handoff,
+    /// Nodes compare Merkle trees and exchange the keys that differ (issue 8, 3.2): switched
+    /// off, a replica that missed a write without a hint for it (a dropped replicate whose last
+    /// resort hint was dropped too, a record a crash lost) stays without it, and the
+    /// convergence check reports it.
+    AntiEntropy,
 }
 
 impl Mechanism {
@@ -106,6 +112,7 @@ impl Mechanism {
         Mechanism::UniqueIds,
         Mechanism::LostRecords,
         Mechanism::Handoff,
+        Mechanism::AntiEntropy,
     ];
 
     /// The mechanism's name on the command line.
@@ -118,6 +125,7 @@ impl Mechanism {
             Mechanism::UniqueIds => "unique-ids",
             Mechanism::LostRecords => "lost-records",
             Mechanism::Handoff => "handoff",
+            Mechanism::AntiEntropy => "anti-entropy",
         }
     }
 }

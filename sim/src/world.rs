@@ -13,6 +13,7 @@ use quickv_core::membership::NodeInfo;
 use quickv_core::node::{Destination, Hint, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::Limits;
 use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
+use quickv_core::token::{Token, TokenRange};
 use quickv_core::version::{ContextKey, KeyRecord, Siblings};
 use quickv_core::wire::{self, Message, Request, Response};
 
@@ -29,6 +30,10 @@ const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
 const CHAOS: Duration = Duration::from_secs(20);
 /// How long the cluster has, once healed, before the final reads.
 const SETTLE: Duration = Duration::from_secs(5);
+/// How long the cluster has after settling for its replicas to converge with no read.
+const CONVERGE: Duration = Duration::from_secs(20);
+/// How often nodes compare their Merkle trees with a peer.
+const ANTI_ENTROPY_INTERVAL: Duration = Duration::from_millis(500);
 /// Nodes paused or crashed at once, at most (a strict store of N=3, W=2 stays writable).
 const MAX_IMPAIRED: usize = 1;
 
@@ -49,6 +54,24 @@ struct Disk {
 impl Disk {
     fn record(&self, key: &KeyId) -> Option<&KeyRecord> {
         self.unsynced.get(key).or_else(|| self.durable.get(key))
+    }
+
+    /// An [`Io::Scan`]: up to `limit` keys of `store` from `from` on, those in `ranges` kept.
+    fn scan(&self, store: &StoreName, ranges: &[TokenRange], from: Vec<u8>, limit: usize) -> IoOutput {
+        let start = (store.clone(), from);
+        let in_store = |(s, _): &&KeyId| s == store;
+        let mut keys: Vec<&KeyId> = self.durable.range(start.clone()..).map(|(k, _)| k).take_while(in_store).collect();
+        keys.extend(self.unsynced.range(start..).map(|(k, _)| k).take_while(in_store));
+        keys.sort();
+        keys.dedup();
+        let next = keys.get(limit).map(|(_, k)| k.clone());
+        let records = keys
+            .into_iter()
+            .take(limit)
+            .filter(|(_, k)| TokenRange::find(ranges, Token::of(k)))
+            .filter_map(|k| Some((k.1.clone(), self.record(k)?.clone())))
+            .collect();
+        IoOutput::Scanned { records, next }
     }
 }
 
@@ -212,6 +235,10 @@ impl World {
             if options.disabled.contains(&Mechanism::Handoff) {
                 config.hint_batch = 0;
             }
+            config.anti_entropy_interval = match options.disabled.contains(&Mechanism::AntiEntropy) {
+                true => Duration::ZERO,
+                false => ANTI_ENTROPY_INTERVAL,
+            };
             if i > 0 {
                 config.seeds = vec![address(0)];
             }
@@ -330,6 +357,38 @@ impl World {
         violations
     }
 
+    /// Once the faults have stopped, with no read touching any key, every key's primaries hold
+    /// equal states (issue 8, 3.2: hints and anti-entropy bring every replica level, whatever
+    /// it missed: dropped messages, hints past their bound, records a crash lost).
+    fn converged(&self) -> Vec<String> {
+        let mut violations = Vec::new();
+        let Some(view) = self.nodes[0].machine.as_ref().map(|m| m.view().clone()) else { return violations };
+        for key in &self.keys {
+            let (Some(ring), Some(config)) = (view.ring(), view.store(&key.0)) else { continue };
+            let prefs = ring.preference_list(Token::of(&key.1), config.n(), 0);
+            let states: Vec<(String, Option<&Siblings>)> = prefs
+                .primaries()
+                .iter()
+                .filter_map(|id| {
+                    let index = self.ids.iter().position(|x| x == id)?;
+                    Some((format!("n{index}"), self.nodes[index].disk.record(key).map(|r| &r.siblings)))
+                })
+                .collect();
+            if states.windows(2).any(|w| w[0].1 != w[1].1) {
+                let shown: Vec<String> =
+                    states.iter().map(|(n, s)| format!("{n} {:?}", s.map(values_of).unwrap_or_default())).collect();
+                violations.push(format!(
+                    "{}/{}: replicas differ {} s after the faults stopped, with no read: {}",
+                    key.0,
+                    String::from_utf8_lossy(&key.1),
+                    (SETTLE + CONVERGE).as_secs(),
+                    shown.join(", ")
+                ));
+            }
+        }
+        violations
+    }
+
     /// The nodes of the cluster (the impostor, if any, comes after them).
     fn members(&self) -> usize {
         self.options.nodes
@@ -349,6 +408,9 @@ impl World {
         self.run_until(end);
         let mut violations = std::mem::take(&mut self.broken);
         violations.extend(self.peers_up());
+        let end = end + CONVERGE;
+        self.run_until(end);
+        violations.extend(self.converged());
         let finals = self.final_reads(end);
         violations.extend(self.ids_held());
         violations.extend(check::check(&self.history, &finals, &self.clients_pending()));
@@ -674,6 +736,7 @@ impl World {
                 Ok(IoOutput::Done)
             }
             Io::LoadHints => Ok(IoOutput::Hints(disk.hints.values().cloned().collect())),
+            Io::Scan { store, ranges, from, limit } => Ok(disk.scan(&store, &ranges, from, limit)),
         };
         let delay = Duration::from_micros(self.rng.range(50, 2000));
         self.schedule_in(delay, Event::Io { node: i, life, id, result });
@@ -859,19 +922,6 @@ impl World {
         let mut reads = BTreeMap::new();
         let checker = self.clients.len();
         self.clients.push(Client::new(0, 0, Tamper::default()));
-        if self.fragile.is_some() {
-            // A node that lost writes gets them back by read repair (anti-entropy is issue 8's
-            // work): read every key once through a coordinator before the reads that count.
-            for key in self.keys.clone() {
-                let op = self.history.len();
-                self.history.push(Op::get(key.clone()));
-                let request = Request::CoordinateGet { store: key.0.clone(), key: key.1.clone() };
-                self.send_from_client(Requester::Client { index: checker, op }, 0, request);
-                end += Duration::from_secs(1);
-                self.run_until(end);
-                self.clients[checker].pending = None;
-            }
-        }
         for key in self.keys.clone() {
             for attempt in 0..5 {
                 let op = self.history.len();

@@ -33,8 +33,8 @@ pub enum PutRequest {
     },
 }
 
-/// What a put coordinator asks its driver to do: send a mint or a replicate, or reply (it never
-/// repairs).
+/// What a put coordinator asks its driver to do: send a mint or a replicate, ask the minter to keep
+/// a last-resort hint, or reply (it never repairs).
 pub type PutAction = Action<PutRequest, Result<PutOutcome, PutError>>;
 
 /// A fallback that accepted a write on behalf of an unreachable primary.
@@ -139,7 +139,9 @@ enum Phase {
 /// Coordinates one put or delete in two steps, as Riak does: one node (the first reachable
 /// primary, or under a sloppy quorum a fallback) applies the write and mints its dot; the state
 /// it answers with is then replicated to the other N-1 primaries, fallbacks standing in for
-/// unreachable ones under a sloppy quorum. Replies once W nodes hold the write.
+/// unreachable ones under a sloppy quorum. Replies once W nodes hold the write. A primary whose
+/// request fails with no fallback left to take its share (always, under a strict quorum) is not
+/// forgotten: the minter keeps a hint for it ([`Action::Hint`]), which does not count toward W.
 ///
 /// **One write, one version.** Only a node that certainly did not apply the write (it could
 /// not be reached, or answered that it cannot serve now) is replaced as minter; a minter that
@@ -154,6 +156,8 @@ pub struct PutCoordinator {
     replicas: Replicas,
     phase: Phase,
     hints: Vec<Hint>,
+    /// Primaries the minter keeps a last-resort hint for ([`Action::Hint`]).
+    last_resort: Vec<NodeId>,
     /// Primaries that answered with a refusal: they were reached, so no fallback stands in for
     /// them (a fallback would take a write its primaries refuse, and it would be acknowledged
     /// where no read of the primaries finds it).
@@ -218,6 +222,7 @@ impl PutCoordinator {
             phase,
             primaries,
             hints: Vec::new(),
+            last_resort: Vec::new(),
             refused: Vec::new(),
             refusal: None,
             only_refusals: true,
@@ -334,11 +339,7 @@ impl PutCoordinator {
             Phase::Replicate { .. } => {
                 let failed = &self.replicas.slots[slot];
                 let primary = failed.stands_in_for.clone().unwrap_or_else(|| failed.node.clone());
-                if !self.refused.contains(&primary)
-                    && let Some(fallback) = self.replicas.take_fallback()
-                {
-                    self.send_replicate(fallback, Some(primary), now);
-                }
+                self.stand_in_for(primary, now);
             }
         }
     }
@@ -378,12 +379,27 @@ impl PutCoordinator {
             }
             if !asked {
                 self.send_replicate(primary, None, now);
-            } else if self.replicas.has(&primary, State::Failed)
-                && !self.refused.contains(&primary)
-                && let Some(fallback) = self.replicas.take_fallback()
-            {
-                self.send_replicate(fallback, Some(primary), now);
+            } else if self.replicas.has(&primary, State::Failed) {
+                self.stand_in_for(primary, now);
             }
+        }
+    }
+
+    /// Covers `primary`, whose request failed after the mint: a spare fallback takes its share
+    /// (sloppy stores), or else the minter keeps a last-resort hint for it, so that a write
+    /// acknowledged without `primary` still reaches it once it is back. A primary that refused
+    /// the write is left alone (it would refuse the handoff too).
+    fn stand_in_for(&mut self, primary: NodeId, now: Duration) {
+        if self.refused.contains(&primary) {
+            return;
+        }
+        if let Some(fallback) = self.replicas.take_fallback() {
+            return self.send_replicate(fallback, Some(primary), now);
+        }
+        let Phase::Replicate { minted, minter } = &self.phase else { return };
+        if *minter != primary && !self.last_resort.contains(&primary) {
+            self.last_resort.push(primary.clone());
+            self.shell.hint(minter.clone(), primary, minted.siblings.clone());
         }
     }
 

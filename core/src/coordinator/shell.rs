@@ -29,6 +29,18 @@ pub enum Action<R, O> {
         /// The state to merge into it.
         siblings: Siblings,
     },
+    /// Ask `to` (a node that holds the write: the put's minter) to keep a hint of `siblings` for
+    /// `primary`, whose replica request failed with no fallback left to stand in for it, so the
+    /// write is handed to `primary` once it is back (a last-resort hint). Never counts toward W;
+    /// nobody waits for the answer. Only a put emits it.
+    Hint {
+        /// The node to keep the hint.
+        to: NodeId,
+        /// The primary the write is for.
+        primary: NodeId,
+        /// The minted state.
+        siblings: Siblings,
+    },
 }
 
 /// A replica read of the key (the request of a get's [`Action::Send`]).
@@ -84,6 +96,11 @@ impl<R, O> Shell<R, O> {
     /// Queues a read repair of `to`.
     pub(crate) fn repair(&mut self, to: NodeId, siblings: Siblings) {
         self.actions.push_back(Action::Repair { to, siblings });
+    }
+
+    /// Queues a last-resort hint kept by `to` for `primary`.
+    pub(crate) fn hint(&mut self, to: NodeId, primary: NodeId, siblings: Siblings) {
+        self.actions.push_back(Action::Hint { to, primary, siblings });
     }
 
     /// Queues the reply; later replies are dropped, so the caller hears exactly once.

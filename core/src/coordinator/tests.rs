@@ -52,8 +52,13 @@ fn fate() -> impl Strategy<Value = Fate> {
 #[derive(Debug)]
 enum Act {
     Send(NodeId),
-    Reply { ok: bool, unavailable: bool },
+    Reply {
+        ok: bool,
+        unavailable: bool,
+    },
     Repair(NodeId),
+    /// A last-resort hint (a put's): asks nothing that counts.
+    Hint,
 }
 
 trait Machine: Clone {
@@ -146,7 +151,7 @@ fn could_succeed<M: Machine>(machine: &M, inflight: &[(NodeId, Duration)], now: 
             match act {
                 Act::Send(n) => queue.push(n),
                 Act::Reply { ok, .. } => return ok,
-                Act::Repair(_) => {}
+                Act::Repair(_) | Act::Hint => {}
             }
         }
         if queue.is_empty() {
@@ -201,6 +206,7 @@ fn drive<M: Machine>(m: &mut M, s: &Scenario) -> Result<Run, TestCaseError> {
                     replies.push(ok);
                 }
                 Act::Repair(n) => repairs.push(n),
+                Act::Hint => {}
             }
         }
         if replies.is_empty() {
@@ -286,6 +292,7 @@ impl Machine for GetHarness {
                 Act::Reply { ok, unavailable }
             }
             GetAction::Repair { to, .. } => Act::Repair(to),
+            GetAction::Hint { to, .. } => panic!("a get asked {to} to keep a hint"),
         })
     }
 
@@ -354,6 +361,10 @@ struct PutHarness {
     requests: BTreeMap<NodeId, PutRequest>,
     stored: BTreeMap<NodeId, Siblings>,
     outcome: Option<PutOutcome>,
+    /// Last-resort hints asked for: (holder, primary).
+    kept: Vec<(NodeId, NodeId)>,
+    /// Nodes whose refusal reached the machine.
+    refused: Vec<NodeId>,
 }
 
 impl Machine for PutHarness {
@@ -370,6 +381,10 @@ impl Machine for PutHarness {
                 Act::Reply { ok, unavailable }
             }
             PutAction::Repair { to, .. } => panic!("a put asked to repair {to}"),
+            PutAction::Hint { to, primary, .. } => {
+                self.kept.push((to, primary));
+                Act::Hint
+            }
         })
     }
 
@@ -388,7 +403,10 @@ impl Machine for PutHarness {
                     }
                 }
             }
-            Fate::Refuses => Err(ReplicaFailure::Refused(refusal("no"))),
+            Fate::Refuses => {
+                self.refused.push(node.clone());
+                Err(ReplicaFailure::Refused(refusal("no")))
+            }
             _ => Err(ReplicaFailure::Unavailable),
         };
         self.m.handle_reply(now, node, answer);
@@ -441,8 +459,40 @@ proptest! {
         let prefs = s.prefs();
         let write = Write::put(b"v".to_vec(), CausalContext::empty(), 7);
         let m = PutCoordinator::new(&prefs, &s.config(), write, TIMEOUT, Duration::ZERO);
-        let mut h = PutHarness { m, requests: BTreeMap::new(), stored: BTreeMap::new(), outcome: None };
+        let mut h = PutHarness { m, requests: BTreeMap::new(), stored: BTreeMap::new(), outcome: None, kept: Vec::new(), refused: Vec::new() };
         drive(&mut h, &s)?;
+        let fates = s.fates();
+        let minter = h.requests.iter()
+            .find(|(n, r)| matches!(r, PutRequest::Mint { .. }) && fates[*n] == Fate::Answers)
+            .map(|(n, _)| n.clone());
+        // Last-resort hints are kept by the minter, once per primary, for primaries that did not
+        // take the write (it failed, or timed out with others due at the same moment).
+        let took = |n: &NodeId| h.stored.get(n).is_some_and(|s| s.values().count() > 0);
+        let mut primaries_kept: Vec<&NodeId> = h.kept.iter().map(|(_, p)| p).collect();
+        primaries_kept.sort();
+        primaries_kept.dedup();
+        prop_assert_eq!(primaries_kept.len(), h.kept.len(), "a primary hinted twice");
+        for (holder, primary) in &h.kept {
+            prop_assert_eq!(Some(holder), minter.as_ref());
+            prop_assert!(prefs.is_primary(primary));
+            prop_assert!(!took(primary) && !h.refused.contains(primary), "{} hinted", primary);
+        }
+        // 2.2: once a put that succeeded is finished, every primary that did not take the write
+        // (and did not refuse it) is covered: by a fallback that took it for it, or by a
+        // last-resort hint at the minter.
+        if h.outcome.is_some() && h.m.is_finished() {
+            for p in prefs.primaries() {
+                if took(p) || h.refused.contains(p) {
+                    continue;
+                }
+                let by_fallback = h.requests.iter().any(|(n, r)| {
+                    let (PutRequest::Mint { hint_for, .. } | PutRequest::Replicate { hint_for, .. }) = r;
+                    hint_for.as_ref() == Some(p) && took(n)
+                });
+                let kept = h.kept.iter().any(|(_, k)| k == p);
+                prop_assert!(by_fallback || kept, "{} did not take the write and nothing holds it for it", p);
+            }
+        }
         if let Some(outcome) = &h.outcome {
             prop_assert!(outcome.acknowledged.len() >= s.quorum);
             prop_assert_eq!(outcome.state.siblings.values().count(), 1);
@@ -552,7 +602,10 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
     let Some(PutAction::Reply(Ok(outcome))) = put.poll_action() else { panic!() };
     assert_eq!(outcome.hints, [Hint { holder: node("f0"), primary: node("p0") }]);
     assert!(!put.is_finished(), "still waiting for p2");
+    // p2 times out with no fallback left: the minter keeps the write for it.
     put.handle_timeout(TIMEOUT);
+    let Some(PutAction::Hint { to, primary, siblings }) = put.poll_action() else { panic!("expected a hint") };
+    assert_eq!((to, primary, siblings), (node("p1"), node("p2"), state));
     assert!(put.is_finished());
     assert_eq!(put.hints(), outcome.hints);
 }
@@ -720,7 +773,7 @@ fn no_fallback_stands_in_for_a_primary_that_refused() {
         match action {
             PutAction::Send { to, .. } => panic!("{to} was asked to stand in for a primary that refused"),
             PutAction::Reply(outcome) => replied = Some(outcome),
-            PutAction::Repair { .. } => {}
+            PutAction::Repair { .. } | PutAction::Hint { .. } => {}
         }
     }
     assert!(matches!(replied, Some(Err(_))), "{replied:?}");
@@ -733,7 +786,7 @@ fn no_fallback_stands_in_for_a_primary_that_refused() {
                 put.handle_reply(Duration::ZERO, &to, Err(ReplicaFailure::Refused(too_large())));
             }
             PutAction::Reply(outcome) => assert!(outcome.is_err()),
-            PutAction::Repair { .. } => {}
+            PutAction::Repair { .. } | PutAction::Hint { .. } => {}
         }
     }
 }

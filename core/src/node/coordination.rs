@@ -56,6 +56,7 @@ enum Step {
     Call { to: NodeId, call: ReplicaCall },
     Reply(Response),
     Repair { to: NodeId, siblings: crate::version::Siblings },
+    Hint { to: NodeId, primary: NodeId, siblings: crate::version::Siblings },
 }
 
 /// What a plain caller asked this node to coordinate.
@@ -221,6 +222,18 @@ impl Node {
                     self.events.push_back(Event::ReadRepair { store: store.clone(), key: key.clone(), replica: to });
                     self.enqueue(store, key, config, ReplicaStep::Merge(siblings), Completion::Nothing);
                 }
+                // The minter keeps a hint for a primary nobody stands in for (it holds the
+                // state already: only the hint is new).
+                Step::Hint { to, primary, siblings } if to == self.id => {
+                    let step = ReplicaStep::Merge(siblings);
+                    self.enqueue_hinted(store, key, config, step, Completion::Nothing, Some(primary));
+                }
+                Step::Hint { to, primary, siblings } => {
+                    if let Some(destination) = self.destination(&to) {
+                        let body = Request::Replicate { store, key, siblings, hint_for: Some(primary) };
+                        self.send_request(now, destination, body, true, Purpose::Repair);
+                    }
+                }
                 Step::Repair { to, siblings } => {
                     self.events.push_back(Event::ReadRepair {
                         store: store.clone(),
@@ -249,12 +262,14 @@ fn next_action(machine: &mut Machine, seal: impl Fn(Siblings) -> SealedState) ->
             Action::Reply(Err(GetError::Refused(refusal))) => Step::Reply(Response::Error(refusal.into())),
             Action::Reply(Err(e)) => Step::Reply(unavailable(&e)),
             Action::Repair { to, siblings } => Step::Repair { to, siblings },
+            Action::Hint { to, primary, siblings } => Step::Hint { to, primary, siblings },
         },
         Machine::Put(m) => match m.poll_action()? {
             Action::Send { to, request } => Step::Call { to, call: ReplicaCall::Write(request) },
             Action::Reply(Ok(outcome)) => Step::Reply(Response::State(Some(outcome.state))),
             Action::Reply(Err(PutError::Refused(refusal))) => Step::Reply(Response::Error(refusal.into())),
             Action::Repair { to, siblings } => Step::Repair { to, siblings },
+            Action::Hint { to, primary, siblings } => Step::Hint { to, primary, siblings },
             Action::Reply(Err(e)) => {
                 let kind = match e {
                     PutError::Indeterminate { .. } => ErrorKind::Indeterminate,

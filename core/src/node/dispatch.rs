@@ -110,7 +110,27 @@ impl Node {
                 Ok(Some(self.gossip_round(now, peer, &from, &digest)))
             }
             Request::Status => Ok(Some(Response::Status(alloc::boxed::Box::new(self.status(now))))),
+            Request::TreeBuckets { store, ring, bucket, digests } => {
+                let from = self.member_of(peer)?;
+                Ok(Some(self.tree_buckets(&from, &store, ring, bucket, &digests)?))
+            }
+            Request::TreeLeaves { store, ring, partitions } => {
+                nodes_only(from_node)?;
+                self.tree_leaves(stream, id, store, ring, &partitions)
+            }
         }
+    }
+
+    /// The id of the member presenting `certificate`: only a node of the view may compare its
+    /// trees with this node's.
+    fn member_of(&self, certificate: Option<CertificateDigest>) -> Result<crate::identity::NodeId, ErrorReply> {
+        nodes_only(certificate.is_some())?;
+        self.view
+            .membership()
+            .nodes()
+            .find(|n| n.certificate == certificate)
+            .map(|n| n.id.clone())
+            .ok_or_else(|| ErrorReply::new(ErrorKind::NotPermitted, "the sender is not a member of this node's view"))
     }
 
     /// The checks every replica request passes: the store exists, the key is within limits, and

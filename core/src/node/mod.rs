@@ -52,11 +52,13 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+mod anti_entropy;
 mod catalogue;
 mod cluster_sync;
 mod coordination;
 mod dispatch;
 mod handoff;
+mod io;
 mod replica;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -71,10 +73,12 @@ use crate::identity::{CertificateDigest, NameError, NodeId};
 use crate::liveness::{Liveness, LivenessConfig, PeerState, StatusReport};
 use crate::membership::{IdTaken, NodeInfo};
 use crate::store::{Limits, StoreConfig, StoreName};
-use crate::version::{ContextKey, KeyRecord, WriteId};
+use crate::version::{ContextKey, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
 
 pub use handoff::Hint;
+use io::IoOwner;
+pub use io::{Io, IoError, IoId, IoOutput};
 
 use coordination::Coordination;
 use replica::KeyQueue;
@@ -134,6 +138,11 @@ pub struct NodeConfig {
     /// The settings of the `default` store a node founding a cluster creates (default the
     /// `quorum` preset; `None`: no default store). Nodes that join learn the catalogue instead.
     pub default_store: Option<StoreConfig>,
+    /// How often, about, the node compares its Merkle trees of one store with a peer (default
+    /// 1 s, jittered; zero switches anti-entropy off). See [`anti_entropy`].
+    pub anti_entropy_interval: Duration,
+    /// The bytes per second anti-entropy may send and receive (default 4 MiB/s).
+    pub anti_entropy_budget: u64,
 }
 
 impl NodeConfig {
@@ -158,6 +167,8 @@ impl NodeConfig {
             wall_clock_origin_ms: 0,
             max_clock_skew: Duration::from_secs(60),
             max_stores: 1000,
+            anti_entropy_interval: Duration::from_secs(1),
+            anti_entropy_budget: 4 * 1024 * 1024,
         }
     }
 }
@@ -216,77 +227,6 @@ pub struct Transmit {
     pub message: Message,
 }
 
-/// Names one storage step, to match its result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct IoId(pub u64);
-
-/// A storage step for the driver to run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Io {
-    /// Read the stored state of `key` in `store`: answer [`IoOutput::Loaded`].
-    Load {
-        /// The store.
-        store: StoreName,
-        /// The key.
-        key: Vec<u8>,
-    },
-    /// Store `state` as the record of `key`, durably (per the engine's sync policy) before
-    /// answering [`IoOutput::Done`].
-    Store {
-        /// The store.
-        store: StoreName,
-        /// The key.
-        key: Vec<u8>,
-        /// The new record.
-        state: KeyRecord,
-        /// A hint to store with it, as durably and before answering: the record is held for
-        /// another node (see [`Hint`]).
-        hint: Option<Hint>,
-    },
-    /// Delete every record of `store`, a dropped store, then answer [`IoOutput::Done`]. Emitted
-    /// once a drop is in the view, and again at every start (deleting nothing is no error).
-    DropData {
-        /// The dropped store.
-        store: StoreName,
-    },
-    /// Remove this hint (by target, store and key) from storage, then answer [`IoOutput::Done`].
-    DropHint(Hint),
-    /// Read every hint stored, then answer [`IoOutput::Hints`]. Emitted once, at start.
-    LoadHints,
-    /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
-    /// Views are emitted in order; a driver that runs them concurrently must still leave the
-    /// last one emitted on disk.
-    SaveView(ClusterView),
-}
-
-/// What a storage step gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IoOutput {
-    /// The record read by [`Io::Load`] (`None`: the key is not stored).
-    Loaded(Option<KeyRecord>),
-    /// The write asked for is done.
-    Done,
-    /// The hints read by [`Io::LoadHints`].
-    Hints(Vec<Hint>),
-}
-
-/// Whose storage step a step is, to route its result.
-#[derive(Clone, Debug)]
-enum IoOwner {
-    /// A replica step of this key.
-    Key(StoreName, Vec<u8>),
-    /// A save of the view.
-    View,
-    /// The load of the hints.
-    Hints,
-    /// Nobody waits for it.
-    Nobody,
-}
-
-/// A storage step that failed (an I/O error, a corrupt record).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IoError(pub String);
-
 /// Something the node did that an operator may want to see (the driver logs these).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -340,6 +280,17 @@ pub enum Event {
         /// The key.
         key: Vec<u8>,
     },
+    /// An anti-entropy exchange with `peer` moved keys of `store` (see [`anti_entropy`]).
+    AntiEntropy {
+        /// The peer compared with.
+        peer: NodeId,
+        /// The store.
+        store: StoreName,
+        /// Keys whose state this node took from the peer.
+        pulled: u64,
+        /// Keys whose state this node sent to the peer.
+        pushed: u64,
+    },
     /// A peer's view could not be merged (another cluster, or inconsistent).
     IncompatiblePeer {
         /// The peer's address.
@@ -372,6 +323,15 @@ pub struct NodeStats {
     /// Hinted writes not kept as hints (past `max_hints` for their target, or `max_hint_age`):
     /// anti-entropy brings their keys level.
     pub hints_dropped: u64,
+    /// Anti-entropy exchanges this node started.
+    pub anti_entropy_exchanges: u64,
+    /// Keys anti-entropy took from peers.
+    pub anti_entropy_pulled: u64,
+    /// Keys anti-entropy sent to peers.
+    pub anti_entropy_pushed: u64,
+    /// Bytes of digests, keys and states anti-entropy sent and received (as counted against its
+    /// budget).
+    pub anti_entropy_bytes: u64,
 }
 
 /// Why this node sent a request, so that its answer goes to the right place.
@@ -389,6 +349,8 @@ enum Purpose {
     Push { peer: NodeId },
     /// A hinted write handed back to its primary.
     Handoff { target: NodeId, key: (StoreName, Vec<u8>), generation: u64 },
+    /// An anti-entropy request (see [`anti_entropy`]).
+    AntiEntropy { peer: NodeId, call: anti_entropy::Call },
     /// A store create sent on to the claimant for a caller waiting on `stream`.
     Create { stream: u64, id: u64, name: StoreName, config: crate::store::StoreConfig },
 }
@@ -469,6 +431,8 @@ pub struct Node {
     liveness: Liveness,
     /// The view's gossip digest (without heartbeats), made again after the view changes.
     digest: Option<crate::gossip::GossipDigest>,
+    /// Merkle trees and exchanges (see [`anti_entropy`]).
+    anti_entropy: anti_entropy::AntiEntropy,
 }
 
 impl Node {
@@ -496,6 +460,7 @@ impl Node {
             let _ = view.create_store(StoreName::default_store(), settings);
         }
         let started_ms = config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64);
+        let partition_bits = view.partition_bits();
         let mut node = Node {
             heartbeat: Heartbeat { generation: started_ms, beat: 0 },
             liveness: Liveness::new(LivenessConfig::for_interval(config.sync_interval)),
@@ -523,9 +488,11 @@ impl Node {
             coordinations: BTreeMap::new(),
             purged: alloc::collections::BTreeSet::new(),
             next_sync: now,
+            anti_entropy: anti_entropy::AntiEntropy::new(partition_bits, config.anti_entropy_budget, now),
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
+        node.build_trees();
         node.purge_dropped();
         node.handle_timeout(now);
         Ok(node)
@@ -666,6 +633,7 @@ impl Node {
                     }
                 }
             }
+            IoOwner::Scan(number) => self.scan_page(now, number, result),
             IoOwner::Nobody => {}
         }
     }
@@ -678,6 +646,7 @@ impl Node {
             self.handle_answer(now, id, Err(ReplicaFailure::NoAnswer));
         }
         self.coordinations_timeout(now);
+        self.anti_entropy_tick(now);
         if now >= self.next_sync {
             self.next_sync = now.saturating_add(self.config.sync_interval);
             self.sync_tick(now);
@@ -703,7 +672,11 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Duration> {
         let outgoing = self.outgoing.values().map(|o| o.expires).min();
         let coordination = self.coordinations.values().filter_map(Coordination::poll_timeout).min();
-        [Some(self.next_sync), outgoing, coordination].into_iter().flatten().min()
+        let anti_entropy = match self.config.anti_entropy_interval.is_zero() {
+            true => None,
+            false => self.anti_entropy.poll_timeout(),
+        };
+        [Some(self.next_sync), outgoing, coordination, anti_entropy].into_iter().flatten().min()
     }
 
     /// Sends a request to a node and remembers why.
@@ -791,6 +764,7 @@ impl Node {
             Purpose::Push { peer } => self.heard(now, &peer, &answer),
             Purpose::Handoff { target, key, generation } => self.handoff_answer(now, target, key, generation, answer),
             Purpose::Create { stream, id, name, config } => self.claimant_answer(now, stream, id, name, config, answer),
+            Purpose::AntiEntropy { peer, call } => self.anti_entropy_answer(now, peer, call, answer),
         }
     }
 }

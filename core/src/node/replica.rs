@@ -55,8 +55,9 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct KeyQueue {
     steps: VecDeque<Pending>,
-    /// The record to store, once the head step has loaded and changed it, with its hint.
-    storing: Option<(KeyRecord, Option<Hint>)>,
+    /// The record to store, once the head step has loaded and changed it, with its hint and
+    /// the tree digest of the state it replaces.
+    storing: Option<(KeyRecord, Option<Hint>, Option<u64>)>,
 }
 
 impl Node {
@@ -105,38 +106,51 @@ impl Node {
                 Some(Err(ErrorReply::new(ErrorKind::Internal, format!("storage failed: {reason}"))))
             }
             // The store finished: the step is done.
-            (Ok(IoOutput::Done), Some((stored, hint))) => {
+            (Ok(IoOutput::Done), Some((stored, hint, before))) => {
                 if let Some(hint) = hint {
                     self.hint_stored(hint);
                 }
+                self.tree_update(&key.0, &key.1, before, &stored.siblings);
                 Some(Ok(match head.step {
                     ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, stored.siblings))),
                     _ => Response::Ack,
                 }))
             }
-            (Ok(IoOutput::Loaded(current)), None) => match self.apply(now, &key, &head, current) {
-                Ok(Step::Answer(body)) => Some(Ok(body)),
-                Ok(Step::Store(state)) => {
-                    let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, &key));
-                    let io = Io::Store {
-                        store: key.0.clone(),
-                        key: key.1.clone(),
-                        state: state.clone(),
-                        hint: hint.clone(),
-                    };
-                    if let Some(queue) = self.keys.get_mut(&key) {
-                        queue.storing = Some((state, hint));
-                    }
-                    self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
-                    None
-                }
-                Err(reply) => Some(Err(reply)),
-            },
+            (Ok(IoOutput::Loaded(current)), None) => {
+                let before = current.as_ref().map(|r| super::anti_entropy::item(&key.1, &r.siblings));
+                self.loaded(now, &key, &head, current, before)
+            }
             // A result that does not match the step in flight: treat as a storage failure.
             _ => Some(Err(ErrorReply::new(ErrorKind::Internal, "storage answered out of turn"))),
         };
         if let Some(answer) = answer {
             self.finish_step(now, key, head.done, answer);
+        }
+    }
+
+    /// The head step loaded `current` (whose tree digest is `before`): answers, or stores the
+    /// changed record.
+    fn loaded(
+        &mut self,
+        now: Duration,
+        key: &(StoreName, Vec<u8>),
+        head: &Pending,
+        current: Option<KeyRecord>,
+        before: Option<u64>,
+    ) -> Option<Result<Response, ErrorReply>> {
+        match self.apply(now, key, head, current) {
+            Ok(Step::Answer(body)) => Some(Ok(body)),
+            Ok(Step::Store(state)) => {
+                let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, key));
+                let io =
+                    Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone(), hint: hint.clone() };
+                if let Some(queue) = self.keys.get_mut(key) {
+                    queue.storing = Some((state, hint, before));
+                }
+                self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
+                None
+            }
+            Err(reply) => Some(Err(reply)),
         }
     }
 

@@ -131,15 +131,12 @@ impl Ring {
 
     /// The partition a token falls in.
     pub fn partition_of(&self, token: Token) -> usize {
-        (token.0 >> (128 - u32::from(self.partition_bits))) as usize
+        partition_of(self.partition_bits, token)
     }
 
     /// The tokens of one partition.
     pub fn partition_range(&self, partition: usize) -> TokenRange {
-        let shift = 128 - u32::from(self.partition_bits);
-        let first = (partition as u128) << shift;
-        let last = first | ((1u128 << shift) - 1);
-        TokenRange::new(Token(first), Token(last)).unwrap_or(TokenRange::FULL)
+        partition_range(self.partition_bits, partition)
     }
 
     /// The owner of a partition (the first node of its preference list).
@@ -198,3 +195,17 @@ impl Ring {
 
 #[cfg(test)]
 mod tests;
+
+/// The partition `token` falls in when the ring has `2^bits` partitions (every ring of a cluster
+/// has the same count: [`ClusterView::partition_bits`](crate::cluster::ClusterView::partition_bits)).
+pub fn partition_of(bits: u8, token: Token) -> usize {
+    token.0.checked_shr(128 - u32::from(bits)).unwrap_or(0) as usize
+}
+
+/// The tokens of partition `partition` of `2^bits`.
+pub fn partition_range(bits: u8, partition: usize) -> TokenRange {
+    let shift = 128 - u32::from(bits);
+    let first = (partition as u128).checked_shl(shift).unwrap_or(0);
+    let last = first | 1u128.checked_shl(shift).map_or(u128::MAX, |w| w - 1);
+    TokenRange::new(Token(first), Token(last)).unwrap_or(TokenRange::FULL)
+}

@@ -248,6 +248,12 @@ impl Driver {
                     let _ = report.send(Input::Io { id, result });
                 });
             }
+            Io::Scan { store, ranges, from, limit } => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::scan(&*engine, &store, &ranges, &from, limit);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
             Io::DropHint(hint) => {
                 tokio::task::spawn_blocking(move || {
                     let result = steps::drop_hint(&*engine, &hint);
@@ -328,6 +334,14 @@ impl Driver {
                 %store,
                 key = %key[..key.len().min(64)].escape_ascii(),
                 "hinted write handed back"
+            ),
+            Event::AntiEntropy { peer, store, pulled, pushed } => tracing::info!(
+                node = %self.machine.id(),
+                %peer,
+                %store,
+                pulled,
+                pushed,
+                "anti-entropy exchange repaired keys"
             ),
             Event::PeerState { peer, from, to } => match to {
                 PeerState::Up => tracing::info!(node = %self.machine.id(), %peer, %from, "peer is up"),

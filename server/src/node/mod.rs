@@ -79,6 +79,14 @@ pub struct NodeConfig {
     pub default_store: StoreConfig,
     /// Where to serve Prometheus metrics over HTTP (default: nowhere; see [`metrics`]).
     pub metrics: Option<SocketAddr>,
+    /// How often, about, the node compares its Merkle trees of a store with a peer (default 1 s;
+    /// zero switches anti-entropy off).
+    pub anti_entropy_interval: Duration,
+    /// Bytes per second anti-entropy may send and receive (default 4 MiB/s).
+    pub anti_entropy_budget: u64,
+    /// Hinted writes in flight to one primary at once while hints are handed back (default 4;
+    /// zero stops handing hints back, for tests).
+    pub hint_batch: usize,
 }
 
 impl NodeConfig {
@@ -104,6 +112,9 @@ impl NodeConfig {
             max_clock_skew: Duration::from_secs(60),
             default_store: StoreConfig::quorum(),
             metrics: None,
+            anti_entropy_interval: Duration::from_secs(1),
+            anti_entropy_budget: 4 * 1024 * 1024,
+            hint_batch: 4,
         }
     }
 }
@@ -226,6 +237,9 @@ impl Node {
         machine_config.max_stores = config.max_stores;
         machine_config.max_clock_skew = config.max_clock_skew;
         machine_config.default_store = Some(config.default_store);
+        machine_config.anti_entropy_interval = config.anti_entropy_interval;
+        machine_config.anti_entropy_budget = config.anti_entropy_budget;
+        machine_config.hint_batch = config.hint_batch;
         let origin = tokio::time::Instant::now();
         machine_config.wall_clock_origin_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

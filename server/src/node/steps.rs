@@ -6,6 +6,7 @@
 use quickv_core::identity::NodeId;
 use quickv_core::node::{Hint, IoError, IoOutput};
 use quickv_core::store::StoreName;
+use quickv_core::token::{Token, TokenRange};
 use quickv_core::version::KeyRecord;
 
 use crate::storage::{Engine, StorageError, record};
@@ -56,7 +57,7 @@ pub(crate) fn load_hints(engine: &dyn Engine) -> Result<IoOutput, IoError> {
     let mut hints = Vec::new();
     let mut bad = 0usize;
     engine
-        .scan(HINTS_SPACE, &mut |key, value| {
+        .scan(HINTS_SPACE, &[], &mut |key, value| {
             match decode_hint(key, value) {
                 Some(hint) => hints.push(hint),
                 None => bad += 1,
@@ -79,6 +80,43 @@ fn decode_hint(key: &[u8], value: &[u8]) -> Option<Hint> {
     let (&version, created) = value.split_first()?;
     let created_ms = u64::from_le_bytes(created.try_into().ok()?);
     (version == HINT_VERSION).then_some(Hint { target, store, key, created_ms })
+}
+
+/// Examines up to `limit` records of `store` from key `from` on, keeping those whose tokens fall
+/// in `ranges` (see [`Io::Scan`](quickv_core::node::Io::Scan)). A record that fails its checksum
+/// is skipped and reported, not returned: anti-entropy then finds its key missing here and
+/// brings it back from a replica.
+pub(crate) fn scan(
+    engine: &dyn Engine,
+    store: &StoreName,
+    ranges: &[TokenRange],
+    from: &[u8],
+    limit: usize,
+) -> Result<IoOutput, IoError> {
+    let space = store.as_str();
+    let mut records = Vec::new();
+    let (mut examined, mut next) = (0usize, None);
+    let mut bad = 0usize;
+    engine
+        .scan(space, from, &mut |key, value| {
+            if examined == limit {
+                next = Some(key.to_vec());
+                return false;
+            }
+            examined += 1;
+            if TokenRange::find(ranges, Token::of(key)) {
+                match record::decode(space, key, value) {
+                    Ok(record) => records.push((key.to_vec(), record)),
+                    Err(_) => bad += 1,
+                }
+            }
+            true
+        })
+        .map_err(failed)?;
+    if bad > 0 {
+        tracing::warn!("{bad} records of store {store} failed their checks and were skipped by a scan");
+    }
+    Ok(IoOutput::Scanned { records, next })
 }
 
 /// Deletes everything stored for a dropped store.

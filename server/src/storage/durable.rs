@@ -99,9 +99,9 @@ impl Engine for DurableEngine {
         self.commit(seq)
     }
 
-    fn scan(&self, space: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError> {
+    fn scan(&self, space: &str, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError> {
         let Some(ks) = self.space(space, false)? else { return Ok(()) };
-        for guard in ks.iter() {
+        for guard in ks.range(from..) {
             let (k, v) = guard.into_inner().map_err(engine_error)?;
             if !visit(&k, &v) {
                 break;

@@ -43,10 +43,10 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
-    fn scan(&self, space: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError> {
+    fn scan(&self, space: &str, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError> {
         check_space(space)?;
         let spaces = self.spaces.read().unwrap_or_else(|p| p.into_inner());
-        for (k, v) in spaces.get(space).into_iter().flatten() {
+        for (k, v) in spaces.get(space).into_iter().flat_map(|m| m.range(from.to_vec()..)) {
             if !visit(k, v) {
                 break;
             }

@@ -88,8 +88,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Removes `key`; durable per the engine's [`SyncPolicy`] when it returns.
     fn remove(&self, space: &str, key: &[u8]) -> Result<(), StorageError>;
 
-    /// Calls `visit` on each entry of `space` in key order until it returns `false`.
-    fn scan(&self, space: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError>;
+    /// Calls `visit` on each entry of `space` whose key is `from` or after it, in key order,
+    /// until it returns `false` (`from` empty: every entry).
+    fn scan(&self, space: &str, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError>;
 
     /// Makes every write so far durable on stable storage, whatever the policy.
     fn flush(&self) -> Result<(), StorageError>;

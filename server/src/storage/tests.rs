@@ -19,7 +19,7 @@ fn durable(dir: &Path) -> Box<dyn Engine> {
 fn entries(engine: &dyn Engine, space: &str) -> usize {
     let mut count = 0;
     engine
-        .scan(space, &mut |_, _| {
+        .scan(space, &[], &mut |_, _| {
             count += 1;
             true
         })
@@ -78,13 +78,26 @@ fn conformance(open: fn(&Path) -> Box<dyn Engine>) {
     }
     let mut keys = Vec::new();
     engine
-        .scan("scan", &mut |k, v| {
+        .scan("scan", &[], &mut |k, v| {
             assert_eq!(k, v);
             keys.push(k.to_vec());
             keys.len() < 3
         })
         .unwrap();
     assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    // A scan may start at a key (inclusive), present or not.
+    for (from, expected) in
+        [(&b"b"[..], vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]), (b"bb", vec![b"c".to_vec(), b"d".to_vec()])]
+    {
+        let mut keys = Vec::new();
+        engine
+            .scan("scan", from, &mut |k, _| {
+                keys.push(k.to_vec());
+                true
+            })
+            .unwrap();
+        assert_eq!(keys, expected);
+    }
 
     // Bad space names are refused and change nothing.
     assert!(matches!(engine.put("", b"k", b"v"), Err(StorageError::InvalidSpace(_))));
@@ -111,7 +124,7 @@ fn conformance(open: fn(&Path) -> Box<dyn Engine>) {
     }
     let mut count = 0;
     engine
-        .scan("c", &mut |_, _| {
+        .scan("c", &[], &mut |_, _| {
             count += 1;
             true
         })

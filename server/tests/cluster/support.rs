@@ -24,6 +24,8 @@ pub struct Cluster {
     pub memory: Vec<usize>,
     /// What every node lets its callers hold.
     pub bounds: Bounds,
+    /// Applied to every node's configuration as it starts or restarts.
+    pub tweak: fn(&mut NodeConfig),
 }
 
 pub fn config(dir: &Path, i: usize, listen: SocketAddr, seeds: Vec<SocketAddr>, limits: Limits) -> NodeConfig {
@@ -48,9 +50,15 @@ impl Cluster {
     }
 
     pub async fn start_bounded(count: usize, limits: Limits, bounds: Bounds) -> Cluster {
+        Cluster::start_tweaked(count, limits, bounds, |_| {}).await
+    }
+
+    /// Starts `count` nodes whose configurations `tweak` adjusts.
+    pub async fn start_tweaked(count: usize, limits: Limits, bounds: Bounds, tweak: fn(&mut NodeConfig)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         pki::init_cluster(dir.path()).unwrap();
-        let mut cluster = Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits, memory: Vec::new(), bounds };
+        let mut cluster =
+            Cluster { dir, nodes: Vec::new(), addrs: Vec::new(), limits, memory: Vec::new(), bounds, tweak };
         for _ in 0..count {
             cluster.add_node().await;
         }
@@ -64,6 +72,7 @@ impl Cluster {
         let seeds = self.addrs.first().copied().into_iter().collect();
         let mut config = config(self.dir.path(), i, "127.0.0.1:0".parse().unwrap(), seeds, self.limits);
         config.bounds = self.bounds;
+        (self.tweak)(&mut config);
         let node = Node::start(config).await.unwrap();
         self.addrs.push(node.local_addr().unwrap());
         self.nodes.push(Some(node));
@@ -122,6 +131,7 @@ impl Cluster {
             config.engine = EngineKind::Memory;
         }
         config.bounds = self.bounds;
+        (self.tweak)(&mut config);
         // The old socket closes once its connections have drained.
         for attempt in 0.. {
             match Node::start(config.clone()).await {

@@ -147,8 +147,9 @@ impl World {
                 Step::Put(Action::Send { to, request: write }) => {
                     self.send_smart(op, to.clone(), Request::CoordinatePut { store, key, write, minter: Some(to) });
                 }
-                // A put never repairs.
-                Step::Put(Action::Repair { .. }) => {}
+                // A forwarded put never repairs, and neither machine keeps hints (the node that
+                // coordinates does).
+                Step::Put(Action::Repair { .. } | Action::Hint { .. }) | Step::Get(Action::Hint { .. }) => {}
                 Step::Put(Action::Reply(Ok(_))) => {
                     let client = smart.client;
                     self.finish_smart(op, client, Status::Ok, None);

@@ -97,6 +97,13 @@ struct StorageArgs {
     /// Milliseconds a caller has to send a whole request.
     #[arg(long, default_value_t = Bounds::default().read_deadline.as_millis() as u64)]
     read_deadline_ms: u64,
+    /// Milliseconds between anti-entropy comparisons with a peer, about (jittered); 0 switches
+    /// anti-entropy off.
+    #[arg(long, default_value_t = 1000)]
+    anti_entropy_interval_ms: u64,
+    /// Bytes per second anti-entropy may send and receive.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    anti_entropy_budget: u64,
 }
 
 #[derive(Args)]
@@ -186,6 +193,8 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.sync = storage.sync;
     config.limits = Limits { max_key: storage.max_key, max_value: storage.max_value };
     config.max_stores = storage.max_stores;
+    config.anti_entropy_interval = Duration::from_millis(storage.anti_entropy_interval_ms);
+    config.anti_entropy_budget = storage.anti_entropy_budget;
     config.bounds = Bounds {
         connections: storage.max_connections,
         connections_per_address: storage.max_connections_per_address,

@@ -1,0 +1,648 @@
+//! Merkle anti-entropy: replicas that missed writes for any reason (a dropped message, a hint
+//! past its bound, a crash that lost unsynced records, a node that was away) are brought level
+//! with no read touching their keys.
+//!
+//! **Trees.** A node keeps a Merkle tree ([`crate::merkle`]) per store and partition it holds
+//! keys of ([`Trees`]), each key adding the digest of its state to its leaf. The trees are built
+//! from a scan of storage at start ([`Io::Scan`]) and updated on every record the node stores,
+//! never rebuilt for an exchange.
+//!
+//! **Exchanges.** Every [`anti_entropy_interval`](super::NodeConfig::anti_entropy_interval)
+//! (jittered between half and one and a half of it) a node picks a store and a peer that is up,
+//! and compares the partitions of the store both are primaries of in its ring:
+//!
+//! 1. `TreeBuckets`: the partitions' roots folded into at most [`BUCKETS`] digests; the peer
+//!    answers which differ;
+//! 2. `TreeLeaves`: the leaves of up to [`MAX_PARTITIONS`] partitions of those buckets; the peer
+//!    scans its storage for the keys in the leaves that differ and answers them with their
+//!    digests (`TreeKeys`);
+//! 3. the node scans its own keys in those leaves, then pulls (a replica read, merged here) each
+//!    key whose state the peer has and it has not, and pushes (`Replicate`) each key whose state it
+//!    has and the peer has not; both states are merged, so a key that changed on both sides ends
+//!    equal on both.
+//!
+//! Both sides mend the leaves they scanned to what storage holds, so a tree that drifted from its
+//! disk (a build racing writes, a lost record) is put right by the next comparison. An exchange
+//! that found differences is followed at once by the next one with the same peer, so a node that
+//! missed many writes catches up at the pace of the budget, not of the interval.
+//!
+//! **Budget.** What anti-entropy sends and receives (digests, keys, states) is counted against
+//! [`anti_entropy_budget`](super::NodeConfig::anti_entropy_budget) bytes per second, a token
+//! bucket holding one second of it: no exchange or transfer starts while it is spent. At most
+//! [`BATCH`] transfers are in flight at once.
+//!
+//! The scans read a store's space in key order and keep the keys whose tokens are wanted
+//! (records are stored by key, not by token): their cost grows with the store, not with the
+//! difference. A token-ordered layout would make them range reads.
+
+mod trees;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+pub(super) use trees::Trees;
+pub(super) use trees::item;
+
+use super::replica::{Completion, ReplicaStep};
+use super::{Event, Io, IoOutput, IoOwner, Node, Purpose};
+use crate::coordinator::ReplicaFailure;
+use crate::identity::NodeId;
+use crate::liveness::PeerState;
+use crate::store::StoreName;
+use crate::token::{Token, TokenRange};
+use crate::version::{KeyRecord, Siblings};
+use crate::wire::{ErrorKind, ErrorReply, Request, Response};
+
+/// The most bucket digests a `TreeBuckets` carries.
+pub const BUCKETS: usize = 256;
+/// The most partitions one exchange compares leaf by leaf.
+pub const MAX_PARTITIONS: usize = 4096;
+/// The most transfers (pulls and pushes) in flight at once.
+pub const BATCH: usize = 8;
+/// Keys a scan examines per storage step.
+const SCAN_PAGE: usize = 1024;
+/// The most scans answering peers at once; past it a peer is told to come back later.
+const MAX_ANSWERING: usize = 2;
+/// An exchange still going after this long is given up.
+const EXCHANGE_LIMIT: Duration = Duration::from_secs(60);
+
+/// What an anti-entropy request asked, to route its answer.
+#[derive(Clone, Debug)]
+pub(super) enum Call {
+    Buckets,
+    Leaves,
+    Pull(Vec<u8>),
+    Push,
+}
+
+/// A node's anti-entropy: its trees, the exchange it runs, the scans in flight and the budget.
+#[derive(Debug)]
+pub(super) struct AntiEntropy {
+    pub(super) trees: Trees,
+    next_round: Duration,
+    next_store: usize,
+    exchange: Option<Exchange>,
+    /// The store and peer to go on with at once (the last exchange found differences).
+    again: Option<(StoreName, NodeId)>,
+    scans: BTreeMap<u64, Scan>,
+    next_scan: u64,
+    budget: Budget,
+}
+
+impl AntiEntropy {
+    pub(super) fn new(partition_bits: u8, bytes_per_second: u64, now: Duration) -> AntiEntropy {
+        AntiEntropy {
+            trees: Trees::new(partition_bits),
+            next_round: now,
+            next_store: 0,
+            exchange: None,
+            again: None,
+            scans: BTreeMap::new(),
+            next_scan: 1,
+            budget: Budget { rate: bytes_per_second, tokens: bytes_per_second as i64, at: now },
+        }
+    }
+
+    /// When the machine should next look at anti-entropy.
+    pub(super) fn poll_timeout(&self) -> Option<Duration> {
+        let Some(exchange) = &self.exchange else { return Some(self.next_round) };
+        // While an exchange runs, the next round waits for it.
+        let budget = exchange.waits_for_budget().then(|| self.budget.ready_at());
+        let limit = exchange.started.saturating_add(EXCHANGE_LIMIT);
+        [budget, Some(limit)].into_iter().flatten().min()
+    }
+}
+
+/// One exchange this node runs with a peer.
+#[derive(Debug)]
+struct Exchange {
+    peer: NodeId,
+    store: StoreName,
+    ring: u64,
+    started: Duration,
+    stage: Stage,
+    pulled: u64,
+    pushed: u64,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// `TreeBuckets` sent for these shared partitions, `bucket` to a digest.
+    Buckets { shared: Vec<u32>, bucket: usize },
+    /// `TreeLeaves` sent.
+    Leaves,
+    /// Scanning this node's keys in the leaves that differ (scan `scan`), with the peer's.
+    Scanning { theirs: BTreeMap<Vec<u8>, u64> },
+    /// Pulls and pushes, `in_flight` of them sent.
+    Transfers { work: VecDeque<Transfer>, in_flight: usize },
+}
+
+#[derive(Debug)]
+enum Transfer {
+    Pull(Vec<u8>),
+    Push(Vec<u8>, Siblings),
+}
+
+impl Exchange {
+    fn waits_for_budget(&self) -> bool {
+        matches!(&self.stage, Stage::Transfers { work, in_flight } if !work.is_empty() && *in_flight < BATCH)
+    }
+}
+
+/// One scan of storage in flight.
+#[derive(Debug)]
+struct Scan {
+    store: StoreName,
+    ranges: Vec<TokenRange>,
+    /// The leaves scanned, as (partition, leaf), and what the scan found in each.
+    leaves: Vec<(u32, u32)>,
+    found: BTreeMap<(u32, u32), u64>,
+    purpose: ScanFor,
+}
+
+#[derive(Debug)]
+enum ScanFor {
+    /// Building the store's trees at start.
+    Build,
+    /// Answering a peer's `TreeLeaves` on `stream`.
+    Answer { stream: u64, id: u64, keys: Vec<(Vec<u8>, u64)> },
+    /// This node's side of its exchange.
+    Exchange { records: Vec<(Vec<u8>, KeyRecord)> },
+}
+
+/// A token bucket of bytes.
+#[derive(Debug)]
+struct Budget {
+    rate: u64,
+    tokens: i64,
+    at: Duration,
+}
+
+impl Budget {
+    fn refill(&mut self, now: Duration) {
+        let elapsed = now.saturating_sub(self.at);
+        self.at = self.at.max(now);
+        let earned = (self.rate as u128 * elapsed.as_micros() / 1_000_000).min(i64::MAX as u128) as i64;
+        self.tokens = self.tokens.saturating_add(earned).min(self.rate as i64);
+    }
+
+    fn spend(&mut self, bytes: usize) {
+        self.tokens = self.tokens.saturating_sub(bytes as i64);
+    }
+
+    fn available(&self) -> bool {
+        self.tokens > 0
+    }
+
+    fn ready_at(&self) -> Duration {
+        if self.tokens > 0 || self.rate == 0 {
+            return self.at;
+        }
+        let micros = (self.tokens.unsigned_abs() as u128 * 1_000_000).div_ceil(self.rate as u128) + 1;
+        self.at.saturating_add(Duration::from_micros(micros.min(u64::MAX as u128) as u64))
+    }
+}
+
+impl Node {
+    /// Starts building the trees of every store in the view from storage (at start).
+    pub(super) fn build_trees(&mut self) {
+        let stores: Vec<StoreName> = self.view.stores().map(|(name, _)| name.clone()).collect();
+        for store in stores {
+            self.anti_entropy.trees.start_building(store.clone());
+            let scan = Scan {
+                store,
+                ranges: alloc::vec![TokenRange::FULL],
+                leaves: Vec::new(),
+                found: BTreeMap::new(),
+                purpose: ScanFor::Build,
+            };
+            self.start_scan(scan);
+        }
+    }
+
+    /// A record of `key` was stored: its tree follows (`before`, `after`: the states' digests).
+    pub(super) fn tree_update(&mut self, store: &StoreName, key: &[u8], before: Option<u64>, after: &Siblings) {
+        self.anti_entropy.trees.update(store, key, before, Some(item(key, after)));
+    }
+
+    /// Runs anti-entropy's timers: starts an exchange when one is due and the budget allows,
+    /// sends transfers the budget now allows, and gives up an exchange that went on too long.
+    pub(super) fn anti_entropy_tick(&mut self, now: Duration) {
+        if self.config.anti_entropy_interval.is_zero() {
+            return;
+        }
+        self.anti_entropy.budget.refill(now);
+        if self.anti_entropy.exchange.as_ref().is_some_and(|e| now >= e.started.saturating_add(EXCHANGE_LIMIT)) {
+            self.anti_entropy.exchange = None;
+        }
+        self.send_transfers(now);
+        if now < self.anti_entropy.next_round || self.anti_entropy.exchange.is_some() {
+            return;
+        }
+        let interval = self.config.anti_entropy_interval;
+        let jitter = Duration::from_micros(self.random() % (interval.as_micros() as u64).max(1));
+        self.anti_entropy.next_round = now.saturating_add(interval / 2).saturating_add(jitter);
+        self.anti_entropy.trees.retain(|s| self.view.store(s).is_some());
+        if self.anti_entropy.budget.available() {
+            self.start_exchange(now);
+        }
+    }
+
+    /// Picks a store and a peer (the last ones again if they differed) and sends `TreeBuckets`.
+    fn start_exchange(&mut self, now: Duration) {
+        let Some(ring) = self.view.ring().cloned() else { return };
+        let (store, peer) = match self.anti_entropy.again.take() {
+            Some(pair) => pair,
+            None => {
+                let stores: Vec<StoreName> = self.view.stores().map(|(s, _)| s.clone()).collect();
+                let up: Vec<NodeId> =
+                    self.peers().into_iter().filter(|p| self.liveness.state(p) == PeerState::Up).collect();
+                if stores.is_empty() || up.is_empty() {
+                    return;
+                }
+                let store = stores[self.anti_entropy.next_store % stores.len()].clone();
+                self.anti_entropy.next_store = self.anti_entropy.next_store.wrapping_add(1);
+                let peer = up[(self.random() % up.len() as u64) as usize].clone();
+                (store, peer)
+            }
+        };
+        let Ok(config) = self.store_config(&store) else { return };
+        if !self.anti_entropy.trees.ready(&store) {
+            return;
+        }
+        let shared = shared_partitions(&ring, config.n(), &self.id, &peer);
+        if shared.is_empty() {
+            return;
+        }
+        let bucket = shared.len().div_ceil(BUCKETS);
+        let digests = self.bucket_digests(&store, &shared, bucket);
+        let Some(destination) = self.destination(&peer) else { return };
+        self.anti_entropy.budget.spend(digests.len() * 8);
+        let body = Request::TreeBuckets { store: store.clone(), ring: ring.digest(), bucket: bucket as u32, digests };
+        self.stats.anti_entropy_exchanges += 1;
+        self.anti_entropy.exchange = Some(Exchange {
+            peer: peer.clone(),
+            store,
+            ring: ring.digest(),
+            started: now,
+            stage: Stage::Buckets { shared, bucket },
+            pulled: 0,
+            pushed: 0,
+        });
+        self.send_request(now, destination, body, false, Purpose::AntiEntropy { peer, call: Call::Buckets });
+    }
+
+    fn bucket_digests(&self, store: &StoreName, shared: &[u32], bucket: usize) -> Vec<u64> {
+        shared
+            .chunks(bucket.max(1))
+            .map(|chunk| {
+                chunk.iter().fold(0u64, |h, &p| crate::mix::combine(h, self.anti_entropy.trees.root(store, p)))
+            })
+            .collect()
+    }
+
+    /// A peer's `TreeBuckets`: which of its buckets differ from this node's.
+    pub(super) fn tree_buckets(
+        &mut self,
+        from: &NodeId,
+        store: &StoreName,
+        ring: u64,
+        bucket: u32,
+        digests: &[u64],
+    ) -> Result<Response, ErrorReply> {
+        let (own_ring, config) = self.comparable(store, ring)?;
+        let shared = shared_partitions(&own_ring, config.n(), &self.id, from);
+        let bucket = (bucket as usize).max(1);
+        let mine = self.bucket_digests(store, &shared, bucket);
+        if mine.len() != digests.len() {
+            return Err(ErrorReply::new(ErrorKind::Malformed, "bucket digests do not match the shared partitions"));
+        }
+        let differ = mine.iter().zip(digests).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i as u32);
+        Ok(Response::TreeBuckets(differ.collect()))
+    }
+
+    /// A peer's `TreeLeaves`: the leaves that differ, then (after a scan) this node's keys in
+    /// them. `Ok(None)`: the answer comes after the scan.
+    pub(super) fn tree_leaves(
+        &mut self,
+        stream: u64,
+        id: u64,
+        store: StoreName,
+        ring: u64,
+        partitions: &[(u32, Vec<u64>)],
+    ) -> Result<Option<Response>, ErrorReply> {
+        self.comparable(&store, ring)?;
+        if partitions.len() > MAX_PARTITIONS {
+            return Err(ErrorReply::new(ErrorKind::TooLarge, "too many partitions in one comparison"));
+        }
+        let count = 1usize << self.view.partition_bits();
+        let mut leaves = Vec::new();
+        for (partition, theirs) in partitions {
+            if *partition as usize >= count {
+                return Err(ErrorReply::new(ErrorKind::Malformed, "no such partition"));
+            }
+            let differing = self
+                .anti_entropy
+                .trees
+                .differing(&store, *partition, theirs)
+                .ok_or_else(|| ErrorReply::new(ErrorKind::Malformed, "leaves do not match this node's trees"))?;
+            leaves.extend(differing.into_iter().map(|leaf| (*partition, leaf as u32)));
+        }
+        if leaves.is_empty() {
+            return Ok(Some(Response::TreeKeys { leaves, keys: Vec::new() }));
+        }
+        let answering = self.anti_entropy.scans.values().filter(|s| matches!(s.purpose, ScanFor::Answer { .. }));
+        if answering.count() >= MAX_ANSWERING {
+            return Err(ErrorReply::new(ErrorKind::Unavailable, "busy with other comparisons: try again later"));
+        }
+        let ranges = self.anti_entropy.trees.ranges(&leaves);
+        let purpose = ScanFor::Answer { stream, id, keys: Vec::new() };
+        self.start_scan(Scan { store, ranges, leaves, found: BTreeMap::new(), purpose });
+        Ok(None)
+    }
+
+    /// This node's ring and the store's settings, if a comparison under `ring` can be made.
+    fn comparable(
+        &self,
+        store: &StoreName,
+        ring: u64,
+    ) -> Result<(crate::ring::Ring, crate::store::StoreConfig), ErrorReply> {
+        let config = self.store_config(store)?;
+        let own = self.view.ring().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "no ring yet"))?;
+        if own.digest() != ring {
+            return Err(ErrorReply::new(
+                ErrorKind::StaleRing,
+                alloc::format!("compared under another ring than this node's (epoch {})", own.epoch()),
+            ));
+        }
+        if !self.anti_entropy.trees.ready(store) {
+            return Err(ErrorReply::new(ErrorKind::Unavailable, "this node is still building its trees"));
+        }
+        Ok((own.clone(), config))
+    }
+
+    fn start_scan(&mut self, scan: Scan) {
+        let number = self.anti_entropy.next_scan;
+        self.anti_entropy.next_scan += 1;
+        let io =
+            Io::Scan { store: scan.store.clone(), ranges: scan.ranges.clone(), from: Vec::new(), limit: SCAN_PAGE };
+        self.anti_entropy.scans.insert(number, scan);
+        self.issue_io(io, IoOwner::Scan(number));
+    }
+
+    /// A page of scan `number` came back.
+    pub(super) fn scan_page(&mut self, now: Duration, number: u64, result: Result<IoOutput, super::IoError>) {
+        let Some(mut scan) = self.anti_entropy.scans.remove(&number) else { return };
+        let Ok(IoOutput::Scanned { records, next }) = result else {
+            // A failed scan: a build leaves what it has (comparisons mend it), an answer says so.
+            match scan.purpose {
+                ScanFor::Build => self.anti_entropy.trees.built(&scan.store),
+                ScanFor::Answer { stream, id, .. } => {
+                    let reply = ErrorReply::new(ErrorKind::Internal, "storage failed while listing keys");
+                    self.reply(stream, id, Response::Error(reply));
+                }
+                ScanFor::Exchange { .. } => self.anti_entropy.exchange = None,
+            }
+            return;
+        };
+        for (key, record) in records {
+            let token = Token::of(&key);
+            if !TokenRange::find(&scan.ranges, token) {
+                continue;
+            }
+            let digest = item(&key, &record.siblings);
+            if let ScanFor::Build = scan.purpose {
+                self.anti_entropy.trees.toggle(&scan.store, token, digest);
+                continue;
+            }
+            let (partition, leaf) = self.anti_entropy.trees.leaf_of(token);
+            *scan.found.entry((partition, leaf as u32)).or_default() ^= digest;
+            match &mut scan.purpose {
+                ScanFor::Answer { keys, .. } => keys.push((key, digest)),
+                ScanFor::Exchange { records } => records.push((key, record)),
+                ScanFor::Build => {}
+            }
+        }
+        if let Some(from) = next {
+            let io = Io::Scan { store: scan.store.clone(), ranges: scan.ranges.clone(), from, limit: SCAN_PAGE };
+            self.anti_entropy.scans.insert(number, scan);
+            self.issue_io(io, IoOwner::Scan(number));
+            return;
+        }
+        for &(partition, leaf) in &scan.leaves {
+            let digest = scan.found.get(&(partition, leaf)).copied().unwrap_or(0);
+            self.anti_entropy.trees.mend(&scan.store, partition, leaf as usize, digest);
+        }
+        match scan.purpose {
+            ScanFor::Build => self.anti_entropy.trees.built(&scan.store),
+            ScanFor::Answer { stream, id, keys } => {
+                self.reply(stream, id, Response::TreeKeys { leaves: scan.leaves, keys });
+            }
+            ScanFor::Exchange { records } => self.compare_keys(now, records),
+        }
+    }
+
+    /// The answer to an anti-entropy request this node sent.
+    pub(super) fn anti_entropy_answer(
+        &mut self,
+        now: Duration,
+        peer: NodeId,
+        call: Call,
+        answer: Result<Response, ReplicaFailure>,
+    ) {
+        self.heard(now, &peer, &answer);
+        let current = self.anti_entropy.exchange.as_ref().is_some_and(|e| e.peer == peer);
+        if !current {
+            return;
+        }
+        match (call, answer) {
+            (Call::Buckets, Ok(Response::TreeBuckets(differ))) => self.buckets_differ(now, &differ),
+            (Call::Leaves, Ok(Response::TreeKeys { leaves, keys })) => self.leaves_differ(leaves, keys),
+            (Call::Pull(key), answer) => {
+                if let Ok(Response::State(Some(state))) = answer {
+                    let size = state.siblings.size_bound();
+                    self.anti_entropy.budget.spend(size);
+                    self.stats.anti_entropy_bytes += size as u64;
+                    self.stats.anti_entropy_pulled += 1;
+                    if let Some(exchange) = &mut self.anti_entropy.exchange {
+                        exchange.pulled += 1;
+                    }
+                    let store = self.anti_entropy.exchange.as_ref().map(|e| e.store.clone());
+                    if let Some((store, config)) = store.and_then(|s| self.view.store(&s).copied().map(|c| (s, c))) {
+                        let step = ReplicaStep::Merge(state.siblings);
+                        self.enqueue(store, key, config, step, Completion::Nothing);
+                    }
+                }
+                self.transfer_done(now);
+            }
+            (Call::Push, answer) => {
+                if answer.is_ok() {
+                    self.stats.anti_entropy_pushed += 1;
+                    if let Some(exchange) = &mut self.anti_entropy.exchange {
+                        exchange.pushed += 1;
+                    }
+                }
+                self.transfer_done(now);
+            }
+            // A refusal (another ring, trees still being built, busy) or no answer: this round
+            // is over; the next one starts afresh.
+            (_, answer) => {
+                if let Ok(Response::Error(reply)) = &answer
+                    && reply.kind == ErrorKind::StaleRing
+                {
+                    self.gossip_with(now, &peer);
+                }
+                self.anti_entropy.exchange = None;
+            }
+        }
+    }
+
+    /// The peer named the buckets that differ: send the leaves of their partitions.
+    fn buckets_differ(&mut self, now: Duration, differ: &[u32]) {
+        let Some(exchange) = self.anti_entropy.exchange.as_mut() else { return };
+        let Stage::Buckets { shared, bucket } = &exchange.stage else { return };
+        let chunks: Vec<&[u32]> = shared.chunks((*bucket).max(1)).collect();
+        let mut partitions: Vec<u32> = Vec::new();
+        // From a random bucket on, so that a bucket that cannot be brought level does not hold
+        // up the others.
+        let start =
+            if differ.is_empty() { 0 } else { (crate::mix::mix64(now.as_micros() as u64) as usize) % differ.len() };
+        for &b in differ.iter().cycle().skip(start).take(differ.len()) {
+            let Some(chunk) = chunks.get(b as usize) else { continue };
+            if partitions.len() + chunk.len() > MAX_PARTITIONS {
+                break;
+            }
+            partitions.extend_from_slice(chunk);
+        }
+        if partitions.is_empty() {
+            self.anti_entropy.exchange = None;
+            return;
+        }
+        exchange.stage = Stage::Leaves;
+        let (peer, store, ring) = (exchange.peer.clone(), exchange.store.clone(), exchange.ring);
+        let partitions: Vec<(u32, Vec<u64>)> =
+            partitions.into_iter().map(|p| (p, self.anti_entropy.trees.leaves(&store, p))).collect();
+        let bytes: usize = partitions.iter().map(|(_, l)| 4 + l.len() * 8).sum();
+        self.anti_entropy.budget.spend(bytes);
+        self.stats.anti_entropy_bytes += bytes as u64;
+        let Some(destination) = self.destination(&peer) else {
+            self.anti_entropy.exchange = None;
+            return;
+        };
+        let body = Request::TreeLeaves { store, ring, partitions };
+        self.send_request(now, destination, body, false, Purpose::AntiEntropy { peer, call: Call::Leaves });
+    }
+
+    /// The peer named the leaves that differ and its keys in them: scan this node's.
+    fn leaves_differ(&mut self, leaves: Vec<(u32, u32)>, keys: Vec<(Vec<u8>, u64)>) {
+        let Some(exchange) = self.anti_entropy.exchange.as_mut() else { return };
+        if leaves.is_empty() {
+            self.anti_entropy.exchange = None;
+            return;
+        }
+        let bytes: usize = keys.iter().map(|(k, _)| k.len() + 8).sum();
+        let store = exchange.store.clone();
+        exchange.stage = Stage::Scanning { theirs: keys.into_iter().collect() };
+        self.anti_entropy.budget.spend(bytes);
+        self.stats.anti_entropy_bytes += bytes as u64;
+        let ranges = self.anti_entropy.trees.ranges(&leaves);
+        let purpose = ScanFor::Exchange { records: Vec::new() };
+        self.start_scan(Scan { store, ranges, leaves, found: BTreeMap::new(), purpose });
+    }
+
+    /// This node's keys in the differing leaves are in: pull what the peer has that differs,
+    /// push what this node has that differs.
+    fn compare_keys(&mut self, now: Duration, records: Vec<(Vec<u8>, KeyRecord)>) {
+        let Some(exchange) = self.anti_entropy.exchange.as_mut() else { return };
+        let Stage::Scanning { theirs } = &mut exchange.stage else { return };
+        let mut work = VecDeque::new();
+        let mut mine: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for (key, record) in records {
+            let digest = item(&key, &record.siblings);
+            if theirs.get(&key) != Some(&digest) {
+                work.push_back(Transfer::Push(key.clone(), record.siblings));
+            }
+            mine.insert(key, digest);
+        }
+        for (key, digest) in core::mem::take(theirs) {
+            if mine.get(&key) != Some(&digest) {
+                work.push_back(Transfer::Pull(key));
+            }
+        }
+        exchange.stage = Stage::Transfers { work, in_flight: 0 };
+        self.transfer_done_or_more(now);
+    }
+
+    fn transfer_done(&mut self, now: Duration) {
+        if let Some(Exchange { stage: Stage::Transfers { in_flight, .. }, .. }) = &mut self.anti_entropy.exchange {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+        self.transfer_done_or_more(now);
+    }
+
+    /// Sends what the budget allows; ends the exchange once every transfer is done.
+    fn transfer_done_or_more(&mut self, now: Duration) {
+        self.anti_entropy.budget.refill(now);
+        self.send_transfers(now);
+        let Some(exchange) = &self.anti_entropy.exchange else { return };
+        let Stage::Transfers { work, in_flight } = &exchange.stage else { return };
+        if !work.is_empty() || *in_flight > 0 {
+            return;
+        }
+        let (peer, store, pulled, pushed) =
+            (exchange.peer.clone(), exchange.store.clone(), exchange.pulled, exchange.pushed);
+        self.anti_entropy.exchange = None;
+        if pulled + pushed > 0 {
+            // Keys moved: go on with the same peer at once (the rest of the buckets).
+            self.anti_entropy.again = Some((store.clone(), peer.clone()));
+            self.anti_entropy.next_round = now;
+            self.events.push_back(Event::AntiEntropy { peer, store, pulled, pushed });
+        }
+    }
+
+    fn send_transfers(&mut self, now: Duration) {
+        loop {
+            if !self.anti_entropy.budget.available() {
+                return;
+            }
+            let Some(exchange) = self.anti_entropy.exchange.as_mut() else { return };
+            let Stage::Transfers { work, in_flight } = &mut exchange.stage else { return };
+            if *in_flight >= BATCH {
+                return;
+            }
+            let Some(transfer) = work.pop_front() else { return };
+            *in_flight += 1;
+            let (peer, store) = (exchange.peer.clone(), exchange.store.clone());
+            let (body, call) = match transfer {
+                Transfer::Pull(key) => (Request::Get { store, key: key.clone() }, Call::Pull(key)),
+                Transfer::Push(key, siblings) => {
+                    let size = siblings.size_bound();
+                    self.anti_entropy.budget.spend(size);
+                    self.stats.anti_entropy_bytes += size as u64;
+                    (Request::Replicate { store, key, siblings, hint_for: None }, Call::Push)
+                }
+            };
+            match self.destination(&peer) {
+                Some(destination) => {
+                    self.send_request(now, destination, body, true, Purpose::AntiEntropy { peer, call });
+                }
+                None => {
+                    self.anti_entropy.exchange = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The partitions whose primaries for `n` replicas include both `a` and `b`, in order.
+fn shared_partitions(ring: &crate::ring::Ring, n: usize, a: &NodeId, b: &NodeId) -> Vec<u32> {
+    (0..ring.partition_count())
+        .filter(|&p| {
+            let prefs = ring.preference_list(ring.partition_range(p).first(), n, 0);
+            prefs.is_primary(a) && prefs.is_primary(b)
+        })
+        .map(|p| p as u32)
+        .collect()
+}

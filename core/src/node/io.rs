@@ -1,0 +1,105 @@
+//! The storage steps a node asks its driver to run, and what they give back.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::Hint;
+use crate::cluster::ClusterView;
+use crate::store::StoreName;
+use crate::token::TokenRange;
+use crate::version::KeyRecord;
+
+/// Names one storage step, to match its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IoId(pub u64);
+
+/// A storage step for the driver to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Read the stored state of `key` in `store`: answer [`IoOutput::Loaded`].
+    Load {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Store `state` as the record of `key`, durably (per the engine's sync policy) before
+    /// answering [`IoOutput::Done`].
+    Store {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The new record.
+        state: KeyRecord,
+        /// A hint to store with it, as durably and before answering: the record is held for
+        /// another node (see [`Hint`]).
+        hint: Option<Hint>,
+    },
+    /// Delete every record of `store`, a dropped store, then answer [`IoOutput::Done`]. Emitted
+    /// once a drop is in the view, and again at every start (deleting nothing is no error).
+    DropData {
+        /// The dropped store.
+        store: StoreName,
+    },
+    /// Remove this hint (by target, store and key) from storage, then answer [`IoOutput::Done`].
+    DropHint(Hint),
+    /// Read every hint stored, then answer [`IoOutput::Hints`]. Emitted once, at start.
+    LoadHints,
+    /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
+    /// Views are emitted in order; a driver that runs them concurrently must still leave the
+    /// last one emitted on disk.
+    SaveView(ClusterView),
+    /// Read records of `store` in key order, starting at key `from` (inclusive; empty: the
+    /// first key), examining at most `limit` keys, and answer [`IoOutput::Scanned`] with those
+    /// whose [token](crate::token::Token::of) falls in one of `ranges` (sorted and disjoint: see
+    /// [`TokenRange::find`](crate::token::TokenRange::find)). Anti-entropy's scans: to build its
+    /// Merkle trees at start, and to list the keys of the tree leaves that differ from a peer's.
+    Scan {
+        /// The store.
+        store: StoreName,
+        /// The token ranges wanted.
+        ranges: Vec<TokenRange>,
+        /// The first key to examine.
+        from: Vec<u8>,
+        /// The most keys to examine.
+        limit: usize,
+    },
+}
+
+/// What a storage step gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoOutput {
+    /// The record read by [`Io::Load`] (`None`: the key is not stored).
+    Loaded(Option<KeyRecord>),
+    /// The write asked for is done.
+    Done,
+    /// The hints read by [`Io::LoadHints`].
+    Hints(Vec<Hint>),
+    /// What an [`Io::Scan`] found.
+    Scanned {
+        /// The records in the ranges, in key order.
+        records: Vec<(Vec<u8>, KeyRecord)>,
+        /// The key to continue from (the first not examined), or `None`: the store is done.
+        next: Option<Vec<u8>>,
+    },
+}
+
+/// Whose storage step a step is, to route its result.
+#[derive(Clone, Debug)]
+pub(super) enum IoOwner {
+    /// A replica step of this key.
+    Key(StoreName, Vec<u8>),
+    /// A save of the view.
+    View,
+    /// The load of the hints.
+    Hints,
+    /// An anti-entropy scan (see [`super::anti_entropy`]).
+    Scan(u64),
+    /// Nobody waits for it.
+    Nobody,
+}
+
+/// A storage step that failed (an I/O error, a corrupt record).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IoError(pub String);
