@@ -1,7 +1,8 @@
 //! `quickv-load`: a first baseline load tool. Writes then reads `--ops` keys with `--concurrency`
 //! requests in flight against a running cluster, either through the smart client (straight to
 //! the replicas) or through one node coordinating for a plain caller, and prints ops/s, p50 and
-//! p99 for each phase.
+//! p99 for each phase, and how many keys a get phase found absent (it then fails). `--prefix` and
+//! `--phases get` read back what an earlier run wrote.
 //!
 //! ```text
 //! quickv-node dev --dir /tmp/load &              # 3 nodes, default store N=3 R=2 W=2
@@ -47,6 +48,19 @@ struct Args {
     /// The store.
     #[arg(long, default_value = "default")]
     store: String,
+    /// Keys are PREFIX-0, PREFIX-1, ...; by default a prefix of this run's own, so that a get
+    /// phase in another run can read what this one wrote only when given the same prefix.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// The phases to run, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Phase::Put, Phase::Get])]
+    phases: Vec<Phase>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    Put,
+    Get,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,20 +92,19 @@ impl Target {
         Ok(())
     }
 
-    async fn get(&self, key: Vec<u8>) -> Result<()> {
+    /// Whether the key is present.
+    async fn get(&self, key: Vec<u8>) -> Result<bool> {
         match self {
-            Target::Smart(store) => {
-                anyhow::ensure!(!store.get(key).await?.is_absent(), "a written key is absent");
-            }
+            Target::Smart(store) => Ok(!store.get(key).await?.is_absent()),
             Target::Coordinated(transport, addr, store) => {
                 let request = Request::CoordinateGet { store: store.clone(), key };
                 match transport.call(*addr, None, request).await? {
-                    Response::State(Some(s)) if !s.siblings.is_absent() => {}
+                    Response::State(Some(s)) => Ok(!s.siblings.is_absent()),
+                    Response::State(None) => Ok(false),
                     other => bail!("get failed: {other:?}"),
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -115,32 +128,42 @@ async fn main() -> Result<()> {
             Target::Coordinated(transport, seed, StoreName::new(&args.store)?)
         }
     });
-    let run_id = now_millis();
+    let prefix = args.prefix.clone().unwrap_or_else(|| format!("load-{}", now_millis()));
     let value = vec![0x5a; args.value_size];
-    for phase in ["put", "get"] {
+    let mut absent = 0usize;
+    for &phase in &args.phases {
         let permits = Arc::new(Semaphore::new(args.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         let started = Instant::now();
         for i in 0..args.ops {
             let permit = permits.clone().acquire_owned().await?;
             let (target, value) = (target.clone(), value.clone());
-            let key = format!("load-{run_id}-{i}").into_bytes();
+            let key = format!("{prefix}-{i}").into_bytes();
             tasks.spawn(async move {
                 let t = Instant::now();
-                let result = if phase == "put" { target.put(key, value).await } else { target.get(key).await };
+                let present = match phase {
+                    Phase::Put => target.put(key, value).await.map(|()| true),
+                    Phase::Get => target.get(key).await,
+                };
                 drop(permit);
-                result.map(|()| t.elapsed())
+                present.map(|present| (t.elapsed(), present))
             });
         }
         let mut latencies = Vec::with_capacity(args.ops);
+        let mut phase_absent = 0usize;
         while let Some(done) = tasks.join_next().await {
-            latencies.push(done??);
+            let (took, present) = done??;
+            latencies.push(took);
+            phase_absent += usize::from(!present);
         }
+        absent += phase_absent;
         let elapsed = started.elapsed();
         latencies.sort();
         let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let name = if phase == Phase::Put { "put" } else { "get" };
+        let missing = if phase == Phase::Get { format!(", {phase_absent} absent") } else { String::new() };
         println!(
-            "{phase}: {} ops in {:.2}s = {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms",
+            "{name}: {} ops in {:.2}s = {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms{missing}",
             args.ops,
             elapsed.as_secs_f64(),
             args.ops as f64 / elapsed.as_secs_f64(),
@@ -148,5 +171,6 @@ async fn main() -> Result<()> {
             pct(0.99).as_secs_f64() * 1e3
         );
     }
+    anyhow::ensure!(absent == 0, "{absent} written keys are absent");
     Ok(())
 }

@@ -50,19 +50,22 @@ pub enum Io {
     /// Views are emitted in order; a driver that runs them concurrently must still leave the
     /// last one emitted on disk.
     SaveView(ClusterView),
-    /// Read records of `store` in key order, starting at key `from` (inclusive; empty: the
-    /// first key), examining at most `limit` keys, and answer [`IoOutput::Scanned`] with those
-    /// whose [token](crate::token::Token::of) falls in one of `ranges` (sorted and disjoint: see
-    /// [`TokenRange::find`](crate::token::TokenRange::find)). Anti-entropy's scans: to build its
-    /// Merkle trees at start, and to list the keys of the tree leaves that differ from a peer's.
+    /// Read the records of `store` whose [token](crate::token::Token::of) falls in one of
+    /// `ranges` (sorted and disjoint: see [`TokenRange::find`](crate::token::TokenRange::find)),
+    /// in the storage's order, from position `from` on (empty: the beginning; else a `next` an
+    /// earlier scan gave, which only the storage reads), examining at most `limit` records, and
+    /// answer [`IoOutput::Scanned`]. A storage may examine records outside the ranges too (the
+    /// machine keeps only those in them); the server's keeps records in token order, so a scan
+    /// reads just the ranges. Anti-entropy's scans: to build its Merkle trees at start, and to
+    /// list the keys of the tree leaves that differ from a peer's.
     Scan {
         /// The store.
         store: StoreName,
         /// The token ranges wanted.
         ranges: Vec<TokenRange>,
-        /// The first key to examine.
+        /// Where to go on from (empty: the beginning).
         from: Vec<u8>,
-        /// The most keys to examine.
+        /// The most records to examine.
         limit: usize,
     },
 }
@@ -78,9 +81,9 @@ pub enum IoOutput {
     Hints(Vec<Hint>),
     /// What an [`Io::Scan`] found.
     Scanned {
-        /// The records in the ranges, in key order.
+        /// The records found, with their keys.
         records: Vec<(Vec<u8>, KeyRecord)>,
-        /// The key to continue from (the first not examined), or `None`: the store is done.
+        /// Where the next scan goes on from, or `None`: the ranges are done.
         next: Option<Vec<u8>>,
     },
 }

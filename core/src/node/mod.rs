@@ -141,7 +141,7 @@ pub struct NodeConfig {
     /// How often, about, the node compares its Merkle trees of one store with a peer (default
     /// 1 s, jittered; zero switches anti-entropy off). See [`anti_entropy`].
     pub anti_entropy_interval: Duration,
-    /// The bytes per second anti-entropy may send and receive (default 4 MiB/s).
+    /// The bytes per second anti-entropy may send, receive and read (default 1 MiB/s).
     pub anti_entropy_budget: u64,
 }
 
@@ -168,7 +168,7 @@ impl NodeConfig {
             max_clock_skew: Duration::from_secs(60),
             max_stores: 1000,
             anti_entropy_interval: Duration::from_secs(1),
-            anti_entropy_budget: 4 * 1024 * 1024,
+            anti_entropy_budget: 1024 * 1024,
         }
     }
 }
@@ -329,8 +329,8 @@ pub struct NodeStats {
     pub anti_entropy_pulled: u64,
     /// Keys anti-entropy sent to peers.
     pub anti_entropy_pushed: u64,
-    /// Bytes of digests, keys and states anti-entropy sent and received (as counted against its
-    /// budget).
+    /// Bytes of digests, keys and states anti-entropy sent, received and read from storage (as
+    /// counted against its budget).
     pub anti_entropy_bytes: u64,
 }
 

@@ -135,7 +135,7 @@ pub(super) fn assign(
     zones.sort();
     zones.dedup();
     let zone_of = nodes.iter().map(|n| zones.binary_search(&n.zone).map_or(0, |z| z as u32)).collect();
-    Ok(Ring { epoch, partition_bits, nodes, zone_of, zone_count: zones.len() as u32, owners })
+    Ok(Ring::from(super::RingParts { epoch, partition_bits, nodes, zone_of, zone_count: zones.len() as u32, owners }))
 }
 
 /// Unchanged nodes that may give partitions to changed ones, furthest above quota first.

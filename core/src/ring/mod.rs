@@ -50,6 +50,7 @@ pub struct RingNode {
 
 /// Partition ownership at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RingParts", into = "RingParts")]
 pub struct Ring {
     epoch: u64,
     partition_bits: u8,
@@ -60,6 +61,62 @@ pub struct Ring {
     zone_count: u32,
     /// Owner (index into `nodes`) of each partition.
     owners: Vec<u32>,
+    /// [`Ring::digest`], worked out once (it reads every partition's owner: 65,536 by default),
+    /// never encoded.
+    digest: u64,
+}
+
+/// A ring as it is encoded: every field but the digest, in the order they always had.
+#[derive(Clone, Serialize, Deserialize)]
+struct RingParts {
+    epoch: u64,
+    partition_bits: u8,
+    nodes: Vec<RingNode>,
+    zone_of: Vec<u32>,
+    zone_count: u32,
+    owners: Vec<u32>,
+}
+
+impl From<RingParts> for Ring {
+    fn from(p: RingParts) -> Ring {
+        let digest = RingParts::digest(p.epoch, p.partition_bits, &p.nodes, &p.owners);
+        Ring {
+            epoch: p.epoch,
+            partition_bits: p.partition_bits,
+            nodes: p.nodes,
+            zone_of: p.zone_of,
+            zone_count: p.zone_count,
+            owners: p.owners,
+            digest,
+        }
+    }
+}
+
+impl From<Ring> for RingParts {
+    fn from(r: Ring) -> RingParts {
+        RingParts {
+            epoch: r.epoch,
+            partition_bits: r.partition_bits,
+            nodes: r.nodes,
+            zone_of: r.zone_of,
+            zone_count: r.zone_count,
+            owners: r.owners,
+        }
+    }
+}
+
+impl RingParts {
+    fn digest(epoch: u64, partition_bits: u8, nodes: &[RingNode], owners: &[u32]) -> u64 {
+        let mut d = mix64(epoch ^ (u64::from(partition_bits) << 56));
+        for node in nodes {
+            d = combine(d, Token::of(node.id.as_str().as_bytes()).0 as u64);
+            d = combine(d, Token::of(node.zone.as_str().as_bytes()).0 as u64 ^ u64::from(node.capacity));
+        }
+        for &owner in owners {
+            d = combine(d, u64::from(owner));
+        }
+        d
+    }
 }
 
 /// Why a ring cannot be built or compared.
@@ -158,15 +215,7 @@ impl Ring {
     /// digest are, in practice, the same ring; gossip uses it to pick one of two rings of equal
     /// epoch deterministically.
     pub fn digest(&self) -> u64 {
-        let mut d = mix64(self.epoch ^ (u64::from(self.partition_bits) << 56));
-        for node in &self.nodes {
-            d = combine(d, Token::of(node.id.as_str().as_bytes()).0 as u64);
-            d = combine(d, Token::of(node.zone.as_str().as_bytes()).0 as u64 ^ u64::from(node.capacity));
-        }
-        for &owner in &self.owners {
-            d = combine(d, u64::from(owner));
-        }
-        d
+        self.digest
     }
 
     /// Checks the invariants a decoded ring must hold before it is used.

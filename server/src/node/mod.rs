@@ -82,10 +82,10 @@ pub struct NodeConfig {
     /// How often, about, the node compares its Merkle trees of a store with a peer (default 1 s;
     /// zero switches anti-entropy off).
     pub anti_entropy_interval: Duration,
-    /// Bytes per second anti-entropy may send and receive (default 4 MiB/s).
+    /// Bytes per second anti-entropy may send, receive and read (default 1 MiB/s).
     pub anti_entropy_budget: u64,
     /// Hinted writes in flight to one primary at once while hints are handed back (default 4;
-    /// zero stops handing hints back, for tests).
+    /// zero keeps hints without handing them back, leaving the primaries to anti-entropy).
     pub hint_batch: usize,
 }
 
@@ -113,7 +113,7 @@ impl NodeConfig {
             default_store: StoreConfig::quorum(),
             metrics: None,
             anti_entropy_interval: Duration::from_secs(1),
-            anti_entropy_budget: 4 * 1024 * 1024,
+            anti_entropy_budget: 1024 * 1024,
             hint_batch: 4,
         }
     }
@@ -224,6 +224,12 @@ impl Node {
         let (incarnation, after_loss) = incarnations.begin(config.engine == EngineKind::Durable)?;
         let file = Arc::new(saved_view::SavedView::new(config.dir.join(saved_view::FILE)));
         let view = file.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
+        for (store, _) in view.stores() {
+            let moved = storage::layout::migrate(&*engine, store)?;
+            if moved > 0 {
+                tracing::info!(node = %id, %store, moved, "records moved to the token-ordered layout");
+            }
+        }
         let mut machine_config = quickv_core::node::NodeConfig::new(info, secret);
         machine_config.seeds = config.seeds.iter().map(SocketAddr::to_string).collect();
         machine_config.limits = config.limits;

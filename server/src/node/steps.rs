@@ -1,21 +1,21 @@
 //! The node machine's storage steps, run on the engine: a key's state is one record
-//! ([`record`]) in the store's space; the hints a node holds for other nodes live in a space of
+//! ([`record`]) in the store's space of records, under its token and key ([`layout`]); the hints a node holds for other nodes live in a space of
 //! their own ([`HINTS_SPACE`]: key the postcard encoding of target, store and key; value a
 //! version byte and the hint's creation time, little-endian milliseconds).
 
 use quickv_core::identity::NodeId;
 use quickv_core::node::{Hint, IoError, IoOutput};
 use quickv_core::store::StoreName;
-use quickv_core::token::{Token, TokenRange};
+use quickv_core::token::TokenRange;
 use quickv_core::version::KeyRecord;
 
-use crate::storage::{Engine, StorageError, record};
+use crate::storage::{Engine, StorageError, layout, record};
 
 /// Reads the stored state of `key`; a record that fails its checksum is an error, never data.
 pub(crate) fn load(engine: &dyn Engine, store: &StoreName, key: &[u8]) -> Result<IoOutput, IoError> {
-    let space = store.as_str();
-    let loaded = match engine.get(space, key).map_err(failed)? {
-        Some(bytes) => Some(record::decode(space, key, &bytes).map_err(failed)?),
+    let space = layout::space(store);
+    let loaded = match engine.get(&space, &layout::record_key(key)).map_err(failed)? {
+        Some(bytes) => Some(record::decode(&space, key, &bytes).map_err(failed)?),
         None => None,
     };
     Ok(IoOutput::Loaded(loaded))
@@ -36,7 +36,7 @@ pub(crate) fn store(
     state: &KeyRecord,
     hint: Option<&Hint>,
 ) -> Result<IoOutput, IoError> {
-    engine.put(store.as_str(), key, &record::encode(key, state)).map_err(failed)?;
+    engine.put(&layout::space(store), &layout::record_key(key), &record::encode(key, state)).map_err(failed)?;
     if let Some(hint) = hint {
         let mut value = vec![HINT_VERSION];
         value.extend_from_slice(&hint.created_ms.to_le_bytes());
@@ -82,10 +82,10 @@ fn decode_hint(key: &[u8], value: &[u8]) -> Option<Hint> {
     (version == HINT_VERSION).then_some(Hint { target, store, key, created_ms })
 }
 
-/// Examines up to `limit` records of `store` from key `from` on, keeping those whose tokens fall
-/// in `ranges` (see [`Io::Scan`](quickv_core::node::Io::Scan)). A record that fails its checksum
-/// is skipped and reported, not returned: anti-entropy then finds its key missing here and
-/// brings it back from a replica.
+/// Examines up to `limit` records of `store` in `ranges` (sorted and disjoint), in token order,
+/// from engine key `from` on (see [`Io::Scan`](quickv_core::node::Io::Scan)): one range read per
+/// range. A record that fails its checks is skipped and reported, not returned: anti-entropy
+/// then finds its key missing here and brings it back from a replica.
 pub(crate) fn scan(
     engine: &dyn Engine,
     store: &StoreName,
@@ -93,26 +93,41 @@ pub(crate) fn scan(
     from: &[u8],
     limit: usize,
 ) -> Result<IoOutput, IoError> {
-    let space = store.as_str();
+    let space = layout::space(store);
     let mut records = Vec::new();
     let (mut examined, mut next) = (0usize, None);
     let mut bad = 0usize;
-    engine
-        .scan(space, from, &mut |key, value| {
-            if examined == limit {
-                next = Some(key.to_vec());
-                return false;
-            }
-            examined += 1;
-            if TokenRange::find(ranges, Token::of(key)) {
-                match record::decode(space, key, value) {
+    for range in ranges {
+        if layout::token_start(range.last()).as_slice() < &from[..from.len().min(layout::TOKEN_BYTES)] {
+            continue; // wholly before where this scan goes on from
+        }
+        let start = layout::token_start(range.first());
+        let start = if from > start.as_slice() { from } else { start.as_slice() };
+        engine
+            .scan(&space, start, &mut |engine_key, value| {
+                let Some((token, key)) = layout::split(engine_key) else {
+                    bad += 1;
+                    return true;
+                };
+                if token > range.last() {
+                    return false;
+                }
+                if examined == limit {
+                    next = Some(engine_key.to_vec());
+                    return false;
+                }
+                examined += 1;
+                match record::decode(&space, key, value) {
                     Ok(record) => records.push((key.to_vec(), record)),
                     Err(_) => bad += 1,
                 }
-            }
-            true
-        })
-        .map_err(failed)?;
+                true
+            })
+            .map_err(failed)?;
+        if next.is_some() {
+            break;
+        }
+    }
     if bad > 0 {
         tracing::warn!("{bad} records of store {store} failed their checks and were skipped by a scan");
     }
@@ -121,7 +136,7 @@ pub(crate) fn scan(
 
 /// Deletes everything stored for a dropped store.
 pub(crate) fn drop_store(engine: &dyn Engine, store: &StoreName) -> Result<IoOutput, IoError> {
-    engine.drop_space(store.as_str()).map_err(failed)?;
+    layout::drop_store(engine, store).map_err(failed)?;
     Ok(IoOutput::Done)
 }
 
@@ -173,15 +188,52 @@ mod tests {
         assert_eq!(load_hints(&engine).unwrap(), IoOutput::Hints(vec![hint(b"b")]));
     }
 
+    /// A scan returns the records of its ranges and no others, in pages that go on where the
+    /// last stopped, examining only the records in the ranges.
+    #[test]
+    fn a_scan_reads_its_ranges_in_pages() {
+        use quickv_core::token::Token;
+        let engine = MemoryEngine::new();
+        let s = StoreName::default_store();
+        let keys: Vec<Vec<u8>> = (0..500u32).map(|i| format!("k{i}").into_bytes()).collect();
+        for key in &keys {
+            store(&engine, &s, key, &state(), None).unwrap();
+        }
+        let quarter = u128::MAX / 4;
+        let ranges = vec![
+            TokenRange::new(Token(quarter / 2), Token(quarter)).unwrap(),
+            TokenRange::new(Token(2 * quarter), Token(3 * quarter)).unwrap(),
+        ];
+        let wanted: std::collections::BTreeSet<Vec<u8>> =
+            keys.iter().filter(|k| TokenRange::find(&ranges, Token::of(k))).cloned().collect();
+        let (mut found, mut from, mut pages) = (std::collections::BTreeSet::new(), Vec::new(), 0);
+        loop {
+            let IoOutput::Scanned { records, next } = scan(&engine, &s, &ranges, &from, 50).unwrap() else { panic!() };
+            assert!(records.len() <= 50);
+            pages += 1;
+            for (key, record) in records {
+                assert_eq!(record, state());
+                assert!(found.insert(key), "each record once");
+            }
+            match next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert_eq!(found, wanted);
+        assert_eq!(pages, wanted.len() / 50 + 1, "only the ranges' records were examined");
+    }
+
     #[test]
     fn corrupt_records_are_reported_not_returned() {
         let engine = MemoryEngine::new();
         let s = StoreName::default_store();
         store(&engine, &s, b"k", &state(), None).unwrap();
-        let mut bytes = engine.get("default", b"k").unwrap().unwrap();
+        let (space, k) = (layout::space(&s), layout::record_key(b"k"));
+        let mut bytes = engine.get(&space, &k).unwrap().unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
-        engine.put("default", b"k", &bytes).unwrap();
+        engine.put(&space, &k, &bytes).unwrap();
         let err = load(&engine, &s, b"k").unwrap_err();
         assert!(err.0.contains("corrupt record"), "{err:?}");
     }

@@ -10,6 +10,7 @@
 //! node writes, so that corruption is reported rather than returned as data whatever the engine.
 
 mod durable;
+pub mod layout;
 mod memory;
 pub mod record;
 

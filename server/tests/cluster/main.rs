@@ -617,11 +617,13 @@ async fn a_dropped_store_is_gone_everywhere() {
         let engine =
             quickv_server::storage::DurableEngine::open(&data, quickv_server::storage::SyncPolicy::Always).unwrap();
         let mut records = 0;
-        quickv_server::storage::Engine::scan(&engine, "carts", &[], &mut |_, _| {
-            records += 1;
-            true
-        })
-        .unwrap();
+        for space in ["carts".to_owned(), quickv_server::storage::layout::space(&name)] {
+            quickv_server::storage::Engine::scan(&engine, &space, &[], &mut |_, _| {
+                records += 1;
+                true
+            })
+            .unwrap();
+        }
         assert_eq!(records, 0, "n{i} still holds records of the dropped store");
     }
     cluster.shutdown().await;
@@ -781,5 +783,38 @@ async fn a_node_serves_prometheus_metrics() {
     ] {
         assert!(body.contains(expected), "{expected} missing from:\n{body}");
     }
+    cluster.shutdown().await;
+}
+
+/// Records written before the token-ordered layout (in the space named as the store, under
+/// their bare keys) are moved when a node starts, and are served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_key_ordered_layout_are_moved_and_served() {
+    use quickv_core::version::KeyRecord;
+    use quickv_server::storage::{DurableEngine, Engine, SyncPolicy, record};
+    let mut cluster = Cluster::start(3).await;
+    for i in 0..3 {
+        cluster.stop(i).await;
+        let engine =
+            DurableEngine::open(&cluster.dir.path().join(format!("n{i}")).join("data"), SyncPolicy::Always).unwrap();
+        for k in 0..300u32 {
+            let mut state = KeyRecord::default();
+            let write = Write::put(format!("v{k}").into_bytes(), quickv_core::version::CausalContext::empty(), 1);
+            state.apply(&NodeId::new("n0").unwrap(), &write, ConflictPolicy::Siblings).unwrap();
+            let key = format!("old-{k}").into_bytes();
+            engine.put("default", &key, &record::encode(&key, &state)).unwrap();
+        }
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    cluster.settle().await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    for k in 0..300u32 {
+        let read = store.get(&format!("old-{k}")).await.unwrap();
+        assert_eq!(values(&read), vec![format!("v{k}").into_bytes()], "old-{k}");
+    }
+    client.close();
     cluster.shutdown().await;
 }

@@ -142,6 +142,42 @@ impl Folder {
     }
 }
 
+/// A smart client of the cluster at `seed`, once its view holds `nodes` nodes (20 s at most).
+fn client_of(
+    runtime: &tokio::runtime::Runtime,
+    ca: &quickv_client::ClusterCa,
+    seed: &str,
+    nodes: usize,
+) -> quickv_client::Client {
+    runtime.block_on(async {
+        for _ in 0..100 {
+            let client = quickv_client::Client::builder().seeds([seed]).ca_cert(ca.clone()).build().await;
+            if let Ok(client) = client
+                && client.view().membership().len() == nodes
+            {
+                return client;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("the {nodes} nodes did not form a cluster");
+    })
+}
+
+/// A transport for raw requests to one node (its own copy of a key, its status).
+fn raw_transport(
+    runtime: &tokio::runtime::Runtime,
+    ca: &quickv_client::ClusterCa,
+) -> quickv_client::transport::Transport {
+    runtime.block_on(async {
+        quickv_client::transport::Transport::client(
+            quickv_client::tls::client_config(ca, None).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap()
+    })
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_owned()
 }
@@ -434,21 +470,7 @@ fn hinted_writes_reach_a_node_back_from_sigkill_and_sigstop() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ca = quickv_client::ClusterCa::from_pem_file(dir.path().join("ca.pem")).unwrap();
-        let connect = || {
-            runtime.block_on(async {
-                for _ in 0..100 {
-                    let client = quickv_client::Client::builder().seeds([addr(0)]).ca_cert(ca.clone()).build().await;
-                    if let Ok(client) = client
-                        && client.view().membership().len() == 4
-                    {
-                        return client;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                panic!("the four nodes did not form a cluster");
-            })
-        };
-        let client = connect();
+        let client = client_of(&runtime, &ca, &addr(0), 4);
         let store = runtime.block_on(client.store("default")).unwrap();
         let (mut acknowledged, mut failed) = (Vec::new(), 0usize);
         // Writes `count` keys named `prefix-N`, one after another, for at least `lasting`.
@@ -479,14 +501,7 @@ fn hinted_writes_reach_a_node_back_from_sigkill_and_sigstop() {
         println!("{} writes acknowledged, {failed} failed", acknowledged.len());
         assert!(failed * 10 <= acknowledged.len(), "{failed} writes failed of {}", acknowledged.len() + failed);
         // Every hint handed back (each node's own count, as it reports it).
-        let raw = runtime.block_on(async {
-            quickv_client::transport::Transport::client(
-                quickv_client::tls::client_config(&ca, None).unwrap(),
-                "127.0.0.1:0".parse().unwrap(),
-                Duration::from_secs(5),
-            )
-            .unwrap()
-        });
+        let raw = raw_transport(&runtime, &ca);
         let n3 = quickv_core::identity::NodeId::new("n3").unwrap();
         let hints_left = || {
             runtime.block_on(async {
@@ -529,6 +544,73 @@ fn hinted_writes_reach_a_node_back_from_sigkill_and_sigstop() {
     }));
     for node in &mut nodes {
         let _ = Command::new("kill").args(["-CONT", &node.id().to_string()]).status();
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Issue 8, 3.2 and 5.2 (the anti-entropy half): three `quickv-node run` processes that never hand
+/// hints back (`--hint-batch 0`), so only anti-entropy can bring a node level. n2 is SIGKILLed,
+/// keys are written to the `eventual` store, n2 is restarted, and with no read of those keys n2
+/// alone comes to hold every one of them.
+#[test]
+fn anti_entropy_brings_a_restarted_node_level_with_no_read() {
+    let _serial = one_at_a_time();
+    use quickv_core::wire::{Request, Response};
+    use std::time::{Duration, Instant};
+
+    let dir = Folder::init();
+    let port = test_port(6);
+    let addr = |i: u16| format!("127.0.0.1:{}", port + i);
+    let start = |i: u16| {
+        let zone = format!("z{i}");
+        let mut args = vec!["--zone", &zone, "--hint-batch", "0", "--anti-entropy-interval-ms", "300"];
+        let seed = addr(0);
+        if i > 0 {
+            args.extend(["--seeds", &seed]);
+        }
+        dir.run(i, &addr(i), &args)
+    };
+    let mut nodes: Vec<Child> = (0..3).map(start).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ca = quickv_client::ClusterCa::from_pem_file(dir.path().join("ca.pem")).unwrap();
+        let client = client_of(&runtime, &ca, &addr(0), 3);
+        let name = quickv_core::store::StoreName::new("ev").unwrap();
+        runtime.block_on(client.create_store(&name, quickv_client::StoreConfig::eventual())).unwrap();
+        nodes[2].kill().unwrap();
+        let _ = nodes[2].wait();
+        std::thread::sleep(Duration::from_secs(5)); // n2 is shown down: writes do not wait for it
+        let store = runtime.block_on(client.store("ev")).unwrap();
+        let keys: Vec<String> = (0..300).map(|k| format!("missed-{k}")).collect();
+        for key in &keys {
+            runtime.block_on(store.put(key, b"v".to_vec(), &quickv_client::CausalContext::empty())).unwrap();
+        }
+        nodes[2] = start(2);
+        let raw = raw_transport(&runtime, &ca);
+        let n2: std::net::SocketAddr = addr(2).parse().unwrap();
+        // A replica read of n2's own copy: it repairs nothing.
+        let held = || {
+            keys.iter()
+                .filter(|key| {
+                    let get = Request::Get { store: name.clone(), key: key.as_bytes().to_vec() };
+                    matches!(runtime.block_on(raw.call(n2, None, get)), Ok(Response::State(Some(_))))
+                })
+                .count()
+        };
+        let begun = Instant::now();
+        let mut count = held();
+        while count < keys.len() && begun.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(500));
+            count = held();
+        }
+        println!("n2 holds {count} of {} keys {:?} after its restart", keys.len(), begun.elapsed());
+        assert_eq!(count, keys.len(), "anti-entropy left n2 without some keys");
+    }));
+    for node in &mut nodes {
         let _ = node.kill();
         let _ = node.wait();
     }

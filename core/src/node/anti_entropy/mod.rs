@@ -26,14 +26,15 @@
 //! that found differences is followed at once by the next one with the same peer, so a node that
 //! missed many writes catches up at the pace of the budget, not of the interval.
 //!
-//! **Budget.** What anti-entropy sends and receives (digests, keys, states) is counted against
+//! **Budget.** What anti-entropy sends and receives (digests, keys, states) and the records its
+//! comparisons read from storage are counted against
 //! [`anti_entropy_budget`](super::NodeConfig::anti_entropy_budget) bytes per second, a token
 //! bucket holding one second of it: no exchange or transfer starts while it is spent. At most
 //! [`BATCH`] transfers are in flight at once.
 //!
-//! The scans read a store's space in key order and keep the keys whose tokens are wanted
-//! (records are stored by key, not by token): their cost grows with the store, not with the
-//! difference. A token-ordered layout would make them range reads.
+//! A storage that keeps records in token order (the server's does) reads just the leaves'
+//! ranges, so a comparison's cost grows with the keys in the leaves that differ, not with the
+//! store.
 
 mod trees;
 
@@ -88,7 +89,14 @@ pub(super) struct AntiEntropy {
     scans: BTreeMap<u64, Scan>,
     next_scan: u64,
     budget: Budget,
+    /// The partitions this node shares with each peer for a replication factor, under the ring
+    /// whose digest is the first field: working them out walks the ring once per partition
+    /// (65,536 by default), so it is done once per ring, not once per comparison.
+    shared: (u64, BTreeMap<(NodeId, usize), Shared>),
 }
+
+/// The partitions a node shares with a peer, sorted.
+type Shared = alloc::sync::Arc<Vec<u32>>;
 
 impl AntiEntropy {
     pub(super) fn new(partition_bits: u8, bytes_per_second: u64, now: Duration) -> AntiEntropy {
@@ -101,6 +109,7 @@ impl AntiEntropy {
             scans: BTreeMap::new(),
             next_scan: 1,
             budget: Budget { rate: bytes_per_second, tokens: bytes_per_second as i64, at: now },
+            shared: (0, BTreeMap::new()),
         }
     }
 
@@ -129,7 +138,7 @@ struct Exchange {
 #[derive(Debug)]
 enum Stage {
     /// `TreeBuckets` sent for these shared partitions, `bucket` to a digest.
-    Buckets { shared: Vec<u32>, bucket: usize },
+    Buckets { shared: Shared, bucket: usize },
     /// `TreeLeaves` sent.
     Leaves,
     /// Scanning this node's keys in the leaves that differ (scan `scan`), with the peer's.
@@ -271,7 +280,7 @@ impl Node {
         if !self.anti_entropy.trees.ready(&store) {
             return;
         }
-        let shared = shared_partitions(&ring, config.n(), &self.id, &peer);
+        let shared = self.shared_with(&ring, config.n(), &peer);
         if shared.is_empty() {
             return;
         }
@@ -293,13 +302,38 @@ impl Node {
         self.send_request(now, destination, body, false, Purpose::AntiEntropy { peer, call: Call::Buckets });
     }
 
+    /// The partitions of `ring` whose primaries for `n` replicas include this node and `peer`.
+    fn shared_with(&mut self, ring: &crate::ring::Ring, n: usize, peer: &NodeId) -> Shared {
+        let (digest, cache) = &mut self.anti_entropy.shared;
+        if *digest != ring.digest() {
+            *digest = ring.digest();
+            cache.clear();
+        }
+        cache
+            .entry((peer.clone(), n))
+            .or_insert_with(|| alloc::sync::Arc::new(shared_partitions(ring, n, &self.id, peer)))
+            .clone()
+    }
+
+    /// The digest of each bucket of `bucket` shared partitions: their non-zero roots folded in
+    /// partition order. Walks the trees held and the shared partitions side by side (both
+    /// sorted), so it costs what they number, not a lookup per partition.
     fn bucket_digests(&self, store: &StoreName, shared: &[u32], bucket: usize) -> Vec<u64> {
-        shared
-            .chunks(bucket.max(1))
-            .map(|chunk| {
-                chunk.iter().fold(0u64, |h, &p| crate::mix::combine(h, self.anti_entropy.trees.root(store, p)))
-            })
-            .collect()
+        let bucket = bucket.max(1);
+        let mut digests = alloc::vec![0u64; shared.len().div_ceil(bucket)];
+        let mut i = 0;
+        for (partition, root) in self.anti_entropy.trees.roots(store) {
+            while i < shared.len() && shared[i] < partition {
+                i += 1;
+            }
+            if i == shared.len() {
+                break;
+            }
+            if shared[i] == partition && root != 0 {
+                digests[i / bucket] = crate::mix::combine(digests[i / bucket], root);
+            }
+        }
+        digests
     }
 
     /// A peer's `TreeBuckets`: which of its buckets differ from this node's.
@@ -312,7 +346,7 @@ impl Node {
         digests: &[u64],
     ) -> Result<Response, ErrorReply> {
         let (own_ring, config) = self.comparable(store, ring)?;
-        let shared = shared_partitions(&own_ring, config.n(), &self.id, from);
+        let shared = self.shared_with(&own_ring, config.n(), from);
         let bucket = (bucket as usize).max(1);
         let mine = self.bucket_digests(store, &shared, bucket);
         if mine.len() != digests.len() {
@@ -416,6 +450,10 @@ impl Node {
                 self.anti_entropy.trees.toggle(&scan.store, token, digest);
                 continue;
             }
+            // What a comparison reads from storage counts against the budget too.
+            let read = key.len() + record.siblings.size_bound();
+            self.anti_entropy.budget.spend(read);
+            self.stats.anti_entropy_bytes += read as u64;
             let (partition, leaf) = self.anti_entropy.trees.leaf_of(token);
             *scan.found.entry((partition, leaf as u32)).or_default() ^= digest;
             match &mut scan.purpose {

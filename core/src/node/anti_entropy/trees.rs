@@ -75,8 +75,14 @@ impl Trees {
     }
 
     /// The root of `partition` in `store` (0: nothing stored there).
+    #[cfg(test)]
     pub(in crate::node) fn root(&self, store: &StoreName, partition: u32) -> u64 {
         self.tree(store, partition).map_or(0, MerkleTree::root)
+    }
+
+    /// Each partition of `store` with a tree, in order, with its root.
+    pub(in crate::node) fn roots(&self, store: &StoreName) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.stores.get(store).into_iter().flat_map(|trees| trees.iter().map(|(&p, tree)| (p, tree.root())))
     }
 
     /// The leaves of `partition` in `store`; empty when nothing is stored there.

@@ -101,9 +101,13 @@ struct StorageArgs {
     /// anti-entropy off.
     #[arg(long, default_value_t = 1000)]
     anti_entropy_interval_ms: u64,
-    /// Bytes per second anti-entropy may send and receive.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    /// Bytes per second anti-entropy may send, receive and read from storage.
+    #[arg(long, default_value_t = 1024 * 1024)]
     anti_entropy_budget: u64,
+    /// Hinted writes handed back to one returning node at once; 0 keeps hints without handing
+    /// them back (anti-entropy still brings the node level).
+    #[arg(long, default_value_t = 4)]
+    hint_batch: usize,
 }
 
 #[derive(Args)]
@@ -195,6 +199,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.max_stores = storage.max_stores;
     config.anti_entropy_interval = Duration::from_millis(storage.anti_entropy_interval_ms);
     config.anti_entropy_budget = storage.anti_entropy_budget;
+    config.hint_batch = storage.hint_batch;
     config.bounds = Bounds {
         connections: storage.max_connections,
         connections_per_address: storage.max_connections_per_address,
