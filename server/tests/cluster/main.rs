@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod partition;
 mod process;
 mod support;
 

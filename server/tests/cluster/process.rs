@@ -32,7 +32,7 @@ fn test_port(slot: u16) -> u16 {
 /// 2-core machine several at once starve each other's gossip for seconds, so that detectors
 /// rightly hold a starved (but live) node for down and the timing these tests measure is the
 /// machine's, not quickv's.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -106,12 +106,12 @@ impl Drop for Dev {
 }
 
 /// A cluster folder made by `quickv-node init` (the CA, and a folder per node).
-struct Folder {
+pub(crate) struct Folder {
     dir: tempfile::TempDir,
 }
 
 impl Folder {
-    fn init() -> Folder {
+    pub(crate) fn init() -> Folder {
         let dir = tempfile::tempdir().unwrap();
         let init =
             Command::new(env!("CARGO_BIN_EXE_quickv-node")).args(["init", "--dir"]).arg(dir.path()).output().unwrap();
@@ -119,7 +119,7 @@ impl Folder {
         Folder { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -163,15 +163,16 @@ fn client_of(
     })
 }
 
-/// A transport for raw requests to one node (its own copy of a key, its status).
-fn raw_transport(
+/// A transport bound to `bind` for raw requests to one node (its own copy of a key, its status).
+pub(crate) fn raw_transport(
     runtime: &tokio::runtime::Runtime,
     ca: &quickv_client::ClusterCa,
+    bind: &str,
 ) -> quickv_client::transport::Transport {
     runtime.block_on(async {
         quickv_client::transport::Transport::client(
             quickv_client::tls::client_config(ca, None).unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
+            bind.parse().unwrap(),
             std::time::Duration::from_secs(5),
         )
         .unwrap()
@@ -501,7 +502,7 @@ fn hinted_writes_reach_a_node_back_from_sigkill_and_sigstop() {
         println!("{} writes acknowledged, {failed} failed", acknowledged.len());
         assert!(failed * 10 <= acknowledged.len(), "{failed} writes failed of {}", acknowledged.len() + failed);
         // Every hint handed back (each node's own count, as it reports it).
-        let raw = raw_transport(&runtime, &ca);
+        let raw = raw_transport(&runtime, &ca, "127.0.0.1:0");
         let n3 = quickv_core::identity::NodeId::new("n3").unwrap();
         let hints_left = || {
             runtime.block_on(async {
@@ -590,7 +591,7 @@ fn anti_entropy_brings_a_restarted_node_level_with_no_read() {
             runtime.block_on(store.put(key, b"v".to_vec(), &quickv_client::CausalContext::empty())).unwrap();
         }
         nodes[2] = start(2);
-        let raw = raw_transport(&runtime, &ca);
+        let raw = raw_transport(&runtime, &ca, "127.0.0.1:0");
         let n2: std::net::SocketAddr = addr(2).parse().unwrap();
         // A replica read of n2's own copy: it repairs nothing.
         let held = || {
