@@ -117,7 +117,10 @@ impl Node {
                 }))
             }
             (Ok(IoOutput::Loaded(current)), None) => {
-                let before = current.as_ref().map(|r| super::anti_entropy::item(&key.1, &r.siblings));
+                // A read stores nothing: only a write needs the digest its tree update takes out.
+                let writes = !matches!(head.step, ReplicaStep::Read);
+                let before =
+                    current.as_ref().filter(|_| writes).map(|r| super::anti_entropy::item(&key.1, &r.siblings));
                 self.loaded(now, &key, &head, current, before)
             }
             // A result that does not match the step in flight: treat as a storage failure.

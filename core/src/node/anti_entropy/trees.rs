@@ -68,8 +68,12 @@ impl Trees {
     /// Adds `digest` to `token`'s leaf (adding it again takes it out).
     pub(in crate::node) fn toggle(&mut self, store: &StoreName, token: Token, digest: u64) {
         let partition = partition_of(self.partition_bits, token) as u32;
-        let empty = self.empty(partition);
-        let tree = self.stores.entry(store.clone()).or_default().entry(partition).or_insert(empty);
+        let (bits, depth) = (self.partition_bits, self.depth);
+        // Built only for a partition's first key, not on every write.
+        let tree = self.stores.entry(store.clone()).or_default().entry(partition).or_insert_with(|| {
+            MerkleTree::new(partition_range(bits, partition as usize), depth)
+                .expect("the depth is at most 8, within the tree's limit")
+        });
         // The token is in its partition's range by construction.
         let _ = tree.insert(token, digest);
     }
