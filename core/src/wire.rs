@@ -188,6 +188,25 @@ pub enum Request {
         /// Each partition with its leaves.
         partitions: Vec<(u32, Vec<u64>)>,
     },
+    /// Tombstone collection, first step (nodes only): what the receiver holds of `key` in
+    /// `store`, read from its storage. Answered [`Response::Held`] (see `node::tombstones`).
+    TombstoneCheck {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Tombstone collection, last step (nodes only): remove the record of `key` in `store` if it
+    /// still is `siblings` (a tombstone every replica holds) and the receiver holds no hint for
+    /// the key. Answered [`Response::Collected`].
+    Collect {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The tombstone being collected.
+        siblings: Siblings,
+    },
 }
 
 impl Request {
@@ -208,6 +227,8 @@ impl Request {
             Request::Status => "status",
             Request::TreeBuckets { .. } => "tree_buckets",
             Request::TreeLeaves { .. } => "tree_leaves",
+            Request::TombstoneCheck { .. } => "tombstone_check",
+            Request::Collect { .. } => "collect",
         }
     }
 }
@@ -242,6 +263,18 @@ pub enum Response {
         /// The keys in them, with their digests.
         keys: Vec<(Vec<u8>, u64)>,
     },
+    /// The answer to [`Request::TombstoneCheck`]: the receiver's state of the key (`None`: it
+    /// stores nothing under it), and whether it holds a hint for the key.
+    Held {
+        /// The stored state.
+        siblings: Option<Siblings>,
+        /// Whether a hint of the key waits to be handed to a primary.
+        hinted: bool,
+    },
+    /// The answer to [`Request::Collect`]: whether the key is gone from the receiver's storage
+    /// (removed now, or stored nothing); `false`: its record changed or a hint is held, so it
+    /// was kept.
+    Collected(bool),
 }
 
 /// A failed request, as sent back.
@@ -402,7 +435,7 @@ fn check(message: &Message) -> Result<(), DecodeError> {
     match message {
         Message::Request { body, .. } | Message::Routed { body, .. } => match body {
             Request::Mint { write, .. } | Request::CoordinatePut { write, .. } => write_ok(write),
-            Request::Replicate { siblings, .. } => siblings_ok(siblings),
+            Request::Replicate { siblings, .. } | Request::Collect { siblings, .. } => siblings_ok(siblings),
             Request::CreateStore { config, .. } => {
                 config.validate().map_err(|_| DecodeError::Invalid("invalid store configuration"))
             }
@@ -415,6 +448,7 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             | Request::Status
             | Request::TreeBuckets { .. }
             | Request::TreeLeaves { .. }
+            | Request::TombstoneCheck { .. }
             | Request::DropStore { .. } => Ok(()),
         },
         Message::Response { body: Response::Gossip { digest, delta }, .. } => {
@@ -423,6 +457,7 @@ fn check(message: &Message) -> Result<(), DecodeError> {
         }
         Message::Response { body: Response::Status(report), .. } => view_ok(&report.view),
         Message::Response { body: Response::State(Some(state)), .. } => siblings_ok(&state.siblings),
+        Message::Response { body: Response::Held { siblings: Some(siblings), .. }, .. } => siblings_ok(siblings),
         Message::Response { body: Response::Cluster(view), .. } => view_ok(view),
         Message::Response { .. } => Ok(()),
     }
@@ -479,6 +514,10 @@ mod tests {
             Message::Response { id: 4, body: Response::Gossip { digest: view.digest(), delta: Some(view.clone()) } },
             Message::Response { id: 7, body: Response::Gossip { digest: view.digest(), delta: None } },
             req(12, Request::Status),
+            req(13, Request::TombstoneCheck { store: store(), key: b"k".to_vec() }),
+            req(14, Request::Collect { store: store(), key: b"k".to_vec(), siblings: s.clone() }),
+            Message::Response { id: 13, body: Response::Held { siblings: Some(s.clone()), hinted: true } },
+            Message::Response { id: 14, body: Response::Collected(false) },
             Message::Response {
                 id: 8,
                 body: Response::Status(Box::new(StatusReport {

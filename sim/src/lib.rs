@@ -65,6 +65,11 @@ pub struct Options {
     pub trace: bool,
     /// Safety mechanisms switched off, to show that the checkers notice (never in real runs).
     pub disabled: BTreeSet<Mechanism>,
+    /// How long every node of a deleted key must hold its tombstone, twice over, before it is
+    /// collected (default 4 s: longer than the longest pause, 3 s, plus the slowest message;
+    /// zero: never collected). A shorter grace breaks the collector's assumption, and the
+    /// checkers see deletes come back.
+    pub tombstone_grace: std::time::Duration,
 }
 
 /// A safety mechanism the simulation can switch off, to show the checkers bite without it.
@@ -142,6 +147,7 @@ impl Options {
             faults: Fault::defaults().collect(),
             trace: false,
             disabled: BTreeSet::new(),
+            tombstone_grace: std::time::Duration::from_secs(4),
         }
     }
 }
@@ -176,6 +182,8 @@ pub struct RunStats {
     pub peers_down: usize,
     /// Hinted writes handed back to their primaries.
     pub hints_delivered: usize,
+    /// Records removed by tombstone collection, on every node.
+    pub tombstones_collected: u64,
     /// Virtual time simulated, in milliseconds.
     pub virtual_ms: u64,
 }
@@ -184,7 +192,7 @@ impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} ms simulated",
+            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} tombstones collected, {} ms simulated",
             self.requests,
             self.acknowledged,
             self.maybe,
@@ -193,6 +201,7 @@ impl fmt::Display for RunStats {
             self.faults,
             self.peers_down,
             self.hints_delivered,
+            self.tombstones_collected,
             self.virtual_ms
         )
     }

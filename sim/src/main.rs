@@ -1,7 +1,7 @@
 //! `quickv-sim`: runs seeds of the deterministic simulation.
 //!
 //! ```text
-//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--disable mint-log|incarnation|context-seal|context-timestamp|unique-ids|lost-records]
+//! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--tombstone-grace-ms MS] [--disable NAME]
 //! quickv-sim --gossip-scale 10,100,1000
 //! ```
 //!
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let mut first = 0u64;
     let mut faults = None;
     let mut trace = false;
+    let mut grace = None;
     let mut disabled = std::collections::BTreeSet::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -31,6 +32,10 @@ fn main() -> ExitCode {
             "--first" => first = value("--first").parse().unwrap_or_else(|_| usage("--first takes a number")),
             "--faults" => faults = Some(value("--faults").parse::<FaultList>().unwrap_or_else(|e| usage(&e))),
             "--trace" => trace = true,
+            "--tombstone-grace-ms" => {
+                let ms: u64 = value("--tombstone-grace-ms").parse().unwrap_or_else(|_| usage("takes milliseconds"));
+                grace = Some(std::time::Duration::from_millis(ms));
+            }
             "--disable" => {
                 let name = value("--disable");
                 match Mechanism::ALL.iter().find(|m| m.name() == name) {
@@ -70,6 +75,9 @@ fn main() -> ExitCode {
         }
         options.trace = trace;
         options.disabled = disabled.clone();
+        if let Some(grace) = grace {
+            options.tombstone_grace = grace;
+        }
         let outcome = run(&options);
         for line in &outcome.trace {
             println!("{line}");
@@ -82,9 +90,10 @@ fn main() -> ExitCode {
             }
             let names: Vec<String> = options.faults.iter().map(|f| f.to_string()).collect();
             println!(
-                "  replay: cargo run --release -p quickv-sim -- --seeds 1 --first {seed} --faults {} --trace{}",
+                "  replay: cargo run --release -p quickv-sim -- --seeds 1 --first {seed} --faults {} --trace{}{}",
                 if names.is_empty() { "none".to_string() } else { names.join(",") },
-                disabled.iter().map(|m| format!(" --disable {}", m.name())).collect::<String>()
+                disabled.iter().map(|m| format!(" --disable {}", m.name())).collect::<String>(),
+                grace.map(|g| format!(" --tombstone-grace-ms {}", g.as_millis())).unwrap_or_default()
             );
         } else if trace {
             println!("seed {seed}: ok ({})", outcome.stats);
@@ -101,7 +110,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("quickv-sim: {problem}");
     }
     eprintln!(
-        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--disable {}]",
+        "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--tombstone-grace-ms MS] [--disable {}]",
         mechanism_names("|")
     );
     std::process::exit(2)

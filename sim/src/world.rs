@@ -43,17 +43,23 @@ const MAX_IMPAIRED: usize = 1;
 #[derive(Debug, Default)]
 struct Disk {
     durable: BTreeMap<KeyId, KeyRecord>,
-    /// Written but not yet synced (the fragile node under `os-sync`); reads see it.
-    unsynced: BTreeMap<KeyId, KeyRecord>,
+    /// Written (`None`: removed) but not yet synced (the fragile node under `os-sync`); reads
+    /// see it.
+    unsynced: BTreeMap<KeyId, Option<KeyRecord>>,
     view: Option<ClusterView>,
     incarnation: u64,
+    /// The counter floor saved by removals, with the incarnation it was saved in.
+    counter_floor: (u64, u64),
     /// The hints the node holds for other nodes (durable once stored).
     hints: BTreeMap<(NodeId, KeyId), Hint>,
 }
 
 impl Disk {
     fn record(&self, key: &KeyId) -> Option<&KeyRecord> {
-        self.unsynced.get(key).or_else(|| self.durable.get(key))
+        match self.unsynced.get(key) {
+            Some(pending) => pending.as_ref(),
+            None => self.durable.get(key),
+        }
     }
 
     /// An [`Io::Scan`]: up to `limit` keys of `store` from `from` on, those in `ranges` kept.
@@ -228,6 +234,7 @@ impl World {
             config.wall_clock_origin_ms =
                 if node_skew { WALL_CLOCK_ORIGIN_MS - 3000 + clocks.range(0, 6000) } else { WALL_CLOCK_ORIGIN_MS };
             config.sync_interval = Duration::from_millis(100);
+            config.tombstone_grace = options.tombstone_grace;
             if options.faults.contains(&Fault::LargeValues) {
                 config.limits = Limits { max_key: 64, max_value: 4096 };
             }
@@ -374,6 +381,18 @@ impl World {
                     Some((format!("n{index}"), self.nodes[index].disk.record(key).map(|r| &r.siblings)))
                 })
                 .collect();
+            // Check 13: every tombstone has been collected by then (the last deletes are more than
+            // two graces old), so no primary still holds one.
+            for (node, state) in &states {
+                if state.is_some_and(Siblings::is_tombstone) && !self.options.tombstone_grace.is_zero() {
+                    violations.push(format!(
+                        "{}/{}: {node} still holds a tombstone {} s after the faults stopped",
+                        key.0,
+                        String::from_utf8_lossy(&key.1),
+                        (SETTLE + CONVERGE).as_secs()
+                    ));
+                }
+            }
             if states.windows(2).any(|w| w[0].1 != w[1].1) {
                 let shown: Vec<String> =
                     states.iter().map(|(n, s)| format!("{n} {:?}", s.map(values_of).unwrap_or_default())).collect();
@@ -459,6 +478,10 @@ impl World {
             node.disk.incarnation += 1;
         }
         config.incarnation = node.disk.incarnation;
+        config.counter_floor = match node.disk.counter_floor {
+            (saved_in, floor) if saved_in == node.disk.incarnation => floor,
+            _ => 0,
+        };
         // A restart of the node whose disk loses writes follows a crash that may have lost some.
         config.lost_records =
             node.life > 0 && self.fragile == Some(i) && !self.options.disabled.contains(&Mechanism::LostRecords);
@@ -550,8 +573,12 @@ impl World {
             Event::DiskSync { node, life } => {
                 if self.nodes[node].life == life {
                     let disk = &mut self.nodes[node].disk;
-                    let synced = std::mem::take(&mut disk.unsynced);
-                    disk.durable.extend(synced);
+                    for (key, record) in std::mem::take(&mut disk.unsynced) {
+                        match record {
+                            Some(record) => disk.durable.insert(key, record),
+                            None => disk.durable.remove(&key),
+                        };
+                    }
                 }
             }
             Event::ClientStep { client } => self.client_step(client),
@@ -687,6 +714,7 @@ impl World {
                         self.stats.peers_down += 1
                     }
                     quickv_core::node::Event::HintDelivered { .. } => self.stats.hints_delivered += 1,
+                    quickv_core::node::Event::TombstoneCollected { .. } => self.stats.tombstones_collected += 1,
                     _ => {}
                 }
                 self.note(|| format!("n{i} {event:?}"));
@@ -714,11 +742,27 @@ impl World {
                 }
                 if self.fragile == Some(i) && self.options.faults.contains(&Fault::OsSync) {
                     // Acknowledged at once, synced a little later.
-                    disk.unsynced.insert((store, key), state);
+                    disk.unsynced.insert((store, key), Some(state));
                     let at = Duration::from_millis(self.rng.range(10, 200));
                     self.schedule_in(at, Event::DiskSync { node: i, life });
                 } else {
                     disk.durable.insert((store, key), state);
+                }
+                Ok(IoOutput::Done)
+            }
+            // Under `os-sync` the fragile node's removals are synced later too: a crash brings
+            // the record back. The floor is saved at once (a crash starts a new incarnation).
+            Io::Remove { store, key, counter_floor } => {
+                if disk.counter_floor.0 != disk.incarnation || disk.counter_floor.1 < counter_floor {
+                    disk.counter_floor = (disk.incarnation, counter_floor);
+                }
+                if self.fragile == Some(i) && self.options.faults.contains(&Fault::OsSync) {
+                    disk.unsynced.insert((store, key), None);
+                    let at = Duration::from_millis(self.rng.range(10, 200));
+                    self.schedule_in(at, Event::DiskSync { node: i, life });
+                } else {
+                    disk.unsynced.remove(&(store.clone(), key.clone()));
+                    disk.durable.remove(&(store, key));
                 }
                 Ok(IoOutput::Done)
             }

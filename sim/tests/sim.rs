@@ -195,3 +195,23 @@ fn replicas_converge_with_no_read() {
     }
     teeth(&[Fault::Delay, Fault::Drop, Fault::Crash, Fault::OsSync], Mechanism::AntiEntropy, "replicas differ", 50);
 }
+
+/// Issue 8, 3.3: under the default faults tombstones are collected and no delete comes back
+/// (checks 2 and 13); teeth: with a grace longer than the run nothing is collected, and check 13
+/// reports the tombstones left.
+#[test]
+fn deletes_are_collected_and_stay_deleted() {
+    let mut collected = 0;
+    for seed in 0..5 {
+        let outcome = run(&Options::new(seed));
+        assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
+        collected += outcome.stats.tombstones_collected;
+    }
+    assert!(collected >= 5, "{collected} records collected in 5 seeds");
+    let left = (0..10).any(|seed| {
+        let mut options = Options::new(seed);
+        options.tombstone_grace = std::time::Duration::from_secs(600);
+        run(&options).violations.iter().any(|v| v.contains("still holds a tombstone"))
+    });
+    assert!(left, "check 13 never saw a tombstone left behind");
+}

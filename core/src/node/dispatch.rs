@@ -118,6 +118,20 @@ impl Node {
                 nodes_only(from_node)?;
                 self.tree_leaves(stream, id, store, ring, &partitions)
             }
+            Request::TombstoneCheck { store, key } => {
+                nodes_only(from_node)?;
+                let config = self.store_config(&store)?;
+                self.check_key(&key)?;
+                self.enqueue(store, key, config, ReplicaStep::Held, done);
+                Ok(None)
+            }
+            Request::Collect { store, key, siblings } => {
+                nodes_only(from_node)?;
+                let config = self.store_config(&store)?;
+                self.check_key(&key)?;
+                self.enqueue(store, key, config, ReplicaStep::Remove { expect: siblings, primary: true }, done);
+                Ok(None)
+            }
         }
     }
 

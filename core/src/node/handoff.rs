@@ -10,9 +10,14 @@
 //! [`NodeConfig::hint_batch`](super::NodeConfig::hint_batch) at a time, each acknowledgement
 //! starting the next: it reads the key and sends its state to the target (`Replicate`). Only once the
 //! target acknowledges is the hint removed ([`Io::DropHint`]); a write to the key hinted again
-//! while the handoff was in flight keeps the hint for the next round. The fallback keeps its
-//! copy of the record (see the note in `handoff_answer`: the record carries the node's counter
-//! for the key).
+//! while the handoff was in flight keeps the hint for the next round. Then the fallback drops
+//! its copy if it minted none of the copy's versions itself, its record is still the state the
+//! target acknowledged, it holds no other hint of the key and it is not a primary of the key
+//! (a replica step, [`ReplicaStep::Remove`]). A fallback that minted a version keeps its copy:
+//! its record is what keeps it from minting that dot again, and a dot minted above a floor
+//! would claim to have seen the dropped versions, which live on at the primaries (the
+//! simulation lost acknowledged writes that way, seed 42 of the defaults, when copies were
+//! dropped regardless). Dropping those too needs per-key actors (Riak's key epochs).
 //!
 //! Hints are bounded per target ([`NodeConfig::max_hints`](super::NodeConfig::max_hints)) and
 //! in age ([`NodeConfig::max_hint_age`](super::NodeConfig::max_hint_age)); past either the hint
@@ -31,6 +36,7 @@ use crate::coordinator::ReplicaFailure;
 use crate::identity::NodeId;
 use crate::liveness::PeerState;
 use crate::store::StoreName;
+use crate::version::Siblings;
 use crate::wire::{Request, Response};
 
 /// A write held for a primary that could not take it: the record of `key` in `store` is to be
@@ -153,13 +159,14 @@ impl Node {
         match read {
             Response::State(Some(state)) => match self.destination(&target) {
                 Some(to) => {
+                    let sent = state.siblings.clone();
                     let body = Request::Replicate {
                         store: key.0.clone(),
                         key: key.1.clone(),
                         siblings: state.siblings,
                         hint_for: None,
                     };
-                    self.send_request(now, to, body, false, Purpose::Handoff { target, key, generation });
+                    self.send_request(now, to, body, false, Purpose::Handoff { target, key, generation, sent });
                 }
                 None => self.handoff_failed(&target, &key),
             },
@@ -176,6 +183,7 @@ impl Node {
         target: NodeId,
         key: (StoreName, Vec<u8>),
         generation: u64,
+        sent: Siblings,
         answer: Result<Response, ReplicaFailure>,
     ) {
         self.heard(now, &target, &answer);
@@ -189,12 +197,13 @@ impl Node {
                         store: key.0.clone(),
                         key: key.1.clone(),
                     });
-                    // The fallback keeps its copy: its record holds this node's counter for the
-                    // key, and with the copy dropped it would mint a dot of the key a second time
-                    // (two writes, one dot: the simulation lost acknowledged writes this way with
-                    // `delay,large,smart,sloppy`). Dropping copies needs that counter kept
-                    // elsewhere first.
                     self.forget_hint(&target, &key);
+                    // The copy goes too, unless this node minted in it (see the module docs).
+                    let minted_here = sent.history().counter(&self.actor) > 0;
+                    if let (false, Ok(config)) = (minted_here, self.store_config(&key.0)) {
+                        let step = ReplicaStep::Remove { expect: sent, primary: false };
+                        self.enqueue(key.0.clone(), key.1.clone(), config, step, Completion::Nothing);
+                    }
                     self.deliver_hints_to(&target);
                 } else {
                     // Hinted again meanwhile: the newer state goes in a later round.

@@ -36,6 +36,19 @@ pub enum Io {
         /// another node (see [`Hint`]).
         hint: Option<Hint>,
     },
+    /// Remove the record of `key` in `store` (a collected tombstone, a fallback's copy handed
+    /// back), and save `counter_floor` for this incarnation (see
+    /// [`NodeConfig::counter_floor`](super::NodeConfig::counter_floor)): the floor first, both
+    /// durably (per the engine's sync policy) before answering [`IoOutput::Done`]. At the next
+    /// start in the same incarnation the driver hands the saved floor back in the config.
+    Remove {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The node's counter floor, to save.
+        counter_floor: u64,
+    },
     /// Delete every record of `store`, a dropped store, then answer [`IoOutput::Done`]. Emitted
     /// once a drop is in the view, and again at every start (deleting nothing is no error).
     DropData {

@@ -60,6 +60,7 @@ mod dispatch;
 mod handoff;
 mod io;
 mod replica;
+mod tombstones;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -143,6 +144,16 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// The bytes per second anti-entropy may send, receive and read (default 1 MiB/s).
     pub anti_entropy_budget: u64,
+    /// How long a deleted key's tombstone must be held unchanged by every node that may hold
+    /// a copy of the key, twice over, before it is collected (default 10 minutes; zero: never
+    /// collected). It must be longer than any message can stay in flight, a paused node's
+    /// included. See [`tombstones`].
+    pub tombstone_grace: Duration,
+    /// The highest counter this node's actor had minted for any key whose record it removed
+    /// (collected tombstones, dropped fallback copies), as the driver saved it from
+    /// [`Io::Remove`] in this incarnation (default 0; a new incarnation starts again from 0, its
+    /// actor being new). Every dot the node mints is above it.
+    pub counter_floor: u64,
 }
 
 impl NodeConfig {
@@ -169,6 +180,8 @@ impl NodeConfig {
             max_stores: 1000,
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_budget: 1024 * 1024,
+            tombstone_grace: Duration::from_secs(600),
+            counter_floor: 0,
         }
     }
 }
@@ -291,6 +304,14 @@ pub enum Event {
         /// Keys whose state this node sent to the peer.
         pushed: u64,
     },
+    /// This node removed its record of a deleted key: every node of the key held the tombstone
+    /// (see [`tombstones`]).
+    TombstoneCollected {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+    },
     /// A peer's view could not be merged (another cluster, or inconsistent).
     IncompatiblePeer {
         /// The peer's address.
@@ -332,6 +353,12 @@ pub struct NodeStats {
     /// Bytes of digests, keys and states anti-entropy sent, received and read from storage (as
     /// counted against its budget).
     pub anti_entropy_bytes: u64,
+    /// Tombstones this node removed from its storage once every node of the key held them
+    /// (see [`tombstones`]).
+    pub tombstones_collected: u64,
+    /// Copies of keys this node held as a fallback and dropped once their primary acknowledged
+    /// the handoff (see [`handoff`]).
+    pub copies_dropped: u64,
 }
 
 /// Why this node sent a request, so that its answer goes to the right place.
@@ -347,10 +374,12 @@ enum Purpose {
     Gossip { peer: NodeId },
     /// What a peer lacked after a gossip round.
     Push { peer: NodeId },
-    /// A hinted write handed back to its primary.
-    Handoff { target: NodeId, key: (StoreName, Vec<u8>), generation: u64 },
+    /// A hinted write handed back to its primary: the state sent.
+    Handoff { target: NodeId, key: (StoreName, Vec<u8>), generation: u64, sent: crate::version::Siblings },
     /// An anti-entropy request (see [`anti_entropy`]).
     AntiEntropy { peer: NodeId, call: anti_entropy::Call },
+    /// A tombstone check or collect of round `round` (see [`tombstones`]).
+    Tombstone { round: u64, peer: NodeId },
     /// A store create sent on to the claimant for a caller waiting on `stream`.
     Create { stream: u64, id: u64, name: StoreName, config: crate::store::StoreConfig },
 }
@@ -433,6 +462,10 @@ pub struct Node {
     digest: Option<crate::gossip::GossipDigest>,
     /// Merkle trees and exchanges (see [`anti_entropy`]).
     anti_entropy: anti_entropy::AntiEntropy,
+    /// The tombstones this node collects (see [`tombstones`]).
+    tombstones: tombstones::Collector,
+    /// Every dot this node mints is above this counter (see [`NodeConfig::counter_floor`]).
+    counter_floor: u64,
 }
 
 impl Node {
@@ -489,6 +522,8 @@ impl Node {
             purged: alloc::collections::BTreeSet::new(),
             next_sync: now,
             anti_entropy: anti_entropy::AntiEntropy::new(partition_bits, config.anti_entropy_budget, now),
+            tombstones: tombstones::Collector::default(),
+            counter_floor: config.counter_floor,
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
@@ -647,6 +682,7 @@ impl Node {
         }
         self.coordinations_timeout(now);
         self.anti_entropy_tick(now);
+        self.tombstones_tick(now);
         if now >= self.next_sync {
             self.next_sync = now.saturating_add(self.config.sync_interval);
             self.sync_tick(now);
@@ -676,7 +712,8 @@ impl Node {
             true => None,
             false => self.anti_entropy.poll_timeout(),
         };
-        [Some(self.next_sync), outgoing, coordination, anti_entropy].into_iter().flatten().min()
+        let tombstones = self.tombstones_timeout();
+        [Some(self.next_sync), outgoing, coordination, anti_entropy, tombstones].into_iter().flatten().min()
     }
 
     /// Sends a request to a node and remembers why.
@@ -762,9 +799,12 @@ impl Node {
             Purpose::Gossip { peer } => self.gossip_answer(now, peer, answer),
             // Only a push's arrival matters.
             Purpose::Push { peer } => self.heard(now, &peer, &answer),
-            Purpose::Handoff { target, key, generation } => self.handoff_answer(now, target, key, generation, answer),
+            Purpose::Handoff { target, key, generation, sent } => {
+                self.handoff_answer(now, target, key, generation, sent, answer)
+            }
             Purpose::Create { stream, id, name, config } => self.claimant_answer(now, stream, id, name, config, answer),
             Purpose::AntiEntropy { peer, call } => self.anti_entropy_answer(now, peer, call, answer),
+            Purpose::Tombstone { round, peer } => self.tombstone_answer(now, round, peer, answer),
         }
     }
 }

@@ -4,7 +4,12 @@
 //! - **mint** loads the state, applies the caller's write with this node as the actor (minting
 //!   the write's dot), stores the result, then answers with it;
 //! - **merge** loads the state, folds another replica's state in and stores the result if it
-//!   changed.
+//!   changed;
+//! - **held** loads the stored state and answers it unsealed, with whether the node holds a
+//!   hint of the key (a tombstone collector's check, see [`super::tombstones`]);
+//! - **remove** loads the state and removes the record if it is still the one expected and the
+//!   node holds no hint of the key (a collected tombstone, a fallback's copy handed back),
+//!   raising the node's counter floor with it (see [`super::tombstones`]).
 //!
 //! Steps on one key run one after another, in arrival order: the next step loads only once the
 //! previous one's store has finished, so a read never sees a state that is not yet durable and
@@ -15,7 +20,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Hint, Io, IoError, IoOutput, IoOwner, Node, ReplicaCall};
+use super::{Event, Hint, Io, IoError, IoOutput, IoOwner, Node, ReplicaCall};
 use crate::identity::NodeId;
 use crate::store::{ConflictPolicy, StoreConfig, StoreName};
 use crate::version::{KeyRecord, SealedState, Siblings, Write};
@@ -27,6 +32,14 @@ pub(super) enum ReplicaStep {
     Read,
     Mint(Write),
     Merge(Siblings),
+    /// Answer the stored state as it is, and whether a hint of the key is held.
+    Held,
+    /// Remove the record if it is `expect` and no hint of the key is held; unless `primary`,
+    /// only where this node is not a primary of the key.
+    Remove {
+        expect: Siblings,
+        primary: bool,
+    },
 }
 
 /// Where a replica step's answer goes.
@@ -58,6 +71,8 @@ pub(super) struct KeyQueue {
     /// The record to store, once the head step has loaded and changed it, with its hint and
     /// the tree digest of the state it replaces.
     storing: Option<(KeyRecord, Option<Hint>, Option<u64>)>,
+    /// Once the head step asked for its record's removal: the tree digest of that record.
+    removing: Option<Option<u64>>,
 }
 
 impl Node {
@@ -101,16 +116,30 @@ impl Node {
     ) {
         let Some(queue) = self.keys.get_mut(&key) else { return };
         let Some(head) = queue.steps.front().cloned() else { return };
+        let removing = queue.removing.take();
         let answer = match (result, queue.storing.take()) {
             (Err(IoError(reason)), _) => {
                 Some(Err(ErrorReply::new(ErrorKind::Internal, format!("storage failed: {reason}"))))
             }
-            // The store finished: the step is done.
+            // The removal finished: the step is done.
+            (Ok(IoOutput::Done), None) if removing.is_some() => {
+                self.anti_entropy.trees.update(&key.0, &key.1, removing.flatten(), None);
+                self.tombstone_removed(&key);
+                match head.step {
+                    ReplicaStep::Remove { primary: true, .. } => {
+                        self.stats.tombstones_collected += 1;
+                        self.events.push_back(Event::TombstoneCollected { store: key.0.clone(), key: key.1.clone() });
+                    }
+                    _ => self.stats.copies_dropped += 1,
+                }
+                Some(Ok(Response::Collected(true)))
+            }
             (Ok(IoOutput::Done), Some((stored, hint, before))) => {
                 if let Some(hint) = hint {
                     self.hint_stored(hint);
                 }
                 self.tree_update(&key.0, &key.1, before, &stored.siblings);
+                self.tombstone_stored(now, &key, &stored.siblings);
                 Some(Ok(match head.step {
                     ReplicaStep::Mint(_) => Response::State(Some(self.seal(&key, stored.siblings))),
                     _ => Response::Ack,
@@ -118,7 +147,7 @@ impl Node {
             }
             (Ok(IoOutput::Loaded(current)), None) => {
                 // A read stores nothing: only a write needs the digest its tree update takes out.
-                let writes = !matches!(head.step, ReplicaStep::Read);
+                let writes = !matches!(head.step, ReplicaStep::Read | ReplicaStep::Held);
                 let before =
                     current.as_ref().filter(|_| writes).map(|r| super::anti_entropy::item(&key.1, &r.siblings));
                 self.loaded(now, &key, &head, current, before)
@@ -141,8 +170,26 @@ impl Node {
         current: Option<KeyRecord>,
         before: Option<u64>,
     ) -> Option<Result<Response, ErrorReply>> {
+        // A tombstone the collector tracks follows what storage holds.
+        if self.tombstone_tracked(key) {
+            match &current {
+                Some(record) => self.tombstone_stored(now, key, &record.siblings),
+                None => self.tombstone_removed(key),
+            }
+        }
         match self.apply(now, key, head, current) {
             Ok(Step::Answer(body)) => Some(Ok(body)),
+            Ok(Step::Remove(record)) => {
+                // Dots this node minted for the key stay taken after the record is gone.
+                let floor = self.counter_floor.max(record.siblings.history().counter(&self.actor));
+                self.counter_floor = floor;
+                if let Some(queue) = self.keys.get_mut(key) {
+                    queue.removing = Some(before);
+                }
+                let io = Io::Remove { store: key.0.clone(), key: key.1.clone(), counter_floor: floor };
+                self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
+                None
+            }
             Ok(Step::Store(state)) => {
                 let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, key));
                 let io =
@@ -167,6 +214,10 @@ impl Node {
     ) -> Result<Step, ErrorReply> {
         match &head.step {
             ReplicaStep::Read => Ok(Step::Answer(Response::State(current.map(|r| self.seal(key, r.siblings))))),
+            ReplicaStep::Held => {
+                let hinted = self.holds_any_hint(key);
+                Ok(Step::Answer(Response::Held { siblings: current.map(|r| r.siblings), hinted }))
+            }
             ReplicaStep::Mint(write) => {
                 // Only a context a node of this cluster sealed for this very key is taken.
                 if let Err(e) = self.config.context_key.check(&key.0, &key.1, &write.context) {
@@ -192,7 +243,7 @@ impl Node {
                 }
                 let mut state = current.unwrap_or_default();
                 self.check_resent(&state, write)?;
-                state.apply(&self.actor, write, head.config.conflicts()).map_err(|e| {
+                state.apply_above(&self.actor, write, head.config.conflicts(), self.counter_floor).map_err(|e| {
                     self.stats.refused += 1;
                     ErrorReply::new(ErrorKind::InvalidContext, format!("invalid causal context: {e}"))
                 })?;
@@ -224,6 +275,17 @@ impl Node {
                     Ok(Step::Store(state))
                 }
             }
+            ReplicaStep::Remove { expect, primary } => Ok(match current {
+                None => Step::Answer(Response::Collected(true)),
+                Some(record)
+                    if record.siblings == *expect
+                        && !self.holds_any_hint(key)
+                        && (*primary || !self.is_primary_of(key, &head.config)) =>
+                {
+                    Step::Remove(record)
+                }
+                Some(_) => Step::Answer(Response::Collected(false)),
+            }),
         }
     }
 
@@ -283,4 +345,5 @@ impl Node {
 enum Step {
     Answer(Response),
     Store(KeyRecord),
+    Remove(KeyRecord),
 }

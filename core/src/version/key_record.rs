@@ -35,10 +35,21 @@ impl KeyRecord {
     /// Applies a write with this replica (`actor`) minting it (see [`Siblings::apply`]), unless
     /// it is a write already minted here: then nothing changes and the dot it got is returned.
     pub fn apply(&mut self, actor: &NodeId, write: &Write, policy: ConflictPolicy) -> Result<Dot, ApplyError> {
+        self.apply_above(actor, write, policy, 0)
+    }
+
+    /// [`apply`](Self::apply) with a counter above `floor` (see [`Siblings::apply_above`]).
+    pub fn apply_above(
+        &mut self,
+        actor: &NodeId,
+        write: &Write,
+        policy: ConflictPolicy,
+        floor: u64,
+    ) -> Result<Dot, ApplyError> {
         if let Some(dot) = self.applied(write.id) {
             return Ok(dot);
         }
-        let dot = self.siblings.apply(actor, write, policy)?;
+        let dot = self.siblings.apply_above(actor, write, policy, floor)?;
         if !write.id.is_none() && !self.minted.iter().any(|(id, _)| *id == write.id) {
             self.minted.push_back((write.id, dot.clone()));
             while self.minted.len() > Self::REMEMBERED {

@@ -85,11 +85,25 @@ impl Siblings {
     /// A write whose id is already the id of a version here is a repeat of that write (a retry,
     /// a duplicate delivery): it changes nothing and returns that version's dot.
     pub fn apply(&mut self, actor: &NodeId, write: &Write, policy: ConflictPolicy) -> Result<Dot, ApplyError> {
+        self.apply_above(actor, write, policy, 0)
+    }
+
+    /// [`apply`](Self::apply), minting a counter above `floor` too: the highest counter `actor`
+    /// may have minted for this key in a record it no longer holds (a collected tombstone, a
+    /// dropped copy), so that no dot is ever minted twice. Counters of an actor need not be
+    /// contiguous: a vector entry says which dots it covers, not how many writes there were.
+    pub fn apply_above(
+        &mut self,
+        actor: &NodeId,
+        write: &Write,
+        policy: ConflictPolicy,
+        floor: u64,
+    ) -> Result<Dot, ApplyError> {
         if let Some(done) = self.version_of(write.id) {
             return Ok(done.dot.clone());
         }
         let seen = write.context.vector();
-        let known = self.history.counter(actor);
+        let known = self.history.counter(actor).max(floor);
         let claimed = seen.counter(actor);
         if claimed > known {
             return Err(ApplyError::ContextFromTheFuture { actor: actor.clone(), claimed, known });
@@ -193,6 +207,12 @@ impl Siblings {
     /// Whether the key reads as absent: never written, or every version is a tombstone.
     pub fn is_absent(&self) -> bool {
         self.values().next().is_none()
+    }
+
+    /// Whether the key was deleted: it holds versions, and every one is a tombstone (what
+    /// tombstone collection may remove once every replica holds it).
+    pub fn is_tombstone(&self) -> bool {
+        !self.versions.is_empty() && self.is_absent()
     }
 
     /// Every write this state has seen.

@@ -286,6 +286,48 @@ fn siblings_are_bounded_by_concurrent_writers_not_writes() {
 }
 
 #[test]
+fn a_tombstone_is_a_state_of_tombstones_only() {
+    let a = actor(0);
+    let mut s = Siblings::new();
+    assert!(!s.is_tombstone(), "a key never written is not a deleted key");
+    s.apply(&a, &Write::put(b"x".to_vec(), CausalContext::empty(), 1), ConflictPolicy::Siblings).unwrap();
+    assert!(!s.is_tombstone());
+    s.apply(&a, &Write::delete(CausalContext::empty(), 2), ConflictPolicy::Siblings).unwrap();
+    assert!(!s.is_tombstone(), "a delete that did not see the value leaves it a sibling");
+    s.apply(&a, &Write::delete(seen(&s), 3), ConflictPolicy::Siblings).unwrap();
+    assert!(s.is_tombstone());
+}
+
+#[test]
+fn a_key_minted_again_after_its_record_was_removed_gets_a_dot_above_the_floor() {
+    let a = actor(0);
+    // The key's first life: three writes by `a`, then a delete that saw them; the record is
+    // collected, and a client still holds the tombstone's context.
+    let mut first = Siblings::new();
+    for t in 1..=3 {
+        first.apply(&a, &Write::put(b"x".to_vec(), seen(&first), t), ConflictPolicy::Siblings).unwrap();
+    }
+    first.apply(&a, &Write::delete(seen(&first), 4), ConflictPolicy::Siblings).unwrap();
+    let floor = first.history().counter(&a);
+    let old_context = seen(&first);
+    // Minted afresh without the floor, the dot would be (a, 1): a dot the old context covers,
+    // so the new write would be taken as already seen and dropped by a merge.
+    let mut again = Siblings::new();
+    let dot =
+        again.apply_above(&a, &Write::put(b"y".to_vec(), CausalContext::empty(), 5), ConflictPolicy::Siblings, floor);
+    let dot = dot.unwrap();
+    assert_eq!(dot.counter, floor + 1);
+    assert!(!first.history().covers(&dot));
+    // The old context is taken (it claims no more than the floor), and supersedes nothing new.
+    let mut after = Siblings::new();
+    after.apply_above(&a, &Write::put(b"z".to_vec(), old_context, 6), ConflictPolicy::Siblings, floor).unwrap();
+    assert_eq!(after.versions()[0].dot.counter, floor + 1);
+    let mut merged = again.clone();
+    merged.merge(&first, ConflictPolicy::Siblings);
+    assert_eq!(merged.values().count(), 1, "the new write survives a merge with the collected history");
+}
+
+#[test]
 fn a_context_from_the_future_is_refused_and_changes_nothing() {
     let a = actor(0);
     let mut forged = VersionVector::new();

@@ -91,6 +91,8 @@ impl Observed {
 /// The driver task's state.
 pub(crate) struct Driver {
     machine: quickv_core::node::Node,
+    /// The incarnation the node runs in (its counter floor is saved for it).
+    incarnation: u64,
     origin: Instant,
     inputs: mpsc::UnboundedReceiver<Input>,
     /// For the tasks the driver starts, to report back.
@@ -114,6 +116,7 @@ impl Driver {
     /// what it lets others observe. The view saver task must be spawned with [`save_views`].
     pub(crate) fn new(
         machine: quickv_core::node::Node,
+        incarnation: u64,
         origin: Instant,
         transport: Arc<Transport>,
         engine: Arc<dyn Engine>,
@@ -128,6 +131,7 @@ impl Driver {
         });
         let driver = Driver {
             machine,
+            incarnation,
             origin,
             inputs,
             report: report.clone(),
@@ -227,6 +231,7 @@ impl Driver {
         {
             self.figures_taken = Instant::now();
             metrics.node(self.machine.stats(), &self.machine.status(self.origin.elapsed()));
+            metrics.storage(self.engine.size().ok(), self.machine.tombstones_pending());
         }
     }
 
@@ -251,6 +256,13 @@ impl Driver {
             Io::Scan { store, ranges, from, limit } => {
                 tokio::task::spawn_blocking(move || {
                     let result = steps::scan(&*engine, &store, &ranges, &from, limit);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
+            Io::Remove { store, key, counter_floor } => {
+                let incarnation = self.incarnation;
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::remove(&*engine, &store, &key, incarnation, counter_floor);
                     let _ = report.send(Input::Io { id, result });
                 });
             }
@@ -334,6 +346,12 @@ impl Driver {
                 %store,
                 key = %key[..key.len().min(64)].escape_ascii(),
                 "hinted write handed back"
+            ),
+            Event::TombstoneCollected { store, key } => tracing::debug!(
+                node = %self.machine.id(),
+                %store,
+                key = %key[..key.len().min(64)].escape_ascii(),
+                "tombstone collected: every node of the key held it"
             ),
             Event::AntiEntropy { peer, store, pulled, pushed } => tracing::info!(
                 node = %self.machine.id(),

@@ -12,7 +12,11 @@
 //!   `quickv_hints_dropped_total`, `quickv_replica_requests_total`, `quickv_misrouted_total`,
 //!   `quickv_coordinated_total`, `quickv_forwarded_total`, `quickv_refused_total`, and for
 //!   anti-entropy `quickv_anti_entropy_exchanges_total`, `quickv_anti_entropy_pulled_total` and
-//!   `quickv_anti_entropy_pushed_total` (keys moved) and `quickv_anti_entropy_bytes_total`.
+//!   `quickv_anti_entropy_pushed_total` (keys moved) and `quickv_anti_entropy_bytes_total`;
+//!   tombstones collected and fallback copies dropped after handoff
+//!   (`quickv_tombstones_collected_total`, `quickv_copies_dropped_total`), tombstones this node
+//!   collects waiting (`quickv_tombstones_pending`);
+//! - storage: the bytes the engine holds (`quickv_storage_bytes`, on disk for the durable one).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,6 +110,15 @@ impl Metrics {
         }
     }
 
+    /// Takes the storage's size (`None`: the engine could not tell) and the tombstones waiting
+    /// for collection here.
+    pub(crate) fn storage(&mut self, bytes: Option<u64>, tombstones: usize) {
+        if let Some(bytes) = bytes {
+            self.gauge("quickv_storage_bytes", None).set(bytes as f64);
+        }
+        self.gauge("quickv_tombstones_pending", None).set(tombstones as f64);
+    }
+
     /// Takes the node machine's counters and its verdicts and hints per peer.
     pub(crate) fn node(&mut self, stats: NodeStats, status: &StatusReport) {
         let totals = [
@@ -120,6 +133,8 @@ impl Metrics {
             ("quickv_anti_entropy_pulled_total", stats.anti_entropy_pulled),
             ("quickv_anti_entropy_pushed_total", stats.anti_entropy_pushed),
             ("quickv_anti_entropy_bytes_total", stats.anti_entropy_bytes),
+            ("quickv_tombstones_collected_total", stats.tombstones_collected),
+            ("quickv_copies_dropped_total", stats.copies_dropped),
         ];
         for (name, value) in totals {
             self.counter(name, None).absolute(value);

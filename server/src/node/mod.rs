@@ -87,6 +87,10 @@ pub struct NodeConfig {
     /// Hinted writes in flight to one primary at once while hints are handed back (default 4;
     /// zero keeps hints without handing them back, leaving the primaries to anti-entropy).
     pub hint_batch: usize,
+    /// How long every node of a deleted key must hold its tombstone, checked twice, before it
+    /// is collected (default 10 minutes; zero: tombstones are kept for ever). See
+    /// `quickv_core::node::NodeConfig::tombstone_grace`.
+    pub tombstone_grace: Duration,
 }
 
 impl NodeConfig {
@@ -115,6 +119,7 @@ impl NodeConfig {
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_budget: 1024 * 1024,
             hint_batch: 4,
+            tombstone_grace: Duration::from_secs(600),
         }
     }
 }
@@ -246,6 +251,8 @@ impl Node {
         machine_config.anti_entropy_interval = config.anti_entropy_interval;
         machine_config.anti_entropy_budget = config.anti_entropy_budget;
         machine_config.hint_batch = config.hint_batch;
+        machine_config.tombstone_grace = config.tombstone_grace;
+        machine_config.counter_floor = steps::counter_floor(&*engine, incarnation)?;
         let origin = tokio::time::Instant::now();
         machine_config.wall_clock_origin_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -269,7 +276,7 @@ impl Node {
             None => (None, None),
         };
         let (driver, inputs, observed) =
-            driver::Driver::new(machine, origin, transport.clone(), engine.clone(), saves, metrics);
+            driver::Driver::new(machine, incarnation, origin, transport.clone(), engine.clone(), saves, metrics);
         let mut tasks = vec![
             tokio::spawn(driver::save_views(file, saves_rx, inputs.clone())),
             tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),

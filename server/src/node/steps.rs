@@ -45,6 +45,60 @@ pub(crate) fn store(
     Ok(IoOutput::Done)
 }
 
+/// The space of the node's own small records: no store name starts with `_`.
+pub(crate) const NODE_SPACE: &str = "_node";
+
+/// The key of the counter floor in [`NODE_SPACE`]: a version byte, then the incarnation it is
+/// for and the floor, each 8 bytes little-endian.
+const FLOOR_KEY: &[u8] = b"counter_floor";
+
+/// The version byte of the stored counter floor.
+const FLOOR_VERSION: u8 = 1;
+
+/// Saves `counter_floor` for `incarnation` (unless a higher one is saved already), then
+/// removes the record of `key` (a collected tombstone, a fallback's copy handed back), both
+/// durably per the engine's sync policy. Removals run concurrently: the floor only rises.
+pub(crate) fn remove(
+    engine: &dyn Engine,
+    store: &StoreName,
+    key: &[u8],
+    incarnation: u64,
+    counter_floor: u64,
+) -> Result<IoOutput, IoError> {
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    {
+        let _one_at_a_time = SAVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counter_floor > self::counter_floor(engine, incarnation).map_err(failed)? {
+            let mut value = vec![FLOOR_VERSION];
+            value.extend_from_slice(&incarnation.to_le_bytes());
+            value.extend_from_slice(&counter_floor.to_le_bytes());
+            engine.put(NODE_SPACE, FLOOR_KEY, &value).map_err(failed)?;
+        }
+    }
+    engine.remove(&layout::space(store), &layout::record_key(key)).map_err(failed)?;
+    Ok(IoOutput::Done)
+}
+
+/// The counter floor saved for `incarnation` (0 if none was, or it was saved in another
+/// incarnation: a new incarnation's actor has minted nothing yet). A saved floor that does not
+/// decode is an error: starting from 0 could mint a dot twice.
+pub(crate) fn counter_floor(engine: &dyn Engine, incarnation: u64) -> Result<u64, StorageError> {
+    let Some(bytes) = engine.get(NODE_SPACE, FLOOR_KEY)? else { return Ok(0) };
+    let corrupt = |reason: &str| StorageError::Corrupt {
+        space: NODE_SPACE.into(),
+        key: String::from_utf8_lossy(FLOOR_KEY).into_owned(),
+        reason: reason.into(),
+    };
+    let [version, body @ ..] = bytes.as_slice() else { return Err(corrupt("empty")) };
+    if *version != FLOOR_VERSION {
+        return Err(corrupt(&format!("unknown format version {version}")));
+    }
+    let (Some(saved_in), Some(floor)) = (body.get(..8), body.get(8..16)) else { return Err(corrupt("truncated")) };
+    let saved_in = u64::from_le_bytes(saved_in.try_into().map_err(|_| corrupt("truncated"))?);
+    let floor = u64::from_le_bytes(floor.try_into().map_err(|_| corrupt("truncated"))?);
+    Ok(if saved_in == incarnation { floor } else { 0 })
+}
+
 /// Removes a hint.
 pub(crate) fn drop_hint(engine: &dyn Engine, hint: &Hint) -> Result<IoOutput, IoError> {
     engine.remove(HINTS_SPACE, &hint_key(hint)).map_err(failed)?;
@@ -222,6 +276,26 @@ mod tests {
         }
         assert_eq!(found, wanted);
         assert_eq!(pages, wanted.len() / 50 + 1, "only the ranges' records were examined");
+    }
+
+    /// A removal saves the counter floor for its incarnation; the floor only rises, is read
+    /// back in that incarnation only, and a damaged one is an error, never 0.
+    #[test]
+    fn removals_save_a_rising_counter_floor_per_incarnation() {
+        let engine = MemoryEngine::new();
+        let s = StoreName::default_store();
+        assert_eq!(counter_floor(&engine, 3).unwrap(), 0);
+        for key in [&b"a"[..], b"b"] {
+            store(&engine, &s, key, &state(), None).unwrap();
+        }
+        assert_eq!(remove(&engine, &s, b"a", 3, 7).unwrap(), IoOutput::Done);
+        assert_eq!(load(&engine, &s, b"a").unwrap(), IoOutput::Loaded(None));
+        remove(&engine, &s, b"b", 3, 5).unwrap();
+        assert_eq!(load(&engine, &s, b"b").unwrap(), IoOutput::Loaded(None));
+        assert_eq!(counter_floor(&engine, 3).unwrap(), 7, "a lower floor saved later does not win");
+        assert_eq!(counter_floor(&engine, 4).unwrap(), 0, "another incarnation starts from 0");
+        engine.put(NODE_SPACE, FLOOR_KEY, &[FLOOR_VERSION, 1, 2]).unwrap();
+        assert!(matches!(counter_floor(&engine, 3), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]

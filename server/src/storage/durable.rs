@@ -121,4 +121,8 @@ impl Engine for DurableEngine {
         self.db.delete_keyspace(ks).map_err(engine_error)?;
         self.db.persist(PersistMode::SyncAll).map_err(engine_error)
     }
+
+    fn size(&self) -> Result<u64, StorageError> {
+        self.db.disk_space().map_err(engine_error)
+    }
 }

@@ -63,4 +63,9 @@ impl Engine for MemoryEngine {
         self.spaces.write().unwrap_or_else(|p| p.into_inner()).remove(space);
         Ok(())
     }
+
+    fn size(&self) -> Result<u64, StorageError> {
+        let spaces = self.spaces.read().unwrap_or_else(|p| p.into_inner());
+        Ok(spaces.values().flat_map(|s| s.iter()).map(|(k, v)| (k.len() + v.len()) as u64).sum())
+    }
 }

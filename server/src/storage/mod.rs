@@ -99,6 +99,11 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Deletes `space` and everything in it, durably; a space never written is no error. The
     /// space reads as empty afterwards (and a later write starts it afresh).
     fn drop_space(&self, space: &str) -> Result<(), StorageError>;
+
+    /// The bytes the engine holds, for operators (`quickv_storage_bytes`): on disk for the
+    /// durable engine (journal and tables, so it lags removals until compaction), keys and
+    /// values in memory for the memory engine. Cheap enough to ask every second.
+    fn size(&self) -> Result<u64, StorageError>;
 }
 
 /// Which engine a node runs.

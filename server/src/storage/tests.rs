@@ -131,6 +131,10 @@ fn conformance(open: fn(&Path) -> Box<dyn Engine>) {
         .unwrap();
     assert_eq!(count, 800);
     engine.flush().unwrap();
+
+    // The size covers what was written (4 MiB and 800 values of 100 bytes at least).
+    let size = engine.size().unwrap();
+    assert!(size >= (4 << 20) + 80_000, "{size} bytes");
 }
 
 #[test]

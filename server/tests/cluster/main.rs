@@ -781,9 +781,13 @@ async fn a_node_serves_prometheus_metrics() {
         "quickv_peer_up{peer=\"n0\"} 1",
         "quickv_hints_pending{peer=\"n0\"} 0",
         "quickv_coordinated_total 2",
+        "quickv_tombstones_pending 0",
+        "quickv_tombstones_collected_total 0",
     ] {
         assert!(body.contains(expected), "{expected} missing from:\n{body}");
     }
+    let size = body.lines().find_map(|l| l.strip_prefix("quickv_storage_bytes ")).expect("the storage size");
+    assert!(size.parse::<f64>().unwrap() > 0.0, "storage holds the write: {size}");
     cluster.shutdown().await;
 }
 

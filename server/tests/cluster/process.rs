@@ -619,3 +619,95 @@ fn anti_entropy_brings_a_restarted_node_level_with_no_read() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// Issue 8, 3.3 with real processes: keys are deleted while n2 is SIGKILLed (it keeps the old
+/// values on disk). While n2 is away the tombstones are not collected; once it is back, with no
+/// read of those keys, anti-entropy and the collector's checks bring it the tombstones, every
+/// node removes its record, and the keys read as absent: no delete came back.
+#[test]
+fn a_delete_made_while_a_node_was_down_stays_deleted_and_is_collected_everywhere() {
+    let _serial = one_at_a_time();
+    use quickv_core::wire::{Request, Response};
+    use std::time::{Duration, Instant};
+
+    let dir = Folder::init();
+    let port = test_port(7);
+    let addr = |i: u16| format!("127.0.0.1:{}", port + i);
+    let start = |i: u16| {
+        let zone = format!("z{i}");
+        let mut args = vec!["--zone", &zone, "--tombstone-grace-secs", "1", "--anti-entropy-interval-ms", "300"];
+        let seed = addr(0);
+        if i > 0 {
+            args.extend(["--seeds", &seed]);
+        }
+        dir.run(i, &addr(i), &args)
+    };
+    let mut nodes: Vec<Child> = (0..3).map(start).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let ca = quickv_client::ClusterCa::from_pem_file(dir.path().join("ca.pem")).unwrap();
+        let client = client_of(&runtime, &ca, &addr(0), 3);
+        let store = runtime.block_on(client.store("default")).unwrap();
+        let name = quickv_core::store::StoreName::default_store();
+        let keys: Vec<String> = (0..30).map(|k| format!("doomed-{k}")).collect();
+        for key in &keys {
+            runtime.block_on(store.put(key, b"old".to_vec(), &quickv_client::CausalContext::empty())).unwrap();
+        }
+        // Every node holds every key before n2 goes.
+        let raw = raw_transport(&runtime, &ca, "127.0.0.1:0");
+        let record = |node: u16, key: &str| {
+            let at: std::net::SocketAddr = addr(node).parse().unwrap();
+            let get = Request::Get { store: name.clone(), key: key.as_bytes().to_vec() };
+            match runtime.block_on(raw.call(at, None, get)) {
+                Ok(Response::State(state)) => state.map(|s| s.siblings),
+                other => panic!("n{node} answered {other:?}"),
+            }
+        };
+        let begun = Instant::now();
+        while !keys.iter().all(|k| (0..3).all(|n| record(n, k).is_some())) {
+            assert!(begun.elapsed() < Duration::from_secs(20), "the writes did not reach every node");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let contexts: Vec<_> = keys.iter().map(|k| runtime.block_on(store.get(k)).unwrap().context).collect();
+        nodes[2].kill().unwrap();
+        let _ = nodes[2].wait();
+        // n2 is shown down (about 5 s), and the client has heard so (every 2 s).
+        std::thread::sleep(Duration::from_secs(9));
+        for (key, context) in keys.iter().zip(&contexts) {
+            runtime.block_on(store.delete(key, context)).unwrap();
+        }
+        // Four graces and more: nothing is collected while n2, a node of every key, is away.
+        std::thread::sleep(Duration::from_secs(5));
+        for key in &keys {
+            for node in 0..2 {
+                let held = record(node, key);
+                assert!(held.as_ref().is_some_and(|s| s.is_tombstone()), "n{node} holds {held:?} for {key}");
+            }
+        }
+        nodes[2] = start(2);
+        let begun = Instant::now();
+        let collected = || keys.iter().filter(|k| (0..3).all(|n| record(n, k).is_none())).count();
+        let mut count = collected();
+        while count < keys.len() && begun.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(500));
+            count = collected();
+        }
+        println!(
+            "{count} of {} tombstones collected on every node {:?} after n2 returned",
+            keys.len(),
+            begun.elapsed()
+        );
+        assert_eq!(count, keys.len(), "tombstones left behind");
+        for key in &keys {
+            let read = runtime.block_on(store.get(key)).unwrap();
+            assert!(read.is_absent(), "{key} came back: {:?}", read.values);
+        }
+    }));
+    for node in &mut nodes {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -178,6 +178,8 @@ enum ScanFor {
     Answer { stream: u64, id: u64, keys: Vec<(Vec<u8>, u64)> },
     /// This node's side of its exchange.
     Exchange { records: Vec<(Vec<u8>, KeyRecord)> },
+    /// Finding tombstones to collect (see [`super::tombstones`]).
+    Tombstones,
 }
 
 /// A token bucket of bytes.
@@ -214,19 +216,26 @@ impl Budget {
 }
 
 impl Node {
-    /// Starts building the trees of every store in the view from storage (at start).
+    /// Starts building the trees of every store in the view from storage (at start); the same
+    /// scan finds the tombstones to collect.
     pub(super) fn build_trees(&mut self) {
+        self.scan_every_store(true);
+    }
+
+    /// Scans every store for tombstones to collect (see [`super::tombstones`]).
+    pub(super) fn scan_for_tombstones(&mut self) {
+        self.scan_every_store(false);
+    }
+
+    fn scan_every_store(&mut self, build: bool) {
         let stores: Vec<StoreName> = self.view.stores().map(|(name, _)| name.clone()).collect();
         for store in stores {
-            self.anti_entropy.trees.start_building(store.clone());
-            let scan = Scan {
-                store,
-                ranges: alloc::vec![TokenRange::FULL],
-                leaves: Vec::new(),
-                found: BTreeMap::new(),
-                purpose: ScanFor::Build,
-            };
-            self.start_scan(scan);
+            if build {
+                self.anti_entropy.trees.start_building(store.clone());
+            }
+            let purpose = if build { ScanFor::Build } else { ScanFor::Tombstones };
+            let ranges = alloc::vec![TokenRange::FULL];
+            self.start_scan(Scan { store, ranges, leaves: Vec::new(), found: BTreeMap::new(), purpose });
         }
     }
 
@@ -437,6 +446,7 @@ impl Node {
                     self.reply(stream, id, Response::Error(reply));
                 }
                 ScanFor::Exchange { .. } => self.anti_entropy.exchange = None,
+                ScanFor::Tombstones => {}
             }
             return;
         };
@@ -445,10 +455,17 @@ impl Node {
             if !TokenRange::find(&scan.ranges, token) {
                 continue;
             }
+            if matches!(scan.purpose, ScanFor::Build | ScanFor::Tombstones) && record.siblings.is_tombstone() {
+                self.tombstone_stored(now, &(scan.store.clone(), key.clone()), &record.siblings);
+            }
             let digest = item(&key, &record.siblings);
-            if let ScanFor::Build = scan.purpose {
-                self.anti_entropy.trees.toggle(&scan.store, token, digest);
-                continue;
+            match scan.purpose {
+                ScanFor::Build => {
+                    self.anti_entropy.trees.toggle(&scan.store, token, digest);
+                    continue;
+                }
+                ScanFor::Tombstones => continue,
+                _ => {}
             }
             // What a comparison reads from storage counts against the budget too.
             let read = key.len() + record.siblings.size_bound();
@@ -459,7 +476,7 @@ impl Node {
             match &mut scan.purpose {
                 ScanFor::Answer { keys, .. } => keys.push((key, digest)),
                 ScanFor::Exchange { records } => records.push((key, record)),
-                ScanFor::Build => {}
+                ScanFor::Build | ScanFor::Tombstones => {}
             }
         }
         if let Some(from) = next {
@@ -478,6 +495,7 @@ impl Node {
                 self.reply(stream, id, Response::TreeKeys { leaves: scan.leaves, keys });
             }
             ScanFor::Exchange { records } => self.compare_keys(now, records),
+            ScanFor::Tombstones => {}
         }
     }
 

@@ -108,6 +108,11 @@ struct StorageArgs {
     /// them back (anti-entropy still brings the node level).
     #[arg(long, default_value_t = 4)]
     hint_batch: usize,
+    /// Seconds every node of a deleted key must hold its tombstone, checked twice, before it
+    /// is collected; 0 keeps tombstones for ever. Must be longer than a message can stay in
+    /// flight (a paused node's included).
+    #[arg(long, default_value_t = 600)]
+    tombstone_grace_secs: u64,
 }
 
 #[derive(Args)]
@@ -200,6 +205,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.anti_entropy_interval = Duration::from_millis(storage.anti_entropy_interval_ms);
     config.anti_entropy_budget = storage.anti_entropy_budget;
     config.hint_batch = storage.hint_batch;
+    config.tombstone_grace = Duration::from_secs(storage.tombstone_grace_secs);
     config.bounds = Bounds {
         connections: storage.max_connections,
         connections_per_address: storage.max_connections_per_address,
