@@ -12,6 +12,7 @@ use super::*;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, ContextKey, KeyRecord, Siblings, Write, WriteId};
 
+mod handoff;
 mod tombstones;
 
 /// The cluster secret of the nodes these tests run.

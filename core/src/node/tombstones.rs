@@ -37,7 +37,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::replica::{Completion, ReplicaStep};
-use super::{Node, Purpose};
+use super::{Destination, Node, Purpose};
 use crate::coordinator::ReplicaFailure;
 use crate::identity::NodeId;
 use crate::liveness::PeerState;
@@ -195,16 +195,23 @@ impl Node {
             self.tombstones.candidates.remove(&key);
             return;
         }
-        let others: Vec<NodeId> =
-            prefs.primaries().iter().chain(prefs.fallbacks()).filter(|n| **n != self.id).cloned().collect();
-        let reachable = others.iter().all(|n| self.liveness.state(n) == PeerState::Up && self.destination(n).is_some());
-        if !reachable || self.holds_any_hint(&key) {
-            // Every node must answer, and this node's own hints be handed back first.
+        // Every other node must be up and answer, and this node's own hints be handed back first.
+        let others: Option<Vec<(NodeId, Destination)>> = prefs
+            .primaries()
+            .iter()
+            .chain(prefs.fallbacks())
+            .filter(|n| **n != self.id)
+            .map(|n| match self.liveness.state(n) {
+                PeerState::Up => Some((n.clone(), self.destination(n)?)),
+                _ => None,
+            })
+            .collect();
+        let Some(others) = others.filter(|_| !self.holds_any_hint(&key)) else {
             if let Some(c) = self.tombstones.candidates.get_mut(&key) {
                 c.since = now;
             }
             return;
-        }
+        };
         let number = self.tombstones.next_round;
         self.tombstones.next_round += 1;
         let collect = candidate.checks >= 2;
@@ -225,19 +232,14 @@ impl Node {
             self.round_done(now, number);
             return;
         }
-        for peer in others {
+        for (peer, to) in others {
             let body = match collect {
                 false => Request::TombstoneCheck { store: key.0.clone(), key: key.1.clone() },
                 true => {
                     Request::Collect { store: key.0.clone(), key: key.1.clone(), siblings: candidate.state.clone() }
                 }
             };
-            match self.destination(&peer) {
-                Some(to) => {
-                    self.send_request(now, to, body, true, Purpose::Tombstone { round: number, peer });
-                }
-                None => self.tombstone_answer(now, number, peer, Err(ReplicaFailure::Unavailable)),
-            }
+            self.send_request(now, to, body, true, Purpose::Tombstone { round: number, peer });
         }
     }
 

@@ -220,10 +220,7 @@ fn writes_on_both_sides_of_a_partition_reach_every_replica_after_it_heals() {
         println!("every replica holds every acknowledged write {:?} after the links came back", healed.elapsed());
         assert!(left.is_empty(), "{} acknowledged writes missing from replicas: {left:?}", left.len());
     }));
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
+    crate::process::stop_all(&mut nodes);
     drop(net);
     if let Err(panic) = result {
         print_logs(&folder);

@@ -125,11 +125,17 @@ impl Folder {
 
     /// Starts node `i` of a cluster in zone `z{i}`, joining through `seed` unless it is the first.
     fn member(&self, i: u16, listen: &str, seed: &str) -> Child {
+        self.member_with(i, listen, seed, &[])
+    }
+
+    /// [`member`](Self::member) with `extra` arguments.
+    fn member_with(&self, i: u16, listen: &str, seed: &str, extra: &[&str]) -> Child {
         let zone = format!("z{i}");
         let mut args = vec!["--zone", &zone];
         if i > 0 {
             args.extend(["--seeds", seed]);
         }
+        args.extend(extra);
         self.run(i, listen, &args)
     }
 
@@ -139,6 +145,23 @@ impl Folder {
         command.arg("run").arg("--dir").arg(self.path().join(format!("n{i}"))).arg("--ca-dir").arg(self.path());
         command.args(["--listen", listen]).args(args);
         command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    }
+}
+
+/// Stops every node (waking any SIGSTOPped one first) and waits for it to exit.
+pub(crate) fn stop_all(nodes: &mut [Child]) {
+    for node in nodes {
+        let _ = Command::new("kill").args(["-CONT", &node.id().to_string()]).status();
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+}
+
+/// The end of a process test: the nodes stopped, then the test's panic, if any, raised again.
+fn finish(nodes: &mut [Child], result: std::thread::Result<()>) {
+    stop_all(nodes);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -439,13 +462,7 @@ fn a_killed_node_is_shown_down_and_requests_skip_it() {
         nodes[2] = start(2);
         wait_for("up", Duration::from_secs(30)).expect("n2 shown up again after its restart");
     }));
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    finish(&mut nodes, result);
 }
 
 /// Issue 8, 5.2 (the hinted-handoff half): four `quickv-node run` processes, a steady write load
@@ -543,14 +560,7 @@ fn hinted_writes_reach_a_node_back_from_sigkill_and_sigstop() {
         println!("n3 holds {} of the {owned} acknowledged keys it is a primary of", owned - missing.len());
         assert!(missing.is_empty(), "n3 lacks {} acknowledged keys: {missing:?}", missing.len());
     }));
-    for node in &mut nodes {
-        let _ = Command::new("kill").args(["-CONT", &node.id().to_string()]).status();
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    finish(&mut nodes, result);
 }
 
 /// Issue 8, 3.2 and 5.2 (the anti-entropy half): three `quickv-node run` processes that never hand
@@ -566,15 +576,8 @@ fn anti_entropy_brings_a_restarted_node_level_with_no_read() {
     let dir = Folder::init();
     let port = test_port(6);
     let addr = |i: u16| format!("127.0.0.1:{}", port + i);
-    let start = |i: u16| {
-        let zone = format!("z{i}");
-        let mut args = vec!["--zone", &zone, "--hint-batch", "0", "--anti-entropy-interval-ms", "300"];
-        let seed = addr(0);
-        if i > 0 {
-            args.extend(["--seeds", &seed]);
-        }
-        dir.run(i, &addr(i), &args)
-    };
+    let start =
+        |i: u16| dir.member_with(i, &addr(i), &addr(0), &["--hint-batch", "0", "--anti-entropy-interval-ms", "300"]);
     let mut nodes: Vec<Child> = (0..3).map(start).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -611,13 +614,7 @@ fn anti_entropy_brings_a_restarted_node_level_with_no_read() {
         println!("n2 holds {count} of {} keys {:?} after its restart", keys.len(), begun.elapsed());
         assert_eq!(count, keys.len(), "anti-entropy left n2 without some keys");
     }));
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    finish(&mut nodes, result);
 }
 
 /// Issue 8, 3.3 with real processes: keys are deleted while n2 is SIGKILLed (it keeps the old
@@ -633,15 +630,8 @@ fn a_delete_made_while_a_node_was_down_stays_deleted_and_is_collected_everywhere
     let dir = Folder::init();
     let port = test_port(7);
     let addr = |i: u16| format!("127.0.0.1:{}", port + i);
-    let start = |i: u16| {
-        let zone = format!("z{i}");
-        let mut args = vec!["--zone", &zone, "--tombstone-grace-secs", "1", "--anti-entropy-interval-ms", "300"];
-        let seed = addr(0);
-        if i > 0 {
-            args.extend(["--seeds", &seed]);
-        }
-        dir.run(i, &addr(i), &args)
-    };
+    let extra = ["--tombstone-grace-secs", "1", "--anti-entropy-interval-ms", "300"];
+    let start = |i: u16| dir.member_with(i, &addr(i), &addr(0), &extra);
     let mut nodes: Vec<Child> = (0..3).map(start).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -703,11 +693,5 @@ fn a_delete_made_while_a_node_was_down_stays_deleted_and_is_collected_everywhere
             assert!(read.is_absent(), "{key} came back: {:?}", read.values);
         }
     }));
-    for node in &mut nodes {
-        let _ = node.kill();
-        let _ = node.wait();
-    }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    finish(&mut nodes, result);
 }
