@@ -51,6 +51,10 @@ pub enum Fault {
     /// Writes go to a sloppy store as well (N=3, R=2, W=2): fallbacks take the writes of
     /// unreachable primaries with hints, and hand them back (issue 8, 2.1 and 2.2).
     Sloppy,
+    /// Every few seconds one stored record of a node fails its checks (a flipped byte on disk):
+    /// the node serves the key from its other replicas and rebuilds the record from them
+    /// (issue 8, 3.4). At most one copy of a key is damaged at a time.
+    Damage,
 }
 
 impl Fault {
@@ -75,6 +79,7 @@ impl Fault {
         Fault::SmartClients,
         Fault::Impostor,
         Fault::Sloppy,
+        Fault::Damage,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
@@ -108,6 +113,7 @@ impl Fault {
             Fault::SmartClients => "smart",
             Fault::Impostor => "impostor",
             Fault::Sloppy => "sloppy",
+            Fault::Damage => "damage",
         }
     }
 }

@@ -105,6 +105,10 @@ pub enum Mechanism {
     /// resort hint was dropped too, a record a crash lost) stays without it, and the
     /// convergence check reports it.
     AntiEntropy,
+    /// Nodes read all their records every few seconds to find damaged ones (issue 8, 3.4):
+    /// switched off, a damaged record no request touches stays damaged, and the convergence
+    /// check reports it.
+    Scrub,
 }
 
 impl Mechanism {
@@ -118,6 +122,7 @@ impl Mechanism {
         Mechanism::LostRecords,
         Mechanism::Handoff,
         Mechanism::AntiEntropy,
+        Mechanism::Scrub,
     ];
 
     /// The mechanism's name on the command line.
@@ -131,6 +136,7 @@ impl Mechanism {
             Mechanism::LostRecords => "lost-records",
             Mechanism::Handoff => "handoff",
             Mechanism::AntiEntropy => "anti-entropy",
+            Mechanism::Scrub => "scrub",
         }
     }
 }

@@ -33,6 +33,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// How long the cluster has after settling for its replicas to converge with no read.
 const CONVERGE: Duration = Duration::from_secs(20);
 /// How often nodes compare their Merkle trees with a peer.
+/// How often nodes read all their records to find damaged ones (`damage`).
+const SCRUB_INTERVAL: Duration = Duration::from_secs(2);
 const ANTI_ENTROPY_INTERVAL: Duration = Duration::from_millis(500);
 /// Nodes paused or crashed at once, at most (a strict store of N=3, W=2 stays writable).
 const MAX_IMPAIRED: usize = 1;
@@ -52,6 +54,8 @@ struct Disk {
     counter_floor: (u64, u64),
     /// The hints the node holds for other nodes (durable once stored).
     hints: BTreeMap<(NodeId, KeyId), Hint>,
+    /// Records that fail their checks (`damage`), until a write replaces them.
+    damaged: BTreeSet<KeyId>,
 }
 
 impl Disk {
@@ -60,6 +64,11 @@ impl Disk {
             Some(pending) => pending.as_ref(),
             None => self.durable.get(key),
         }
+    }
+
+    /// The record of `key` if it passes its checks (what a scan returns, and the checkers see).
+    fn intact(&self, key: &KeyId) -> Option<&KeyRecord> {
+        if self.damaged.contains(key) { None } else { self.record(key) }
     }
 
     /// An [`Io::Scan`]: up to `limit` keys of `store` from `from` on, those in `ranges` kept.
@@ -71,13 +80,11 @@ impl Disk {
         keys.sort();
         keys.dedup();
         let next = keys.get(limit).map(|(_, k)| k.clone());
-        let records = keys
-            .into_iter()
-            .take(limit)
-            .filter(|(_, k)| TokenRange::find(ranges, Token::of(k)))
-            .filter_map(|k| Some((k.1.clone(), self.record(k)?.clone())))
-            .collect();
-        IoOutput::Scanned { records, next }
+        let page: Vec<&KeyId> =
+            keys.into_iter().take(limit).filter(|(_, k)| TokenRange::find(ranges, Token::of(k))).collect();
+        let damaged = page.iter().filter(|k| self.damaged.contains(**k)).map(|k| k.1.clone()).collect();
+        let records = page.into_iter().filter_map(|k| Some((k.1.clone(), self.intact(k)?.clone()))).collect();
+        IoOutput::Scanned { records, next, damaged }
     }
 }
 
@@ -170,6 +177,8 @@ enum FaultEvent {
     Heal(Vec<(usize, usize)>),
     Pause(usize),
     Resume(usize),
+    /// A record of this node's disk is damaged.
+    Damage(usize),
     Crash(usize),
     Restart(usize),
     /// The impostor starts (see [`Fault::Impostor`]).
@@ -235,6 +244,9 @@ impl World {
                 if node_skew { WALL_CLOCK_ORIGIN_MS - 3000 + clocks.range(0, 6000) } else { WALL_CLOCK_ORIGIN_MS };
             config.sync_interval = Duration::from_millis(100);
             config.tombstone_grace = options.tombstone_grace;
+            // Scrubs find damage; with no damage injected they would only move the schedule.
+            let scrubs = options.faults.contains(&Fault::Damage) && !options.disabled.contains(&Mechanism::Scrub);
+            config.scrub_interval = if scrubs { SCRUB_INTERVAL } else { Duration::ZERO };
             if options.faults.contains(&Fault::LargeValues) {
                 config.limits = Limits { max_key: 64, max_value: 4096 };
             }
@@ -378,7 +390,7 @@ impl World {
                 .iter()
                 .filter_map(|id| {
                     let index = self.ids.iter().position(|x| x == id)?;
-                    Some((format!("n{index}"), self.nodes[index].disk.record(key).map(|r| &r.siblings)))
+                    Some((format!("n{index}"), self.nodes[index].disk.intact(key).map(|r| &r.siblings)))
                 })
                 .collect();
             // Check 13: every tombstone has been collected by then (the last deletes are more than
@@ -729,6 +741,9 @@ impl World {
         let forget = self.options.disabled.contains(&Mechanism::MintLog);
         let disk = &mut self.nodes[i].disk;
         let result = match io {
+            Io::Load { store, key } if disk.damaged.contains(&(store.clone(), key.clone())) => {
+                Ok(IoOutput::Damaged("checksum mismatch".into()))
+            }
             Io::Load { store, key } => {
                 let record = disk.record(&(store, key)).cloned();
                 let record = if forget { record.map(|r| KeyRecord::new(r.siblings)) } else { record };
@@ -737,6 +752,7 @@ impl World {
             // Writes are synced when they complete; a crash before that loses them (the
             // completion is dropped with the node's life, so nothing acknowledged depends on it).
             Io::Store { store, key, state, hint } => {
+                disk.damaged.remove(&(store.clone(), key.clone()));
                 if let Some(hint) = hint {
                     disk.hints.insert((hint.target.clone(), (store.clone(), key.clone())), hint);
                 }
@@ -753,6 +769,7 @@ impl World {
             // Under `os-sync` the fragile node's removals are synced later too: a crash brings
             // the record back. The floor is saved at once (a crash starts a new incarnation).
             Io::Remove { store, key, counter_floor } => {
+                disk.damaged.remove(&(store.clone(), key.clone()));
                 if disk.counter_floor.0 != disk.incarnation || disk.counter_floor.1 < counter_floor {
                     disk.counter_floor = (disk.incarnation, counter_floor);
                 }
@@ -767,6 +784,7 @@ impl World {
                 Ok(IoOutput::Done)
             }
             Io::DropData { store } => {
+                disk.damaged.retain(|(s, _)| *s != store);
                 disk.durable.retain(|(s, _), _| *s != store);
                 disk.unsynced.retain(|(s, _), _| *s != store);
                 Ok(IoOutput::Done)
@@ -844,6 +862,14 @@ impl World {
             self.schedule_at(at, Event::Fault(FaultEvent::ImpostorStarts(impostor)));
             let stop = at + Duration::from_millis(self.rng.range(500, 4000));
             self.schedule_at(stop.min(CHAOS), Event::Fault(FaultEvent::ImpostorStops(impostor)));
+        }
+        if faults.contains(&Fault::Damage) {
+            let mut at = Duration::from_millis(self.rng.range(1500, 4000));
+            while at < CHAOS {
+                let node = self.rng.below(count as u64) as usize;
+                self.schedule_at(at, Event::Fault(FaultEvent::Damage(node)));
+                at += Duration::from_millis(self.rng.range(1000, 4000));
+            }
         }
         let mut at = Duration::from_millis(1500);
         while at < CHAOS {
@@ -924,6 +950,7 @@ impl World {
                 self.start(i);
             }
             FaultEvent::ImpostorStops(i) => self.crash(i),
+            FaultEvent::Damage(i) => self.damage(i),
             FaultEvent::Restart(i) => {
                 if self.nodes[i].machine.is_none() {
                     self.impaired.remove(&i);
@@ -931,6 +958,32 @@ impl World {
                 }
             }
         }
+    }
+
+    /// A flipped byte on node `i`'s disk: one of its durable records fails its checks from now
+    /// on. Only a record another node (not the fragile one, whose crash loses records) holds an
+    /// intact copy of: a single fault, which N=3 and W=2 tolerate; damage on top of another
+    /// loss of the only other copy would lose writes by design.
+    fn damage(&mut self, i: usize) {
+        let safe_elsewhere = |k: &KeyId, record: &KeyRecord| {
+            self.nodes.iter().enumerate().any(|(j, n)| {
+                j != i && Some(j) != self.fragile && n.disk.intact(k).is_some_and(|r| r.siblings == record.siblings)
+            })
+        };
+        let candidates: Vec<KeyId> = self.nodes[i]
+            .disk
+            .durable
+            .iter()
+            .filter(|(k, record)| !self.nodes[i].disk.damaged.contains(*k) && safe_elsewhere(k, record))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let key = self.rng.pick(&candidates).clone();
+        self.stats.faults += 1;
+        self.note(|| format!("n{i} record {}/{} damaged", key.0, String::from_utf8_lossy(&key.1)));
+        self.nodes[i].disk.damaged.insert(key);
     }
 
     fn crash(&mut self, i: usize) {
@@ -943,6 +996,7 @@ impl World {
             node.disk.unsynced.clear();
             if self.options.faults.contains(&Fault::LoseDisk) {
                 node.disk.durable.clear();
+                node.disk.damaged.clear();
             }
             self.note(|| format!("n{i} disk lost {lost} unsynced records"));
         }
@@ -993,7 +1047,7 @@ impl World {
                 .iter()
                 .filter_map(|id| {
                     let index = self.ids.iter().position(|x| x == id)?;
-                    Some((id.clone(), self.nodes[index].disk.record(key).map(|r| r.siblings.clone())))
+                    Some((id.clone(), self.nodes[index].disk.intact(key).map(|r| r.siblings.clone())))
                 })
                 .collect();
             replicas.insert(key.clone(), holders);

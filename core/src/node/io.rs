@@ -16,7 +16,8 @@ pub struct IoId(pub u64);
 /// A storage step for the driver to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Io {
-    /// Read the stored state of `key` in `store`: answer [`IoOutput::Loaded`].
+    /// Read the stored state of `key` in `store`: answer [`IoOutput::Loaded`], or
+    /// [`IoOutput::Damaged`] if a record is stored but fails its checks.
     Load {
         /// The store.
         store: StoreName,
@@ -88,6 +89,10 @@ pub enum Io {
 pub enum IoOutput {
     /// The record read by [`Io::Load`] (`None`: the key is not stored).
     Loaded(Option<KeyRecord>),
+    /// [`Io::Load`] found a record that fails its checks (a checksum mismatch, a body that does
+    /// not decode): it is not data. The node serves the key from its other replicas and
+    /// rebuilds the record from them (see [`Event::DamagedRecord`](super::Event::DamagedRecord)).
+    Damaged(String),
     /// The write asked for is done.
     Done,
     /// The hints read by [`Io::LoadHints`].
@@ -98,6 +103,8 @@ pub enum IoOutput {
         records: Vec<(Vec<u8>, KeyRecord)>,
         /// Where the next scan goes on from, or `None`: the ranges are done.
         next: Option<Vec<u8>>,
+        /// Keys in the ranges whose records fail their checks (not returned as records).
+        damaged: Vec<Vec<u8>>,
     },
 }
 

@@ -56,6 +56,7 @@ mod anti_entropy;
 mod catalogue;
 mod cluster_sync;
 mod coordination;
+mod damage;
 mod dispatch;
 mod handoff;
 mod io;
@@ -154,6 +155,9 @@ pub struct NodeConfig {
     /// [`Io::Remove`] in this incarnation (default 0; a new incarnation starts again from 0, its
     /// actor being new). Every dot the node mints is above it.
     pub counter_floor: u64,
+    /// How often the node reads all its records to find damaged ones before a request does
+    /// (default 1 day; zero: never). See [`damage`].
+    pub scrub_interval: Duration,
 }
 
 impl NodeConfig {
@@ -182,6 +186,7 @@ impl NodeConfig {
             anti_entropy_budget: 1024 * 1024,
             tombstone_grace: Duration::from_secs(600),
             counter_floor: 0,
+            scrub_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -304,6 +309,19 @@ pub enum Event {
         /// Keys whose state this node sent to the peer.
         pushed: u64,
     },
+    /// A record of this node's storage failed its checks. Reads of the key fail here (other
+    /// replicas answer), the next replica write (anti-entropy, a read repair, a handoff)
+    /// replaces it, and this node mints no write of the key until it restarts: the record may
+    /// have held dots it minted, so minting the key again needs a new incarnation. The driver
+    /// reports it and makes the next start a new incarnation.
+    DamagedRecord {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// What storage said.
+        reason: String,
+    },
     /// This node removed its record of a deleted key: every node of the key held the tombstone
     /// (see [`tombstones`]).
     TombstoneCollected {
@@ -359,6 +377,10 @@ pub struct NodeStats {
     /// Copies of keys this node held as a fallback and dropped once their primary acknowledged
     /// the handoff (see [`handoff`]).
     pub copies_dropped: u64,
+    /// Records found damaged (see [`Event::DamagedRecord`]).
+    pub damaged_records: u64,
+    /// Damaged records replaced by a replica write.
+    pub damaged_repaired: u64,
 }
 
 /// Why this node sent a request, so that its answer goes to the right place.
@@ -378,6 +400,8 @@ enum Purpose {
     Handoff { target: NodeId, key: (StoreName, Vec<u8>), generation: u64, sent: crate::version::Siblings },
     /// An anti-entropy request (see [`anti_entropy`]).
     AntiEntropy { peer: NodeId, call: anti_entropy::Call },
+    /// A read of a key this node found damaged, from another replica (see [`damage`]).
+    Rebuild { key: (StoreName, Vec<u8>), from: NodeId },
     /// A tombstone check or collect of round `round` (see [`tombstones`]).
     Tombstone { round: u64, peer: NodeId },
     /// A store create sent on to the claimant for a caller waiting on `stream`.
@@ -466,6 +490,8 @@ pub struct Node {
     tombstones: tombstones::Collector,
     /// Every dot this node mints is above this counter (see [`NodeConfig::counter_floor`]).
     counter_floor: u64,
+    /// Damaged records found, and the scrub (see [`damage`]).
+    damage: damage::Damage,
 }
 
 impl Node {
@@ -524,6 +550,7 @@ impl Node {
             anti_entropy: anti_entropy::AntiEntropy::new(partition_bits, config.anti_entropy_budget, now),
             tombstones: tombstones::Collector::default(),
             counter_floor: config.counter_floor,
+            damage: damage::Damage::new(now, config.scrub_interval),
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
@@ -683,6 +710,7 @@ impl Node {
         self.coordinations_timeout(now);
         self.anti_entropy_tick(now);
         self.tombstones_tick(now);
+        self.scrub_tick(now);
         if now >= self.next_sync {
             self.next_sync = now.saturating_add(self.config.sync_interval);
             self.sync_tick(now);
@@ -713,7 +741,8 @@ impl Node {
             false => self.anti_entropy.poll_timeout(),
         };
         let tombstones = self.tombstones_timeout();
-        [Some(self.next_sync), outgoing, coordination, anti_entropy, tombstones].into_iter().flatten().min()
+        let scrub = self.damage.poll_timeout();
+        [Some(self.next_sync), outgoing, coordination, anti_entropy, tombstones, scrub].into_iter().flatten().min()
     }
 
     /// Sends a request to a node and remembers why.
@@ -805,6 +834,7 @@ impl Node {
             Purpose::Create { stream, id, name, config } => self.claimant_answer(now, stream, id, name, config, answer),
             Purpose::AntiEntropy { peer, call } => self.anti_entropy_answer(now, peer, call, answer),
             Purpose::Tombstone { round, peer } => self.tombstone_answer(now, round, peer, answer),
+            Purpose::Rebuild { key, from } => self.rebuild_answer(now, key, from, answer),
         }
     }
 }

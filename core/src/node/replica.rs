@@ -17,6 +17,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -145,7 +146,9 @@ impl Node {
                     _ => Response::Ack,
                 }))
             }
+            (Ok(IoOutput::Damaged(reason)), None) => self.damaged_loaded(now, &key, &head, reason),
             (Ok(IoOutput::Loaded(current)), None) => {
+                self.damage.intact(&key);
                 // A read stores nothing: only a write needs the digest its tree update takes out.
                 let writes = !matches!(head.step, ReplicaStep::Read | ReplicaStep::Held);
                 let before =
@@ -158,6 +161,40 @@ impl Node {
         if let Some(answer) = answer {
             self.finish_step(now, key, head.done, answer);
         }
+    }
+
+    /// The head step found the key's record damaged: a replica write replaces it (the repair),
+    /// every other step fails here and the key's other replicas serve it.
+    fn damaged_loaded(
+        &mut self,
+        now: Duration,
+        key: &(StoreName, Vec<u8>),
+        head: &Pending,
+        reason: String,
+    ) -> Option<Result<Response, ErrorReply>> {
+        self.record_damaged(now, key, reason);
+        match &head.step {
+            ReplicaStep::Merge(_) => {
+                self.stats.damaged_repaired += 1;
+                self.damage.intact(key);
+                // As if nothing were stored: the incoming state replaces the record (its tree
+                // never held it: scans skip damaged records).
+                self.loaded(now, key, head, None, None)
+            }
+            ReplicaStep::Mint(_) => Some(Err(self.no_mint_of_damaged())),
+            _ => Some(Err(ErrorReply::new(
+                ErrorKind::Internal,
+                "this node's record of the key is damaged; the key's other replicas serve it and rebuild it here",
+            ))),
+        }
+    }
+
+    pub(super) fn no_mint_of_damaged(&self) -> ErrorReply {
+        ErrorReply::new(
+            ErrorKind::Unavailable,
+            "this node found its record of the key damaged and mints no write of it until it restarts in a new \
+             incarnation: another replica takes the write",
+        )
     }
 
     /// The head step loaded `current` (whose tree digest is `before`): answers, or stores the
@@ -218,6 +255,9 @@ impl Node {
                 let hinted = self.holds_any_hint(key);
                 Ok(Step::Answer(Response::Held { siblings: current.map(|r| r.siblings), hinted }))
             }
+            // Its record may have held dots this node minted: minting the key again could reuse
+            // one (see `Event::DamagedRecord`).
+            ReplicaStep::Mint(_) if self.damage.found(key) => Err(self.no_mint_of_damaged()),
             ReplicaStep::Mint(write) => {
                 // Only a context a node of this cluster sealed for this very key is taken.
                 if let Err(e) = self.config.context_key.check(&key.0, &key.1, &write.context) {

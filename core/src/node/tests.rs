@@ -12,6 +12,7 @@ use super::*;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, ContextKey, KeyRecord, Siblings, Write, WriteId};
 
+mod damage;
 mod handoff;
 mod tombstones;
 
@@ -31,6 +32,8 @@ struct Harness {
     disks: Vec<BTreeMap<(StoreName, Vec<u8>), KeyRecord>>,
     /// The hints each node stored.
     hint_disks: Vec<HintDisk>,
+    /// Records of each node's disk that fail their checks (until a store replaces them).
+    damaged: Vec<alloc::collections::BTreeSet<(StoreName, Vec<u8>)>>,
     /// Answers that reached callers (streams below `PEER_STREAMS`), by stream.
     answers: BTreeMap<u64, Response>,
     now: Duration,
@@ -48,6 +51,7 @@ impl Harness {
             nodes: Vec::new(),
             disks: Vec::new(),
             hint_disks: Vec::new(),
+            damaged: Vec::new(),
             answers: BTreeMap::new(),
             now: Duration::ZERO,
             down: Vec::new(),
@@ -73,6 +77,7 @@ impl Harness {
         self.nodes.push(Node::new(config, ClusterView::new(6), self.now).unwrap());
         self.disks.push(BTreeMap::new());
         self.hint_disks.push(BTreeMap::new());
+        self.damaged.push(alloc::collections::BTreeSet::new());
         self.down.push(false);
         index
     }
@@ -117,8 +122,12 @@ impl Harness {
                 while let Some((id, io)) = self.nodes[i].poll_io() {
                     busy = true;
                     let out = match io {
+                        Io::Load { store, key } if self.damaged[i].contains(&(store.clone(), key.clone())) => {
+                            IoOutput::Damaged(String::from("checksum mismatch"))
+                        }
                         Io::Load { store, key } => IoOutput::Loaded(self.disks[i].get(&(store, key)).cloned()),
                         Io::Store { store, key, state, hint } => {
+                            self.damaged[i].remove(&(store.clone(), key.clone()));
                             if let Some(h) = hint {
                                 self.hint_disks[i].insert((h.target.clone(), h.store.clone(), h.key.clone()), h);
                             }
@@ -142,14 +151,21 @@ impl Harness {
                         Io::Scan { store, ranges, from, limit } => {
                             let mut keys =
                                 self.disks[i].range((store.clone(), from)..).take_while(|((s, _), _)| *s == store);
-                            let page: Vec<_> =
-                                keys.by_ref().take(limit).map(|((_, k), r)| (k.clone(), r.clone())).collect();
-                            let next = keys.next().map(|((_, k), _)| k.clone());
-                            let records = page
-                                .into_iter()
-                                .filter(|(k, _)| crate::token::TokenRange::find(&ranges, crate::token::Token::of(k)))
+                            let page: Vec<_> = keys
+                                .by_ref()
+                                .take(limit)
+                                .filter(|((_, k), _)| {
+                                    crate::token::TokenRange::find(&ranges, crate::token::Token::of(k))
+                                })
+                                .map(|(name, r)| (name.clone(), r.clone()))
                                 .collect();
-                            IoOutput::Scanned { records, next }
+                            let next = keys.next().map(|((_, k), _)| k.clone());
+                            let bad = |name: &(StoreName, Vec<u8>)| self.damaged[i].contains(name);
+                            let damaged =
+                                page.iter().filter(|(name, _)| bad(name)).map(|((_, k), _)| k.clone()).collect();
+                            let records =
+                                page.into_iter().filter(|(name, _)| !bad(name)).map(|((_, k), r)| (k, r)).collect();
+                            IoOutput::Scanned { records, next, damaged }
                         }
                     };
                     self.nodes[i].handle_io(self.now, id, Ok(out));
@@ -636,6 +652,7 @@ fn the_store_catalogue_has_a_maximum() {
     h.nodes.push(Node::new(config, ClusterView::new(6), h.now).unwrap());
     h.disks.push(BTreeMap::new());
     h.hint_disks.push(BTreeMap::new());
+    h.damaged.push(alloc::collections::BTreeSet::new());
     h.down.push(false);
     h.run();
     let create =

@@ -179,7 +179,7 @@ impl Node {
         if self.tombstones.overflowed && self.tombstones.candidates.is_empty() {
             // Tombstones stored while the candidates were full are found by a scan of storage.
             self.tombstones.overflowed = false;
-            self.scan_for_tombstones();
+            self.scrub();
         }
     }
 

@@ -66,6 +66,9 @@ pub(crate) struct Observed {
     stats: Mutex<NodeStats>,
     /// Why the node's join was refused for good, once it was.
     refused: tokio::sync::watch::Sender<Option<String>>,
+    /// A record was found damaged: the next start must begin a new incarnation (see
+    /// `Event::DamagedRecord`).
+    damage_found: std::sync::atomic::AtomicBool,
 }
 
 impl Observed {
@@ -85,6 +88,11 @@ impl Observed {
 
     pub(crate) fn stats(&self) -> NodeStats {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a damaged record was found since the node started.
+    pub(crate) fn damage_found(&self) -> bool {
+        self.damage_found.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -128,6 +136,7 @@ impl Driver {
             view: RwLock::new(Arc::new(machine.view().clone())),
             stats: Mutex::new(machine.stats()),
             refused: tokio::sync::watch::Sender::new(None),
+            damage_found: std::sync::atomic::AtomicBool::new(false),
         });
         let driver = Driver {
             machine,
@@ -347,6 +356,16 @@ impl Driver {
                 key = %key[..key.len().min(64)].escape_ascii(),
                 "hinted write handed back"
             ),
+            Event::DamagedRecord { store, key, reason } => {
+                self.observed.damage_found.store(true, std::sync::atomic::Ordering::Release);
+                tracing::error!(
+                    node = %self.machine.id(),
+                    %store,
+                    key = %key[..key.len().min(64)].escape_ascii(),
+                    "damaged record: {reason}; the other replicas serve the key and rebuild it here, and the next \
+                     start begins a new incarnation"
+                )
+            }
             Event::TombstoneCollected { store, key } => tracing::debug!(
                 node = %self.machine.id(),
                 %store,

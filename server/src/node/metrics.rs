@@ -16,7 +16,9 @@
 //!   tombstones collected and fallback copies dropped after handoff
 //!   (`quickv_tombstones_collected_total`, `quickv_copies_dropped_total`), tombstones this node
 //!   collects waiting (`quickv_tombstones_pending`);
-//! - storage: the bytes the engine holds (`quickv_storage_bytes`, on disk for the durable one).
+//! - storage: the bytes the engine holds (`quickv_storage_bytes`, on disk for the durable one),
+//!   records found damaged and those replaced since by a replica write
+//!   (`quickv_damaged_records_total`, `quickv_damaged_repaired_total`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -135,6 +137,8 @@ impl Metrics {
             ("quickv_anti_entropy_bytes_total", stats.anti_entropy_bytes),
             ("quickv_tombstones_collected_total", stats.tombstones_collected),
             ("quickv_copies_dropped_total", stats.copies_dropped),
+            ("quickv_damaged_records_total", stats.damaged_records),
+            ("quickv_damaged_repaired_total", stats.damaged_repaired),
         ];
         for (name, value) in totals {
             self.counter(name, None).absolute(value);

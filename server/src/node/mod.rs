@@ -91,6 +91,9 @@ pub struct NodeConfig {
     /// is collected (default 10 minutes; zero: tombstones are kept for ever). See
     /// `quickv_core::node::NodeConfig::tombstone_grace`.
     pub tombstone_grace: Duration,
+    /// How often the node reads all its records to find damaged ones before a request does
+    /// (default 1 day; zero: never). See `quickv_core::node::NodeConfig::scrub_interval`.
+    pub scrub_interval: Duration,
 }
 
 impl NodeConfig {
@@ -120,6 +123,7 @@ impl NodeConfig {
             anti_entropy_budget: 1024 * 1024,
             hint_batch: 4,
             tombstone_grace: Duration::from_secs(600),
+            scrub_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -252,6 +256,7 @@ impl Node {
         machine_config.anti_entropy_budget = config.anti_entropy_budget;
         machine_config.hint_batch = config.hint_batch;
         machine_config.tombstone_grace = config.tombstone_grace;
+        machine_config.scrub_interval = config.scrub_interval;
         machine_config.counter_floor = steps::counter_floor(&*engine, incarnation)?;
         let origin = tokio::time::Instant::now();
         machine_config.wall_clock_origin_ms =
@@ -328,6 +333,7 @@ impl Node {
         for task in tasks {
             let _ = task.await;
         }
+        let damaged = observed.damage_found();
         drop(observed);
         endpoint.close(0u32.into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
@@ -342,6 +348,10 @@ impl Node {
         }
         // Only once everything is flushed may the next start go on in this incarnation.
         match tokio::task::spawn_blocking(move || engine.flush()).await {
+            // A damaged record may have held dots this incarnation minted: it must not go on.
+            Ok(Ok(())) if damaged => {
+                tracing::warn!(node = %id, "node stopped; damaged records were found, so the next start begins a new incarnation")
+            }
             Ok(Ok(())) => match incarnations.end_cleanly(incarnation) {
                 Ok(()) => tracing::info!(node = %id, "node stopped"),
                 Err(e) => tracing::warn!(node = %id, "node stopped; the next start begins a new incarnation: {e}"),

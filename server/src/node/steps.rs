@@ -11,14 +11,18 @@ use quickv_core::version::KeyRecord;
 
 use crate::storage::{Engine, StorageError, layout, record};
 
-/// Reads the stored state of `key`; a record that fails its checksum is an error, never data.
+/// Reads the stored state of `key`; a record that fails its checks is reported damaged, never
+/// returned as data.
 pub(crate) fn load(engine: &dyn Engine, store: &StoreName, key: &[u8]) -> Result<IoOutput, IoError> {
     let space = layout::space(store);
-    let loaded = match engine.get(&space, &layout::record_key(key)).map_err(failed)? {
-        Some(bytes) => Some(record::decode(&space, key, &bytes).map_err(failed)?),
-        None => None,
+    let Some(bytes) = engine.get(&space, &layout::record_key(key)).map_err(failed)? else {
+        return Ok(IoOutput::Loaded(None));
     };
-    Ok(IoOutput::Loaded(loaded))
+    match record::decode(&space, key, &bytes) {
+        Ok(record) => Ok(IoOutput::Loaded(Some(record))),
+        Err(damage @ StorageError::Corrupt { .. }) => Ok(IoOutput::Damaged(damage.to_string())),
+        Err(other) => Err(failed(other)),
+    }
 }
 
 /// The space of hints: no store name starts with `_`.
@@ -148,7 +152,7 @@ pub(crate) fn scan(
     limit: usize,
 ) -> Result<IoOutput, IoError> {
     let space = layout::space(store);
-    let mut records = Vec::new();
+    let (mut records, mut damaged) = (Vec::new(), Vec::new());
     let (mut examined, mut next) = (0usize, None);
     let mut bad = 0usize;
     for range in ranges {
@@ -173,7 +177,7 @@ pub(crate) fn scan(
                 examined += 1;
                 match record::decode(&space, key, value) {
                     Ok(record) => records.push((key.to_vec(), record)),
-                    Err(_) => bad += 1,
+                    Err(_) => damaged.push(key.to_vec()),
                 }
                 true
             })
@@ -183,9 +187,9 @@ pub(crate) fn scan(
         }
     }
     if bad > 0 {
-        tracing::warn!("{bad} records of store {store} failed their checks and were skipped by a scan");
+        tracing::warn!("{bad} entries of store {store} have keys of no record layout and were skipped by a scan");
     }
-    Ok(IoOutput::Scanned { records, next })
+    Ok(IoOutput::Scanned { records, next, damaged })
 }
 
 /// Deletes everything stored for a dropped store.
@@ -262,7 +266,9 @@ mod tests {
             keys.iter().filter(|k| TokenRange::find(&ranges, Token::of(k))).cloned().collect();
         let (mut found, mut from, mut pages) = (std::collections::BTreeSet::new(), Vec::new(), 0);
         loop {
-            let IoOutput::Scanned { records, next } = scan(&engine, &s, &ranges, &from, 50).unwrap() else { panic!() };
+            let IoOutput::Scanned { records, next, .. } = scan(&engine, &s, &ranges, &from, 50).unwrap() else {
+                panic!()
+            };
             assert!(records.len() <= 50);
             pages += 1;
             for (key, record) in records {
@@ -308,7 +314,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x40;
         engine.put(&space, &k, &bytes).unwrap();
-        let err = load(&engine, &s, b"k").unwrap_err();
-        assert!(err.0.contains("corrupt record"), "{err:?}");
+        let IoOutput::Damaged(reason) = load(&engine, &s, b"k").unwrap() else { panic!("damage not reported") };
+        assert!(reason.contains("corrupt record"), "{reason}");
     }
 }

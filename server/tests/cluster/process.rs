@@ -151,7 +151,10 @@ impl Folder {
 /// Stops every node (waking any SIGSTOPped one first) and waits for it to exit.
 pub(crate) fn stop_all(nodes: &mut [Child]) {
     for node in nodes {
-        let _ = Command::new("kill").args(["-CONT", &node.id().to_string()]).status();
+        // A node that exited already needs no waking (and `kill` would say so on stderr).
+        if matches!(node.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-CONT", &node.id().to_string()]).stderr(Stdio::null()).status();
+        }
         let _ = node.kill();
         let _ = node.wait();
     }

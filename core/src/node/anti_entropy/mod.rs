@@ -178,8 +178,9 @@ enum ScanFor {
     Answer { stream: u64, id: u64, keys: Vec<(Vec<u8>, u64)> },
     /// This node's side of its exchange.
     Exchange { records: Vec<(Vec<u8>, KeyRecord)> },
-    /// Finding tombstones to collect (see [`super::tombstones`]).
-    Tombstones,
+    /// A scrub: reading every record to find damaged ones (see [`super::damage`]) and the
+    /// tombstones to collect (see [`super::tombstones`]).
+    Scrub,
 }
 
 /// A token bucket of bytes.
@@ -222,8 +223,8 @@ impl Node {
         self.scan_every_store(true);
     }
 
-    /// Scans every store for tombstones to collect (see [`super::tombstones`]).
-    pub(super) fn scan_for_tombstones(&mut self) {
+    /// Reads every store, finding damaged records and tombstones to collect.
+    pub(super) fn scrub(&mut self) {
         self.scan_every_store(false);
     }
 
@@ -233,7 +234,7 @@ impl Node {
             if build {
                 self.anti_entropy.trees.start_building(store.clone());
             }
-            let purpose = if build { ScanFor::Build } else { ScanFor::Tombstones };
+            let purpose = if build { ScanFor::Build } else { ScanFor::Scrub };
             let ranges = alloc::vec![TokenRange::FULL];
             self.start_scan(Scan { store, ranges, leaves: Vec::new(), found: BTreeMap::new(), purpose });
         }
@@ -437,7 +438,7 @@ impl Node {
     /// A page of scan `number` came back.
     pub(super) fn scan_page(&mut self, now: Duration, number: u64, result: Result<IoOutput, super::IoError>) {
         let Some(mut scan) = self.anti_entropy.scans.remove(&number) else { return };
-        let Ok(IoOutput::Scanned { records, next }) = result else {
+        let Ok(IoOutput::Scanned { records, next, damaged }) = result else {
             // A failed scan: a build leaves what it has (comparisons mend it), an answer says so.
             match scan.purpose {
                 ScanFor::Build => self.anti_entropy.trees.built(&scan.store),
@@ -446,16 +447,19 @@ impl Node {
                     self.reply(stream, id, Response::Error(reply));
                 }
                 ScanFor::Exchange { .. } => self.anti_entropy.exchange = None,
-                ScanFor::Tombstones => {}
+                ScanFor::Scrub => {}
             }
             return;
         };
+        for key in damaged {
+            self.record_damaged(now, &(scan.store.clone(), key), alloc::string::String::from("found by a scan"));
+        }
         for (key, record) in records {
             let token = Token::of(&key);
             if !TokenRange::find(&scan.ranges, token) {
                 continue;
             }
-            if matches!(scan.purpose, ScanFor::Build | ScanFor::Tombstones) && record.siblings.is_tombstone() {
+            if matches!(scan.purpose, ScanFor::Build | ScanFor::Scrub) && record.siblings.is_tombstone() {
                 self.tombstone_stored(now, &(scan.store.clone(), key.clone()), &record.siblings);
             }
             let digest = item(&key, &record.siblings);
@@ -464,7 +468,7 @@ impl Node {
                     self.anti_entropy.trees.toggle(&scan.store, token, digest);
                     continue;
                 }
-                ScanFor::Tombstones => continue,
+                ScanFor::Scrub => continue,
                 _ => {}
             }
             // What a comparison reads from storage counts against the budget too.
@@ -476,7 +480,7 @@ impl Node {
             match &mut scan.purpose {
                 ScanFor::Answer { keys, .. } => keys.push((key, digest)),
                 ScanFor::Exchange { records } => records.push((key, record)),
-                ScanFor::Build | ScanFor::Tombstones => {}
+                ScanFor::Build | ScanFor::Scrub => {}
             }
         }
         if let Some(from) = next {
@@ -495,7 +499,7 @@ impl Node {
                 self.reply(stream, id, Response::TreeKeys { leaves: scan.leaves, keys });
             }
             ScanFor::Exchange { records } => self.compare_keys(now, records),
-            ScanFor::Tombstones => {}
+            ScanFor::Scrub => {}
         }
     }
 

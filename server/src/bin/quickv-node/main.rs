@@ -113,6 +113,10 @@ struct StorageArgs {
     /// flight (a paused node's included).
     #[arg(long, default_value_t = 600)]
     tombstone_grace_secs: u64,
+    /// Seconds between scrubs: reads of every record to find damaged ones before a request
+    /// does (they are rebuilt from the other replicas); 0 never scrubs.
+    #[arg(long, default_value_t = 24 * 3600)]
+    scrub_interval_secs: u64,
 }
 
 #[derive(Args)]
@@ -206,6 +210,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.anti_entropy_budget = storage.anti_entropy_budget;
     config.hint_batch = storage.hint_batch;
     config.tombstone_grace = Duration::from_secs(storage.tombstone_grace_secs);
+    config.scrub_interval = Duration::from_secs(storage.scrub_interval_secs);
     config.bounds = Bounds {
         connections: storage.max_connections,
         connections_per_address: storage.max_connections_per_address,

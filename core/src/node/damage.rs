@@ -1,0 +1,139 @@
+//! Damaged records: a record of this node's storage that fails its checks (a flipped byte in a
+//! table file, a torn write) is reported, served by the key's other replicas, and rebuilt from
+//! them; the rest of the node keeps serving.
+//!
+//! Storage reports damage when a step loads the record ([`IoOutput::Damaged`](super::IoOutput::Damaged)) or a scan meets it
+//! (the `damaged` keys of [`IoOutput::Scanned`](super::IoOutput::Scanned)), never as data. A node learns of damage nobody
+//! asks about by its **scrub**: every
+//! [`scrub_interval`](super::NodeConfig::scrub_interval) it reads every record of every store
+//! (the same scan finds tombstones to collect). Once a record is found damaged:
+//!
+//! - the node reports it ([`Event::DamagedRecord`], counted in
+//!   [`NodeStats::damaged_records`](super::NodeStats::damaged_records));
+//! - reads of the key at this node fail (an error, never "nothing here", which could count
+//!   toward R), so coordinators take the other replicas' answers;
+//! - the node asks each other primary of the key for its state and merges what comes back; a
+//!   merge into a damaged record replaces it (anti-entropy, a read repair or a handoff does the
+//!   same). The key's Merkle leaf is disturbed too, so anti-entropy looks there even if every
+//!   peer's answer is lost;
+//! - the node mints no write of the key until it restarts: the lost record may have held dots
+//!   it minted, so minting the key again could reuse one. The driver makes the next start a new
+//!   incarnation, whose actor has minted nothing.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::replica::{Completion, ReplicaStep};
+use super::{Event, Node, Purpose};
+use crate::coordinator::ReplicaFailure;
+use crate::identity::NodeId;
+use crate::store::StoreName;
+use crate::token::Token;
+use crate::wire::{Request, Response};
+
+/// A key's name in a node: its store and key.
+type KeyName = (StoreName, Vec<u8>);
+
+/// The damaged records a node found in this incarnation, and its scrub's schedule.
+#[derive(Debug)]
+pub(super) struct Damage {
+    /// Keys found damaged in this incarnation (never minted again by it).
+    found: BTreeSet<KeyName>,
+    /// Keys found damaged whose record no replica write has replaced yet, with the reads of
+    /// other replicas' states in flight for each.
+    unrepaired: BTreeMap<KeyName, usize>,
+    interval: Duration,
+    next_scrub: Duration,
+}
+
+impl Damage {
+    pub(super) fn new(now: Duration, interval: Duration) -> Damage {
+        Damage {
+            found: BTreeSet::new(),
+            unrepaired: BTreeMap::new(),
+            interval,
+            next_scrub: now.saturating_add(interval),
+        }
+    }
+
+    /// Whether `key`'s record was found damaged in this incarnation.
+    pub(super) fn found(&self, key: &KeyName) -> bool {
+        self.found.contains(key)
+    }
+
+    /// `key`'s record passed its checks, or a replica write is replacing the damaged one: a
+    /// later damage of it is news again.
+    pub(super) fn intact(&mut self, key: &KeyName) {
+        self.unrepaired.remove(key);
+    }
+
+    /// When the next scrub starts (`None`: scrubbing is off).
+    pub(super) fn poll_timeout(&self) -> Option<Duration> {
+        (!self.interval.is_zero()).then_some(self.next_scrub)
+    }
+}
+
+impl Node {
+    /// The record of `key` failed its checks (see the [module docs](self)).
+    pub(super) fn record_damaged(&mut self, now: Duration, key: &KeyName, reason: String) {
+        let token = Token::of(&key.1);
+        match self.damage.unrepaired.get(key) {
+            // Found again while its rebuild is under way.
+            Some(&in_flight) if in_flight > 0 => return,
+            // Found again after a rebuild that brought nothing: ask again.
+            Some(_) => {}
+            None => {
+                self.damage.found.insert(key.clone());
+                self.stats.damaged_records += 1;
+                self.events.push_back(Event::DamagedRecord { store: key.0.clone(), key: key.1.clone(), reason });
+                // The tree still holds the record's digest and would compare equal to the
+                // peers': the leaf is disturbed, so the next exchange finds it different and
+                // mends it to what storage holds (scans skip damaged records).
+                self.anti_entropy.trees.toggle(&key.0, token, crate::mix::mix64(token.0 as u64 ^ 0xda3a_9ed0));
+            }
+        }
+        // Every other node that may hold a copy: the primaries, and the fallbacks coordinators
+        // use (a fallback's hinted copy may be the one to rebuild from, or the one rebuilt).
+        let (Some(ring), Ok(config)) = (self.view.ring(), self.store_config(&key.0)) else { return };
+        let prefs = ring.preference_list(token, config.n(), self.config.fallbacks);
+        let others: Vec<(NodeId, super::Destination)> = prefs
+            .primaries()
+            .iter()
+            .chain(prefs.fallbacks())
+            .filter(|n| **n != self.id)
+            .filter_map(|n| Some((n.clone(), self.destination(n)?)))
+            .collect();
+        self.damage.unrepaired.insert(key.clone(), others.len());
+        for (from, to) in others {
+            let body = Request::Get { store: key.0.clone(), key: key.1.clone() };
+            self.send_request(now, to, body, true, Purpose::Rebuild { key: key.clone(), from });
+        }
+    }
+
+    /// Another replica answered the read of a key whose record this node found damaged.
+    pub(super) fn rebuild_answer(
+        &mut self,
+        now: Duration,
+        key: KeyName,
+        from: NodeId,
+        answer: Result<Response, ReplicaFailure>,
+    ) {
+        self.heard(now, &from, &answer);
+        if let Some(in_flight) = self.damage.unrepaired.get_mut(&key) {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+        let (Ok(Response::State(Some(state))), Ok(config)) = (answer, self.store_config(&key.0)) else { return };
+        self.enqueue(key.0, key.1, config, ReplicaStep::Merge(state.siblings), Completion::Nothing);
+    }
+
+    /// Starts a scrub when one is due.
+    pub(super) fn scrub_tick(&mut self, now: Duration) {
+        if self.damage.interval.is_zero() || now < self.damage.next_scrub {
+            return;
+        }
+        self.damage.next_scrub = now.saturating_add(self.damage.interval);
+        self.scrub();
+    }
+}

@@ -1,0 +1,69 @@
+//! Issue 8, 3.4: a damaged record is reported, served by the other replicas and rebuilt from
+//! them, and never minted on again by the incarnation that found it.
+
+use super::*;
+
+fn record() -> (StoreName, Vec<u8>) {
+    (StoreName::default_store(), b"cart".to_vec())
+}
+
+fn mint(h: &mut Harness, node: usize, id: u64, value: &[u8]) -> Response {
+    let (store, key) = record();
+    let write = Write::put(value.to_vec(), CausalContext::empty(), id);
+    let body = Request::Mint { store, key, write, hint_for: None };
+    let stream = PEER_STREAMS + id * 16;
+    h.nodes[node].handle_message(h.now, Origin::peer(stream, certificate("cert-0")), Message::Request { id, body });
+    h.settle();
+    let (_, answer) = h.answered.iter().rev().find(|(from, _)| *from == node).cloned().expect("an answer");
+    answer
+}
+
+#[test]
+fn a_damaged_record_is_served_elsewhere_rebuilt_and_never_minted_again_by_its_incarnation() {
+    let mut h = Harness::new(3);
+    let (store, key) = record();
+    let put = Request::CoordinatePut {
+        store: store.clone(),
+        key: key.clone(),
+        write: Write::put(b"apples".to_vec(), CausalContext::empty(), 1),
+        minter: None,
+    };
+    assert!(matches!(h.ask_now(0, 1, put), Response::State(Some(_))));
+    h.damaged[2].insert(record());
+
+    // A replica read at n2 fails (it never answers "nothing here"), and n2 says why.
+    let read = h.ask_now(2, 2, Request::Get { store: store.clone(), key: key.clone() });
+    assert!(
+        matches!(read, Response::Error(ref e) if e.kind == ErrorKind::Internal && e.message.contains("damaged")),
+        "{read:?}"
+    );
+    let events: Vec<Event> = core::iter::from_fn(|| h.nodes[2].poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e, Event::DamagedRecord { key: k, .. } if *k == key)), "{events:?}");
+    assert_eq!(h.nodes[2].stats().damaged_records, 1);
+    // n2 refuses to mint the key, as a replica that did not apply the write.
+    let refused = mint(&mut h, 2, 3, b"pears");
+    assert!(matches!(refused, Response::Error(ref e) if e.kind == ErrorKind::Unavailable), "{refused:?}");
+    // The cluster serves the key from the other replicas.
+    let read = h.ask_now(0, 4, Request::CoordinateGet { store: store.clone(), key: key.clone() });
+    assert_eq!(values(&state(read)), vec![b"apples".to_vec()]);
+
+    // Anti-entropy (or the read's repair) rebuilds n2's record, with no read at n2.
+    h.run();
+    assert!(h.damaged[2].is_empty(), "the damaged record was replaced");
+    assert_eq!(h.disks[2][&record()].siblings, h.disks[0][&record()].siblings);
+    assert!(h.nodes[2].stats().damaged_repaired >= 1);
+    // Still no mint of that key in this incarnation: the lost record may have held its dots.
+    let refused = mint(&mut h, 2, 5, b"pears");
+    assert!(matches!(refused, Response::Error(ref e) if e.kind == ErrorKind::Unavailable), "{refused:?}");
+
+    // Restarted in a new incarnation, n2 mints it again.
+    let info = h.nodes[2].info().clone();
+    let mut config = NodeConfig::new(info, secret());
+    config.seeds = vec![String::from("addr-0")];
+    config.incarnation = 2;
+    let view = h.nodes[2].view().clone();
+    h.nodes[2] = Node::new(config, view, h.now).unwrap();
+    h.run();
+    let minted = mint(&mut h, 2, 6, b"pears");
+    assert!(matches!(minted, Response::State(Some(_))), "{minted:?}");
+}
