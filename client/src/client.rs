@@ -49,8 +49,9 @@ pub struct ClientOptions {
     /// Fallback nodes a sloppy store may use when replicas do not answer (default 3).
     pub fallbacks: usize,
     /// How often the client asks a node for its status in the background (default 2 s): the
-    /// cluster view, and that node's verdict on each other node, so requests skip a node the
-    /// cluster holds for down within moments of its detection.
+    /// cluster view, and that node's verdict on each other node, so requests ask a node the
+    /// cluster holds for down last (only when the quorum cannot be met without it) within
+    /// moments of its detection.
     pub refresh_interval: Duration,
     /// Key and value limits checked before sending (default 65,535-byte keys, 16 MiB values; nodes
     /// enforce their own).
@@ -511,12 +512,15 @@ impl Store {
             let Some(prefs) = topology.preference_list(key, n, inner.options.fallbacks) else {
                 return Err(no_nodes);
             };
+            let held_down = prefs.primaries().iter().chain(prefs.fallbacks());
+            let held_down = held_down.filter(|n| inner.is_down(n)).cloned().collect();
             let target = Target {
                 store: self.name.clone(),
                 config: self.config,
                 key: key.to_vec(),
                 prefs,
                 timeout: inner.options.replica_timeout,
+                held_down,
             };
             let caller = Arc::new(ClientCaller {
                 inner: self.client.inner.clone(),
@@ -560,10 +564,6 @@ struct ClientCaller {
 impl NodeCaller for ClientCaller {
     async fn call(&self, to: NodeId, request: Request) -> Result<Response, ReplicaFailure> {
         let addr = self.topology.address(&to).ok_or(ReplicaFailure::Unavailable)?;
-        // A node known down is not asked: the coordinator moves on at once.
-        if self.inner.is_down(&to) {
-            return Err(ReplicaFailure::Unavailable);
-        }
         let answer = self.inner.transport.call(addr, Some(self.topology.epoch()), request).await;
         let answer = drive::replica_answer(answer, &self.stale);
         match &answer {

@@ -69,13 +69,16 @@ pub struct Target {
     pub prefs: PreferenceList,
     /// How long each replica has to answer.
     pub timeout: Duration,
+    /// The nodes of `prefs` the caller's failure detector holds down: asked last, only when the
+    /// quorum cannot be met without them (core's coordinators decide).
+    pub held_down: Vec<NodeId>,
 }
 
 /// Coordinates a get; returns the reconciled state (empty if no replica has the key) and the
 /// context made of the replicas' seals. The coordinator goes on after the reply, to repair.
 pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOutcome, GetError> {
     let (required, quorum) = (target.config.r(), target.config.quorum_kind());
-    let machine = GetCoordinator::new(&target.prefs, &target.config, target.timeout, Duration::ZERO);
+    let machine = GetCoordinator::new(&target.prefs, &target.config, &target.held_down, target.timeout, Duration::ZERO);
     let (store, key) = (target.store, target.key);
     let (read, repair) = ((store.clone(), key.clone()), (store, key));
     let mut repair_asked = false;
@@ -106,7 +109,7 @@ pub async fn put<C: NodeCaller>(
     minter: Option<NodeId>,
 ) -> Result<SealedState, PutError> {
     let (required, quorum) = (target.config.w(), target.config.quorum_kind());
-    let machine = ForwardPut::new(&target.prefs, &target.config, write, minter);
+    let machine = ForwardPut::new(&target.prefs, &target.config, &target.held_down, write, minter);
     let (store, key) = (target.store, target.key);
     run(
         caller,

@@ -33,7 +33,7 @@ struct Cluster {
 
 impl Cluster {
     fn put(&mut self, prefs: &PreferenceList, key: &[u8], write: Write) -> anyhow::Result<CausalContext> {
-        let mut put = PutCoordinator::new(prefs, &self.config, write, TIMEOUT, Duration::ZERO);
+        let mut put = PutCoordinator::new(prefs, &self.config, &[], write, TIMEOUT, Duration::ZERO);
         let mut result = None;
         while let Some(action) = put.poll_action() {
             match action {
@@ -55,7 +55,7 @@ impl Cluster {
     }
 
     fn get(&mut self, prefs: &PreferenceList, key: &[u8]) -> anyhow::Result<GetOutcome> {
-        let mut get = GetCoordinator::new(prefs, &self.config, TIMEOUT, Duration::ZERO);
+        let mut get = GetCoordinator::new(prefs, &self.config, &[], TIMEOUT, Duration::ZERO);
         let mut result = None;
         loop {
             while let Some(action) = get.poll_action() {

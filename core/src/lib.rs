@@ -38,7 +38,7 @@
 //! // A put is a state machine: it says where to send, you feed it the replies.
 //! let now = Duration::ZERO;
 //! let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1_000);
-//! let mut put = PutCoordinator::new(&prefs, &config, write, Duration::from_millis(500), now);
+//! let mut put = PutCoordinator::new(&prefs, &config, &[], write, Duration::from_millis(500), now);
 //! let mut replicas: Vec<(NodeId, Siblings)> = Vec::new();
 //! while let Some(action) = put.poll_action() {
 //!     match action {
@@ -64,7 +64,7 @@
 //! }
 //!
 //! // A get collects R replies and reconciles them.
-//! let mut get = GetCoordinator::new(&prefs, &config, Duration::from_millis(500), now);
+//! let mut get = GetCoordinator::new(&prefs, &config, &[], Duration::from_millis(500), now);
 //! while let Some(action) = get.poll_action() {
 //!     match action {
 //!         GetAction::Send { to, .. } => {

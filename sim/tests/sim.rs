@@ -63,14 +63,15 @@ fn a_foreign_context_is_refused_and_loses_nothing() {
 /// through a node that lacked it lost to it, and the superseded value came back. Found by seed
 /// 117 (and 230 with every fault); the context now carries the newest timestamp it has seen.
 /// (Drops join the faults of the teeth: since minters keep last-resort hints, fewer replicas
-/// lack a version, and without drops 1 seed in 1,300 still shows the hole.)
+/// lack a version, and without drops 1 seed in 1,300 still shows the hole; since nodes held down
+/// are asked when the quorum needs them, the first seed that shows it is 773.)
 #[test]
 fn lww_is_causal() {
     let faults = [Fault::Delay, Fault::Crash, Fault::Skew, Fault::Lww];
     let outcome = run(&with(117, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     let faults = [Fault::Delay, Fault::Drop, Fault::Crash, Fault::Skew, Fault::Lww];
-    teeth(&faults, Mechanism::ContextTimestamp, "came back", 600);
+    teeth(&faults, Mechanism::ContextTimestamp, "came back", 1_000);
 }
 
 /// Regression and teeth (issue 7, 3.2): a node started with n1's id, its own certificate and a

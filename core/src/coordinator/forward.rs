@@ -20,7 +20,7 @@ use crate::version::{SealedState, Write};
 pub type ForwardAction = Action<Write, Result<SealedState, PutError>>;
 
 /// Hands one put to a replica of the key: the first primary that can be reached (then, for a
-/// sloppy store, the fallbacks), each asked to apply the write itself and replicate it. It moves
+/// sloppy store, the fallbacks; nodes the caller holds down after all others), each asked to apply the write itself and replicate it. It moves
 /// to the next replica only when the one asked certainly did not apply the write (no connection,
 /// or an answer saying so); when the answer is lost, the put ends
 /// [`PutError::Indeterminate`] naming that replica, and the retry (built with `pinned`) goes to
@@ -40,18 +40,27 @@ pub struct ForwardPut {
 impl ForwardPut {
     /// Starts a put of `write` (which must carry its id) to the key with `prefs`; with `pinned`,
     /// only that replica is asked (a retry of a put that failed naming it), and the write goes
-    /// marked [`resent`](Write::resent).
-    pub fn new(prefs: &PreferenceList, config: &StoreConfig, write: Write, pinned: Option<NodeId>) -> ForwardPut {
+    /// marked [`resent`](Write::resent). Nodes in `held_down` (the caller's failure detector
+    /// holds them down) are asked after every other candidate.
+    pub fn new(
+        prefs: &PreferenceList,
+        config: &StoreConfig,
+        held_down: &[NodeId],
+        write: Write,
+        pinned: Option<NodeId>,
+    ) -> ForwardPut {
         let write = if pinned.is_some() { write.resend() } else { write };
         let candidates: VecDeque<NodeId> = match pinned {
             Some(node) => core::iter::once(node).collect(),
             None => {
-                let primaries = prefs.primaries().iter().take(config.n()).cloned();
-                let fallbacks: Vec<NodeId> = match config.quorum_kind() {
-                    QuorumKind::Sloppy => prefs.fallbacks().to_vec(),
-                    QuorumKind::Strict => Vec::new(),
+                let primaries = prefs.primaries().iter().take(config.n());
+                let fallbacks = match config.quorum_kind() {
+                    QuorumKind::Sloppy => prefs.fallbacks(),
+                    QuorumKind::Strict => &[],
                 };
-                primaries.chain(fallbacks).collect()
+                let (down, up): (Vec<&NodeId>, Vec<&NodeId>) =
+                    primaries.chain(fallbacks).partition(|n| held_down.contains(n));
+                up.into_iter().chain(down).cloned().collect()
             }
         };
         let mut put = ForwardPut {

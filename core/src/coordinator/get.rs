@@ -54,10 +54,13 @@ impl GetError {
 
 /// Coordinates one get: asks the N replicas, replies once R have answered, then repairs the
 /// replicas that answered with a stale state. Under a sloppy quorum an unreachable replica is
-/// replaced by the next fallback (which may hold the key with a hint).
+/// replaced by the next fallback (which may hold the key with a hint). Replicas the caller holds
+/// down are asked last: a fallback stands in for them from the start, and they are asked only
+/// when R can no longer be met without them.
 #[derive(Clone, Debug)]
 pub struct GetCoordinator {
     config: StoreConfig,
+    primaries: Vec<NodeId>,
     replicas: Replicas,
     /// The states answered so far, by slot.
     answers: Vec<(usize, Option<Siblings>)>,
@@ -74,11 +77,20 @@ pub struct GetCoordinator {
 }
 
 impl GetCoordinator {
-    /// Starts a get: the first actions ask each primary replica.
-    pub fn new(prefs: &PreferenceList, config: &StoreConfig, timeout: Duration, now: Duration) -> GetCoordinator {
+    /// Starts a get: the first actions ask each primary replica not in `held_down` (the nodes
+    /// the caller's failure detector holds down; empty if it has none).
+    pub fn new(
+        prefs: &PreferenceList,
+        config: &StoreConfig,
+        held_down: &[NodeId],
+        timeout: Duration,
+        now: Duration,
+    ) -> GetCoordinator {
+        let primaries: Vec<NodeId> = prefs.primaries().iter().take(config.n()).cloned().collect();
         let mut get = GetCoordinator {
             config: *config,
-            replicas: Replicas::new(prefs, config, timeout),
+            replicas: Replicas::new(prefs, config, held_down, timeout),
+            primaries: primaries.clone(),
             answers: Vec::new(),
             merged: Siblings::new(),
             context: CausalContext::empty(),
@@ -88,15 +100,19 @@ impl GetCoordinator {
             #[cfg(test)]
             patient: false,
         };
-        for node in prefs.primaries().iter().take(config.n()) {
-            get.send(node.clone(), None, now);
+        for node in primaries {
+            if get.replicas.is_held_down(&node) {
+                get.stand_in_for(node, now);
+            } else {
+                get.send(node, None, now);
+            }
         }
         // A list with fewer than N primaries: fallbacks, if any, fill the missing slots at once.
         while get.replicas.slots.len() < config.n() {
             let Some(node) = get.replicas.take_fallback() else { break };
             get.send(node, None, now);
         }
-        get.evaluate();
+        get.evaluate(now);
         get
     }
 }
@@ -154,7 +170,7 @@ impl Coordinator for GetCoordinator {
                 self.fail_slot(slot, now);
             }
         }
-        self.evaluate();
+        self.evaluate(now);
     }
 
     fn handle_timeout(&mut self, now: Duration) {
@@ -165,7 +181,7 @@ impl Coordinator for GetCoordinator {
             self.only_refusals = false;
             self.substitute(slot, now);
         }
-        self.evaluate();
+        self.evaluate(now);
     }
 }
 
@@ -182,11 +198,34 @@ impl GetCoordinator {
 
     /// Asks a fallback in place of a failed slot (sloppy quorums only; strict has no spares).
     fn substitute(&mut self, slot: usize, now: Duration) {
+        let failed = &self.replicas.slots[slot];
+        let primary = failed.stands_in_for.clone().unwrap_or_else(|| failed.node.clone());
+        self.stand_in_for(primary, now);
+    }
+
+    /// Asks the next fallback held up in place of `primary`, if one is left.
+    fn stand_in_for(&mut self, primary: NodeId, now: Duration) {
         if let Some(fallback) = self.replicas.take_fallback() {
-            let failed = &self.replicas.slots[slot];
-            let primary = failed.stands_in_for.clone().unwrap_or_else(|| failed.node.clone());
             self.send(fallback, Some(primary), now);
         }
+    }
+
+    /// Asks every node held down not asked yet, the last resort before failing; returns whether
+    /// any was. A fallback among them stands in for the first primary that has not answered.
+    fn ask_held_down(&mut self, now: Duration) -> bool {
+        let mut asked = false;
+        while let Some(node) = self.replicas.take_held_down() {
+            let stands_in_for = match self.primaries.contains(&node) {
+                true => None,
+                false => {
+                    let answered = |p: &NodeId| self.replicas.has(p, State::Succeeded);
+                    self.primaries.iter().find(|p| !answered(p)).or(self.primaries.first()).cloned()
+                }
+            };
+            self.send(node, stands_in_for, now);
+            asked = true;
+        }
+        asked
     }
 
     fn is_patient(&self) -> bool {
@@ -196,11 +235,14 @@ impl GetCoordinator {
         false
     }
 
-    fn evaluate(&mut self) {
+    fn evaluate(&mut self, now: Duration) {
         if self.shell.is_done() {
             return;
         }
         let required = self.config.r();
+        if !self.shell.has_replied() && self.replicas.best_case() < required {
+            self.ask_held_down(now);
+        }
         if !self.shell.has_replied() {
             if self.replicas.succeeded() >= required {
                 let outcome = GetOutcome { siblings: self.merged.clone(), context: self.context.clone() };

@@ -174,16 +174,21 @@ pub struct PutCoordinator {
 impl PutCoordinator {
     /// Starts a put (or a delete, with [`Write::delete`]): the first action asks the first
     /// primary to mint the write.
+    ///
+    /// `held_down` are the nodes the caller's failure detector holds down (empty if it has
+    /// none): they are asked last, only when W can no longer be met without them.
     pub fn new(
         prefs: &PreferenceList,
         config: &StoreConfig,
+        held_down: &[NodeId],
         write: Write,
         timeout: Duration,
         now: Duration,
     ) -> PutCoordinator {
-        let primaries: Vec<NodeId> = prefs.primaries().iter().take(config.n()).cloned().collect();
-        let candidates = primaries.iter().cloned().collect();
-        PutCoordinator::start(prefs, config, write, timeout, now, Phase::Mint { candidates, pinned: false })
+        let primaries = prefs.primaries().iter().take(config.n());
+        let candidates = primaries.filter(|p| !held_down.contains(p)).cloned().collect();
+        let phase = Phase::Mint { candidates, pinned: false };
+        PutCoordinator::start(prefs, config, held_down, write, timeout, now, phase)
     }
 
     /// Retries a write that failed with [`PutError::Indeterminate`] or [`PutError::Unavailable`]
@@ -193,25 +198,28 @@ impl PutCoordinator {
     pub fn retry(
         prefs: &PreferenceList,
         config: &StoreConfig,
+        held_down: &[NodeId],
         write: Write,
         minter: NodeId,
         timeout: Duration,
         now: Duration,
     ) -> PutCoordinator {
         let candidates = core::iter::once(minter).collect();
-        PutCoordinator::start(prefs, config, write, timeout, now, Phase::Mint { candidates, pinned: true })
+        let phase = Phase::Mint { candidates, pinned: true };
+        PutCoordinator::start(prefs, config, held_down, write, timeout, now, phase)
     }
 
     fn start(
         prefs: &PreferenceList,
         config: &StoreConfig,
+        held_down: &[NodeId],
         write: Write,
         timeout: Duration,
         now: Duration,
         phase: Phase,
     ) -> PutCoordinator {
         let primaries: Vec<NodeId> = prefs.primaries().iter().take(config.n()).cloned().collect();
-        let mut replicas = Replicas::new(prefs, config, timeout);
+        let mut replicas = Replicas::new(prefs, config, held_down, timeout);
         if let Phase::Mint { candidates, .. } = &phase {
             candidates.iter().for_each(|c| replicas.remove_spare(c));
         }
@@ -271,7 +279,7 @@ impl Coordinator for PutCoordinator {
                     let Some(state) = state.filter(|s| s.siblings.validate().is_ok()) else {
                         // An answer that makes no sense: the write may or may not be there.
                         self.fail(slot, now, Applied::Maybe);
-                        return self.evaluate();
+                        return self.evaluate(now);
                     };
                     self.phase = Phase::Replicate { minted: state, minter: from.clone() };
                     self.acknowledge(slot);
@@ -300,7 +308,7 @@ impl Coordinator for PutCoordinator {
                 self.fail(slot, now, Applied::No);
             }
         }
-        self.evaluate();
+        self.evaluate(now);
     }
 
     fn handle_timeout(&mut self, now: Duration) {
@@ -311,7 +319,7 @@ impl Coordinator for PutCoordinator {
             self.only_refusals = false;
             self.after_failure(slot, now, Applied::Maybe);
         }
-        self.evaluate();
+        self.evaluate(now);
     }
 }
 
@@ -352,11 +360,19 @@ impl PutCoordinator {
             // A pinned minter that is a fallback holds the write for a primary.
             Some(node) => (node, self.first_uncovered_primary()),
             None if *pinned => return,
-            // A fallback mints only for a primary that could not be reached.
-            None => match (self.first_uncovered_primary(), self.replicas.take_fallback()) {
-                (Some(primary), Some(fallback)) => (fallback, Some(primary)),
-                _ => return,
-            },
+            None => {
+                let uncovered = self.first_uncovered_primary();
+                match uncovered.as_ref().and_then(|_| self.replicas.take_fallback()) {
+                    // A fallback mints only for a primary that could not be reached.
+                    Some(fallback) => (fallback, uncovered),
+                    // The last resort: the nodes held down, primaries first.
+                    None => match self.replicas.take_held_down() {
+                        Some(node) if self.primaries.contains(&node) => (node, None),
+                        Some(node) if uncovered.is_some() => (node, uncovered),
+                        _ => return,
+                    },
+                }
+            }
         };
         self.replicas.send(node.clone(), hint_for.clone(), now);
         // A mint that could not lead to W acknowledgements even if it succeeded is not sent: the
@@ -371,16 +387,53 @@ impl PutCoordinator {
 
     /// After the mint: sends the minted state to every other primary, or to a fallback in place
     /// of a primary that already failed.
+    ///
+    /// A primary the caller holds down gets a fallback in its place (sloppy stores) or, when
+    /// none is left, the state itself if W cannot be met without it, else a last-resort hint.
     fn replicate(&mut self, now: Duration) {
+        let mut held_down = Vec::new();
         for primary in self.primaries.clone() {
             let asked = self.replicas.slots.iter().any(|s| s.node == primary);
             if self.replicas.covered(&primary) {
                 continue;
             }
-            if !asked {
+            if !asked && self.replicas.is_held_down(&primary) {
+                held_down.push(primary);
+            } else if !asked {
                 self.send_replicate(primary, None, now);
             } else if self.replicas.has(&primary, State::Failed) {
                 self.stand_in_for(primary, now);
+            }
+        }
+        for primary in held_down {
+            if self.replicas.spare_count() == 0 && self.best_case() < self.config.w() {
+                self.replicas.remove_spare(&primary);
+                self.send_replicate(primary, None, now);
+            } else {
+                self.stand_in_for(primary, now);
+            }
+        }
+    }
+
+    /// Sends the minted state to every node held down not asked yet, the last resort before
+    /// failing: a primary gets it as a replica, a fallback stands in for a primary that holds
+    /// no copy and has no stand-in.
+    fn ask_held_down(&mut self, now: Duration) {
+        if !matches!(self.phase, Phase::Replicate { .. }) {
+            return;
+        }
+        while let Some(node) = self.replicas.take_held_down() {
+            if self.primaries.contains(&node) {
+                self.send_replicate(node, None, now);
+                continue;
+            }
+            let holds = |p: &NodeId| {
+                self.replicas.slots.iter().any(|s| s.node == *p && s.state != State::Failed)
+                    || self.replicas.covered(p)
+                    || self.refused.contains(p)
+            };
+            if let Some(primary) = self.primaries.iter().find(|p| !holds(p)).cloned() {
+                self.send_replicate(node, Some(primary), now);
             }
         }
     }
@@ -451,12 +504,15 @@ impl PutCoordinator {
         false
     }
 
-    fn evaluate(&mut self) {
+    fn evaluate(&mut self, now: Duration) {
         if self.shell.is_done() {
             return;
         }
         let required = self.config.w();
         let acknowledged = self.replicas.succeeded();
+        if !self.shell.has_replied() && self.best_case() < required {
+            self.ask_held_down(now);
+        }
         if !self.shell.has_replied() {
             let reachable = self.best_case() >= required;
             if let Phase::Undecided { minter } = &self.phase {

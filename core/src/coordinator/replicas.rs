@@ -1,5 +1,13 @@
-//! Bookkeeping shared by the coordinators: which replicas were asked, which answered, and the
-//! fallbacks still unused.
+//! Bookkeeping shared by the coordinators: which replicas were asked, which answered, the
+//! fallbacks still unused, and the nodes the caller holds down.
+//!
+//! **Held down is a preference, not an exclusion.** A caller's failure detector can be wrong
+//! (a node busy under load, a detector that has not heard from a peer it just met), and a
+//! request that never asks a node cannot learn that it is back. So the nodes the caller holds
+//! down are asked last: every node held up is tried first (primaries, then under a sloppy quorum
+//! fallbacks), and the nodes held down are asked only when the quorum can no longer be met
+//! without them. A request whose nodes are all held up, or that meets its quorum without the
+//! ones held down, never waits for a node held down.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -28,18 +36,32 @@ pub(super) struct Slot {
 #[derive(Clone, Debug)]
 pub(super) struct Replicas {
     pub(super) slots: Vec<Slot>,
-    /// Fallbacks not used yet (always empty for strict quorums).
+    /// Fallbacks not used yet and not held down (always empty for strict quorums).
     spare: VecDeque<NodeId>,
+    /// Nodes of the request the caller holds down and that were not asked yet: primaries first,
+    /// then (sloppy quorums) fallbacks, in preference order. Asked last.
+    held_down: VecDeque<NodeId>,
     timeout: Duration,
 }
 
 impl Replicas {
-    pub(super) fn new(prefs: &PreferenceList, config: &StoreConfig, timeout: Duration) -> Replicas {
-        let spare = match config.quorum_kind() {
-            QuorumKind::Sloppy => prefs.fallbacks().iter().cloned().collect(),
-            QuorumKind::Strict => VecDeque::new(),
+    /// The bookkeeping of one request to the key with `prefs`; `held_down` are the nodes the
+    /// caller's failure detector holds down (nodes outside `prefs` are ignored).
+    pub(super) fn new(
+        prefs: &PreferenceList,
+        config: &StoreConfig,
+        held_down: &[NodeId],
+        timeout: Duration,
+    ) -> Replicas {
+        let fallbacks = match config.quorum_kind() {
+            QuorumKind::Sloppy => prefs.fallbacks(),
+            QuorumKind::Strict => &[],
         };
-        Replicas { slots: Vec::new(), spare, timeout }
+        let primaries = prefs.primaries().iter().take(config.n());
+        let (down, up): (Vec<&NodeId>, Vec<&NodeId>) = fallbacks.iter().partition(|n| held_down.contains(n));
+        let spare = up.into_iter().cloned().collect();
+        let held_down = primaries.filter(|n| held_down.contains(n)).chain(down).cloned().collect();
+        Replicas { slots: Vec::new(), spare, held_down, timeout }
     }
 
     /// Records a request sent to `node`; returns its slot.
@@ -81,9 +103,21 @@ impl Replicas {
         self.spare.pop_front()
     }
 
-    /// Takes `node` off the unused fallbacks (it has another role in the request).
+    /// Takes `node` off the unused fallbacks and the nodes held down (it has another role in the
+    /// request).
     pub(super) fn remove_spare(&mut self, node: &NodeId) {
         self.spare.retain(|n| n != node);
+        self.held_down.retain(|n| n != node);
+    }
+
+    /// Whether the caller holds `node` down (and it was not asked yet).
+    pub(super) fn is_held_down(&self, node: &NodeId) -> bool {
+        self.held_down.contains(node)
+    }
+
+    /// The next node held down and not asked yet: primaries first.
+    pub(super) fn take_held_down(&mut self) -> Option<NodeId> {
+        self.held_down.pop_front()
     }
 
     pub(super) fn spare_count(&self) -> usize {

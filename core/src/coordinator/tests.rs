@@ -87,6 +87,9 @@ struct Scenario {
     fates: Vec<Fate>,
     order: Vec<prop::sample::Index>,
     data: Vec<usize>,
+    /// Per node of the preference list (primaries, then fallbacks): whether the caller holds it
+    /// down.
+    down: Vec<bool>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -98,8 +101,9 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         proptest::collection::vec(fate(), 8),
         proptest::collection::vec(any::<prop::sample::Index>(), 16),
         proptest::collection::vec(0usize..4, 8),
+        proptest::collection::vec(prop::bool::weighted(0.25), 8),
     )
-        .prop_map(|(n, q, kind, fallbacks, fates, order, data)| Scenario {
+        .prop_map(|(n, q, kind, fallbacks, fates, order, data, down)| Scenario {
             n,
             quorum: q.min(n),
             kind,
@@ -107,6 +111,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             fates,
             order,
             data,
+            down,
         })
 }
 
@@ -125,6 +130,13 @@ impl Scenario {
     fn fates(&self) -> BTreeMap<NodeId, Fate> {
         let prefs = self.prefs();
         prefs.primaries().iter().chain(prefs.fallbacks()).cloned().zip(self.fates.iter().copied()).collect()
+    }
+
+    /// The nodes the caller holds down.
+    fn held_down(&self) -> Vec<NodeId> {
+        let prefs = self.prefs();
+        let nodes = prefs.primaries().iter().chain(prefs.fallbacks());
+        nodes.zip(&self.down).filter(|(_, down)| **down).map(|(n, _)| n.clone()).collect()
     }
 
     fn allowed(&self) -> Vec<NodeId> {
@@ -181,6 +193,7 @@ fn drive<M: Machine>(m: &mut M, s: &Scenario) -> Result<Run, TestCaseError> {
     let mut answered = 0usize;
     let mut step = 0;
     let mut pre: Option<Snapshot<M>> = None;
+    let mut timed_out = false;
     loop {
         while let Some(act) = m.next() {
             match act {
@@ -223,6 +236,7 @@ fn drive<M: Machine>(m: &mut M, s: &Scenario) -> Result<Run, TestCaseError> {
         let before = (*m).clone();
         match fate {
             Fate::TimesOut => {
+                timed_out = true;
                 now = now.max(deadline);
                 inflight.retain(|(_, d)| *d > now);
                 m.timeout(now);
@@ -244,6 +258,22 @@ fn drive<M: Machine>(m: &mut M, s: &Scenario) -> Result<Run, TestCaseError> {
         pre = Some((patient, inflight.clone(), now));
     }
     prop_assert_eq!(replies.len(), 1, "no reply");
+    // Nodes held down are the last resort: when enough nodes held up answer to meet the quorum,
+    // none held down is asked. (A timeout expires every request due at that moment, answering
+    // or not, and a refusing primary is not replaced by a fallback, so runs with either are left
+    // out.)
+    let held_down = s.held_down();
+    let refused = asked.iter().any(|n| fates[n] == Fate::Refuses);
+    let up_and_counting = allowed.iter().filter(|n| !held_down.contains(n) && m.counts(n, fates[*n])).count();
+    if up_and_counting >= s.quorum && !timed_out && !refused {
+        let asked_down: Vec<&NodeId> = asked.iter().filter(|n| held_down.contains(n)).collect();
+        prop_assert!(
+            asked_down.is_empty(),
+            "asked {:?}, held down, with {} held up answering",
+            asked_down,
+            up_and_counting
+        );
+    }
     if inflight.is_empty() {
         prop_assert!(m.finished());
     }
@@ -434,7 +464,7 @@ proptest! {
         let prefs = s.prefs();
         let data = prefs.primaries().iter().chain(prefs.fallbacks()).cloned()
             .zip(s.data.iter().map(|&i| states[i].clone())).collect();
-        let m = GetCoordinator::new(&prefs, &s.config(), TIMEOUT, Duration::ZERO);
+        let m = GetCoordinator::new(&prefs, &s.config(), &s.held_down(), TIMEOUT, Duration::ZERO);
         let mut h = GetHarness { m, data, before_reply: Vec::new(), all: Vec::new(), result: None, replied: false };
         let run = drive(&mut h, &s)?;
         if let Some(result) = &h.result {
@@ -458,7 +488,7 @@ proptest! {
     fn put_replies_once_at_the_right_moment_and_names_its_hints(s in scenario()) {
         let prefs = s.prefs();
         let write = Write::put(b"v".to_vec(), CausalContext::empty(), 7);
-        let m = PutCoordinator::new(&prefs, &s.config(), write, TIMEOUT, Duration::ZERO);
+        let m = PutCoordinator::new(&prefs, &s.config(), &s.held_down(), write, TIMEOUT, Duration::ZERO);
         let mut h = PutHarness { m, requests: BTreeMap::new(), stored: BTreeMap::new(), outcome: None, kept: Vec::new(), refused: Vec::new() };
         drive(&mut h, &s)?;
         let fates = s.fates();
@@ -472,10 +502,14 @@ proptest! {
         primaries_kept.sort();
         primaries_kept.dedup();
         prop_assert_eq!(primaries_kept.len(), h.kept.len(), "a primary hinted twice");
+        // (A primary held down may be asked after its hint, when W could no longer be met
+        // without it.)
+        let held_down = s.held_down();
         for (holder, primary) in &h.kept {
             prop_assert_eq!(Some(holder), minter.as_ref());
             prop_assert!(prefs.is_primary(primary));
-            prop_assert!(!took(primary) && !h.refused.contains(primary), "{} hinted", primary);
+            let asked_later = held_down.contains(primary);
+            prop_assert!(asked_later || (!took(primary) && !h.refused.contains(primary)), "{} hinted", primary);
         }
         // 2.2: once a put that succeeded is finished, every primary that did not take the write
         // (and did not refuse it) is covered: by a fallback that took it for it, or by a
@@ -520,7 +554,7 @@ proptest! {
 #[test]
 fn strict_quorum_fails_at_once_when_too_few_primaries_exist() {
     let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0")], alloc::vec![node("f0")]);
-    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), TIMEOUT, Duration::ZERO);
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), &[], TIMEOUT, Duration::ZERO);
     assert_eq!(get.poll_action(), Some(GetAction::Send { to: node("p0"), request: Read }));
     assert_eq!(
         get.poll_action(),
@@ -545,7 +579,7 @@ fn an_empty_fallback_never_counts_toward_r() {
         alloc::vec![node("f0"), node("f1")],
     );
     let now = Duration::ZERO;
-    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), TIMEOUT, now);
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), &[], TIMEOUT, now);
     while get.poll_action().is_some() {}
     get.handle_reply(now, &node("p0"), Ok(None));
     get.handle_reply(now, &node("p1"), Err(ReplicaFailure::Unavailable));
@@ -564,7 +598,7 @@ fn an_empty_fallback_never_counts_toward_r() {
 
     let mut hinted = Siblings::new();
     hinted.apply(&node("f0"), &Write::put(b"v".to_vec(), CausalContext::empty(), 1), ConflictPolicy::Siblings).unwrap();
-    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), TIMEOUT, now);
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), &[], TIMEOUT, now);
     while get.poll_action().is_some() {}
     get.handle_reply(now, &node("p0"), Ok(None));
     get.handle_reply(now, &node("p1"), Err(ReplicaFailure::Unavailable));
@@ -579,7 +613,7 @@ fn sloppy_put_hands_a_dead_primarys_share_to_a_fallback_with_a_hint() {
     let prefs =
         PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
-    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write, TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), &[], write, TIMEOUT, Duration::ZERO);
     let Some(PutAction::Send { to, request: PutRequest::Mint { write, hint_for: None } }) = put.poll_action() else {
         panic!("expected a mint at p0")
     };
@@ -618,7 +652,7 @@ fn a_refusing_replica_is_one_failed_replica() {
     let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], Vec::new());
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
     // p0 does not know the store yet: p1 mints, p2 replicates, W=2 is met.
-    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), write.clone(), TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), &[], write.clone(), TIMEOUT, Duration::ZERO);
     put.poll_action();
     put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(unknown())));
     let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint at p1") };
@@ -632,7 +666,7 @@ fn a_refusing_replica_is_one_failed_replica() {
     assert!(matches!(put.poll_action(), Some(PutAction::Reply(Ok(_)))));
 
     // Every node refuses the context: the put fails with the reason, not retryable.
-    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), write, TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), &[], write, TIMEOUT, Duration::ZERO);
     for n in ["p0", "p1"] {
         let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint at {n}") };
         assert_eq!(to, node(n));
@@ -644,7 +678,7 @@ fn a_refusing_replica_is_one_failed_replica() {
     assert!(put.is_finished());
 
     // A read: one replica refuses, two answer: R=2 is met.
-    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), TIMEOUT, Duration::ZERO);
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), &[], TIMEOUT, Duration::ZERO);
     while get.poll_action().is_some() {}
     get.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Refused(unknown())));
     get.handle_reply(Duration::ZERO, &node("p1"), Ok(None));
@@ -661,7 +695,7 @@ fn a_silent_minter_is_never_replaced_and_the_retry_goes_back_to_it() {
     let prefs =
         PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1).with_id(crate::version::WriteId(9));
-    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write.clone(), TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), &[], write.clone(), TIMEOUT, Duration::ZERO);
     let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint") };
     assert_eq!(to, node("p0"));
     put.handle_timeout(TIMEOUT);
@@ -672,14 +706,14 @@ fn a_silent_minter_is_never_replaced_and_the_retry_goes_back_to_it() {
     assert!(put.is_finished());
 
     // The same answer as a lost connection.
-    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), write.clone(), TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::quorum(), &[], write.clone(), TIMEOUT, Duration::ZERO);
     put.poll_action();
     put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::NoAnswer));
     assert!(matches!(put.poll_action(), Some(PutAction::Reply(Err(PutError::Indeterminate { .. })))));
 
     // The retry asks p0 only; p0 had applied it and answers with its state, which is replicated.
     let mut retry =
-        PutCoordinator::retry(&prefs, &StoreConfig::quorum(), write.clone(), node("p0"), TIMEOUT, Duration::ZERO);
+        PutCoordinator::retry(&prefs, &StoreConfig::quorum(), &[], write.clone(), node("p0"), TIMEOUT, Duration::ZERO);
     let Some(PutAction::Send { to, request: PutRequest::Mint { write: sent, .. } }) = retry.poll_action() else {
         panic!("expected a mint")
     };
@@ -693,7 +727,8 @@ fn a_silent_minter_is_never_replaced_and_the_retry_goes_back_to_it() {
     assert!(matches!(retry.poll_action(), Some(PutAction::Send { request: PutRequest::Replicate { .. }, .. })));
 
     // A pinned minter that is unreachable is not replaced either.
-    let mut retry = PutCoordinator::retry(&prefs, &StoreConfig::quorum(), write, node("p1"), TIMEOUT, Duration::ZERO);
+    let mut retry =
+        PutCoordinator::retry(&prefs, &StoreConfig::quorum(), &[], write, node("p1"), TIMEOUT, Duration::ZERO);
     retry.poll_action();
     retry.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::Unavailable));
     let Some(PutAction::Reply(Err(e))) = retry.poll_action() else { panic!("expected a failure") };
@@ -713,7 +748,7 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     let state = SealedState::unsealed(state);
 
     // p0 cannot be reached, p1 applies and replicates it.
-    let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
+    let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), &[], write.clone(), None);
     assert_eq!(put.poll_action(), Some(ForwardAction::Send { to: node("p0"), request: put.write().clone() }));
     assert_eq!(put.poll_action(), None, "one replica at a time");
     put.handle_reply(Duration::ZERO, &node("p0"), Err(ReplicaFailure::Unavailable));
@@ -724,7 +759,7 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
 
     // p0 refuses (it does not know the store yet): one failed replica; p1's answer is lost: the
     // put is undecided, naming p1, and nobody else is asked.
-    let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), write.clone(), None);
+    let mut put = ForwardPut::new(&prefs, &StoreConfig::quorum(), &[], write.clone(), None);
     put.poll_action();
     let unknown = ErrorReply::new(ErrorKind::UnknownStore, "store default does not exist");
     put.handle_reply(Duration::ZERO, &node("p0"), handed_answer(Response::Error(unknown)));
@@ -735,7 +770,7 @@ fn a_forwarded_put_goes_to_one_replica_at_a_time() {
     assert!(e.is_retryable());
 
     // The retry asks p1 only; a replica's own report that the write is undecided names its minter.
-    let mut retry = ForwardPut::new(&prefs, &StoreConfig::quorum(), write, Some(node("p1")));
+    let mut retry = ForwardPut::new(&prefs, &StoreConfig::quorum(), &[], write, Some(node("p1")));
     assert_eq!(retry.poll_action(), Some(ForwardAction::Send { to: node("p1"), request: retry.write().clone() }));
     let undecided = ErrorReply::new(ErrorKind::Indeterminate, "no answer").with_minter(Some(node("p1")));
     retry.handle_reply(Duration::ZERO, &node("p1"), handed_answer(Response::Error(undecided)));
@@ -754,7 +789,7 @@ fn no_fallback_stands_in_for_a_primary_that_refused() {
     let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
     let sloppy = StoreConfig::quorum();
     // p0 mints; p1 and p2 refuse the replicate: f0 is never asked, and the put fails.
-    let mut put = PutCoordinator::new(&prefs, &sloppy, write.clone(), TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &sloppy, &[], write.clone(), TIMEOUT, Duration::ZERO);
     let Some(PutAction::Send { to, .. }) = put.poll_action() else { panic!("expected a mint") };
     assert_eq!(to, node("p0"));
     let mut state = Siblings::new();
@@ -778,7 +813,7 @@ fn no_fallback_stands_in_for_a_primary_that_refused() {
     }
     assert!(matches!(replied, Some(Err(_))), "{replied:?}");
     // Every primary refuses the mint: no fallback mints it either.
-    let mut put = PutCoordinator::new(&prefs, &sloppy, write, TIMEOUT, Duration::ZERO);
+    let mut put = PutCoordinator::new(&prefs, &sloppy, &[], write, TIMEOUT, Duration::ZERO);
     while let Some(action) = put.poll_action() {
         match action {
             PutAction::Send { to, .. } => {
@@ -789,4 +824,98 @@ fn no_fallback_stands_in_for_a_primary_that_refused() {
             PutAction::Repair { .. } | PutAction::Hint { .. } => {}
         }
     }
+}
+
+/// Regression (issue 8; `a_killed_node_is_shown_down_and_requests_skip_it` failed once under
+/// load with a get answered by 0 replicas): a caller's detector held every replica down while
+/// they were up, and requests skipped them all and failed at once. Nodes held down are a
+/// preference, asked last: only when the quorum cannot be met without them.
+#[test]
+fn a_get_asks_replicas_held_down_only_when_r_cannot_be_met_without_them() {
+    let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], Vec::new());
+    let sends = |get: &mut GetCoordinator| {
+        let mut sent = Vec::new();
+        while let Some(GetAction::Send { to, .. }) = get.poll_action() {
+            sent.push(to);
+        }
+        sent
+    };
+    // One held down: R=2 can be met by the other two, which alone are asked.
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), &[node("p2")], TIMEOUT, Duration::ZERO);
+    assert_eq!(sends(&mut get), [node("p0"), node("p1")]);
+    // It is asked once one of them fails.
+    get.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::Unavailable));
+    assert_eq!(sends(&mut get), [node("p2")]);
+    get.handle_reply(Duration::ZERO, &node("p0"), Ok(None));
+    get.handle_reply(Duration::ZERO, &node("p2"), Ok(None));
+    assert!(matches!(get.poll_action(), Some(GetAction::Reply(Ok(_)))));
+
+    // Every replica held down: all are asked at once rather than none, and the read succeeds.
+    let all = [node("p0"), node("p1"), node("p2")];
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::strict(), &all, TIMEOUT, Duration::ZERO);
+    assert_eq!(sends(&mut get), all);
+    get.handle_reply(Duration::ZERO, &node("p1"), Ok(None));
+    get.handle_reply(Duration::ZERO, &node("p2"), Ok(None));
+    assert!(matches!(get.poll_action(), Some(GetAction::Reply(Ok(_)))));
+
+    // A sloppy store: a fallback held up stands in for a primary held down from the start.
+    let prefs =
+        PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], alloc::vec![node("f0")]);
+    let mut get = GetCoordinator::new(&prefs, &StoreConfig::quorum(), &[node("p0")], TIMEOUT, Duration::ZERO);
+    assert_eq!(sends(&mut get), [node("f0"), node("p1"), node("p2")]);
+}
+
+#[test]
+fn a_put_asks_a_primary_held_down_only_when_w_cannot_be_met_without_it() {
+    let prefs = PreferenceList::from_parts(Token(0), alloc::vec![node("p0"), node("p1"), node("p2")], Vec::new());
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let minted = |at: &str| {
+        let mut state = Siblings::new();
+        state.apply(&node(at), &write, ConflictPolicy::Siblings).unwrap();
+        SealedState::unsealed(state)
+    };
+    let actions = |put: &mut PutCoordinator| core::iter::from_fn(|| put.poll_action()).collect::<Vec<_>>();
+    let hint_for = |sent: &[PutAction], minter: &str, primary: &str| {
+        sent.iter()
+            .any(|a| matches!(a, PutAction::Hint { to, primary: p, .. } if *to == node(minter) && *p == node(primary)))
+    };
+
+    // p0 held down: p1 mints, p2 gets the state, and the minter keeps a hint for p0.
+    let mut put =
+        PutCoordinator::new(&prefs, &StoreConfig::strict(), &[node("p0")], write.clone(), TIMEOUT, Duration::ZERO);
+    let Some(PutAction::Send { to, request: PutRequest::Mint { .. } }) = put.poll_action() else { panic!() };
+    assert_eq!(to, node("p1"));
+    put.handle_reply(Duration::ZERO, &to, Ok(Some(minted("p1"))));
+    let sent = actions(&mut put);
+    assert!(matches!(&sent[0], PutAction::Send { to, .. } if *to == node("p2")), "{sent:?}");
+    assert!(hint_for(&sent, "p1", "p0") && sent.len() == 2, "{sent:?}");
+    put.handle_reply(Duration::ZERO, &node("p2"), Ok(None));
+    let done = actions(&mut put);
+    assert!(done.iter().any(|a| matches!(a, PutAction::Reply(Ok(_)))), "{done:?}");
+
+    // Every primary held down: the first mints, the second gets the state (W=2 needs it), and
+    // the third only a hint at the minter.
+    let all = [node("p0"), node("p1"), node("p2")];
+    let mut put = PutCoordinator::new(&prefs, &StoreConfig::strict(), &all, write.clone(), TIMEOUT, Duration::ZERO);
+    let Some(PutAction::Send { to, request: PutRequest::Mint { .. } }) = put.poll_action() else { panic!() };
+    assert_eq!(to, node("p0"));
+    put.handle_reply(Duration::ZERO, &to, Ok(Some(minted("p0"))));
+    let sent = actions(&mut put);
+    assert!(matches!(&sent[0], PutAction::Send { to, .. } if *to == node("p1")), "{sent:?}");
+    assert!(hint_for(&sent, "p0", "p2") && sent.len() == 2, "{sent:?}");
+    // p1 fails: p2, held down, is asked as the last resort.
+    put.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::Unavailable));
+    let sent = actions(&mut put);
+    assert!(sent.iter().any(|a| matches!(a, PutAction::Send { to, .. } if *to == node("p2"))), "{sent:?}");
+    put.handle_reply(Duration::ZERO, &node("p2"), Ok(None));
+    let done = actions(&mut put);
+    assert!(done.iter().any(|a| matches!(a, PutAction::Reply(Ok(_)))), "{done:?}");
+
+    // The smart client's forwarded put tries the nodes held up first.
+    let mut put = ForwardPut::new(&prefs, &StoreConfig::strict(), &[node("p0")], write, None);
+    assert!(matches!(put.poll_action(), Some(ForwardAction::Send { to, .. }) if to == node("p1")));
+    put.handle_reply(Duration::ZERO, &node("p1"), Err(ReplicaFailure::Unavailable));
+    assert!(matches!(put.poll_action(), Some(ForwardAction::Send { to, .. }) if to == node("p2")));
+    put.handle_reply(Duration::ZERO, &node("p2"), Err(ReplicaFailure::Unavailable));
+    assert!(matches!(put.poll_action(), Some(ForwardAction::Send { to, .. }) if to == node("p0")));
 }

@@ -84,9 +84,14 @@ impl Node {
     ) -> Result<(), ErrorReply> {
         let prefs = self.preference_list(&key, &config)?;
         let timeout = self.config.replica_timeout;
+        // Nodes this node holds down are asked last (the coordinators decide when).
+        let held_down: Vec<NodeId> =
+            prefs.primaries().iter().chain(prefs.fallbacks()).filter(|n| self.liveness.is_down(n)).cloned().collect();
         let machine = match job {
-            Job::Get => Machine::Get(GetCoordinator::new(&prefs, &config, timeout, now)),
-            Job::Put { write, minter: None } => Machine::Put(PutCoordinator::new(&prefs, &config, write, timeout, now)),
+            Job::Get => Machine::Get(GetCoordinator::new(&prefs, &config, &held_down, timeout, now)),
+            Job::Put { write, minter: None } => {
+                Machine::Put(PutCoordinator::new(&prefs, &config, &held_down, write, timeout, now))
+            }
             Job::Put { write, minter: Some(minter) } => {
                 let fallback = config.quorum_kind() == QuorumKind::Sloppy && prefs.fallbacks().contains(&minter);
                 if !prefs.primaries().iter().take(config.n()).any(|p| *p == minter) && !fallback {
@@ -100,7 +105,7 @@ impl Node {
                         ),
                     ));
                 }
-                Machine::Put(PutCoordinator::retry(&prefs, &config, write, minter, timeout, now))
+                Machine::Put(PutCoordinator::retry(&prefs, &config, &held_down, write, minter, timeout, now))
             }
         };
         let number = self.next_coordination;
@@ -192,11 +197,6 @@ impl Node {
                     };
                     let done = Completion::Coordination { coordination: number, call };
                     self.enqueue_hinted(store, key, config, step, done, hint_for);
-                }
-                // A node known down is not asked: it fails at once, and a sloppy store's
-                // fallback stands in for it without waiting out a timeout.
-                Step::Call { to, call } if self.liveness.is_down(&to) => {
-                    self.replica_answer(now, number, &to, &call, Err(ReplicaFailure::Unavailable));
                 }
                 Step::Call { to, call } => {
                     let body = match &call {

@@ -8,6 +8,7 @@
 //! just fetched it.
 
 use quickv_core::coordinator::{self, Action, Coordinator, ForwardPut, GetCoordinator, ReplicaFailure};
+use quickv_core::liveness::PeerState;
 use quickv_core::ring::PreferenceList;
 use quickv_core::routing::RoutingTable;
 use quickv_core::version::{CausalContext, Write};
@@ -59,9 +60,9 @@ impl World {
             }
         };
         let first = self.rng.below(self.members() as u64) as usize;
-        let view = (0..self.members())
-            .map(|i| (first + i) % self.members())
-            .find_map(|i| self.nodes[i].machine.as_ref().map(|m| m.view().clone()));
+        let asked =
+            (0..self.members()).map(|i| (first + i) % self.members()).find(|i| self.nodes[*i].machine.is_some());
+        let view = asked.and_then(|i| self.nodes[i].machine.as_ref()).map(|m| m.view().clone());
         // Routed as the client routes: core's routing table over the view.
         let table = view.map(RoutingTable::new);
         let routed = table.as_ref().and_then(|t| {
@@ -71,12 +72,20 @@ impl World {
         let Some((config, prefs, epoch)) = routed else {
             return self.finish_smart_op(client, op, Status::Failed("no view to route with".into()), None);
         };
+        // As the client does: the nodes the node it asked holds down are asked last.
+        let nodes = prefs.primaries().iter().chain(prefs.fallbacks());
+        let held_down: Vec<NodeId> = match asked.and_then(|i| self.nodes[i].machine.as_ref()) {
+            Some(m) => nodes.filter(|n| m.peer_state(n) == PeerState::Down).cloned().collect(),
+            None => Vec::new(),
+        };
         let machine = match write {
             None => Machine::Get {
-                machine: GetCoordinator::new(&prefs, &config, REPLICA_TIMEOUT, self.now),
+                machine: GetCoordinator::new(&prefs, &config, &held_down, REPLICA_TIMEOUT, self.now),
                 repaired: false,
             },
-            Some(write) => Machine::Put { machine: ForwardPut::new(&prefs, &config, write, None), retries: 2 },
+            Some(write) => {
+                Machine::Put { machine: ForwardPut::new(&prefs, &config, &held_down, write, None), retries: 2 }
+            }
         };
         let key = (store, key);
         let smart = SmartOp { client, key, config, prefs, epoch: Some(epoch), machine, replied: false };
@@ -163,7 +172,7 @@ impl World {
                         Some(minter) if *retries > 0 && e.is_retryable() => {
                             *retries -= 1;
                             let write: Write = machine.write().clone();
-                            *machine = ForwardPut::new(&prefs, &config, write, Some(minter));
+                            *machine = ForwardPut::new(&prefs, &config, &[], write, Some(minter));
                             self.stats.retries += 1;
                             self.note(|| format!("c{client} op {op} retried"));
                         }
