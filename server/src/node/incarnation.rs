@@ -66,12 +66,12 @@ impl IncarnationFile {
     }
 
     /// The incarnation to run in, recorded (as running) before it is returned: the same as last
-    /// time after a clean shutdown of a node whose storage is durable, a new one otherwise. The
-    /// flag says whether the node ran before and did not stop cleanly with durable storage: then
-    /// what it had not synced may be lost.
-    pub(crate) fn begin(&self, durable: bool) -> Result<(u64, bool), StartError> {
+    /// time after a clean shutdown of a node whose storage kept everything (durable, and nothing
+    /// lost when it opened), a new one otherwise. The flag says whether the node ran before and
+    /// did not stop cleanly with durable storage: then what it had not synced may be lost.
+    pub(crate) fn begin(&self, kept_everything: bool) -> Result<(u64, bool), StartError> {
         let (next, after_loss) = match self.load()? {
-            Some((last, true)) if durable => (last, false),
+            Some((last, true)) if kept_everything => (last, false),
             Some((last, _)) => (last.checked_add(1).ok_or_else(|| self.bad("incarnation overflow".into()))?, true),
             None => (1, false),
         };

@@ -18,7 +18,9 @@
 //!   collects waiting (`quickv_tombstones_pending`);
 //! - storage: the bytes the engine holds (`quickv_storage_bytes`, on disk for the durable one),
 //!   records found damaged and those replaced since by a replica write
-//!   (`quickv_damaged_records_total`, `quickv_damaged_repaired_total`).
+//!   (`quickv_damaged_records_total`, `quickv_damaged_repaired_total`), and damaged journal files
+//!   moved aside or cut short when the node started (`quickv_journal_files_quarantined`,
+//!   `quickv_journal_files_truncated`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -110,6 +112,12 @@ impl Metrics {
         if let Some(error) = error {
             self.counter("quickv_errors_total", Some(("kind", error))).increment(1);
         }
+    }
+
+    /// What the engine's journal lost when it opened: files moved aside, files cut short.
+    pub(crate) fn journal_loss(&mut self, loss: &crate::storage::JournalLoss) {
+        self.gauge("quickv_journal_files_quarantined", None).set(loss.quarantined.len() as f64);
+        self.gauge("quickv_journal_files_truncated", None).set(loss.truncated.len() as f64);
     }
 
     /// Takes the storage's size (`None`: the engine could not tell) and the tombstones waiting

@@ -227,10 +227,29 @@ impl Node {
         let advertise = config.advertise.unwrap_or(bound);
         let info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?
             .with_certificate(identity.certificate_digest());
-        let engine: Arc<dyn storage::Engine> = Arc::from(storage::open(config.engine, &config.dir, config.sync)?);
+        let opened = storage::open(config.engine, &config.dir, config.sync)?;
+        let engine: Arc<dyn storage::Engine> = Arc::from(opened.engine);
+        let loss = &opened.journal_loss;
+        for file in &loss.quarantined {
+            tracing::error!(
+                node = %id,
+                file = %file.display(),
+                "damaged storage journal moved aside: its unflushed writes are lost here and come back from the other replicas"
+            );
+        }
+        for (file, was, now) in &loss.truncated {
+            tracing::warn!(
+                node = %id,
+                file = %file.display(),
+                was, now,
+                "storage journal cut short as it was recovered (a crash's torn tail, or damage): what followed is lost here"
+            );
+        }
 
+        // A journal that lost writes lost them whatever the last stop was: a new incarnation.
         let incarnations = incarnation::IncarnationFile::new(&config.dir);
-        let (incarnation, after_loss) = incarnations.begin(config.engine == EngineKind::Durable)?;
+        let kept_everything = config.engine == EngineKind::Durable && loss.is_empty();
+        let (incarnation, after_loss) = incarnations.begin(kept_everything)?;
         let file = Arc::new(saved_view::SavedView::new(config.dir.join(saved_view::FILE)));
         let view = file.load()?.unwrap_or_else(|| ClusterView::new(config.partition_bits));
         for (store, _) in view.stores() {
@@ -248,7 +267,7 @@ impl Node {
         machine_config.incarnation = incarnation;
         // Records are lost in a stop only if they were not synced when acknowledged.
         let syncs_every_write = config.engine == EngineKind::Durable && config.sync == SyncPolicy::Always;
-        machine_config.lost_records = after_loss && !syncs_every_write;
+        machine_config.lost_records = (after_loss && !syncs_every_write) || !loss.is_empty();
         machine_config.max_stores = config.max_stores;
         machine_config.max_clock_skew = config.max_clock_skew;
         machine_config.default_store = Some(config.default_store);
@@ -275,7 +294,8 @@ impl Node {
         let (saves, saves_rx) = mpsc::unbounded_channel();
         let (metrics, metrics_server) = match config.metrics {
             Some(addr) => {
-                let (metrics, server) = metrics::Metrics::serve(addr)?;
+                let (mut metrics, server) = metrics::Metrics::serve(addr)?;
+                metrics.journal_loss(loss);
                 (Some(metrics), Some(tokio::spawn(server)))
             }
             None => (None, None),

@@ -12,6 +12,7 @@ use std::sync::{Mutex, RwLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use super::quarantine::JournalLoss;
 use super::{Engine, StorageError, SyncPolicy, check_space};
 
 /// The default engine: fjall on local disk.
@@ -23,6 +24,8 @@ pub struct DurableEngine {
     written: AtomicU64,
     /// Writes covered by a completed fsync; the lock admits one fsync at a time.
     synced: Mutex<u64>,
+    /// What the journal lost when the engine opened (see `quarantine.rs`).
+    journal_loss: JournalLoss,
 }
 
 impl std::fmt::Debug for DurableEngine {
@@ -36,17 +39,33 @@ fn engine_error(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl DurableEngine {
-    /// Opens (or creates) the engine's files in `dir`, recovering the journal after a crash.
+    /// Opens (or creates) the engine's files in `dir`, recovering the journal after a crash. A
+    /// journal file that cannot be recovered is moved aside and the engine opens without it:
+    /// check [`journal_loss`](Self::journal_loss), and treat the start as one after a loss if
+    /// anything was lost.
     pub fn open(dir: &Path, sync: SyncPolicy) -> Result<DurableEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(engine_error)?;
-        let db = Database::builder(dir).open().map_err(engine_error)?;
+        let (db, journal_loss) = super::quarantine::open(dir)?;
         Ok(DurableEngine {
             db,
             spaces: RwLock::new(HashMap::new()),
             sync,
             written: AtomicU64::new(0),
             synced: Mutex::new(0),
+            journal_loss,
         })
+    }
+
+    /// The database itself, for tests that reach below the engine (forcing a flush).
+    #[cfg(test)]
+    pub(crate) fn db_for_tests(&self) -> &Database {
+        &self.db
+    }
+
+    /// What the journal lost when the engine opened: damaged files moved aside, files fjall cut
+    /// short. What they held is lost on this node.
+    pub fn journal_loss(&self) -> &JournalLoss {
+        &self.journal_loss
     }
 
     /// The keyspace of `space`; with `create` false, `None` if it was never written.

@@ -12,6 +12,7 @@
 mod durable;
 pub mod layout;
 mod memory;
+pub mod quarantine;
 pub mod record;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 
 pub use durable::DurableEngine;
 pub use memory::MemoryEngine;
+pub use quarantine::JournalLoss;
 
 /// When a write counts as done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,11 +130,25 @@ impl FromStr for EngineKind {
     }
 }
 
+/// An engine just opened.
+#[derive(Debug)]
+pub struct Opened {
+    /// The engine.
+    pub engine: Box<dyn Engine>,
+    /// What the durable engine's journal lost as it opened (damaged files moved aside, files
+    /// cut short): if anything, the start is one after a loss.
+    pub journal_loss: JournalLoss,
+}
+
 /// Opens an engine of `kind` in `dir` (the durable engine keeps its files in `dir/data`).
-pub fn open(kind: EngineKind, dir: &Path, sync: SyncPolicy) -> Result<Box<dyn Engine>, StorageError> {
+pub fn open(kind: EngineKind, dir: &Path, sync: SyncPolicy) -> Result<Opened, StorageError> {
     Ok(match kind {
-        EngineKind::Durable => Box::new(DurableEngine::open(&dir.join("data"), sync)?),
-        EngineKind::Memory => Box::new(MemoryEngine::new()),
+        EngineKind::Durable => {
+            let engine = DurableEngine::open(&dir.join("data"), sync)?;
+            let journal_loss = engine.journal_loss().clone();
+            Opened { engine: Box::new(engine), journal_loss }
+        }
+        EngineKind::Memory => Opened { engine: Box::new(MemoryEngine::new()), journal_loss: JournalLoss::default() },
     })
 }
 

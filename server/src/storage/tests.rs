@@ -200,3 +200,89 @@ fn acknowledged_writes_survive_sigkill() {
         assert!(engine.get("s", &i.to_be_bytes()).unwrap().is_some(), "acknowledged write {i} of {last} was lost");
     }
 }
+
+/// A durable engine in `data` holding `flushed` in a table and 200 writes (512 bytes of 7s each)
+/// in its journal only; returns the largest journal file.
+fn engine_with_a_journal(data: &Path) -> std::path::PathBuf {
+    let engine = DurableEngine::open(data, SyncPolicy::Always).unwrap();
+    engine.put("s", b"flushed", b"kept").unwrap();
+    // Into a table: the journal that held it is done with.
+    let ks = engine.db_for_tests().keyspace("s", fjall::KeyspaceCreateOptions::default).unwrap();
+    ks.rotate_memtable_and_wait().unwrap();
+    for i in 0u32..200 {
+        engine.put("s", &i.to_be_bytes(), &[7u8; 512]).unwrap();
+    }
+    drop(engine);
+    let journals = std::fs::read_dir(data).unwrap().map(|e| e.unwrap().path());
+    let journals: Vec<_> = journals.filter(|p| p.extension().is_some_and(|e| e == "jnl")).collect();
+    journals.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap()
+}
+
+/// Issue 8, 3.4: a flipped byte inside fjall's journal (not its torn tail) stopped the node
+/// from starting (`JournalRecovery(ChecksumMismatch)`), with no way out but wiping it. The
+/// damaged journal file is moved aside and the engine opens; what it held is lost here (the
+/// node starts a new incarnation and the other replicas bring it back), the tables are kept.
+#[test]
+fn a_damaged_journal_is_moved_aside_and_the_engine_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let journal = engine_with_a_journal(&data);
+    // A byte of a value, a third of the way in: the batch's checksum fails.
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let run = bytes.windows(512).enumerate().filter(|(_, w)| w.iter().all(|b| *b == 7)).map(|(i, _)| i);
+    let runs: Vec<usize> = run.collect();
+    let at = runs[runs.len() / 3] + 100;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&journal, &bytes).unwrap();
+    // Teeth: fjall alone refuses to open.
+    match fjall::Database::builder(&data).open() {
+        Err(fjall::Error::JournalRecovery(_)) => {}
+        other => panic!("expected fjall to refuse the damaged journal, got {:?}", other.map(|_| "an open database")),
+    }
+
+    let engine = DurableEngine::open(&data, SyncPolicy::Always).unwrap();
+    let loss = engine.journal_loss().clone();
+    assert_eq!(loss.quarantined.len(), 1, "{loss:?}");
+    let moved = &loss.quarantined[0];
+    assert!(moved.starts_with(super::quarantine::folder(&data)) && moved.exists(), "{moved:?}");
+    assert_eq!(std::fs::read(moved).unwrap(), bytes, "the damaged file is kept, as it was");
+    assert!(std::fs::read(&journal).map_or(true, |b| b != bytes), "the damaged file left the engine's folder");
+    // The engine was rebuilt from what it held; the old folder is kept, whole.
+    let kept = std::fs::read_dir(super::quarantine::folder(&data)).unwrap().map(|e| e.unwrap().path());
+    assert_eq!(kept.filter(|p| p.to_string_lossy().ends_with("-replaced") && p.join("version").exists()).count(), 1);
+    assert_eq!(engine.get("s", b"flushed").unwrap().as_deref(), Some(&b"kept"[..]), "tables are kept");
+    // The engine works, and opens again with nothing more lost.
+    engine.put("s", b"after", b"v").unwrap();
+    drop(engine);
+    let engine = DurableEngine::open(&data, SyncPolicy::Always).unwrap();
+    assert!(engine.journal_loss().is_empty(), "{:?}", engine.journal_loss());
+    assert_eq!(engine.get("s", b"after").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// Issue 8, 3.4: a damaged entry header makes fjall drop the rest of the journal file without
+/// an error (it takes it for a torn tail): after a clean stop that lost acknowledged writes in
+/// silence, and the node went on in the same incarnation. The cut is now reported.
+#[test]
+fn a_journal_fjall_cuts_short_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let journal = engine_with_a_journal(&data);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let data_end = bytes.iter().rposition(|b| *b != 0).unwrap() as u64 + 1;
+    // The first entry's tag: no entry after it decodes.
+    bytes[0] = 0xee;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let engine = DurableEngine::open(&data, SyncPolicy::Always).unwrap();
+    let loss = engine.journal_loss().clone();
+    assert!(loss.quarantined.is_empty(), "{loss:?}");
+    assert_eq!(loss.truncated.len(), 1, "{loss:?}");
+    let (file, before, after) = &loss.truncated[0];
+    assert_eq!((file, *before), (&journal, data_end));
+    assert!(*after < data_end, "{loss:?}");
+    assert_eq!(engine.get("s", &0u32.to_be_bytes()).unwrap(), None, "fjall dropped the journal's writes");
+    assert_eq!(engine.get("s", b"flushed").unwrap().as_deref(), Some(&b"kept"[..]));
+    // A clean open after a clean stop loses nothing.
+    drop(engine);
+    assert!(DurableEngine::open(&data, SyncPolicy::Always).unwrap().journal_loss().is_empty());
+}

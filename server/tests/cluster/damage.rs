@@ -69,3 +69,73 @@ async fn a_damaged_record_is_reported_served_elsewhere_and_rebuilt() {
     client.close();
     cluster.shutdown().await;
 }
+
+/// A byte flipped inside a stopped node's storage journal stopped it from starting for good
+/// (`JournalRecovery(ChecksumMismatch)`). Now the damaged journal file is moved aside, the
+/// engine is rebuilt from what it still holds, the node starts in a new incarnation, and the
+/// writes the file held come back from the other replicas with no read of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_damaged_journal_starts_and_is_refilled() {
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    let value = vec![b'q'; 600];
+    let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        store.put(key, value.clone(), &CausalContext::empty()).await.unwrap();
+    }
+    let raw = cluster.raw();
+    let get = |key: &str| Request::Get { store: StoreName::default_store(), key: key.as_bytes().to_vec() };
+    let n2 = cluster.addrs[2];
+    let held_by_n2 = async |keys: &[String]| {
+        let mut held = 0;
+        for key in keys {
+            if matches!(raw.call(n2, None, get(key)).await, Ok(Response::State(Some(_)))) {
+                held += 1;
+            }
+        }
+        held
+    };
+    for _ in 0..100 {
+        if held_by_n2(&keys).await == keys.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = cluster.node(2).incarnation();
+    cluster.stop(2).await;
+    // A byte of a value in the middle of n2's journal.
+    let data = cluster.dir.path().join("n2").join("data");
+    let journals = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path());
+    let journals: Vec<_> = journals.filter(|p| p.extension().is_some_and(|e| e == "jnl")).collect();
+    let mut flipped = false;
+    for journal in journals {
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let runs: Vec<usize> =
+            bytes.windows(value.len()).enumerate().filter(|(_, w)| *w == value.as_slice()).map(|(i, _)| i).collect();
+        if runs.len() >= 3 {
+            bytes[runs[runs.len() / 2] + 300] ^= 0x01;
+            std::fs::write(&journal, &bytes).unwrap();
+            flipped = true;
+            break;
+        }
+    }
+    assert!(flipped, "n2's journal holds the writes");
+    cluster.restart(2).await;
+    assert_eq!(cluster.node(2).incarnation(), first + 1, "a start after a loss is a new incarnation");
+    let quarantine = cluster.dir.path().join("n2").join("data-quarantine");
+    assert!(std::fs::read_dir(&quarantine).unwrap().count() >= 2, "the damaged file and the replaced engine are kept");
+    cluster.settle().await;
+    // Anti-entropy brings every key back to n2.
+    let mut held = 0;
+    for _ in 0..200 {
+        held = held_by_n2(&keys).await;
+        if held == keys.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(held, keys.len(), "n2 was refilled");
+    client.close();
+    cluster.shutdown().await;
+}
