@@ -87,6 +87,11 @@ pub fn open(dir: &Path) -> Result<(Database, JournalLoss), StorageError> {
     Ok((db, JournalLoss { quarantined, truncated }))
 }
 
+/// Milliseconds since the Unix epoch: what names the files moved to the quarantine folder.
+fn stamp() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let name = dir.file_name().map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
     dir.with_file_name(format!("{name}-{suffix}"))
@@ -121,7 +126,7 @@ fn rebuild(dir: &Path, db: Database) -> Result<Database, StorageError> {
         fresh.persist(fjall::PersistMode::SyncAll).map_err(|e| engine_error("cannot sync the rebuild", e))?;
     }
     drop(db);
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let stamp = stamp();
     let old = folder(dir).join(format!("{stamp}-replaced"));
     std::fs::rename(dir, &old).map_err(|e| engine_error("cannot move the damaged engine aside", e))?;
     std::fs::rename(&fresh_dir, dir).map_err(|e| engine_error("cannot put the rebuild in place", e))?;
@@ -177,7 +182,7 @@ fn open_moving_damage(dir: &Path) -> Result<(Database, Vec<PathBuf>), StorageErr
     let journals = journal_files(dir)?;
     let quarantine = folder(dir);
     std::fs::create_dir_all(&quarantine).map_err(|e| engine_error("cannot create the quarantine folder", e))?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let stamp = stamp();
     let moved_to = |file: &Path| {
         let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         quarantine.join(format!("{stamp}-{name}"))
