@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::{GetOutcome, ReplicaFailure};
 use quickv_core::identity::NodeId;
-use quickv_core::liveness::{Liveness, LivenessConfig, PeerState, StatusReport};
+use quickv_core::liveness::{Liveness, LivenessConfig, StatusReport};
 use quickv_core::routing::RoutingTable;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Value, Write, WriteId};
@@ -119,7 +119,7 @@ impl ClientBuilder {
         let bind: SocketAddr = if first.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let config = tls::client_config(&ca, None)?;
         let transport = Transport::client(config, bind, self.options.replica_timeout)?;
-        let liveness = Liveness::new(LivenessConfig::for_interval(self.options.refresh_interval));
+        let liveness = Liveness::without_detector(LivenessConfig::for_interval(self.options.refresh_interval));
         let inner = Arc::new(Inner {
             transport,
             seeds,
@@ -353,19 +353,14 @@ impl Inner {
         self.liveness.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a node's report: the node itself answered; a peer it holds for down is down here
-    /// too until its heartbeat moves on.
+    /// Takes a node's report: the node itself answered; its verdict on each peer is this
+    /// client's (until a request to the peer says otherwise, or the peer answers after it).
     fn take_report(&self, report: &StatusReport) {
         let now = self.now();
         let mut liveness = self.liveness();
         liveness.handle_answer(now, &report.node);
         for peer in &report.peers {
-            if let Some(heartbeat) = peer.heartbeat {
-                liveness.handle_heartbeat(now, &peer.id, heartbeat, false);
-            }
-            if peer.state == PeerState::Down {
-                liveness.handle_failure(now, &peer.id, true);
-            }
+            liveness.adopt(now, &peer.id, peer.state);
         }
         liveness.update(now);
     }

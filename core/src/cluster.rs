@@ -23,7 +23,7 @@ use alloc::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gossip::{EntryDigest, GossipDigest, fingerprint};
+use crate::gossip::{EntryDigest, ViewDigest, fingerprint};
 use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates};
 use crate::ring::{Ring, RingError, RingNode};
 use crate::store::{StoreConfig, StoreName};
@@ -212,20 +212,14 @@ impl ClusterView {
         Ok(self.reconcile()? || changed)
     }
 
-    /// A summary of this view for gossip (no heartbeats: the node adds them). See
-    /// [`crate::gossip`].
-    pub fn digest(&self) -> GossipDigest {
-        GossipDigest {
+    /// This view entry by entry, for gossip (see [`crate::gossip`]).
+    pub fn digest(&self) -> ViewDigest {
+        ViewDigest {
             partition_bits: self.partition_bits,
             entries: self
                 .membership
                 .nodes()
-                .map(|n| EntryDigest {
-                    id: n.id.clone(),
-                    version: n.version,
-                    fingerprint: fingerprint(n),
-                    heartbeat: None,
-                })
+                .map(|n| EntryDigest { id: n.id.clone(), version: n.version, fingerprint: fingerprint(n) })
                 .collect(),
             ring: self.ring.as_ref().map(|r| (r.epoch(), r.digest())),
             stores: fingerprint(&self.stores),
@@ -236,13 +230,13 @@ impl ClusterView {
     /// lacks or holds otherwise, the ring if theirs is another, the catalogue if it differs.
     /// `None` when there is no difference. Merging the delta into the view `theirs` came from
     /// has the effect of merging this whole view (merges are idempotent and work part by part).
-    pub fn delta_for(&self, theirs: &GossipDigest) -> Option<ClusterView> {
+    pub fn delta_for(&self, theirs: &ViewDigest) -> Option<ClusterView> {
         self.delta_between(&self.digest(), theirs)
     }
 
     /// [`delta_for`](Self::delta_for), given this view's own digest (`mine`, as
     /// [`digest`](Self::digest) made it; a node keeps it until its view changes).
-    pub fn delta_between(&self, mine: &GossipDigest, theirs: &GossipDigest) -> Option<ClusterView> {
+    pub fn delta_between(&self, mine: &ViewDigest, theirs: &ViewDigest) -> Option<ClusterView> {
         let mut delta = ClusterView::new(self.partition_bits);
         let mut any = theirs.partition_bits != self.partition_bits;
         for entry in &mine.entries {

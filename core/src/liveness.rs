@@ -1,12 +1,21 @@
-//! Which peers are up: each node's local verdict on each peer, from heartbeats and requests.
+//! Which peers are up: each node's local verdict on each peer, from heartbeats, its watchers'
+//! verdicts, and requests.
 //!
 //! A [`Liveness`] holds, per peer, a phi-accrual detector ([`crate::failure`]) fed with the
-//! peer's [`Heartbeat`]s as gossip brings them (a newer one, learnt from anyone; at most one a
-//! [`min_interval`](LivenessConfig::min_interval), so a burst of gossip does not squeeze the
-//! detector's estimate of the heartbeat interval). From it each peer
-//! is [`PeerState::Up`], [`PeerState::Suspect`] (phi past
+//! peer's [`Heartbeat`]s as the peer's own gossip messages bring them (at most one a
+//! [`min_interval`](LivenessConfig::min_interval), so a burst does not squeeze the detector's
+//! estimate of the interval). A peer **close** to this node (this node watches it, or it watches
+//! this node: [`crate::gossip::Watch`]) sends word every gossip interval, and its detector
+//! decides: the peer is [`PeerState::Up`], [`PeerState::Suspect`] (phi past
 //! [`suspect_phi`](LivenessConfig::suspect_phi)) or [`PeerState::Down`] (past
 //! [`down_phi`](LivenessConfig::down_phi)).
+//!
+//! A peer that is not close is judged by the [`Verdict`]s of its watchers, as gossip spreads
+//! them: the latest verdict of each watcher counts (a watcher with no verdict yet counts as
+//! `Up`; one this node holds down does not count), and the peer takes the **mildest** of them:
+//! it is down only when every watcher still standing says so, so one watcher with a bad link
+//! to it does not take it out of service. A peer that spoke to this node after the verdicts that
+//! hold it down or suspect is up.
 //!
 //! Request traffic gives faster verdicts than silence does: a peer no connection could be made
 //! to is `Down` at once, and one that let a request go unanswered is at least `Suspect`, until
@@ -14,9 +23,10 @@
 //! one known then).
 //!
 //! The verdict is local and never moves ownership: it decides where requests go first (a node
-//! known down is not asked, its fallback is), when hints are handed back, and what
+//! known down is asked last, its fallback first), when hints are handed back, and what
 //! `quickv status` shows. A peer this node has not heard from yet is assumed up from the moment
-//! it is first tracked, so one that never speaks is suspected after the usual silence.
+//! it is first tracked (or becomes close), so a close one that never speaks is suspected after
+//! the usual silence.
 //!
 //! ```
 //! use core::time::Duration;
@@ -46,7 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterView;
 use crate::failure::{PhiAccrualDetector, PhiConfig};
-use crate::gossip::Heartbeat;
+use crate::gossip::{Heartbeat, Verdict};
 use crate::identity::NodeId;
 
 /// A node's verdict on a peer.
@@ -137,6 +147,41 @@ struct Peer {
     state: PeerState,
     /// A request failure not yet outlived, with the heartbeat known when it happened.
     failure: Option<(Failure, Option<Heartbeat>)>,
+    /// Whether the peer is close (judged by its detector) or not (by its watchers' verdicts).
+    close: bool,
+    /// The peer's watchers, other than this node.
+    observers: Vec<NodeId>,
+    /// The latest verdict of each observer: when it judged, what, and when it reached here.
+    verdicts: BTreeMap<NodeId, (Heartbeat, PeerState, Duration)>,
+    /// A verdict taken whole from one node (a client takes the verdicts of the node it asked),
+    /// and when.
+    adopted: Option<(PeerState, Duration)>,
+}
+
+impl Peer {
+    /// The verdict from the word of others, and since when it holds (`None`: up by default).
+    fn by_word(&self, state_of: impl Fn(&NodeId) -> Option<PeerState>) -> (PeerState, Option<Duration>) {
+        if let Some((state, since)) = self.adopted {
+            return (state, Some(since));
+        }
+        let mut mildest = None::<(PeerState, Option<Duration>)>;
+        for observer in &self.observers {
+            if state_of(observer) == Some(PeerState::Down) {
+                continue;
+            }
+            let word = match self.verdicts.get(observer) {
+                Some((_, state, received)) => (*state, Some(*received)),
+                None => (PeerState::Up, None),
+            };
+            mildest = Some(match mildest {
+                None => word,
+                Some(held) if word.0 < held.0 => word,
+                Some((state, since)) if word.0 == state => (state, since.max(word.1)),
+                Some(held) => held,
+            });
+        }
+        mildest.unwrap_or((PeerState::Up, None))
+    }
 }
 
 /// One peer as a node reports it (`quickv status`).
@@ -188,12 +233,25 @@ pub struct Transition {
 pub struct Liveness {
     config: LivenessConfig,
     peers: BTreeMap<NodeId, Peer>,
+    /// Whether peers start close (judged by their detector): a node's do, a client's do not.
+    detect: bool,
+    /// Whether something other than time changed a verdict's inputs since the last pass, and
+    /// when time alone next calls for one (see [`update`](Self::update)).
+    dirty: bool,
+    next_pass: Duration,
 }
 
 impl Liveness {
     /// Tracks no peer yet.
     pub fn new(config: LivenessConfig) -> Liveness {
-        Liveness { config, peers: BTreeMap::new() }
+        Liveness { config, peers: BTreeMap::new(), detect: true, dirty: true, next_pass: Duration::ZERO }
+    }
+
+    /// Tracks no peer yet, and judges peers only by the verdicts it
+    /// [adopts](Self::adopt) and by requests, never by silence: for a client, which hears no
+    /// heartbeats.
+    pub fn without_detector(config: LivenessConfig) -> Liveness {
+        Liveness { config, peers: BTreeMap::new(), detect: false, dirty: true, next_pass: Duration::ZERO }
     }
 
     /// Starts tracking `id` at `now` if it is not tracked (assumed up from now).
@@ -203,7 +261,9 @@ impl Liveness {
 
     /// Stops tracking every peer for which `keep` is false.
     pub fn retain(&mut self, mut keep: impl FnMut(&NodeId) -> bool) {
+        let before = self.peers.len();
         self.peers.retain(|id, _| keep(id));
+        self.dirty |= self.peers.len() != before;
     }
 
     /// A heartbeat of `id` reached this node at `now`; `direct` when the peer itself sent it (then
@@ -218,6 +278,7 @@ impl Liveness {
         }
         peer.heartbeat = Some(heartbeat);
         peer.last_heard = Some(now);
+        let mut dirty = peer.state != PeerState::Up;
         if let Some((_, then)) = peer.failure {
             let outlived = match then {
                 Some(then) => {
@@ -228,6 +289,7 @@ impl Liveness {
             };
             if outlived || direct {
                 peer.failure = None;
+                dirty = true;
             }
         }
         // Heartbeats that arrive in a burst (gossip from several peers) feed the detector once.
@@ -235,6 +297,7 @@ impl Liveness {
             peer.detector.handle_heartbeat(now);
             peer.fed = now;
         }
+        self.dirty |= dirty;
         true
     }
 
@@ -244,7 +307,9 @@ impl Liveness {
     pub fn handle_answer(&mut self, now: Duration, id: &NodeId) {
         let peer = self.peer(now, id);
         peer.last_heard = Some(now);
+        let dirty = peer.failure.is_some() || peer.state != PeerState::Up;
         peer.failure = None;
+        self.dirty |= dirty;
     }
 
     /// A request to the peer failed at `now`: `unreachable` when no connection could be made
@@ -256,27 +321,99 @@ impl Liveness {
         if worse {
             peer.failure = Some((failure, peer.heartbeat));
         }
+        self.dirty = true;
+    }
+
+    /// Says whether `id` is close to this node (judged by its own detector, see the
+    /// [module docs](self)) and who its watchers are (other than this node). A peer that becomes
+    /// close is assumed alive from `now`: what the detector learnt while it was far (heartbeats
+    /// now and then) says nothing about the interval it will hear at now.
+    pub fn set_close(&mut self, now: Duration, id: &NodeId, close: bool, observers: Vec<NodeId>) {
+        let config = self.config.phi;
+        let peer = self.peer(now, id);
+        if close && !peer.close {
+            peer.detector = PhiAccrualDetector::new(config);
+            peer.detector.handle_heartbeat(now);
+            peer.fed = now;
+        }
+        peer.close = close;
+        peer.verdicts.retain(|observer, _| observers.contains(observer));
+        peer.observers = observers;
+        self.dirty = true;
+    }
+
+    /// A watcher's verdict on a peer reached this node at `now`. Returns whether it was news (a
+    /// later verdict of that observer than the one held, from one of the peer's watchers): news
+    /// is spread on.
+    pub fn handle_verdict(&mut self, now: Duration, verdict: &Verdict) -> bool {
+        let Some(peer) = self.peers.get_mut(&verdict.subject) else { return false };
+        if !peer.observers.contains(&verdict.observer) {
+            return false;
+        }
+        let newer = peer.verdicts.get(&verdict.observer).is_none_or(|(at, _, _)| verdict.at > *at);
+        if newer {
+            peer.verdicts.insert(verdict.observer.clone(), (verdict.at, verdict.state, now));
+            self.dirty = true;
+        }
+        newer
+    }
+
+    /// Takes `state` as the verdict on `id` whole (a client takes the verdicts of the node it
+    /// asked): from then on `id` is judged by it and by requests, not by its detector.
+    pub fn adopt(&mut self, now: Duration, id: &NodeId, state: PeerState) {
+        let peer = self.peer(now, id);
+        peer.close = false;
+        if peer.adopted.is_none_or(|(held, _)| held != state) {
+            peer.adopted = Some((state, now));
+        }
+        self.dirty = true;
     }
 
     /// Recomputes every verdict at `now`; returns the changes.
+    ///
+    /// Cheap when called often: a full pass runs when an input changed (a failure, an answer
+    /// or heartbeat from a peer not up, a verdict, a peer tracked or dropped) or when a tenth
+    /// of the gossip interval has passed since the last (silence grows with time alone).
     pub fn update(&mut self, now: Duration) -> Vec<Transition> {
+        if !self.dirty && now < self.next_pass {
+            return Vec::new();
+        }
+        self.dirty = false;
+        self.next_pass = now.saturating_add(self.config.phi.first_interval / 10);
         let config = self.config;
+        // Verdicts are worked out against the states of the last update (a watcher's own state
+        // decides whether its word counts), then applied.
+        let peers = &self.peers;
+        let state_of = |id: &NodeId| peers.get(id).map(|p| p.state);
+        let verdicts: Vec<PeerState> = peers
+            .values()
+            .map(|peer| {
+                let by_silence = if peer.close {
+                    let phi = peer.detector.phi(now);
+                    if phi >= config.down_phi {
+                        PeerState::Down
+                    } else if phi >= config.suspect_phi {
+                        PeerState::Suspect
+                    } else {
+                        PeerState::Up
+                    }
+                } else {
+                    match peer.by_word(state_of) {
+                        // It spoke since.
+                        (_, Some(since)) if peer.last_heard.is_some_and(|heard| heard > since) => PeerState::Up,
+                        (state, _) => state,
+                    }
+                };
+                let by_requests = match peer.failure {
+                    Some((Failure::Unreachable, _)) => PeerState::Down,
+                    Some((Failure::Silent, _)) => PeerState::Suspect,
+                    None => PeerState::Up,
+                };
+                by_silence.max(by_requests)
+            })
+            .collect();
         let mut changes = Vec::new();
-        for (id, peer) in &mut self.peers {
-            let phi = peer.detector.phi(now);
-            let by_silence = if phi >= config.down_phi {
-                PeerState::Down
-            } else if phi >= config.suspect_phi {
-                PeerState::Suspect
-            } else {
-                PeerState::Up
-            };
-            let by_requests = match peer.failure {
-                Some((Failure::Unreachable, _)) => PeerState::Down,
-                Some((Failure::Silent, _)) => PeerState::Suspect,
-                None => PeerState::Up,
-            };
-            let state = by_silence.max(by_requests);
+        for ((id, peer), state) in self.peers.iter_mut().zip(verdicts) {
             if state != peer.state {
                 changes.push(Transition { peer: id.clone(), from: peer.state, to: state });
                 peer.state = state;
@@ -318,11 +455,23 @@ impl Liveness {
 
     fn peer(&mut self, now: Duration, id: &NodeId) -> &mut Peer {
         let config = self.config.phi;
+        let close = self.detect;
         self.peers.entry(id.clone()).or_insert_with(|| {
             let mut detector = PhiAccrualDetector::new(config);
             // Assumed alive from the moment it is first tracked: silence from then on counts.
             detector.handle_heartbeat(now);
-            Peer { detector, heartbeat: None, last_heard: None, fed: now, state: PeerState::Up, failure: None }
+            Peer {
+                detector,
+                heartbeat: None,
+                last_heard: None,
+                fed: now,
+                state: PeerState::Up,
+                failure: None,
+                close,
+                observers: Vec::new(),
+                verdicts: BTreeMap::new(),
+                adopted: None,
+            }
         })
     }
 }
@@ -419,6 +568,84 @@ mod tests {
         l.update(ms(6600));
         assert_eq!(l.state(&p), PeerState::Up, "its own word, clock gone back");
         assert_eq!(l.heartbeat(&p), Some(Heartbeat { generation: 1, beat: 0 }));
+    }
+
+    /// A peer that is not close is judged by its watchers' latest verdicts: down only when
+    /// every watcher still standing says so; a watcher held down does not count; a later
+    /// verdict of one watcher replaces its earlier one, an older one does not; the peer's own
+    /// word after the verdicts makes it up; silence alone never does anything.
+    #[test]
+    fn a_far_peer_takes_the_mildest_verdict_of_its_watchers() {
+        let (p, w1, w2) = (id("p"), id("w1"), id("w2"));
+        let mut l = Liveness::new(LivenessConfig::default());
+        for w in [&w1, &w2] {
+            l.track(ms(0), w);
+        }
+        l.set_close(ms(0), &p, false, alloc::vec![w1.clone(), w2.clone()]);
+        let verdict = |observer: &NodeId, beat, state| Verdict {
+            subject: p.clone(),
+            observer: observer.clone(),
+            at: Heartbeat { generation: 1, beat },
+            state,
+        };
+        // Silence says nothing about a far peer (the watchers beat every second).
+        for t in (0..=60_000).step_by(1000) {
+            for w in [&w1, &w2] {
+                l.handle_heartbeat(ms(t), w, Heartbeat { generation: 1, beat: t / 1000 }, true);
+            }
+            l.update(ms(t));
+        }
+        assert_eq!(l.state(&p), PeerState::Up);
+        assert!(l.handle_verdict(ms(60_100), &verdict(&w1, 10, PeerState::Down)));
+        l.update(ms(60_100));
+        assert_eq!(l.state(&p), PeerState::Up, "w2 has not said it is down");
+        assert!(l.handle_verdict(ms(60_200), &verdict(&w2, 10, PeerState::Suspect)));
+        l.update(ms(60_200));
+        assert_eq!(l.state(&p), PeerState::Suspect, "the mildest word");
+        assert!(l.handle_verdict(ms(60_300), &verdict(&w2, 11, PeerState::Down)));
+        assert!(!l.handle_verdict(ms(60_300), &verdict(&w2, 9, PeerState::Up)), "an older verdict");
+        assert!(!l.handle_verdict(ms(60_300), &verdict(&id("stranger"), 99, PeerState::Up)), "not a watcher of p");
+        l.update(ms(60_300));
+        assert_eq!(l.state(&p), PeerState::Down);
+        // w2 says p is up again; then w2 itself goes silent and is held down: only w1 counts.
+        assert!(l.handle_verdict(ms(60_400), &verdict(&w2, 12, PeerState::Up)));
+        l.update(ms(60_400));
+        assert_eq!(l.state(&p), PeerState::Up);
+        for t in (61_000..80_000).step_by(1000) {
+            l.handle_heartbeat(ms(t), &w1, Heartbeat { generation: 1, beat: t / 1000 }, true);
+            l.update(ms(t));
+        }
+        assert_eq!(l.state(&w2), PeerState::Down);
+        assert_eq!(l.state(&p), PeerState::Down, "w2 is down: w1's word stands");
+        // p speaks to this node after the verdicts: up.
+        l.handle_answer(ms(80_000), &p);
+        l.update(ms(80_000));
+        assert_eq!(l.state(&p), PeerState::Up);
+        // Becoming close starts its detector afresh: not down for the silence before.
+        l.set_close(ms(200_000), &p, true, alloc::vec![w1.clone()]);
+        l.update(ms(200_500));
+        assert_eq!(l.state(&p), PeerState::Up);
+    }
+
+    /// A client adopts the verdicts of the node it asks; an answer from the peer after them
+    /// makes it up; its detector never judges.
+    #[test]
+    fn a_client_adopts_verdicts_and_never_judges_by_silence() {
+        let p = id("p");
+        let mut l = Liveness::without_detector(LivenessConfig::default());
+        l.handle_answer(ms(0), &p);
+        l.update(ms(100_000));
+        assert_eq!(l.state(&p), PeerState::Up, "silence says nothing to a client");
+        l.adopt(ms(100_000), &p, PeerState::Down);
+        l.update(ms(100_000));
+        assert!(l.is_down(&p));
+        l.adopt(ms(101_000), &p, PeerState::Down);
+        l.handle_answer(ms(100_500), &p);
+        l.update(ms(101_000));
+        assert_eq!(l.state(&p), PeerState::Up, "it answered after the verdict");
+        l.adopt(ms(102_000), &p, PeerState::Suspect);
+        l.update(ms(102_000));
+        assert_eq!(l.state(&p), PeerState::Suspect);
     }
 
     /// Answers many times a second do not squeeze the interval the detector expects.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::ClusterView;
 pub use crate::error::ErrorKind;
 use crate::error::Refusal;
-use crate::gossip::GossipDigest;
+use crate::gossip::{GossipDigest, MAX_VERDICTS, ViewWord};
 use crate::identity::NodeId;
 use crate::liveness::StatusReport;
 use crate::membership::NodeInfo;
@@ -36,7 +36,7 @@ mod v1;
 mod v2;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 5;
+pub const WIRE_VERSION: u8 = 6;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -131,14 +131,15 @@ pub enum Request {
         /// Its configuration.
         config: StoreConfig,
     },
-    /// A gossip round (see [`crate::gossip`]): the receiver takes the heartbeats and answers
-    /// [`Response::Gossip`] with its own digest and the parts of its view the sender's digest
-    /// lacks. Only nodes may send it.
+    /// A gossip message (see [`crate::gossip`]): the receiver takes the sender's heartbeat,
+    /// verdicts and news, and answers [`Response::Gossip`] with its own digest (whole when the
+    /// summaries differ) and, when the sender sent its whole digest, the parts of its view the
+    /// sender lacks. Only nodes may send it.
     Gossip {
         /// The sender's id (believed only if its entry names the certificate it presents).
         from: NodeId,
         /// The sender's digest.
-        digest: GossipDigest,
+        digest: alloc::boxed::Box<GossipDigest>,
     },
     /// A node asks to join (or updates its entry): the receiver adds the entry to its view and
     /// answers with the whole view. Only nodes with a cluster certificate may send it.
@@ -242,9 +243,9 @@ pub enum Response {
     Ack,
     /// The answer to a gossip round.
     Gossip {
-        /// The receiver's digest, with its heartbeats.
-        digest: GossipDigest,
-        /// The parts of the receiver's view that differ from the sender's digest.
+        /// The receiver's digest: its heartbeat, news and verdicts, its view summarised or whole.
+        digest: alloc::boxed::Box<GossipDigest>,
+        /// The parts of the receiver's view that differ from the sender's whole digest.
         delta: Option<ClusterView>,
     },
     /// The request failed.
@@ -344,6 +345,12 @@ pub enum DecodeError {
         "frame has wire version {0}, whose gossip sends whole membership views; nodes gossip digests at version {WIRE_VERSION}: upgrade the node that sent it"
     )]
     GossipBeforeDigests(u8),
+    /// A gossip message of a version before gossip sent summaries and verdicts (5): its digests
+    /// carry every node's heartbeat; nodes gossip only with nodes of this version.
+    #[error(
+        "frame has wire version {0}, whose gossip carries every node's heartbeat; nodes gossip summaries and verdicts at version {WIRE_VERSION}: upgrade the node that sent it"
+    )]
+    GossipBeforeVerdicts(u8),
     /// A membership message of a version before node entries named certificates (before 4):
     /// nodes exchange membership only with nodes of this version.
     #[error(
@@ -364,6 +371,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        // Version 5 differs from 6 in gossip only (digests with every node's heartbeat): other
+        // messages read unchanged; its gossip frames are refused below or do not decode.
+        5 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(5))?,
         // Version 4 differs from 5 in gossip only (whole membership views, not digests): other
         // messages read unchanged; its gossip frames are refused below or do not decode.
         4 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(4))?,
@@ -387,6 +397,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     if version < 5 && is_gossip(&message) {
         return Err(DecodeError::GossipBeforeDigests(version));
     }
+    if version < 6 && is_gossip_round(&message) {
+        return Err(DecodeError::GossipBeforeVerdicts(version));
+    }
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
@@ -405,6 +418,14 @@ fn is_gossip(message: &Message) -> bool {
     }
 }
 
+/// Whether a message is a gossip round or its answer (whose layout changed in version 6).
+fn is_gossip_round(message: &Message) -> bool {
+    match message {
+        Message::Request { body, .. } | Message::Routed { body, .. } => matches!(body, Request::Gossip { .. }),
+        Message::Response { body, .. } => matches!(body, Response::Gossip { .. }),
+    }
+}
+
 /// Whether a message carries node entries (whose layout changed in version 4).
 fn carries_node_entries(message: &Message) -> bool {
     match message {
@@ -417,12 +438,20 @@ fn carries_node_entries(message: &Message) -> bool {
     }
 }
 
-/// A digest's entries are ordered by id, each id once (so lookups by id are sound).
+/// A whole digest's entries are ordered by id, each id once (so lookups by id are sound); news
+/// is a consistent view; a message carries at most [`MAX_VERDICTS`] verdicts.
 fn digest_ok(digest: &GossipDigest) -> Result<(), DecodeError> {
-    if digest.entries.windows(2).all(|w| w[0].id < w[1].id) {
-        Ok(())
-    } else {
-        Err(DecodeError::Invalid("gossip digest entries out of order"))
+    if let ViewWord::Whole(whole) = &digest.view
+        && !whole.is_well_formed()
+    {
+        return Err(DecodeError::Invalid("gossip digest entries out of order"));
+    }
+    if digest.verdicts.len() > MAX_VERDICTS {
+        return Err(DecodeError::Invalid("gossip message carries too many verdicts"));
+    }
+    match &digest.news {
+        Some(news) => news.validate().map_err(|_| DecodeError::Invalid("inconsistent gossip news")),
+        None => Ok(()),
     }
 }
 
@@ -484,6 +513,19 @@ mod tests {
         let mut view = ClusterView::new(4);
         view.upsert_node(info.clone()).unwrap();
         let req = |id, body| Message::Request { id, body };
+        let heartbeat = crate::gossip::Heartbeat { generation: 1_700_000_000_000, beat: 42 };
+        let summary = GossipDigest {
+            view: ViewWord::Summary(view.digest().summary()),
+            heartbeat,
+            news: Some(alloc::boxed::Box::new(view.clone())),
+            verdicts: alloc::vec![crate::gossip::Verdict {
+                subject: a.clone(),
+                observer: NodeId::new("b").unwrap(),
+                at: heartbeat,
+                state: crate::liveness::PeerState::Down,
+            }],
+        };
+        let whole = GossipDigest { view: ViewWord::Whole(view.digest()), heartbeat, news: None, verdicts: Vec::new() };
         alloc::vec![
             req(1, Request::Get { store: store(), key: b"k".to_vec() }),
             req(
@@ -502,7 +544,8 @@ mod tests {
                 }
             ),
             req(6, Request::CreateStore { name: store(), config: StoreConfig::strict() }),
-            req(7, Request::Gossip { from: a.clone(), digest: view.digest() }),
+            req(7, Request::Gossip { from: a.clone(), digest: Box::new(summary.clone()) }),
+            req(15, Request::Gossip { from: a.clone(), digest: Box::new(whole.clone()) }),
             req(8, Request::Join { node: info }),
             req(9, Request::Cluster),
             req(10, Request::Sync { view: view.clone() }),
@@ -511,8 +554,11 @@ mod tests {
             Message::Response { id: 1, body: Response::State(Some(sealed)) },
             Message::Response { id: 2, body: Response::State(None) },
             Message::Response { id: 3, body: Response::Ack },
-            Message::Response { id: 4, body: Response::Gossip { digest: view.digest(), delta: Some(view.clone()) } },
-            Message::Response { id: 7, body: Response::Gossip { digest: view.digest(), delta: None } },
+            Message::Response {
+                id: 4,
+                body: Response::Gossip { digest: Box::new(summary), delta: Some(view.clone()) }
+            },
+            Message::Response { id: 7, body: Response::Gossip { digest: Box::new(whole), delta: None } },
             req(12, Request::Status),
             req(13, Request::TombstoneCheck { store: store(), key: b"k".to_vec() }),
             req(14, Request::Collect { store: store(), key: b"k".to_vec(), siblings: s.clone() }),
@@ -623,6 +669,59 @@ mod tests {
         assert!(alloc::format!("{}", DecodeError::MembershipBeforeCertificates(3)).contains("upgrade"));
     }
 
+    /// Version 5 differs only in gossip (digests with every node's heartbeat): its other frames
+    /// still decode, its gossip frames are refused with a clear error.
+    #[test]
+    fn version_5_data_frames_decode_and_its_gossip_frames_are_refused() {
+        for message in samples() {
+            let mut v5 = encode(&message);
+            v5[0] = 5;
+            if is_gossip_round(&message) {
+                assert_eq!(decode(&v5), Err(DecodeError::GossipBeforeVerdicts(5)));
+            } else {
+                assert_eq!(decode(&v5), Ok(message));
+            }
+        }
+        // As an old node sends a round: a digest entry with a heartbeat, which does not decode
+        // as a summary (here: the id, version, fingerprint and heartbeat of one entry).
+        let mut old = alloc::vec![5u8, 0, 7];
+        old.extend([10, 1, b'a']); // Request::Gossip's variant, `from`
+        old.extend([4, 1, 1, b'a', 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 3, 0, 0]);
+        assert!(decode(&old).is_err());
+        assert!(alloc::format!("{}", DecodeError::GossipBeforeVerdicts(5)).contains("upgrade"));
+    }
+
+    /// A gossip message with more verdicts than any node sends, or a whole digest out of
+    /// order, is refused.
+    #[test]
+    fn gossip_messages_past_their_bounds_are_refused() {
+        let a = NodeId::new("a").unwrap();
+        let heartbeat = crate::gossip::Heartbeat { generation: 1, beat: 1 };
+        let verdict = crate::gossip::Verdict {
+            subject: a.clone(),
+            observer: a.clone(),
+            at: heartbeat,
+            state: crate::liveness::PeerState::Up,
+        };
+        let mut view = ClusterView::new(4);
+        view.upsert_node(NodeInfo::new("a", "h:1", "z", 1).unwrap()).unwrap();
+        view.upsert_node(NodeInfo::new("b", "h:2", "z", 1).unwrap()).unwrap();
+        let digest = GossipDigest {
+            view: ViewWord::Summary(view.digest().summary()),
+            heartbeat,
+            news: None,
+            verdicts: alloc::vec![verdict; MAX_VERDICTS + 1],
+        };
+        let frame =
+            encode(&Message::Request { id: 1, body: Request::Gossip { from: a.clone(), digest: Box::new(digest) } });
+        assert_eq!(decode(&frame), Err(DecodeError::Invalid("gossip message carries too many verdicts")));
+        let mut whole = view.digest();
+        whole.entries.reverse();
+        let digest = GossipDigest { view: ViewWord::Whole(whole), heartbeat, news: None, verdicts: Vec::new() };
+        let frame = encode(&Message::Request { id: 1, body: Request::Gossip { from: a, digest: Box::new(digest) } });
+        assert_eq!(decode(&frame), Err(DecodeError::Invalid("gossip digest entries out of order")));
+    }
+
     #[test]
     fn the_default_frame_limit_is_the_limits_one() {
         assert_eq!(MAX_FRAME, crate::store::Limits::default().max_frame());
@@ -631,7 +730,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[6, 0]), Err(DecodeError::UnsupportedVersion(6)));
+        assert_eq!(decode(&[7, 0]), Err(DecodeError::UnsupportedVersion(7)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

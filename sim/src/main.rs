@@ -52,11 +52,14 @@ fn main() -> ExitCode {
                     let started = Instant::now();
                     let r = quickv_sim::scale::measure(nodes);
                     println!(
-                        "{nodes} nodes: steady {:.0} B/s per node (max {:.0}); a store create reached every node in {:.1} s at {:.0} B/s per node ({:.1} s to simulate)",
+                        "{nodes} nodes: steady {:.0} B/s per node (max {:.0}), {} live peers held down; a store create reached every node in {:.1} s at {:.0} B/s per node; a stopped node was down at every node in {:.1} s ({} live peers held down) ({:.1} s to simulate)",
                         r.steady_bytes_per_node_per_sec,
                         r.steady_max_bytes_per_node_per_sec,
+                        r.steady_false_downs,
                         r.change_spread_secs,
                         r.change_bytes_per_node_per_sec,
+                        r.stop_detected_secs,
+                        r.stop_false_downs,
                         started.elapsed().as_secs_f64()
                     );
                 }

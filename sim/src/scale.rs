@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::CertificateDigest;
+use quickv_core::liveness::PeerState;
 use quickv_core::membership::NodeInfo;
 use quickv_core::node::{Destination, Io, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::{StoreConfig, StoreName};
@@ -34,6 +35,12 @@ pub struct ScaleReport {
     pub change_spread_secs: f64,
     /// Bytes sent per node per second while the change spread.
     pub change_bytes_per_node_per_sec: f64,
+    /// Verdicts of `down` on live peers at the end of the steady window (over every pair).
+    pub steady_false_downs: usize,
+    /// Seconds from one node stopping until every other node held it down.
+    pub stop_detected_secs: f64,
+    /// Verdicts of `down` on live peers when the stop was detected.
+    pub stop_false_downs: usize,
 }
 
 /// The frames in flight, by delivery time.
@@ -55,6 +62,8 @@ struct Net {
     streams: BTreeMap<u64, usize>,
     next_stream: u64,
     sent: Vec<u64>,
+    /// Nodes stopped: they take no message and run no timer.
+    stopped: Vec<bool>,
 }
 
 impl Net {
@@ -90,6 +99,7 @@ impl Net {
             streams: BTreeMap::new(),
             next_stream: 1,
             sent: vec![0; count],
+            stopped: vec![false; count],
         };
         for (i, info) in infos.into_iter().enumerate() {
             net.addresses.insert(info.address.clone(), i);
@@ -156,7 +166,7 @@ impl Net {
             if next_timer == Some(at) {
                 let Some(Reverse((t, i))) = self.timers.pop() else { break };
                 // A stale timer entry (the node's timeout moved) is skipped.
-                if self.nodes[i].poll_timeout() == Some(t) {
+                if !self.stopped[i] && self.nodes[i].poll_timeout() == Some(t) {
                     self.nodes[i].handle_timeout(self.now);
                     self.drain(i);
                 }
@@ -164,6 +174,7 @@ impl Net {
             }
             let Some(Reverse((_, seq))) = self.queue.pop() else { break };
             match self.deliveries.remove(&seq) {
+                Some(Delivery::Request { to, .. } | Delivery::Answer { to, .. }) if self.stopped[to] => {}
                 Some(Delivery::Request { to, from, stream, frame }) => {
                     let origin = Origin::peer(stream, self.certificates[from]);
                     self.nodes[to].handle_frame(self.now, origin, &frame);
@@ -177,6 +188,20 @@ impl Net {
             }
         }
         self.now = self.now.max(end);
+    }
+
+    /// How many verdicts of `down` nodes still running hold on peers still running.
+    fn false_downs(&self) -> usize {
+        let ids: Vec<_> = self.nodes.iter().map(|n| n.id().clone()).collect();
+        let live = |i: usize| !self.stopped[i];
+        (0..self.nodes.len())
+            .filter(|&i| live(i))
+            .map(|i| {
+                (0..ids.len())
+                    .filter(|&j| j != i && live(j) && self.nodes[i].peer_state(&ids[j]) == PeerState::Down)
+                    .count()
+            })
+            .sum()
     }
 }
 
@@ -213,24 +238,48 @@ pub fn measure(nodes: usize) -> ScaleReport {
     }
     let spread = spread.unwrap_or(limit - begun);
     let change_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
+    let steady_false_downs = net.false_downs();
+    // One node stops: how long until every other node holds it down.
+    let victim = nodes - 1;
+    let victim_id = net.nodes[victim].id().clone();
+    net.stopped[victim] = true;
+    let begun = net.now;
+    let limit = begun + Duration::from_secs(120);
+    let mut detected = None;
+    while net.now < limit {
+        let step = net.now + Duration::from_millis(100);
+        net.run_until(step);
+        let all = (0..nodes).filter(|&i| i != victim).all(|i| net.nodes[i].peer_state(&victim_id) == PeerState::Down);
+        if all {
+            detected = Some(net.now - begun);
+            break;
+        }
+    }
     ScaleReport {
         nodes,
         steady_bytes_per_node_per_sec: steady,
         steady_max_bytes_per_node_per_sec: steady_max,
         change_spread_secs: spread.as_secs_f64(),
         change_bytes_per_node_per_sec: change_bytes / nodes as f64 / spread.as_secs_f64().max(0.1),
+        steady_false_downs,
+        stop_detected_secs: detected.unwrap_or(limit - begun).as_secs_f64(),
+        stop_false_downs: net.false_downs(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    /// A small cluster gossips a few hundred bytes per node per second and spreads a change to
-    /// every node within a few seconds.
+    /// A small cluster gossips a few hundred bytes per node per second, spreads a change to
+    /// every node within a few seconds, holds no live node down, and holds a stopped one down
+    /// everywhere within seconds.
     #[test]
     fn ten_nodes_gossip_cheaply_and_spread_a_change() {
         let report = super::measure(10);
         assert!(report.steady_bytes_per_node_per_sec > 100.0, "{report:?}");
         assert!(report.steady_bytes_per_node_per_sec < 2_000.0, "{report:?}");
         assert!(report.change_spread_secs < 5.0, "{report:?}");
+        assert_eq!(report.steady_false_downs, 0, "{report:?}");
+        assert!(report.stop_detected_secs < 10.0, "{report:?}");
+        assert_eq!(report.stop_false_downs, 0, "{report:?}");
     }
 }

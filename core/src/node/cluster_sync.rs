@@ -2,11 +2,13 @@
 //!
 //! A node without seeds starts a cluster. A node with seeds sends its entry to every seed each
 //! [`sync_interval`](super::NodeConfig::sync_interval) until one answers with its view. Once in,
-//! every interval the node raises its heartbeat and runs a gossip round with one peer chosen at
-//! random ([`crate::gossip`]: digests first, then only what differs), and recomputes its verdict
-//! on each peer ([`crate::liveness`]), reporting changes as [`Event::PeerState`]. A change made
-//! here (a join this node accepted, a store created or dropped through it) is gossiped to every
-//! peer at once; a change learnt from a peer spreads by the rounds. Views merge by the laws of
+//! every interval the node raises its heartbeat, gossips ([`crate::gossip`]: summaries, news and
+//! verdicts; whole digests and deltas only when summaries differ) with each peer it watches and
+//! with one other peer chosen at random, and recomputes its verdict on each peer
+//! ([`crate::liveness`]), reporting changes as [`Event::PeerState`] and spreading its verdicts on
+//! the peers it watches. A change made here (a join this node accepted, a store created or
+//! dropped through it) is gossiped to every peer at once, with the change as news; a change
+//! learnt from a peer spreads as news on the rounds. Views merge by the laws of
 //! [`ClusterView::merge`].
 
 use alloc::format;
@@ -14,13 +16,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 
 use super::{Destination, Event, IoId, Node, Purpose};
 use crate::cluster::{ClusterView, ViewError};
 use crate::coordinator::ReplicaFailure;
-use crate::gossip::GossipDigest;
+use crate::gossip::{GossipDigest, MAX_VERDICTS, Verdict, ViewDigest, ViewWord, Watch};
 use crate::identity::{CertificateDigest, NodeId};
+use crate::liveness::PeerState;
 use crate::membership::{NodeInfo, NodeStatus};
 use crate::wire::{ErrorKind, ErrorReply, Request, Response};
 
@@ -34,14 +37,27 @@ impl Node {
         changed
     }
 
-    /// After the view changed here: saves it, gossips with every peer and reports it. Returns
-    /// the id of the save.
+    /// After the view changed here: saves it, gossips with every peer (the change as news) and
+    /// reports it. Returns the id of the save.
     pub(super) fn view_changed(&mut self, now: Duration) -> IoId {
         let save = self.view_learnt();
         for peer in self.peers() {
-            self.gossip_with(now, &peer);
+            self.gossip_with(now, &peer, Round::Broadcast);
         }
         save
+    }
+
+    /// After any change of the view: makes its digest again, and adds what changed to the news.
+    pub(super) fn view_digested(&mut self) {
+        let digest = self.view.digest();
+        let base = self.spread.news_base.take().unwrap_or_else(|| self.digest.clone());
+        // The news is the current view's parts that differ from the view before the first
+        // change still in spread: always parts of one consistent view.
+        self.spread.news = self.view.delta_between(&digest, &base);
+        self.spread.news_left = self.spread_budget();
+        self.spread.news_base = Some(base);
+        self.summary = digest.summary();
+        self.digest = digest;
     }
 
     /// After the view changed by a peer's word: saves it and reports it (gossip spreads it on).
@@ -93,8 +109,8 @@ impl Node {
         self.events.extend(conflicts.into_iter().map(|taken| Event::IdConflict { taken }));
     }
 
-    /// Joins through the seeds; once in, beats, gossips with one peer at random and updates
-    /// the verdicts.
+    /// Joins through the seeds; once in, beats, gossips with the peers it watches and one more
+    /// at random, and updates the verdicts.
     pub(super) fn sync_tick(&mut self, now: Duration) {
         if self.join_refused.is_some() {
             // Refused for good (the id is taken): the operator has to act.
@@ -119,20 +135,65 @@ impl Node {
         }
         let known: BTreeSet<&NodeId> = peers.iter().collect();
         self.liveness.retain(|id| known.contains(id));
-        if !peers.is_empty() {
-            let pick = (self.random() % peers.len() as u64) as usize;
-            self.gossip_with(now, &peers[pick]);
+        self.refresh_watch(now, &peers);
+        for peer in self.spread.watched.clone() {
+            self.gossip_with(now, &peer, Round::Usual);
+        }
+        // One more peer at random, that this node does not watch: views and verdicts mix
+        // across the whole cluster.
+        let others: Vec<&NodeId> = peers.iter().filter(|p| !self.spread.watched.contains(p)).collect();
+        if !others.is_empty() {
+            let pick = others[(self.random() % others.len() as u64) as usize].clone();
+            self.gossip_with(now, &pick, Round::Usual);
         }
         self.update_liveness(now);
         self.deliver_hints(now);
     }
 
-    /// Recomputes the verdict on each peer; reports the changes, and hands hints back to a
-    /// peer seen up again at once.
+    /// Works out again whom this node watches and, for each peer, whether it is close and who
+    /// watches it, when the members changed.
+    fn refresh_watch(&mut self, now: Duration, peers: &[NodeId]) {
+        if self.spread.members.as_slice() == peers && self.spread.watch_count == Some(self.config.watch_count) {
+            return;
+        }
+        let watch = Watch::new(peers.iter().cloned().chain([self.id.clone()]), self.config.watch_count);
+        let watched = watch.watched_by(&self.id);
+        let watchers = watch.watchers_of(&self.id);
+        for peer in peers {
+            let close = watched.contains(peer) || watchers.contains(peer);
+            let observers = watch.watchers_of(peer).into_iter().filter(|o| *o != self.id).collect();
+            self.liveness.set_close(now, peer, close, observers);
+        }
+        self.spread.watched = watched;
+        self.spread.members = peers.to_vec();
+        self.spread.watch_count = Some(self.config.watch_count);
+    }
+
+    /// How many messages each piece of news or verdict rides on from this node: a few times
+    /// the log2 of the cluster's size, so it reaches every node with high probability (SWIM).
+    fn spread_budget(&self) -> u32 {
+        let members = self.view.membership().nodes().count() as u32;
+        3 * (u32::BITS - members.leading_zeros()).max(1)
+    }
+
+    /// Recomputes the verdict on each peer; reports the changes, spreads this node's verdicts
+    /// on the peers it watches, and hands hints back to a peer seen up again at once.
     pub(super) fn update_liveness(&mut self, now: Duration) {
         let mut back = false;
         for change in self.liveness.update(now) {
-            back |= change.to == crate::liveness::PeerState::Up && self.hints.contains_key(&change.peer);
+            back |= change.to == PeerState::Up && self.hints.contains_key(&change.peer);
+            if self.spread.watched.contains(&change.peer) {
+                // A verdict of its own is later than every one it spread before.
+                self.heartbeat.beat += 1;
+                let verdict = Verdict {
+                    subject: change.peer.clone(),
+                    observer: self.id.clone(),
+                    at: self.heartbeat,
+                    state: change.to,
+                };
+                let budget = self.spread_budget();
+                self.spread.add_verdict(verdict, budget);
+            }
             self.events.push_back(Event::PeerState { peer: change.peer, from: change.from, to: change.to });
         }
         if back {
@@ -140,37 +201,34 @@ impl Node {
         }
     }
 
-    /// The parts of this node's view that differ from `theirs` (the view's digest is made once
-    /// per change of the view).
-    fn delta_for(&mut self, theirs: &GossipDigest) -> Option<ClusterView> {
-        let mine = self.digest.get_or_insert_with(|| self.view.digest());
-        self.view.delta_between(mine, theirs)
-    }
-
-    /// This node's digest, with the heartbeats it knows (its own included).
-    fn gossip_digest(&mut self) -> GossipDigest {
-        let mut digest = self.digest.get_or_insert_with(|| self.view.digest()).clone();
-        for entry in &mut digest.entries {
-            entry.heartbeat =
-                if entry.id == self.id { Some(self.heartbeat) } else { self.liveness.heartbeat(&entry.id) };
+    /// What this node sends in a gossip message: its view (`whole`: every entry), its
+    /// heartbeat, its news (on every message of a broadcast) and verdicts.
+    fn gossip_digest(&mut self, whole: bool, broadcast: bool) -> GossipDigest {
+        let view = if whole { ViewWord::Whole(self.digest.clone()) } else { ViewWord::Summary(self.summary) };
+        GossipDigest {
+            view,
+            heartbeat: self.heartbeat,
+            news: self.spread.take_news(broadcast).map(alloc::boxed::Box::new),
+            verdicts: self.spread.take_verdicts(),
         }
-        digest
     }
 
-    /// Starts a gossip round with `peer` (unless one with it is under way).
-    pub(super) fn gossip_with(&mut self, now: Duration, peer: &NodeId) {
+    /// Sends `peer` a gossip message (unless an exchange with it is under way).
+    pub(super) fn gossip_with(&mut self, now: Duration, peer: &NodeId, round: Round) {
         let busy = self.outgoing.values().any(|o| matches!(&o.purpose, Purpose::Gossip { peer: p } if p == peer));
         let Some(to) = self.destination(peer) else { return };
         if busy {
             return;
         }
-        let body = Request::Gossip { from: self.id.clone(), digest: self.gossip_digest() };
+        let digest = self.gossip_digest(round == Round::Pull, round == Round::Broadcast);
+        let body = Request::Gossip { from: self.id.clone(), digest: alloc::boxed::Box::new(digest) };
         self.send_request(now, to, body, false, Purpose::Gossip { peer: peer.clone() });
     }
 
-    /// A peer's gossip round: takes its heartbeats, answers with this node's digest and the
-    /// parts of its view the peer's digest lacks. `certificate` is what the sender presented:
-    /// its word on its own heartbeat is believed only if its entry names that certificate.
+    /// A peer's gossip message: takes its heartbeat, verdicts and news; answers with this node's
+    /// summary when the views agree, its whole digest when they do not, and the parts of its
+    /// view the peer lacks when the peer sent its whole digest. `certificate` is what the sender
+    /// presented: its word is believed only if its entry names that certificate.
     pub(super) fn gossip_round(
         &mut self,
         now: Duration,
@@ -182,36 +240,70 @@ impl Node {
             certificate.is_some() && self.view.membership().node(from).is_some_and(|n| n.certificate == certificate);
         if direct {
             self.liveness.handle_answer(now, from);
+            self.take_word(now, from, digest);
         }
-        self.take_heartbeats(now, digest, direct.then_some(from));
         self.update_liveness(now);
-        let delta = self.delta_for(digest);
-        Response::Gossip { digest: self.gossip_digest(), delta }
+        let (delta, whole) = match &digest.view {
+            ViewWord::Whole(theirs) => (self.view.delta_between(&self.digest, theirs), false),
+            ViewWord::Summary(theirs) => (None, *theirs != self.summary),
+        };
+        Response::Gossip { digest: alloc::boxed::Box::new(self.gossip_digest(whole, false)), delta }
     }
 
-    /// Takes the heartbeats of a digest; `sender`'s own is its direct word.
-    fn take_heartbeats(&mut self, now: Duration, digest: &GossipDigest, sender: Option<&NodeId>) {
-        for entry in &digest.entries {
-            if let (Some(heartbeat), false) = (entry.heartbeat, entry.id == self.id) {
-                let direct = sender == Some(&entry.id);
-                self.liveness.handle_heartbeat(now, &entry.id, heartbeat, direct);
+    /// Takes what a peer's gossip message says: its heartbeat (its own word), the verdicts it
+    /// spreads (spread on here when news) and its news.
+    fn take_word(&mut self, now: Duration, from: &NodeId, digest: &GossipDigest) {
+        self.liveness.handle_heartbeat(now, from, digest.heartbeat, true);
+        let budget = self.spread_budget();
+        for verdict in &digest.verdicts {
+            let about_self = verdict.subject == self.id || verdict.observer == self.id;
+            if !about_self && self.liveness.handle_verdict(now, verdict) {
+                self.spread.add_verdict(verdict.clone(), budget);
             }
         }
+        if let Some(news) = &digest.news {
+            let address = self.address_of_member(from);
+            self.merge_from(&address, news);
+        }
+    }
+
+    fn address_of_member(&self, id: &NodeId) -> String {
+        self.view.membership().node(id).map(|n| n.address.clone()).unwrap_or_default()
     }
 
     pub(super) fn gossip_answer(&mut self, now: Duration, peer: NodeId, answer: Result<Response, ReplicaFailure>) {
         self.heard(now, &peer, &answer);
         let Ok(Response::Gossip { digest, delta }) = answer else { return };
-        self.take_heartbeats(now, &digest, Some(&peer));
+        self.take_word(now, &peer, &digest);
         if let Some(delta) = delta {
-            let address = self.view.membership().node(&peer).map(|n| n.address.clone()).unwrap_or_default();
+            let address = self.address_of_member(&peer);
             self.merge_from(&address, &delta);
         }
-        // What the peer lacks, after what it sent.
-        if let (Some(push), Some(to)) = (self.delta_for(&digest), self.destination(&peer)) {
-            self.send_request(now, to, Request::Sync { view: push }, false, Purpose::Push { peer });
+        if let ViewWord::Whole(theirs) = &digest.view {
+            // The views differ: push what the peer lacks, and ask for what it holds that this
+            // node lacks (with this node's whole digest).
+            if let (Some(push), Some(to)) = (self.view.delta_between(&self.digest, theirs), self.destination(&peer)) {
+                self.send_request(now, to, Request::Sync { view: push }, false, Purpose::Push { peer: peer.clone() });
+            }
+            if self.lacks_from(theirs) {
+                self.gossip_with(now, &peer, Round::Pull);
+            }
         }
         self.update_liveness(now);
+    }
+
+    /// Whether `theirs` holds something this view may lack: an entry missing here, of a later
+    /// version or otherwise the same version; a later ring; another catalogue.
+    fn lacks_from(&self, theirs: &ViewDigest) -> bool {
+        let entries = theirs.entries.iter().any(|e| match self.digest.entry(&e.id) {
+            None => true,
+            Some(mine) => e.version > mine.version || e.version == mine.version && e.fingerprint != mine.fingerprint,
+        });
+        let ring = match (theirs.ring, self.digest.ring) {
+            (Some(t), Some(m)) => t > m,
+            (t, _) => t.is_some() && self.digest.ring.is_none(),
+        };
+        entries || ring || theirs.stores != self.digest.stores || theirs.partition_bits != self.digest.partition_bits
     }
 
     pub(super) fn join_answer(&mut self, seed: String, answer: Result<Response, ReplicaFailure>) {
@@ -259,5 +351,77 @@ impl Node {
             .filter(|n| n.id != self.id && n.status != NodeStatus::Removed)
             .map(|n| n.id.clone())
             .collect()
+    }
+}
+
+/// What kind of gossip message a node sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Round {
+    /// A round: the summary, news while it lasts.
+    Usual,
+    /// A change made here, told to every peer: the summary and the news, whatever is left of
+    /// its budget.
+    Broadcast,
+    /// The views differ: the whole digest, asking for a delta.
+    Pull,
+}
+
+/// What gossip is spreading from this node, and whom it watches.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Spread {
+    /// Parts of the view that changed lately (since the view `news_base` digests), and on how
+    /// many more messages they ride.
+    news: Option<ClusterView>,
+    news_base: Option<ViewDigest>,
+    news_left: u32,
+    /// Verdicts in spread, by subject and observer, with the messages left for each.
+    verdicts: BTreeMap<(NodeId, NodeId), (Verdict, u32)>,
+    /// The peers this node watches.
+    pub(super) watched: Vec<NodeId>,
+    /// The peers the watch was worked out for, and with what count.
+    members: Vec<NodeId>,
+    watch_count: Option<usize>,
+}
+
+impl Spread {
+    /// The news for one message: a broadcast carries it whatever is left of the budget, any
+    /// other message uses one of it.
+    fn take_news(&mut self, broadcast: bool) -> Option<ClusterView> {
+        let out = self.news.clone()?;
+        if !broadcast {
+            self.news_left = self.news_left.saturating_sub(1);
+            if self.news_left == 0 {
+                self.news = None;
+                self.news_base = None;
+            }
+        }
+        Some(out)
+    }
+
+    /// Spreads `verdict` (replacing an earlier one of its observer on its subject).
+    fn add_verdict(&mut self, verdict: Verdict, budget: u32) {
+        let key = (verdict.subject.clone(), verdict.observer.clone());
+        if self.verdicts.get(&key).is_none_or(|(held, _)| verdict.at > held.at) {
+            self.verdicts.insert(key, (verdict, budget));
+        }
+    }
+
+    /// The verdicts for one message: those with the most messages left (the newest), each
+    /// using one.
+    fn take_verdicts(&mut self) -> Vec<Verdict> {
+        let mut order: Vec<(u32, (NodeId, NodeId))> =
+            self.verdicts.iter().map(|(key, (_, left))| (*left, key.clone())).collect();
+        order.sort_by_key(|(left, _)| core::cmp::Reverse(*left));
+        let mut out = Vec::new();
+        for (_, key) in order.into_iter().take(MAX_VERDICTS) {
+            if let Some((verdict, left)) = self.verdicts.get_mut(&key) {
+                out.push(verdict.clone());
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    self.verdicts.remove(&key);
+                }
+            }
+        }
+        out
     }
 }

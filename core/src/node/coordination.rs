@@ -134,7 +134,7 @@ impl Node {
             && reply.kind == ErrorKind::StaleRing
         {
             // The peer's ring is newer than ours: catch up with it.
-            self.gossip_with(now, &from.clone());
+            self.gossip_with(now, &from.clone(), super::cluster_sync::Round::Pull);
         }
         let Some(coordination) = self.coordinations.get_mut(&number) else { return };
         match (&mut coordination.machine, call) {

@@ -96,9 +96,13 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// How long a replica has to answer when this node coordinates (default 2 s).
     pub replica_timeout: Duration,
-    /// How often the node runs a gossip round with one peer (and raises its heartbeat), and
-    /// retries joining (default 1 s). Peers are suspected after a few intervals of silence.
+    /// How often the node runs a gossip round (and raises its heartbeat), and retries joining
+    /// (default 1 s). Peers are suspected after a few intervals of silence.
     pub sync_interval: Duration,
+    /// How many peers each node watches (default 3): it gossips with each every round, judges
+    /// them by its own detector and spreads its verdicts on them (see [`crate::gossip`]). More
+    /// watchers make a wrong verdict less likely and cost each node a round trip a round each.
+    pub watch_count: usize,
     /// How many fallbacks a sloppy store may use when this node coordinates (default 3).
     pub fallbacks: usize,
     /// The most hinted writes kept for one target (default 100,000); past it the record is
@@ -172,6 +176,7 @@ impl NodeConfig {
             limits: Limits::default(),
             replica_timeout: Duration::from_secs(2),
             sync_interval: Duration::from_secs(1),
+            watch_count: 3,
             fallbacks: 3,
             max_hints: 100_000,
             max_hint_age: Duration::from_secs(3 * 3600),
@@ -482,8 +487,12 @@ pub struct Node {
     heartbeat: Heartbeat,
     /// The verdict on each peer.
     liveness: Liveness,
-    /// The view's gossip digest (without heartbeats), made again after the view changes.
-    digest: Option<crate::gossip::GossipDigest>,
+    /// The view's digest and summary, made again on every change of the view.
+    digest: crate::gossip::ViewDigest,
+    summary: crate::gossip::ViewSummary,
+    /// Gossip's news and verdicts in spread, and the peers this node watches (see
+    /// [`cluster_sync`]).
+    spread: cluster_sync::Spread,
     /// Merkle trees and exchanges (see [`anti_entropy`]).
     anti_entropy: anti_entropy::AntiEntropy,
     /// The tombstones this node collects (see [`tombstones`]).
@@ -523,7 +532,9 @@ impl Node {
         let mut node = Node {
             heartbeat: Heartbeat { generation: started_ms, beat: 0 },
             liveness: Liveness::new(LivenessConfig::for_interval(config.sync_interval)),
-            digest: None,
+            digest: view.digest(),
+            summary: view.digest().summary(),
+            spread: cluster_sync::Spread::default(),
             id: info.id.clone(),
             actor,
             rng: crate::mix::mix64(config.seed),
@@ -781,8 +792,8 @@ impl Node {
 
     /// Asks for the current view to be saved; returns the step's id.
     fn save_view(&mut self) -> IoId {
-        // Every change of the view is saved: the digest is made again when next needed.
-        self.digest = None;
+        // Every change of the view is saved: the digest is made again, and what changed is news.
+        self.view_digested();
         self.issue_io(Io::SaveView(self.view.clone()), IoOwner::View)
     }
 

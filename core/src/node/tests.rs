@@ -90,12 +90,17 @@ impl Harness {
     /// nothing is left to do, 50 times over.
     fn run(&mut self) {
         for _round in 0..50 {
-            if !self.step() {
-                self.now += Duration::from_secs(1);
-                for (node, down) in self.nodes.iter_mut().zip(&self.down) {
-                    if !down {
-                        node.handle_timeout(self.now);
-                    }
+            self.tick();
+        }
+    }
+
+    /// Delivers what is pending, or advances time by a second if nothing is.
+    fn tick(&mut self) {
+        if !self.step() {
+            self.now += Duration::from_secs(1);
+            for (node, down) in self.nodes.iter_mut().zip(&self.down) {
+                if !down {
+                    node.handle_timeout(self.now);
                 }
             }
         }
@@ -725,6 +730,69 @@ fn a_silent_node_is_marked_down_and_up_again_when_it_returns() {
     for i in 0..2 {
         assert_eq!(h.nodes[i].peer_state(&n2), crate::liveness::PeerState::Up, "n{i} sees n2 up again");
     }
+}
+
+/// 1.1, 1.2 at a size where not every node hears every other: a node that goes silent is held
+/// down by every node, those far from it by its watchers' verdicts alone; it is up everywhere
+/// again when it returns; no live node is ever held down; rounds carry summaries, not whole
+/// digests.
+#[test]
+fn a_silent_node_is_held_down_everywhere_by_its_watchers_verdicts() {
+    use crate::liveness::PeerState;
+    let mut h = Harness::new(10);
+    h.run();
+    let ids: Vec<NodeId> = h.nodes.iter().map(|n| n.id().clone()).collect();
+    let live_held_down = |h: &Harness, silent: Option<usize>| {
+        let mut held = Vec::new();
+        for (i, node) in h.nodes.iter().enumerate() {
+            for (j, id) in ids.iter().enumerate() {
+                if i != j && Some(i) != silent && Some(j) != silent && node.peer_state(id) == PeerState::Down {
+                    held.push((i, j));
+                }
+            }
+        }
+        held
+    };
+    assert_eq!(live_held_down(&h, None), Vec::new());
+    // Once views agree, no round needs a whole digest.
+    h.sent.clear();
+    h.answered.clear();
+    h.run();
+    let whole = |d: &crate::gossip::GossipDigest| matches!(d.view, crate::gossip::ViewWord::Whole(_));
+    assert!(!h.sent.iter().any(|(_, _, r)| matches!(r, Request::Gossip { digest, .. } if whole(digest))));
+    assert!(!h.answered.iter().any(|(_, r)| matches!(r, Response::Gossip { digest, .. } if whole(digest))));
+    // Nodes far from n9 judge it by its watchers' verdicts (and by whatever speaks to them).
+    let watch = crate::gossip::Watch::new(ids.clone(), 3);
+    let far: Vec<usize> = (0..9).filter(|&i| !watch.close(&ids[i], &ids[9])).collect();
+    assert!(!far.is_empty(), "10 nodes watching 3 each: some are far from n9");
+    h.down[9] = true;
+    h.sent.clear();
+    // Second by second: a far node that holds n9 down before it sent n9 anything learnt it
+    // from the watchers' verdicts.
+    let mut by_word = Vec::new();
+    for _ in 0..200 {
+        h.tick();
+        for &i in &far {
+            let asked = h.sent.iter().any(|(from, to, _)| (*from, *to) == (i, 9));
+            if !asked && h.nodes[i].peer_state(&ids[9]) == PeerState::Down && !by_word.contains(&i) {
+                by_word.push(i);
+            }
+        }
+    }
+    assert!(!by_word.is_empty(), "no far node held n9 down before asking it (far: {far:?})");
+    h.run();
+    for i in 0..9 {
+        assert_eq!(h.nodes[i].peer_state(&ids[9]), PeerState::Down, "n{i} holds n9 down (far: {})", far.contains(&i));
+    }
+    assert_eq!(live_held_down(&h, Some(9)), Vec::new(), "no live node is held down");
+    h.down[9] = false;
+    for _ in 0..3 {
+        h.run();
+    }
+    for i in 0..9 {
+        assert_eq!(h.nodes[i].peer_state(&ids[9]), PeerState::Up, "n{i} sees n9 up again");
+    }
+    assert_eq!(live_held_down(&h, None), Vec::new());
 }
 
 /// 1.3: a coordinator does not ask a replica known down; a sloppy store's fallback takes its

@@ -551,7 +551,7 @@ impl Node {
                 if let Ok(Response::Error(reply)) = &answer
                     && reply.kind == ErrorKind::StaleRing
                 {
-                    self.gossip_with(now, &peer);
+                    self.gossip_with(now, &peer, super::cluster_sync::Round::Pull);
                 }
                 self.anti_entropy.exchange = None;
             }
