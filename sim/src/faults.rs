@@ -53,7 +53,9 @@ pub enum Fault {
     Sloppy,
     /// Every few seconds one stored record of a node fails its checks (a flipped byte on disk):
     /// the node serves the key from its other replicas and rebuilds the record from them
-    /// (issue 8, 3.4). At most one copy of a key is damaged at a time.
+    /// (issue 8, 3.4). At most one copy of a key is damaged at a time. Half the time the record
+    /// sits in a block no scan can read (its token is reported unreadable, as a damaged table
+    /// block is): the node has the peers' copies brought in by anti-entropy.
     Damage,
 }
 

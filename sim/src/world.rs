@@ -56,6 +56,9 @@ struct Disk {
     hints: BTreeMap<(NodeId, KeyId), Hint>,
     /// Records that fail their checks (`damage`), until a write replaces them.
     damaged: BTreeSet<KeyId>,
+    /// Damaged records in a block no scan can read (a subset of `damaged`): scans report their
+    /// tokens as unreadable instead of listing them, as a damaged block of a table file does.
+    unreadable: BTreeSet<KeyId>,
 }
 
 impl Disk {
@@ -82,9 +85,15 @@ impl Disk {
         let next = keys.get(limit).map(|(_, k)| k.clone());
         let page: Vec<&KeyId> =
             keys.into_iter().take(limit).filter(|(_, k)| TokenRange::find(ranges, Token::of(k))).collect();
+        let unreadable = page
+            .iter()
+            .filter(|k| self.unreadable.contains(**k))
+            .filter_map(|k| TokenRange::new(Token::of(&k.1), Token::of(&k.1)))
+            .collect();
+        let page: Vec<&KeyId> = page.into_iter().filter(|k| !self.unreadable.contains(*k)).collect();
         let damaged = page.iter().filter(|k| self.damaged.contains(**k)).map(|k| k.1.clone()).collect();
         let records = page.into_iter().filter_map(|k| Some((k.1.clone(), self.intact(k)?.clone()))).collect();
-        IoOutput::Scanned { records, next, damaged }
+        IoOutput::Scanned { records, next, damaged, unreadable }
     }
 }
 
@@ -753,6 +762,7 @@ impl World {
             // completion is dropped with the node's life, so nothing acknowledged depends on it).
             Io::Store { store, key, state, hint } => {
                 disk.damaged.remove(&(store.clone(), key.clone()));
+                disk.unreadable.remove(&(store.clone(), key.clone()));
                 if let Some(hint) = hint {
                     disk.hints.insert((hint.target.clone(), (store.clone(), key.clone())), hint);
                 }
@@ -770,6 +780,7 @@ impl World {
             // the record back. The floor is saved at once (a crash starts a new incarnation).
             Io::Remove { store, key, counter_floor } => {
                 disk.damaged.remove(&(store.clone(), key.clone()));
+                disk.unreadable.remove(&(store.clone(), key.clone()));
                 if disk.counter_floor.0 != disk.incarnation || disk.counter_floor.1 < counter_floor {
                     disk.counter_floor = (disk.incarnation, counter_floor);
                 }
@@ -785,6 +796,7 @@ impl World {
             }
             Io::DropData { store } => {
                 disk.damaged.retain(|(s, _)| *s != store);
+                disk.unreadable.retain(|(s, _)| *s != store);
                 disk.durable.retain(|(s, _), _| *s != store);
                 disk.unsynced.retain(|(s, _), _| *s != store);
                 Ok(IoOutput::Done)
@@ -982,7 +994,15 @@ impl World {
         }
         let key = self.rng.pick(&candidates).clone();
         self.stats.faults += 1;
-        self.note(|| format!("n{i} record {}/{} damaged", key.0, String::from_utf8_lossy(&key.1)));
+        // Half the time the record sits in a block no scan can read either.
+        let block = self.rng.chance(50);
+        self.note(|| {
+            let what = if block { "record (in an unreadable block)" } else { "record" };
+            format!("n{i} {what} {}/{} damaged", key.0, String::from_utf8_lossy(&key.1))
+        });
+        if block {
+            self.nodes[i].disk.unreadable.insert(key.clone());
+        }
         self.nodes[i].disk.damaged.insert(key);
     }
 
@@ -997,6 +1017,7 @@ impl World {
             if self.options.faults.contains(&Fault::LoseDisk) {
                 node.disk.durable.clear();
                 node.disk.damaged.clear();
+                node.disk.unreadable.clear();
             }
             self.note(|| format!("n{i} disk lost {lost} unsynced records"));
         }

@@ -3,7 +3,11 @@
 //! them; the rest of the node keeps serving.
 //!
 //! Storage reports damage when a step loads the record ([`IoOutput::Damaged`](super::IoOutput::Damaged)) or a scan meets it
-//! (the `damaged` keys of [`IoOutput::Scanned`](super::IoOutput::Scanned)), never as data. A node learns of damage nobody
+//! (the `damaged` keys of [`IoOutput::Scanned`](super::IoOutput::Scanned)), never as data. A
+//! scan may also meet a range it cannot read at all (a damaged block of a table file: which
+//! keys it held is unknown, the `unreadable` ranges): the node's Merkle leaves over it are
+//! disturbed, so anti-entropy compares them with every peer and pulls the peers' copies, each
+//! merge replacing whatever damaged record it meets ([`Event::DamagedRange`](super::Event::DamagedRange)). A node learns of damage nobody
 //! asks about by its **scrub**: every
 //! [`scrub_interval`](super::NodeConfig::scrub_interval) it reads every record of every store
 //! (the same scan finds tombstones to collect). Once a record is found damaged:
@@ -44,6 +48,12 @@ pub(super) struct Damage {
     /// Keys found damaged whose record no replica write has replaced yet, with the reads of
     /// other replicas' states in flight for each.
     unrepaired: BTreeMap<KeyName, usize>,
+    /// Ranges storage could not read, found in this incarnation, and whether a record in each
+    /// was written since the node last acted on it. Scans meet a damaged block every time
+    /// until it is gone (the records that replace what it held shadow it for reads only), so a
+    /// range is acted on again only once something in it was written since: a repair, or new
+    /// damage after one.
+    ranges: BTreeMap<(StoreName, crate::token::TokenRange), bool>,
     interval: Duration,
     next_scrub: Duration,
 }
@@ -53,6 +63,7 @@ impl Damage {
         Damage {
             found: BTreeSet::new(),
             unrepaired: BTreeMap::new(),
+            ranges: BTreeMap::new(),
             interval,
             next_scrub: now.saturating_add(interval),
         }
@@ -61,6 +72,21 @@ impl Damage {
     /// Whether `key`'s record was found damaged in this incarnation.
     pub(super) fn found(&self, key: &KeyName) -> bool {
         self.found.contains(key)
+    }
+
+    /// Whether `token` of `store` lies in a range found unreadable in this incarnation.
+    pub(super) fn in_unreadable_range(&self, store: &StoreName, token: Token) -> bool {
+        self.ranges.keys().any(|(s, range)| s == store && range.contains(token))
+    }
+
+    /// A record of `store` at `token` is being written: a range it lies in is acted on again
+    /// when next met.
+    pub(super) fn rewritten(&mut self, store: &StoreName, token: Token) {
+        for ((s, range), written) in self.ranges.iter_mut() {
+            if s == store && range.contains(token) {
+                *written = true;
+            }
+        }
     }
 
     /// `key`'s record passed its checks, or a replica write is replacing the damaged one: a
@@ -126,6 +152,35 @@ impl Node {
         }
         let (Ok(Response::State(Some(state))), Ok(config)) = (answer, self.store_config(&key.0)) else { return };
         self.enqueue(key.0, key.1, config, ReplicaStep::Merge(state.siblings), Completion::Nothing);
+    }
+
+    /// Storage could read nothing in `range` of `store` (see [`Event::DamagedRange`]): the
+    /// Merkle leaves over it are disturbed, so the next exchanges compare them with the peers'
+    /// (whatever the tree held there) and bring in the peers' copies of what is missing. Once
+    /// per range until something in it is written (see `Damage::ranges`).
+    pub(super) fn range_damaged(&mut self, store: &StoreName, range: crate::token::TokenRange) {
+        match self.damage.ranges.insert((store.clone(), range), false) {
+            None | Some(true) => {}
+            Some(false) => return,
+        }
+        self.stats.damaged_ranges += 1;
+        self.events.push_back(Event::DamagedRange { store: store.clone(), range });
+        let salt = self.stats.damaged_ranges;
+        self.anti_entropy.trees.disturb(store, range, salt);
+        // Compare that store with every other node of the range's keys first, rather than
+        // waiting for the random rounds to pick them.
+        let (Some(ring), Ok(config)) = (self.view.ring(), self.store_config(store)) else { return };
+        let mut peers: Vec<NodeId> = Vec::new();
+        for token in [range.first(), range.last()] {
+            let prefs = ring.preference_list(token, config.n(), self.config.fallbacks);
+            peers.extend(prefs.primaries().iter().chain(prefs.fallbacks()).filter(|n| **n != self.id).cloned());
+        }
+        for peer in peers {
+            let pair = (store.clone(), peer);
+            if !self.anti_entropy.urgent.contains(&pair) {
+                self.anti_entropy.urgent.push_back(pair);
+            }
+        }
     }
 
     /// Starts a scrub when one is due.

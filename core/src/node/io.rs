@@ -105,6 +105,11 @@ pub enum IoOutput {
         next: Option<Vec<u8>>,
         /// Keys in the ranges whose records fail their checks (not returned as records).
         damaged: Vec<Vec<u8>>,
+        /// Token ranges where storage could read nothing, not even which keys it holds (a
+        /// damaged block of a table file): records there may be missing from `records` and
+        /// `damaged` alike. The node has its peers' copies brought in (see
+        /// [`Event::DamagedRange`](super::Event::DamagedRange)).
+        unreadable: Vec<crate::token::TokenRange>,
     },
 }
 

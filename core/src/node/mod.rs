@@ -327,6 +327,18 @@ pub enum Event {
         /// What storage said.
         reason: String,
     },
+    /// Storage could not read a range of a store's records at all (a damaged block of a table
+    /// file: which keys it held is unknown). The node's Merkle leaves over the range are
+    /// disturbed, so anti-entropy compares them with every peer and brings the peers' copies
+    /// in; a read of a key there finds its record damaged ([`Event::DamagedRecord`]) and is
+    /// served by the other replicas. Like a damaged record, it makes the next start a new
+    /// incarnation.
+    DamagedRange {
+        /// The store.
+        store: StoreName,
+        /// The tokens whose records could not be read.
+        range: crate::token::TokenRange,
+    },
     /// This node removed its record of a deleted key: every node of the key held the tombstone
     /// (see [`tombstones`]).
     TombstoneCollected {
@@ -386,6 +398,8 @@ pub struct NodeStats {
     pub damaged_records: u64,
     /// Damaged records replaced by a replica write.
     pub damaged_repaired: u64,
+    /// Ranges of records storage could not read at all (see [`Event::DamagedRange`]).
+    pub damaged_ranges: u64,
 }
 
 /// Why this node sent a request, so that its answer goes to the right place.

@@ -24,6 +24,7 @@ use core::time::Duration;
 use super::{Event, Hint, Io, IoError, IoOutput, IoOwner, Node, ReplicaCall};
 use crate::identity::NodeId;
 use crate::store::{ConflictPolicy, StoreConfig, StoreName};
+use crate::token::Token;
 use crate::version::{KeyRecord, SealedState, Siblings, Write};
 use crate::wire::{ErrorKind, ErrorReply, Response};
 
@@ -228,6 +229,7 @@ impl Node {
                 None
             }
             Ok(Step::Store(state)) => {
+                self.damage.rewritten(&key.0, Token::of(&key.1));
                 let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, key));
                 let io =
                     Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone(), hint: hint.clone() };

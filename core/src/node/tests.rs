@@ -34,6 +34,10 @@ struct Harness {
     hint_disks: Vec<HintDisk>,
     /// Records of each node's disk that fail their checks (until a store replaces them).
     damaged: Vec<alloc::collections::BTreeSet<(StoreName, Vec<u8>)>>,
+    /// Damaged records in a block no scan can read: scans report their tokens unreadable.
+    unreadable: Vec<alloc::collections::BTreeSet<(StoreName, Vec<u8>)>>,
+    /// Settings every node starts with, on top of the defaults.
+    tune: fn(&mut NodeConfig),
     /// Answers that reached callers (streams below `PEER_STREAMS`), by stream.
     answers: BTreeMap<u64, Response>,
     now: Duration,
@@ -47,7 +51,14 @@ struct Harness {
 
 impl Harness {
     fn new(count: usize) -> Harness {
+        Harness::tuned(count, |_| {})
+    }
+
+    /// `count` nodes, each with the defaults changed by `tune`.
+    fn tuned(count: usize, tune: fn(&mut NodeConfig)) -> Harness {
         let mut h = Harness {
+            unreadable: Vec::new(),
+            tune,
             nodes: Vec::new(),
             disks: Vec::new(),
             hint_disks: Vec::new(),
@@ -74,10 +85,12 @@ impl Harness {
             config.seeds = vec![String::from("addr-0")];
         }
         config.seed = index as u64;
+        (self.tune)(&mut config);
         self.nodes.push(Node::new(config, ClusterView::new(6), self.now).unwrap());
         self.disks.push(BTreeMap::new());
         self.hint_disks.push(BTreeMap::new());
         self.damaged.push(alloc::collections::BTreeSet::new());
+        self.unreadable.push(alloc::collections::BTreeSet::new());
         self.down.push(false);
         index
     }
@@ -133,6 +146,7 @@ impl Harness {
                         Io::Load { store, key } => IoOutput::Loaded(self.disks[i].get(&(store, key)).cloned()),
                         Io::Store { store, key, state, hint } => {
                             self.damaged[i].remove(&(store.clone(), key.clone()));
+                            self.unreadable[i].remove(&(store.clone(), key.clone()));
                             if let Some(h) = hint {
                                 self.hint_disks[i].insert((h.target.clone(), h.store.clone(), h.key.clone()), h);
                             }
@@ -165,12 +179,22 @@ impl Harness {
                                 .map(|(name, r)| (name.clone(), r.clone()))
                                 .collect();
                             let next = keys.next().map(|((_, k), _)| k.clone());
+                            let lost = |name: &(StoreName, Vec<u8>)| self.unreadable[i].contains(name);
+                            let unreadable = page
+                                .iter()
+                                .filter(|(name, _)| lost(name))
+                                .filter_map(|((_, k), _)| {
+                                    let token = crate::token::Token::of(k);
+                                    crate::token::TokenRange::new(token, token)
+                                })
+                                .collect();
+                            let page: Vec<_> = page.into_iter().filter(|(name, _)| !lost(name)).collect();
                             let bad = |name: &(StoreName, Vec<u8>)| self.damaged[i].contains(name);
                             let damaged =
                                 page.iter().filter(|(name, _)| bad(name)).map(|((_, k), _)| k.clone()).collect();
                             let records =
                                 page.into_iter().filter(|(name, _)| !bad(name)).map(|((_, k), r)| (k, r)).collect();
-                            IoOutput::Scanned { records, next, damaged }
+                            IoOutput::Scanned { records, next, damaged, unreadable }
                         }
                     };
                     self.nodes[i].handle_io(self.now, id, Ok(out));
@@ -658,6 +682,7 @@ fn the_store_catalogue_has_a_maximum() {
     h.disks.push(BTreeMap::new());
     h.hint_disks.push(BTreeMap::new());
     h.damaged.push(alloc::collections::BTreeSet::new());
+    h.unreadable.push(alloc::collections::BTreeSet::new());
     h.down.push(false);
     h.run();
     let create =

@@ -66,8 +66,8 @@ pub(crate) struct Observed {
     stats: Mutex<NodeStats>,
     /// Why the node's join was refused for good, once it was.
     refused: tokio::sync::watch::Sender<Option<String>>,
-    /// A record was found damaged: the next start must begin a new incarnation (see
-    /// `Event::DamagedRecord`).
+    /// A record or a range of them was found damaged: the next start must begin a new
+    /// incarnation (see `Event::DamagedRecord`, `Event::DamagedRange`).
     damage_found: std::sync::atomic::AtomicBool,
 }
 
@@ -364,6 +364,17 @@ impl Driver {
                     key = %key[..key.len().min(64)].escape_ascii(),
                     "damaged record: {reason}; the other replicas serve the key and rebuild it here, and the next \
                      start begins a new incarnation"
+                )
+            }
+            Event::DamagedRange { store, range } => {
+                self.observed.damage_found.store(true, std::sync::atomic::Ordering::Release);
+                tracing::error!(
+                    node = %self.machine.id(),
+                    %store,
+                    "records with tokens {:?} to {:?} cannot be read: anti-entropy brings in the other replicas' \
+                     copies, and the next start begins a new incarnation",
+                    range.first(),
+                    range.last()
                 )
             }
             Event::TombstoneCollected { store, key } => tracing::debug!(

@@ -18,7 +18,8 @@
 //!   collects waiting (`quickv_tombstones_pending`);
 //! - storage: the bytes the engine holds (`quickv_storage_bytes`, on disk for the durable one),
 //!   records found damaged and those replaced since by a replica write
-//!   (`quickv_damaged_records_total`, `quickv_damaged_repaired_total`), and damaged journal files
+//!   (`quickv_damaged_records_total`, `quickv_damaged_repaired_total`), ranges of records that
+//!   could not be read at all (`quickv_damaged_ranges_total`), and damaged journal files
 //!   moved aside or cut short when the node started (`quickv_journal_files_quarantined`,
 //!   `quickv_journal_files_truncated`).
 
@@ -146,6 +147,7 @@ impl Metrics {
             ("quickv_tombstones_collected_total", stats.tombstones_collected),
             ("quickv_copies_dropped_total", stats.copies_dropped),
             ("quickv_damaged_records_total", stats.damaged_records),
+            ("quickv_damaged_ranges_total", stats.damaged_ranges),
             ("quickv_damaged_repaired_total", stats.damaged_repaired),
         ];
         for (name, value) in totals {

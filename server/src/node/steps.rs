@@ -9,14 +9,18 @@ use quickv_core::store::StoreName;
 use quickv_core::token::TokenRange;
 use quickv_core::version::KeyRecord;
 
-use crate::storage::{Engine, StorageError, layout, record};
+use crate::storage::{Engine, ScanItem, StorageError, layout, record};
 
 /// Reads the stored state of `key`; a record that fails its checks is reported damaged, never
 /// returned as data.
 pub(crate) fn load(engine: &dyn Engine, store: &StoreName, key: &[u8]) -> Result<IoOutput, IoError> {
     let space = layout::space(store);
-    let Some(bytes) = engine.get(&space, &layout::record_key(key)).map_err(failed)? else {
-        return Ok(IoOutput::Loaded(None));
+    let bytes = match engine.get(&space, &layout::record_key(key)) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(IoOutput::Loaded(None)),
+        // The engine could not read it (a damaged table block).
+        Err(damage @ StorageError::Corrupt { .. }) => return Ok(IoOutput::Damaged(damage.to_string())),
+        Err(other) => return Err(failed(other)),
     };
     match record::decode(&space, key, &bytes) {
         Ok(record) => Ok(IoOutput::Loaded(Some(record))),
@@ -109,16 +113,21 @@ pub(crate) fn drop_hint(engine: &dyn Engine, hint: &Hint) -> Result<IoOutput, Io
     Ok(IoOutput::Done)
 }
 
-/// Reads every hint stored. An entry that does not decode is skipped and reported: its key is
-/// brought level by anti-entropy instead.
+/// Reads every hint stored. An entry that does not decode, or cannot be read at all, is skipped
+/// and reported: its key is brought level by anti-entropy instead.
 pub(crate) fn load_hints(engine: &dyn Engine) -> Result<IoOutput, IoError> {
     let mut hints = Vec::new();
     let mut bad = 0usize;
     engine
-        .scan(HINTS_SPACE, &[], &mut |key, value| {
-            match decode_hint(key, value) {
-                Some(hint) => hints.push(hint),
-                None => bad += 1,
+        .scan_past_damage(HINTS_SPACE, &[], &mut |item| {
+            match item {
+                ScanItem::Entry(key, value) => match decode_hint(key, value) {
+                    Some(hint) => hints.push(hint),
+                    None => bad += 1,
+                },
+                ScanItem::Unreadable { reason, .. } => {
+                    tracing::error!("some stored hints cannot be read ({reason}) and were skipped");
+                }
             }
             true
         })
@@ -143,7 +152,9 @@ fn decode_hint(key: &[u8], value: &[u8]) -> Option<Hint> {
 /// Examines up to `limit` records of `store` in `ranges` (sorted and disjoint), in token order,
 /// from engine key `from` on (see [`Io::Scan`](quickv_core::node::Io::Scan)): one range read per
 /// range. A record that fails its checks is skipped and reported, not returned: anti-entropy
-/// then finds its key missing here and brings it back from a replica.
+/// then finds its key missing here and brings it back from a replica. A part of storage that
+/// cannot be read at all (a damaged table block) is skipped and reported as the tokens it may
+/// have held (`unreadable`).
 pub(crate) fn scan(
     engine: &dyn Engine,
     store: &StoreName,
@@ -152,7 +163,7 @@ pub(crate) fn scan(
     limit: usize,
 ) -> Result<IoOutput, IoError> {
     let space = layout::space(store);
-    let (mut records, mut damaged) = (Vec::new(), Vec::new());
+    let (mut records, mut damaged, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
     let (mut examined, mut next) = (0usize, None);
     let mut bad = 0usize;
     for range in ranges {
@@ -162,7 +173,21 @@ pub(crate) fn scan(
         let start = layout::token_start(range.first());
         let start = if from > start.as_slice() { from } else { start.as_slice() };
         engine
-            .scan(&space, start, &mut |engine_key, value| {
+            .scan_past_damage(&space, start, &mut |item| {
+                let (engine_key, value) = match item {
+                    ScanItem::Entry(engine_key, value) => (engine_key, value),
+                    ScanItem::Unreadable { after, until, reason } => {
+                        let first = after.map_or(range.first(), layout::token_at).max(range.first());
+                        let last = until.map_or(range.last(), layout::token_at).min(range.last());
+                        tracing::error!(
+                            %store,
+                            "a part of storage cannot be read ({reason}): records with tokens {first:?} to {last:?} \
+                             may be lost here; the other replicas' copies are brought in"
+                        );
+                        unreadable.extend(TokenRange::new(first, last));
+                        return until.is_some_and(|until| layout::token_at(until) <= range.last());
+                    }
+                };
                 let Some((token, key)) = layout::split(engine_key) else {
                     bad += 1;
                     return true;
@@ -189,7 +214,7 @@ pub(crate) fn scan(
     if bad > 0 {
         tracing::warn!("{bad} entries of store {store} have keys of no record layout and were skipped by a scan");
     }
-    Ok(IoOutput::Scanned { records, next, damaged })
+    Ok(IoOutput::Scanned { records, next, damaged, unreadable })
 }
 
 /// Deletes everything stored for a dropped store.

@@ -13,7 +13,8 @@ use std::sync::{Mutex, RwLock};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::quarantine::JournalLoss;
-use super::{Engine, StorageError, SyncPolicy, check_space};
+use super::table_damage::{first_readable_after, is_damage};
+use super::{Engine, ScanItem, StorageError, SyncPolicy, check_space};
 
 /// The default engine: fjall on local disk.
 pub struct DurableEngine {
@@ -62,6 +63,18 @@ impl DurableEngine {
         &self.db
     }
 
+    /// Writes every space's memtable into a table file now, and waits for it (fjall otherwise
+    /// does so when a memtable or the journal outgrows its bound): what was written so far no
+    /// longer depends on the journal. Tests use it to put records into table files. (It calls
+    /// fjall's `rotate_memtable_and_wait`, which fjall does not document as public API.)
+    pub fn flush_memtables(&self) -> Result<(), StorageError> {
+        for name in self.db.list_keyspace_names() {
+            let ks = self.db.keyspace(&name, KeyspaceCreateOptions::default).map_err(engine_error)?;
+            ks.rotate_memtable_and_wait().map_err(engine_error)?;
+        }
+        Ok(())
+    }
+
     /// What the journal lost when the engine opened: damaged files moved aside, files fjall cut
     /// short. What they held is lost on this node.
     pub fn journal_loss(&self) -> &JournalLoss {
@@ -101,7 +114,16 @@ impl DurableEngine {
 impl Engine for DurableEngine {
     fn get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let Some(ks) = self.space(space, false)? else { return Ok(None) };
-        Ok(ks.get(key).map_err(engine_error)?.map(|v| v.to_vec()))
+        match ks.get(key) {
+            Ok(value) => Ok(value.map(|v| v.to_vec())),
+            // A damaged table block: the record is damaged, not the engine.
+            Err(e) if is_damage(&e) => Err(StorageError::Corrupt {
+                space: space.into(),
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(engine_error(e)),
+        }
     }
 
     fn put(&self, space: &str, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
@@ -127,6 +149,47 @@ impl Engine for DurableEngine {
             }
         }
         Ok(())
+    }
+
+    fn scan_past_damage(
+        &self,
+        space: &str,
+        from: &[u8],
+        visit: &mut dyn FnMut(ScanItem<'_>) -> bool,
+    ) -> Result<(), StorageError> {
+        let Some(ks) = self.space(space, false)? else { return Ok(()) };
+        let mut start = from.to_vec();
+        'pieces: loop {
+            // The last key read in this piece: the damage lies after it (or after `start`).
+            let mut last: Option<Vec<u8>> = None;
+            for guard in ks.range(start.as_slice()..) {
+                match guard.into_inner() {
+                    Ok((k, v)) => {
+                        if !visit(ScanItem::Entry(&k, &v)) {
+                            return Ok(());
+                        }
+                        last = Some(k.to_vec());
+                    }
+                    Err(e) if is_damage(&e) => {
+                        let base = last.unwrap_or_else(|| start.clone());
+                        // Strictly past `base`: every piece ends further on.
+                        let until = first_readable_after(&ks, &base)?;
+                        let reason = e.to_string();
+                        let after = (!base.is_empty()).then_some(base.as_slice());
+                        let item = ScanItem::Unreadable { after, until: until.as_deref(), reason: &reason };
+                        match (visit(item), until) {
+                            (true, Some(until)) => {
+                                start = until;
+                                continue 'pieces;
+                            }
+                            _ => return Ok(()),
+                        }
+                    }
+                    Err(e) => return Err(engine_error(e)),
+                }
+            }
+            return Ok(());
+        }
     }
 
     fn flush(&self) -> Result<(), StorageError> {

@@ -46,6 +46,15 @@ pub fn split(engine_key: &[u8]) -> Option<(Token, &[u8])> {
     (Token::of(key) == token).then_some((token, key))
 }
 
+/// The token an engine key's first bytes spell (zero-padded when shorter), whether or not it
+/// is the key's: where a scan that lost track of the keys (a damaged block) is.
+pub fn token_at(engine_key: &[u8]) -> Token {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    let len = engine_key.len().min(TOKEN_BYTES);
+    bytes[..len].copy_from_slice(&engine_key[..len]);
+    Token(u128::from_be_bytes(bytes))
+}
+
 /// Moves `store`'s records of layout 1 (the space named as the store, bare keys) into layout 2;
 /// returns how many were moved. Records move byte for byte: one that fails its checks keeps
 /// failing them in its new place (and is reported when read), nothing is lost.

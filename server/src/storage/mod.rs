@@ -14,6 +14,7 @@ pub mod layout;
 mod memory;
 pub mod quarantine;
 pub mod record;
+mod table_damage;
 
 use std::fmt;
 use std::path::Path;
@@ -79,6 +80,24 @@ pub enum StorageError {
     },
 }
 
+/// What [`Engine::scan_past_damage`] meets, in key order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanItem<'a> {
+    /// An entry: its key and value.
+    Entry(&'a [u8], &'a [u8]),
+    /// Entries that could not be read at all (a damaged block of a table file): every key
+    /// after `after` (`None`: from the scan's start) and before `until` (`None`: to the end of
+    /// the space) may have been lost; the scan goes on at `until`.
+    Unreadable {
+        /// The last key read before the damage.
+        after: Option<&'a [u8]>,
+        /// The first key read after it.
+        until: Option<&'a [u8]>,
+        /// What the engine said.
+        reason: &'a str,
+    },
+}
+
 /// A storage engine: spaces of byte keys and byte values. Object safe; shared across threads.
 pub trait Engine: Send + Sync + fmt::Debug {
     /// The value of `key` in `space`, if any. A space never written reads as empty.
@@ -94,6 +113,18 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Calls `visit` on each entry of `space` whose key is `from` or after it, in key order,
     /// until it returns `false` (`from` empty: every entry).
     fn scan(&self, space: &str, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StorageError>;
+
+    /// [`scan`](Self::scan), going on past what cannot be read: a damaged part of a file
+    /// (whose keys are unknown) is reported as [`ScanItem::Unreadable`] and the scan goes on
+    /// after it, where [`scan`](Self::scan) fails. The default never meets damage it can skip.
+    fn scan_past_damage(
+        &self,
+        space: &str,
+        from: &[u8],
+        visit: &mut dyn FnMut(ScanItem<'_>) -> bool,
+    ) -> Result<(), StorageError> {
+        self.scan(space, from, &mut |key, value| visit(ScanItem::Entry(key, value)))
+    }
 
     /// Makes every write so far durable on stable storage, whatever the policy.
     fn flush(&self) -> Result<(), StorageError>;

@@ -86,6 +86,9 @@ pub(super) struct AntiEntropy {
     exchange: Option<Exchange>,
     /// The store and peer to go on with at once (the last exchange found differences).
     again: Option<(StoreName, NodeId)>,
+    /// Comparisons to run before any chosen at random: a store and each peer holding a range
+    /// this node found it cannot read (see [`Event::DamagedRange`]).
+    pub(super) urgent: VecDeque<(StoreName, NodeId)>,
     scans: BTreeMap<u64, Scan>,
     next_scan: u64,
     budget: Budget,
@@ -106,6 +109,7 @@ impl AntiEntropy {
             next_store: 0,
             exchange: None,
             again: None,
+            urgent: VecDeque::new(),
             scans: BTreeMap::new(),
             next_scan: 1,
             budget: Budget { rate: bytes_per_second, tokens: bytes_per_second as i64, at: now },
@@ -271,7 +275,8 @@ impl Node {
     /// Picks a store and a peer (the last ones again if they differed) and sends `TreeBuckets`.
     fn start_exchange(&mut self, now: Duration) {
         let Some(ring) = self.view.ring().cloned() else { return };
-        let (store, peer) = match self.anti_entropy.again.take() {
+        let next = self.anti_entropy.again.take().or_else(|| self.anti_entropy.urgent.pop_front());
+        let (store, peer) = match next {
             Some(pair) => pair,
             None => {
                 let stores: Vec<StoreName> = self.view.stores().map(|(s, _)| s.clone()).collect();
@@ -438,7 +443,7 @@ impl Node {
     /// A page of scan `number` came back.
     pub(super) fn scan_page(&mut self, now: Duration, number: u64, result: Result<IoOutput, super::IoError>) {
         let Some(mut scan) = self.anti_entropy.scans.remove(&number) else { return };
-        let Ok(IoOutput::Scanned { records, next, damaged }) = result else {
+        let Ok(IoOutput::Scanned { records, next, damaged, unreadable }) = result else {
             // A failed scan: a build leaves what it has (comparisons mend it), an answer says so.
             match scan.purpose {
                 ScanFor::Build => self.anti_entropy.trees.built(&scan.store),
@@ -453,6 +458,9 @@ impl Node {
         };
         for key in damaged {
             self.record_damaged(now, &(scan.store.clone(), key), alloc::string::String::from("found by a scan"));
+        }
+        for range in unreadable {
+            self.range_damaged(&scan.store, range);
         }
         for (key, record) in records {
             let token = Token::of(&key);
@@ -525,7 +533,11 @@ impl Node {
                     self.anti_entropy.budget.spend(size);
                     self.stats.anti_entropy_bytes += size as u64;
                     self.stats.anti_entropy_pulled += 1;
-                    if let Some(exchange) = &mut self.anti_entropy.exchange {
+                    // A key in a range storage cannot read is pulled at every comparison (scans
+                    // never see it, even once replaced): it does not call for another at once.
+                    let store = self.anti_entropy.exchange.as_ref().map(|e| e.store.clone());
+                    let blind = store.is_some_and(|s| self.damage.in_unreadable_range(&s, Token::of(&key)));
+                    if let (Some(exchange), false) = (&mut self.anti_entropy.exchange, blind) {
                         exchange.pulled += 1;
                     }
                     let store = self.anti_entropy.exchange.as_ref().map(|e| e.store.clone());

@@ -78,6 +78,23 @@ impl Trees {
         let _ = tree.insert(token, digest);
     }
 
+    /// Changes the digest of every leaf over `range` in `store`, so each compares different from
+    /// a peer's: what storage cannot read is looked at again, whatever the tree held there.
+    /// `salt` differs from one call to the next (a second disturbance with the same digest
+    /// would undo the first).
+    pub(in crate::node) fn disturb(&mut self, store: &StoreName, range: TokenRange, salt: u64) {
+        let mut token = range.first();
+        loop {
+            let (partition, leaf) = self.leaf_of(token);
+            self.toggle(store, token, crate::mix::mix64(token.0 as u64 ^ salt ^ 0x0b10_c4da));
+            let Some(tokens) = self.empty(partition).leaf_tokens(leaf) else { return };
+            if tokens.last() >= range.last() {
+                return;
+            }
+            token = Token(tokens.last().0 + 1);
+        }
+    }
+
     /// The root of `partition` in `store` (0: nothing stored there).
     #[cfg(test)]
     pub(in crate::node) fn root(&self, store: &StoreName, partition: u32) -> u64 {

@@ -67,3 +67,40 @@ fn a_damaged_record_is_served_elsewhere_rebuilt_and_never_minted_again_by_its_in
     let minted = mint(&mut h, 2, 6, b"pears");
     assert!(matches!(minted, Response::State(Some(_))), "{minted:?}");
 }
+
+/// A block of n2's table that no scan can read (which keys it held is unknown): its scrub
+/// reports the range, the Merkle leaves over it are disturbed, and anti-entropy brings the
+/// other replicas' copies in, with no read of those keys anywhere.
+#[test]
+fn a_range_no_scan_can_read_is_rebuilt_by_anti_entropy() {
+    let mut h = Harness::tuned(3, |c| c.scrub_interval = Duration::from_secs(5));
+    let store = StoreName::default_store();
+    for i in 0..20u64 {
+        let put = Request::CoordinatePut {
+            store: store.clone(),
+            key: format!("k{i}").into_bytes(),
+            write: Write::put(b"v".to_vec(), CausalContext::empty(), i),
+            minter: None,
+        };
+        assert!(matches!(h.ask_now(0, 100 + i, put), Response::State(Some(_))));
+    }
+    h.run();
+    // Three records n2 holds, in one unreadable block.
+    let lost: Vec<(StoreName, Vec<u8>)> = h.disks[2].keys().filter(|(s, _)| *s == store).take(3).cloned().collect();
+    assert_eq!(lost.len(), 3);
+    for key in &lost {
+        h.damaged[2].insert(key.clone());
+        h.unreadable[2].insert(key.clone());
+    }
+    h.sent.clear();
+    for _ in 0..4 {
+        h.run();
+    }
+    assert!(h.nodes[2].stats().damaged_ranges >= 1, "the scrub reported the range");
+    assert!(h.damaged[2].is_empty(), "every record of the block was replaced");
+    for key in &lost {
+        assert_eq!(h.disks[2][key].siblings, h.disks[0][key].siblings);
+    }
+    let read = |r: &Request| matches!(r, Request::CoordinateGet { .. });
+    assert!(!h.sent.iter().any(|(_, _, r)| read(r)), "no caller read the keys");
+}
