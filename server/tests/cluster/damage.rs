@@ -1,8 +1,10 @@
 //! Issue 8, 3.4: damaged storage is repaired, not fatal.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use quickv_client::CausalContext;
+use quickv_client::transport::Transport;
 use quickv_core::store::StoreName;
 use quickv_core::wire::{ErrorKind, Request, Response};
 use quickv_server::storage::{DurableEngine, Engine, SyncPolicy, layout};
@@ -85,23 +87,8 @@ async fn a_node_with_a_damaged_journal_starts_and_is_refilled() {
         store.put(key, value.clone(), &CausalContext::empty()).await.unwrap();
     }
     let raw = cluster.raw();
-    let get = |key: &str| Request::Get { store: StoreName::default_store(), key: key.as_bytes().to_vec() };
     let n2 = cluster.addrs[2];
-    let held_by_n2 = async |keys: &[String]| {
-        let mut held = 0;
-        for key in keys {
-            if matches!(raw.call(n2, None, get(key)).await, Ok(Response::State(Some(_)))) {
-                held += 1;
-            }
-        }
-        held
-    };
-    for _ in 0..100 {
-        if held_by_n2(&keys).await == keys.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_held(&raw, n2, &keys, |_| None).await;
     let first = cluster.node(2).incarnation();
     cluster.stop(2).await;
     // A byte of a value in the middle of n2's journal.
@@ -127,15 +114,7 @@ async fn a_node_with_a_damaged_journal_starts_and_is_refilled() {
     assert!(std::fs::read_dir(&quarantine).unwrap().count() >= 2, "the damaged file and the replaced engine are kept");
     cluster.settle().await;
     // Anti-entropy brings every key back to n2.
-    let mut held = 0;
-    for _ in 0..200 {
-        held = held_by_n2(&keys).await;
-        if held == keys.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(held, keys.len(), "n2 was refilled");
+    assert_eq!(wait_until_held(&raw, n2, &keys, |_| None).await, keys.len(), "n2 was refilled");
     client.close();
     cluster.shutdown().await;
 }
@@ -155,26 +134,9 @@ async fn a_node_with_a_damaged_table_block_is_refilled_by_anti_entropy() {
         store.put(key, value(key), &CausalContext::empty()).await.unwrap();
     }
     let raw = cluster.raw();
-    let get = |key: &str| Request::Get { store: StoreName::default_store(), key: key.as_bytes().to_vec() };
     let n2 = cluster.addrs[2];
-    let held_by_n2 = async |keys: &[String]| {
-        let mut held = 0;
-        for key in keys {
-            if let Ok(Response::State(Some(state))) = raw.call(n2, None, get(key)).await
-                && state.siblings.values().any(|v| v.as_ref() == value(key).as_slice())
-            {
-                held += 1;
-            }
-        }
-        held
-    };
-    for _ in 0..100 {
-        if held_by_n2(&keys).await == keys.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(held_by_n2(&keys).await, keys.len(), "n2 holds every key before the damage");
+    let expect = |key: &str| Some(value(key));
+    assert_eq!(wait_until_held(&raw, n2, &keys, expect).await, keys.len(), "n2 holds every key before the damage");
     cluster.stop(2).await;
     let data = cluster.dir.path().join("n2").join("data");
     {
@@ -215,17 +177,37 @@ async fn a_node_with_a_damaged_table_block_is_refilled_by_anti_entropy() {
     for key in keys.iter().step_by(7) {
         assert_eq!(store.get(key).await.unwrap().values.len(), 1, "{key}");
     }
+    assert_eq!(wait_until_held(&raw, n2, &keys, expect).await, keys.len(), "n2 was refilled");
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// Asks `node` for each of `keys` (a replica read of the default store) until it holds all of
+/// them (each with the value `expect` gives, if it gives one), for at most about 20 s; returns
+/// how many it holds.
+async fn wait_until_held(
+    raw: &Transport,
+    node: SocketAddr,
+    keys: &[String],
+    expect: impl Fn(&str) -> Option<Vec<u8>>,
+) -> usize {
     let mut held = 0;
     for _ in 0..100 {
-        held = held_by_n2(&keys).await;
+        held = 0;
+        for key in keys {
+            let get = Request::Get { store: StoreName::default_store(), key: key.as_bytes().to_vec() };
+            if let Ok(Response::State(Some(state))) = raw.call(node, None, get).await
+                && expect(key).is_none_or(|value| state.siblings.values().any(|v| v.as_ref() == value.as_slice()))
+            {
+                held += 1;
+            }
+        }
         if held == keys.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(held, keys.len(), "n2 was refilled");
-    client.close();
-    cluster.shutdown().await;
+    held
 }
 
 /// The table files under a durable engine's folder.
