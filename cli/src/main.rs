@@ -286,7 +286,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                                 "hints": hints, "share": share, "seen_by_self": n.id == report.node })
                     })
                     .collect();
-                println!("{}", json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes }));
+                let damage = json!({ "records": report.damage.records, "repaired": report.damage.repaired,
+                                     "ranges": report.damage.ranges });
+                println!(
+                    "{}",
+                    json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes, "damage": damage })
+                );
             } else {
                 println!(
                     "{:<12} {:<22} {:<10} {:>8} {:<8} {:>10} {:>6} {:>7}",
@@ -311,6 +316,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
                 println!("as seen by {}; ring epoch {epoch}, {} stores", report.node, view.stores().count());
+                let damage = report.damage;
+                if damage.records + damage.ranges > 0 {
+                    println!(
+                        "storage damage at {} since it started: {} records found damaged ({} repaired), {} ranges \
+                         it could not read (the other replicas serve them and anti-entropy rebuilds them)",
+                        report.node, damage.records, damage.repaired, damage.ranges
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

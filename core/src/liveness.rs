@@ -208,6 +208,21 @@ pub struct StatusReport {
     pub view: ClusterView,
     /// Its verdict on each other node of the view.
     pub peers: Vec<PeerReport>,
+    /// Damage its storage showed since it started.
+    pub damage: DamageReport,
+}
+
+/// Damage a node's storage showed since the node started (see
+/// [`Event::DamagedRecord`](crate::node::Event::DamagedRecord) and
+/// [`Event::DamagedRange`](crate::node::Event::DamagedRange)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageReport {
+    /// Records found damaged.
+    pub records: u64,
+    /// Damaged records replaced since by a replica write.
+    pub repaired: u64,
+    /// Ranges of records storage could not read at all (a damaged table block).
+    pub ranges: u64,
 }
 
 impl StatusReport {

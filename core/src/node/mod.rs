@@ -613,7 +613,12 @@ impl Node {
     /// What this node sees at `now`: its view and its verdict on each peer (`quickv status`).
     pub fn status(&self, now: Duration) -> StatusReport {
         let peers = self.peers().iter().map(|peer| self.liveness.report(now, peer, self.hints_for(peer))).collect();
-        StatusReport { node: self.id.clone(), view: self.view.clone(), peers }
+        let damage = crate::liveness::DamageReport {
+            records: self.stats.damaged_records,
+            repaired: self.stats.damaged_repaired,
+            ranges: self.stats.damaged_ranges,
+        };
+        StatusReport { node: self.id.clone(), view: self.view.clone(), peers, damage }
     }
 
     /// The node's request counters.

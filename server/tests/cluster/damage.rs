@@ -172,6 +172,10 @@ async fn a_node_with_a_damaged_table_block_is_refilled_by_anti_entropy() {
     assert!(stats.damaged_ranges >= 1, "the start-up scan reported the range");
     // (Its own pulls, or its peers' pushes: their leaves differ from n2's too.)
     assert!(repaired >= lost, "{repaired} of {lost} lost records brought back by anti-entropy: {stats:?}");
+    // `quickv status` asked of n2 shows it.
+    let Ok(Response::Status(report)) = raw.call(n2, None, Request::Status).await else { panic!("no status") };
+    assert!(report.damage.ranges >= 1 && report.damage.records >= lost, "{:?}", report.damage);
+    assert_eq!(report.damage.repaired, report.damage.records);
     // Every key is served, and n2 holds every one.
     cluster.settle().await;
     for key in keys.iter().step_by(7) {

@@ -322,6 +322,7 @@ fn init_and_run_start_nodes_as_separate_processes() {
     let shares: Vec<f64> = parsed["nodes"].as_array().unwrap().iter().map(|n| n["share"].as_f64().unwrap()).collect();
     assert_eq!(shares.len(), 2, "{listing}");
     assert!((shares[1] / shares[0] - 2.0).abs() < 0.1, "{listing}");
+    assert_eq!(parsed["damage"], serde_json::json!({ "records": 0, "repaired": 0, "ranges": 0 }), "{listing}");
     let put = quickv(&["put", "k", "v"]);
     assert!(put.status.success(), "{}", text(&put.stderr));
     assert_eq!(text(&quickv(&["get", "k"]).stdout), "v");
