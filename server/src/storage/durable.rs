@@ -23,6 +23,8 @@ pub struct DurableEngine {
     sync: SyncPolicy,
     /// Writes journaled so far.
     written: AtomicU64,
+    /// Writes journaled when the last checkpoint began.
+    checkpointed: AtomicU64,
     /// Writes covered by a completed fsync; the lock admits one fsync at a time.
     synced: Mutex<u64>,
     /// What the journal lost when the engine opened (see `quarantine.rs`).
@@ -53,6 +55,7 @@ impl DurableEngine {
             sync,
             written: AtomicU64::new(0),
             synced: Mutex::new(0),
+            checkpointed: AtomicU64::new(0),
             journal_loss,
         })
     }
@@ -194,6 +197,18 @@ impl Engine for DurableEngine {
 
     fn flush(&self) -> Result<(), StorageError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine_error)
+    }
+
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        // Nothing written since the last one: nothing only the journal holds.
+        let written = self.written.load(Ordering::Acquire);
+        if self.checkpointed.swap(written, Ordering::AcqRel) == written {
+            return Ok(());
+        }
+        self.flush_memtables().inspect_err(|_| {
+            // Try again next time.
+            self.checkpointed.store(0, Ordering::Release);
+        })
     }
 
     fn drop_space(&self, space: &str) -> Result<(), StorageError> {

@@ -126,6 +126,14 @@ pub trait Engine: Send + Sync + fmt::Debug {
         self.scan(space, from, &mut |key, value| visit(ScanItem::Entry(key, value)))
     }
 
+    /// Moves what only the journal holds into table files (the durable engine), so that losing
+    /// a journal file later (damaged, moved aside) cannot take it back; a no-op for an engine
+    /// without a journal. Nodes call it every half tombstone grace: a collected tombstone's
+    /// value must not come back from an older table (see `docs/storage.md`).
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Makes every write so far durable on stable storage, whatever the policy.
     fn flush(&self) -> Result<(), StorageError>;
 
