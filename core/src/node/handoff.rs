@@ -8,7 +8,8 @@
 //! ([`crate::liveness`]: detected by gossip, not by the next request), and every gossip interval,
 //! the node hands hints back to it, at most
 //! [`NodeConfig::hint_batch`](super::NodeConfig::hint_batch) at a time, each acknowledgement
-//! starting the next: it reads the key and sends its state to the target (`Replicate`). Only once the
+//! starting the next, and within [`NodeConfig::hint_budget`](super::NodeConfig::hint_budget)
+//! bytes a second (what it waits for resumes at the next gossip interval): it reads the key and sends its state to the target (`Replicate`). Only once the
 //! target acknowledges is the hint removed ([`Io::DropHint`]); a write to the key hinted again
 //! while the handoff was in flight keeps the hint for the next round. Then the fallback drops
 //! its copy if it minted none of the copy's versions itself, its record is still the state the
@@ -38,6 +39,9 @@ use crate::liveness::PeerState;
 use crate::store::StoreName;
 use crate::version::Siblings;
 use crate::wire::{Request, Response};
+
+/// What a handoff reserves of the replay's budget when it starts (its read settles the cost).
+const REPLAY_RESERVE: usize = 1024;
 
 /// A write held for a primary that could not take it: the record of `key` in `store` is to be
 /// handed to `target`. Stored by the driver, durably, with the record.
@@ -115,16 +119,21 @@ impl Node {
         self.expire_hints(now);
         let targets: Vec<NodeId> = self.hints.keys().cloned().collect();
         for target in targets {
-            self.deliver_hints_to(&target);
+            self.deliver_hints_to(now, &target);
         }
     }
 
-    /// Starts handoffs to `target` if it is up, keeping at most `hint_batch` in flight: each
-    /// acknowledgement starts the next, so hints drain at the pace the target answers, with a
-    /// bounded share of its work (the replay's throttle). A failed handoff waits for the next
-    /// round.
-    fn deliver_hints_to(&mut self, target: &NodeId) {
+    /// Starts handoffs to `target` if it is up and the replay's budget allows, keeping at most
+    /// `hint_batch` in flight: each acknowledgement starts the next, so hints drain at the pace
+    /// the target answers and within [`hint_budget`](super::NodeConfig::hint_budget) bytes a
+    /// second (the replay's throttle: foreground requests keep most of both nodes' time). A
+    /// failed handoff, or one the budget holds back, waits for the next round.
+    fn deliver_hints_to(&mut self, now: Duration, target: &NodeId) {
         if self.liveness.state(target) != PeerState::Up || self.view.membership().node(target).is_none() {
+            return;
+        }
+        self.hint_replay.refill(now);
+        if !self.hint_replay.available() {
             return;
         }
         let Some(held) = self.hints.get_mut(target) else { return };
@@ -132,6 +141,11 @@ impl Node {
         let room = self.config.hint_batch.saturating_sub(busy);
         let mut starts = Vec::new();
         for (key, hint) in held.iter_mut().filter(|(_, h)| h.in_flight.is_none()).take(room) {
+            // Each start reserves a share of the budget; the read settles what it really costs.
+            if !self.hint_replay.available() {
+                break;
+            }
+            self.hint_replay.spend(REPLAY_RESERVE);
             hint.in_flight = Some(hint.generation);
             starts.push((key.clone(), hint.generation));
         }
@@ -156,10 +170,16 @@ impl Node {
         generation: u64,
         read: Response,
     ) {
+        if !matches!(read, Response::State(Some(_))) {
+            // Nothing is sent: the reservation goes back.
+            self.hint_replay.refund(REPLAY_RESERVE);
+        }
         match read {
             Response::State(Some(state)) => match self.destination(&target) {
                 Some(to) => {
                     let sent = state.siblings.clone();
+                    self.hint_replay.spend(key.1.len() + sent.size_bound());
+                    self.hint_replay.refund(REPLAY_RESERVE);
                     let body = Request::Replicate {
                         store: key.0.clone(),
                         key: key.1.clone(),
@@ -204,7 +224,7 @@ impl Node {
                         let step = ReplicaStep::Remove { expect: sent, primary: false };
                         self.enqueue(key.0.clone(), key.1.clone(), config, step, Completion::Nothing);
                     }
-                    self.deliver_hints_to(&target);
+                    self.deliver_hints_to(now, &target);
                 } else {
                     // Hinted again meanwhile: the newer state goes in a later round.
                     self.handoff_failed(&target, &key);

@@ -53,6 +53,7 @@
 //! ```
 
 mod anti_entropy;
+mod budget;
 mod catalogue;
 mod cluster_sync;
 mod coordination;
@@ -113,6 +114,9 @@ pub struct NodeConfig {
     /// The most hinted writes in flight to one target at once (default 32): the replay's
     /// throttle (each acknowledgement starts the next).
     pub hint_batch: usize,
+    /// Bytes a second the replay of hints may send (default 1 MiB, as anti-entropy's budget),
+    /// across its targets: with `hint_batch`, the replay's throttle (see [`handoff`]).
+    pub hint_budget: u64,
     /// Seed of the node's random choices (which peer to exchange views with, write ids).
     pub seed: u64,
     /// The node's incarnation (default 1): the driver persists it and starts a new one whenever
@@ -181,6 +185,7 @@ impl NodeConfig {
             max_hints: 100_000,
             max_hint_age: Duration::from_secs(3 * 3600),
             hint_batch: 4,
+            hint_budget: 1024 * 1024,
             seed: 0,
             incarnation: 1,
             lost_records: false,
@@ -486,6 +491,8 @@ pub struct Node {
     io_owner: BTreeMap<IoId, IoOwner>,
     /// The hints this node holds (see [`handoff`]).
     hints: handoff::Hints,
+    /// What the replay of hints may still send this second.
+    hint_replay: budget::Budget,
     /// Replies held until a view save finishes, by the save's id.
     after_save: BTreeMap<IoId, Vec<AfterSave>>,
     /// Dropped stores whose data this node has asked storage to delete since it started.
@@ -568,6 +575,7 @@ impl Node {
             keys: BTreeMap::new(),
             io_owner: BTreeMap::new(),
             hints: BTreeMap::new(),
+            hint_replay: budget::Budget::new(config.hint_budget, now),
             after_save: BTreeMap::new(),
             coordinations: BTreeMap::new(),
             purged: alloc::collections::BTreeSet::new(),

@@ -936,6 +936,48 @@ fn hints_past_the_bound_are_counted_not_kept() {
     assert!(dropped > 0);
 }
 
+/// 2.2: the replay of hints keeps within its budget of bytes a second: with room for about
+/// two handoffs a second per holder, ten hints take seconds to hand back; all of them arrive.
+#[test]
+fn the_replay_of_hints_keeps_within_its_budget() {
+    let mut h = Harness::tuned(4, |c| c.hint_budget = 2048);
+    let (store, _) = sloppy_key_of_n3(&mut h);
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    h.down[3] = true;
+    h.run();
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
+        .take(10)
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let write = Write::put(vec![b'v'; 900], CausalContext::empty(), 1);
+        let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
+        assert!(matches!(h.ask(0, 10 + i as u64, put), Response::State(Some(_))));
+    }
+    let hints = |h: &Harness| h.hint_disks.iter().map(BTreeMap::len).sum::<usize>();
+    assert_eq!(hints(&h), 10, "every write hinted for n3");
+    h.down[3] = false;
+    let start = h.now;
+    // Per holder and second of the replay, the hints handed back.
+    let mut per_second = BTreeMap::<(usize, u64), usize>::new();
+    let mut held: Vec<usize> = h.hint_disks.iter().map(BTreeMap::len).collect();
+    while hints(&h) > 0 && h.now < start + Duration::from_secs(60) {
+        h.tick();
+        for (i, disk) in h.hint_disks.iter().enumerate() {
+            *per_second.entry((i, (h.now - start).as_secs())).or_default() += held[i] - disk.len();
+            held[i] = disk.len();
+        }
+    }
+    assert_eq!(hints(&h), 0, "every hint was handed back");
+    let keys_at_n3 = keys.iter().filter(|k| h.disks[3].contains_key(&(store.clone(), (*k).clone()))).count();
+    assert_eq!(keys_at_n3, 10);
+    // About two handoffs a second per holder (2,048 bytes, each about 930).
+    assert!(per_second.values().all(|&n| n <= 3), "{per_second:?}");
+    assert!(per_second.iter().any(|((_, second), &n)| *second >= 1 && n > 0), "spread over seconds: {per_second:?}");
+}
+
 /// 2.2, a regression (the process test `hinted_writes_reach_a_node_back_from_sigkill_and_sigstop`
 /// lost 3 acknowledged keys on n3 in CI): a put that reaches W while its last replica request
 /// fails, with no fallback left to stand in (three nodes, N=3), left no hint anywhere, so the

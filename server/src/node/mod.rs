@@ -88,6 +88,8 @@ pub struct NodeConfig {
     /// Hinted writes in flight to one primary at once while hints are handed back (default 4;
     /// zero keeps hints without handing them back, leaving the primaries to anti-entropy).
     pub hint_batch: usize,
+    /// Bytes per second the replay of hints may send, across its targets (default 1 MiB/s).
+    pub hint_budget: u64,
     /// How long every node of a deleted key must hold its tombstone, checked twice, before it
     /// is collected (default 10 minutes; zero: tombstones are kept for ever). See
     /// `quickv_core::node::NodeConfig::tombstone_grace`.
@@ -123,6 +125,7 @@ impl NodeConfig {
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_budget: 1024 * 1024,
             hint_batch: 4,
+            hint_budget: 1024 * 1024,
             tombstone_grace: Duration::from_secs(600),
             scrub_interval: Duration::from_secs(24 * 3600),
         }
@@ -275,6 +278,7 @@ impl Node {
         machine_config.anti_entropy_interval = config.anti_entropy_interval;
         machine_config.anti_entropy_budget = config.anti_entropy_budget;
         machine_config.hint_batch = config.hint_batch;
+        machine_config.hint_budget = config.hint_budget;
         machine_config.tombstone_grace = config.tombstone_grace;
         machine_config.scrub_interval = config.scrub_interval;
         machine_config.counter_floor = steps::counter_floor(&*engine, incarnation)?;

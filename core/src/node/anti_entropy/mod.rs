@@ -45,6 +45,7 @@ use core::time::Duration;
 pub(super) use trees::Trees;
 pub(super) use trees::item;
 
+use super::budget::Budget;
 use super::replica::{Completion, ReplicaStep};
 use super::{Event, Io, IoOutput, IoOwner, Node, Purpose};
 use crate::coordinator::ReplicaFailure;
@@ -112,7 +113,7 @@ impl AntiEntropy {
             urgent: VecDeque::new(),
             scans: BTreeMap::new(),
             next_scan: 1,
-            budget: Budget { rate: bytes_per_second, tokens: bytes_per_second as i64, at: now },
+            budget: Budget::new(bytes_per_second, now),
             shared: (0, BTreeMap::new()),
         }
     }
@@ -185,39 +186,6 @@ enum ScanFor {
     /// A scrub: reading every record to find damaged ones (see [`super::damage`]) and the
     /// tombstones to collect (see [`super::tombstones`]).
     Scrub,
-}
-
-/// A token bucket of bytes.
-#[derive(Debug)]
-struct Budget {
-    rate: u64,
-    tokens: i64,
-    at: Duration,
-}
-
-impl Budget {
-    fn refill(&mut self, now: Duration) {
-        let elapsed = now.saturating_sub(self.at);
-        self.at = self.at.max(now);
-        let earned = (self.rate as u128 * elapsed.as_micros() / 1_000_000).min(i64::MAX as u128) as i64;
-        self.tokens = self.tokens.saturating_add(earned).min(self.rate as i64);
-    }
-
-    fn spend(&mut self, bytes: usize) {
-        self.tokens = self.tokens.saturating_sub(bytes as i64);
-    }
-
-    fn available(&self) -> bool {
-        self.tokens > 0
-    }
-
-    fn ready_at(&self) -> Duration {
-        if self.tokens > 0 || self.rate == 0 {
-            return self.at;
-        }
-        let micros = (self.tokens.unsigned_abs() as u128 * 1_000_000).div_ceil(self.rate as u128) + 1;
-        self.at.saturating_add(Duration::from_micros(micros.min(u64::MAX as u128) as u64))
-    }
 }
 
 impl Node {

@@ -108,6 +108,9 @@ struct StorageArgs {
     /// them back (anti-entropy still brings the node level).
     #[arg(long, default_value_t = 4)]
     hint_batch: usize,
+    /// Bytes per second the replay of hints may send, across the nodes it hands hints back to.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    hint_budget: u64,
     /// Seconds every node of a deleted key must hold its tombstone, checked twice, before it
     /// is collected; 0 keeps tombstones for ever. Must be longer than a message can stay in
     /// flight (a paused node's included).
@@ -209,6 +212,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.anti_entropy_interval = Duration::from_millis(storage.anti_entropy_interval_ms);
     config.anti_entropy_budget = storage.anti_entropy_budget;
     config.hint_batch = storage.hint_batch;
+    config.hint_budget = storage.hint_budget;
     config.tombstone_grace = Duration::from_secs(storage.tombstone_grace_secs);
     config.scrub_interval = Duration::from_secs(storage.scrub_interval_secs);
     config.bounds = Bounds {
