@@ -383,6 +383,74 @@ fn a_node_restarted_after_sigkill_serves_pooled_callers_again_at_once() {
     assert!(again < Duration::from_millis(1500), "served again after {again:?}");
 }
 
+/// Issue 8, 1.1 and 1.2 at a size where not every node hears every other (ten nodes, each
+/// watching three, so each is close to six): a SIGKILLed node is shown `down` by every node
+/// within seconds, the nodes far from it by its watchers' verdicts, and no live node is shown
+/// `down` or `suspect` before or after.
+#[test]
+fn in_ten_nodes_a_killed_node_is_shown_down_by_every_node() {
+    let _serial = one_at_a_time();
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    let dir = Folder::init();
+    // Ten ports, apart from the four-port slots of the other tests.
+    let port = 50_000 + (std::process::id() % 1_000) as u16 * 12;
+    let addr = |i: u16| format!("127.0.0.1:{}", port + i);
+    let mut nodes: Vec<Child> = (0..10).map(|i| dir.member(i, &addr(i), &addr(0))).collect();
+    // Each other node's state as node `i` sees it, once it sees all ten.
+    let states = |i: u16| -> Option<BTreeMap<String, String>> {
+        let status = Command::new(quickv_binary())
+            .args(["--json", "status"])
+            .env("QUICKV_SEEDS", addr(i))
+            .env("QUICKV_CA", dir.path().join("ca.pem"))
+            .output()
+            .ok()?;
+        let parsed: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+        let nodes = parsed["nodes"].as_array()?;
+        (nodes.len() == 10).then_some(())?;
+        let me = parsed["seen_by"].as_str()?;
+        let others = nodes.iter().filter(|n| n["id"] != me);
+        Some(
+            others
+                .map(|n| (n["id"].as_str().unwrap_or("").to_string(), n["state"].as_str().unwrap_or("").to_string()))
+                .collect(),
+        )
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let begun = Instant::now();
+        let mut up = 0;
+        while begun.elapsed() < Duration::from_secs(60) {
+            up = (0..10).filter(|&i| states(i).is_some_and(|s| s.values().all(|v| v == "up"))).count();
+            if up == 10 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(up, 10, "every node sees the nine others up");
+        let _ = nodes[9].kill();
+        let _ = nodes[9].wait();
+        let killed = Instant::now();
+        let mut seen: Vec<Option<Duration>> = vec![None; 9];
+        while killed.elapsed() < Duration::from_secs(30) && seen.iter().any(Option::is_none) {
+            for (i, seen) in (0u16..).zip(seen.iter_mut()) {
+                if seen.is_none() && states(i).is_some_and(|s| s["n9"] == "down") {
+                    *seen = Some(killed.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("n9 shown down after SIGKILL, by n0 to n8: {seen:?}");
+        assert!(seen.iter().all(|t| t.is_some_and(|t| t < Duration::from_secs(20))), "{seen:?}");
+        for i in 0..9 {
+            let seen_by_i = states(i).expect("a live node answers");
+            let held = seen_by_i.iter().filter(|(id, state)| *id != "n9" && *state != "up").collect::<Vec<_>>();
+            assert!(held.is_empty(), "n{i} holds live nodes {held:?}");
+        }
+    }));
+    finish(&mut nodes, result);
+}
+
 /// Issue 8, 1.2 to 1.4: a node that is SIGKILLed is shown `down` by `quickv status` within
 /// seconds (gossip heartbeats, phi detector), and once it is, requests skip it: puts and gets
 /// take about what they take when every node is up, not the 2 s replica timeout. Its restart
