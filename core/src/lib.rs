@@ -98,7 +98,7 @@
 //!   coordinators and the wire format.
 //! - [`merkle`]: Merkle trees over token ranges for anti-entropy.
 //! - [`failure`]: the phi-accrual failure detector.
-//! - [`gossip`]: digest-first gossip and heartbeats; [`liveness`]: each node's verdict on its peers.
+//! - [`gossip`]: summaries, news and verdicts, who watches whom; [`liveness`]: each node's verdict on its peers.
 //! - [`wire`]: versioned, postcard-encoded wire messages; [`encoding`]: infallible postcard encoding.
 //!
 //! Design rationale lives in `docs/architecture.md` of the repository.
