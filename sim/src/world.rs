@@ -977,9 +977,16 @@ impl World {
     /// intact copy of: a single fault, which N=3 and W=2 tolerate; damage on top of another
     /// loss of the only other copy would lose writes by design.
     fn damage(&mut self, i: usize) {
+        // A fallback's hinted copy does not count: the fallback drops it once the primary
+        // acknowledges the handoff (found at seed 5,533: the copy that made a damage "safe" was
+        // dropped by an acknowledgement already in flight, and the fragile node then lost the
+        // last other copy, two faults on the write's two remaining copies).
         let safe_elsewhere = |k: &KeyId, record: &KeyRecord| {
             self.nodes.iter().enumerate().any(|(j, n)| {
-                j != i && Some(j) != self.fragile && n.disk.intact(k).is_some_and(|r| r.siblings == record.siblings)
+                j != i
+                    && Some(j) != self.fragile
+                    && n.disk.intact(k).is_some_and(|r| r.siblings == record.siblings)
+                    && !n.disk.hints.keys().any(|(_, hinted)| hinted == k)
             })
         };
         let candidates: Vec<KeyId> = self.nodes[i]

@@ -48,14 +48,22 @@ pub(super) struct Damage {
     /// Keys found damaged whose record no replica write has replaced yet, with the reads of
     /// other replicas' states in flight for each.
     unrepaired: BTreeMap<KeyName, usize>,
-    /// Ranges storage could not read, found in this incarnation, and whether a record in each
-    /// was written since the node last acted on it. Scans meet a damaged block every time
-    /// until it is gone (the records that replace what it held shadow it for reads only), so a
-    /// range is acted on again only once something in it was written since: a repair, or new
-    /// damage after one.
-    ranges: BTreeMap<(StoreName, crate::token::TokenRange), bool>,
+    /// Ranges storage could not read, found in this incarnation. Scans meet a damaged block
+    /// every time until it is gone (the records that replace what it held shadow it for reads
+    /// only), so a range is acted on again only once something in it was written since (a
+    /// repair), or ten anti-entropy intervals after the last time (new damage there since).
+    ranges: BTreeMap<(StoreName, crate::token::TokenRange), RangeSeen>,
     interval: Duration,
     next_scrub: Duration,
+}
+
+/// What a node did about a range it could not read.
+#[derive(Clone, Copy, Debug)]
+struct RangeSeen {
+    /// A record in it was written since.
+    written: bool,
+    /// When the node last acted on it.
+    acted: Duration,
 }
 
 impl Damage {
@@ -82,9 +90,9 @@ impl Damage {
     /// A record of `store` at `token` is being written: a range it lies in is acted on again
     /// when next met.
     pub(super) fn rewritten(&mut self, store: &StoreName, token: Token) {
-        for ((s, range), written) in self.ranges.iter_mut() {
+        for ((s, range), seen) in self.ranges.iter_mut() {
             if s == store && range.contains(token) {
-                *written = true;
+                seen.written = true;
             }
         }
     }
@@ -157,11 +165,17 @@ impl Node {
     /// Storage could read nothing in `range` of `store` (see [`Event::DamagedRange`]): the
     /// Merkle leaves over it are disturbed, so the next exchanges compare them with the peers'
     /// (whatever the tree held there) and bring in the peers' copies of what is missing. Once
-    /// per range until something in it is written (see `Damage::ranges`).
-    pub(super) fn range_damaged(&mut self, store: &StoreName, range: crate::token::TokenRange) {
-        match self.damage.ranges.insert((store.clone(), range), false) {
-            None | Some(true) => {}
-            Some(false) => return,
+    /// per range until something in it is written, or a while has passed (see `Damage::ranges`).
+    pub(super) fn range_damaged(&mut self, now: Duration, store: &StoreName, range: crate::token::TokenRange) {
+        let again = self.config.anti_entropy_interval.saturating_mul(10);
+        let seen = RangeSeen { written: false, acted: now };
+        match self.damage.ranges.insert((store.clone(), range), seen) {
+            Some(before) if !before.written && now < before.acted.saturating_add(again) => {
+                // Acted on lately, nothing written there since: keep the time it was.
+                self.damage.ranges.insert((store.clone(), range), before);
+                return;
+            }
+            _ => {}
         }
         self.stats.damaged_ranges += 1;
         self.events.push_back(Event::DamagedRange { store: store.clone(), range });

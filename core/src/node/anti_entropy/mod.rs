@@ -428,7 +428,7 @@ impl Node {
             self.record_damaged(now, &(scan.store.clone(), key), alloc::string::String::from("found by a scan"));
         }
         for range in unreadable {
-            self.range_damaged(&scan.store, range);
+            self.range_damaged(now, &scan.store, range);
         }
         for (key, record) in records {
             let token = Token::of(&key);
