@@ -550,11 +550,12 @@ impl Node {
         }
         let started_ms = config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64);
         let partition_bits = view.partition_bits();
+        let digest = view.digest();
         let mut node = Node {
             heartbeat: Heartbeat { generation: started_ms, beat: 0 },
             liveness: Liveness::new(LivenessConfig::for_interval(config.sync_interval)),
-            digest: view.digest(),
-            summary: view.digest().summary(),
+            summary: digest.summary(),
+            digest,
             spread: cluster_sync::Spread::default(),
             id: info.id.clone(),
             actor,

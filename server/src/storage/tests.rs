@@ -218,6 +218,18 @@ fn engine_with_a_journal(data: &Path) -> std::path::PathBuf {
     journals.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap()
 }
 
+/// Flips a byte of a value (of 512 sevens) a third of the way into `journal`, so that the
+/// batch holding it fails its checksum; returns the file's bytes as they now are.
+fn flip_a_value_byte(journal: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(journal).unwrap();
+    let runs: Vec<usize> =
+        bytes.windows(512).enumerate().filter(|(_, w)| w.iter().all(|b| *b == 7)).map(|(i, _)| i).collect();
+    let at = runs[runs.len() / 3] + 100;
+    bytes[at] ^= 0x5a;
+    std::fs::write(journal, &bytes).unwrap();
+    bytes
+}
+
 /// Issue 8, 3.4: a flipped byte inside fjall's journal (not its torn tail) stopped the node
 /// from starting (`JournalRecovery(ChecksumMismatch)`), with no way out but wiping it. The
 /// damaged journal file is moved aside and the engine opens; what it held is lost here (the
@@ -227,13 +239,7 @@ fn a_damaged_journal_is_moved_aside_and_the_engine_opens() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let journal = engine_with_a_journal(&data);
-    // A byte of a value, a third of the way in: the batch's checksum fails.
-    let mut bytes = std::fs::read(&journal).unwrap();
-    let run = bytes.windows(512).enumerate().filter(|(_, w)| w.iter().all(|b| *b == 7)).map(|(i, _)| i);
-    let runs: Vec<usize> = run.collect();
-    let at = runs[runs.len() / 3] + 100;
-    bytes[at] ^= 0x5a;
-    std::fs::write(&journal, &bytes).unwrap();
+    let bytes = flip_a_value_byte(&journal);
     // Teeth: fjall alone refuses to open.
     match fjall::Database::builder(&data).open() {
         Err(fjall::Error::JournalRecovery(_)) => {}
@@ -308,13 +314,7 @@ fn after_a_lost_journal(dir: &Path, checkpoint: bool) -> Option<Vec<u8>> {
     let journal = journals
         .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
         .max_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let journal = journal.expect("a journal file");
-    let mut bytes = std::fs::read(&journal).unwrap();
-    let runs: Vec<usize> =
-        bytes.windows(512).enumerate().filter(|(_, w)| w.iter().all(|b| *b == 7)).map(|(i, _)| i).collect();
-    let at = runs[runs.len() / 3] + 100;
-    bytes[at] ^= 0x5a;
-    std::fs::write(&journal, &bytes).unwrap();
+    flip_a_value_byte(&journal.expect("a journal file"));
     let engine = DurableEngine::open(&data, SyncPolicy::Always).unwrap();
     assert!(!engine.journal_loss().is_empty(), "the journal was lost");
     engine.get("s", b"k").unwrap()
