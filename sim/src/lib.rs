@@ -109,6 +109,12 @@ pub enum Mechanism {
     /// switched off, a damaged record no request touches stays damaged, and the convergence
     /// check reports it.
     Scrub,
+    /// A copy of a request the network delivers twice is the same request, and a node answers a
+    /// copy of a mint it answered with an error with the same error (issue 8, the simulation's
+    /// seed 9384): switched off, the network gives each copy a request id of its own, so the
+    /// node takes it as a new request, and a refused mint's late copy is minted while another
+    /// node mints the write too.
+    OneAnswer,
 }
 
 impl Mechanism {
@@ -123,6 +129,7 @@ impl Mechanism {
         Mechanism::Handoff,
         Mechanism::AntiEntropy,
         Mechanism::Scrub,
+        Mechanism::OneAnswer,
     ];
 
     /// The mechanism's name on the command line.
@@ -137,6 +144,7 @@ impl Mechanism {
             Mechanism::Handoff => "handoff",
             Mechanism::AntiEntropy => "anti-entropy",
             Mechanism::Scrub => "scrub",
+            Mechanism::OneAnswer => "one-answer",
         }
     }
 }

@@ -857,7 +857,17 @@ impl World {
         if chaos && self.options.faults.contains(&Fault::Duplicate) && self.rng.chance(2) {
             let stream = self.open_stream(Requester::Nobody { from }, to);
             let delay = self.latency();
-            self.schedule_in(delay, Event::Request { stream, frame: frame.clone() });
+            let copy = match wire::decode(&frame) {
+                // Switched off, the copy looks like a request of its own.
+                Ok(Message::Request { id, body }) if self.options.disabled.contains(&Mechanism::OneAnswer) => {
+                    wire::encode(&Message::Request { id: id | 1 << 48, body })
+                }
+                Ok(Message::Routed { id, epoch, body }) if self.options.disabled.contains(&Mechanism::OneAnswer) => {
+                    wire::encode(&Message::Routed { id: id | 1 << 48, epoch, body })
+                }
+                _ => frame.clone(),
+            };
+            self.schedule_in(delay, Event::Request { stream, frame: copy });
         }
         let stream = self.open_stream(requester, to);
         let delay = self.latency();

@@ -135,6 +135,20 @@ fn a_late_or_lost_mint_is_never_minted_twice() {
     }
 }
 
+/// Regression (issue 8): a mint a node refused as too large was delivered again by the network
+/// and applied 30 ms later, once hints had shrunk the key, while the coordinator, told the write
+/// was not applied, had the next node mint it: one put left two versions (seed 9384 of the
+/// default faults, beyond the 5,000 seeds usually run). A copy of a refused mint now gets the
+/// same answer. Switched off (`--disable one-answer`: the network's copies get ids of their own)
+/// seed 9384 shows it again today; the hole is too rare for a seed search here (none in 300
+/// seeds of `delay,duplicate,large` with any of crash, partition or sloppy), so the node test
+/// `a_copy_of_a_refused_mint_is_refused_even_once_the_write_would_fit` keeps the teeth.
+#[test]
+fn a_copy_of_a_refused_mint_is_never_minted() {
+    let outcome = run(&Options::new(9384));
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+}
+
 /// Teeth (issue 7, 2.4): with a safety mechanism switched off, a seed that passes reports
 /// violations. Without the replicas' mint log, a client's retry of a write (same id, after an
 /// answer was lost) that arrives once a later write superseded its version is minted anew and

@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use super::Node;
 use super::coordination::Job;
+use super::refused_mints::MintAsked;
 use super::replica::{Completion, ReplicaStep};
 use crate::cluster::ViewError;
 use crate::identity::CertificateDigest;
@@ -24,10 +25,22 @@ impl Node {
         epoch: Option<u64>,
         body: Request,
     ) {
-        match self.dispatch(now, stream, peer, id, epoch, body) {
+        // A copy of a mint answered with an error gets the same error (see `refused_mints`).
+        let asked = match (&body, peer) {
+            (Request::Mint { write, .. }, Some(peer)) => Some(MintAsked { peer, id, write: write.id }),
+            _ => None,
+        };
+        let dispatched = match asked.and_then(|a| self.refused_mints.recall(&a)) {
+            Some(earlier) => Err(earlier),
+            None => self.dispatch(now, stream, peer, id, epoch, body),
+        };
+        match dispatched {
             Ok(Some(body)) => self.reply(stream, id, body),
             Ok(None) => {}
             Err(reply) => {
+                if let Some(asked) = asked {
+                    self.refused_mints.remember(asked, &reply);
+                }
                 if matches!(reply.kind, ErrorKind::TooLarge | ErrorKind::Malformed | ErrorKind::InvalidContext) {
                     self.stats.refused += 1;
                 }
@@ -47,7 +60,7 @@ impl Node {
         body: Request,
     ) -> Result<Option<Response>, ErrorReply> {
         let from_node = peer.is_some();
-        let done = Completion::Reply { stream, id };
+        let done = Completion::Reply { stream, id, peer };
         match body {
             Request::Get { store, key } => {
                 let config = self.replica_checks(&store, &key, epoch)?;

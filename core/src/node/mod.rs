@@ -61,6 +61,7 @@ mod damage;
 mod dispatch;
 mod handoff;
 mod io;
+mod refused_mints;
 mod replica;
 mod tombstones;
 
@@ -111,7 +112,7 @@ pub struct NodeConfig {
     pub max_hints: usize,
     /// How long a hint is kept (default 3 hours); older ones are dropped and counted.
     pub max_hint_age: Duration,
-    /// The most hinted writes in flight to one target at once (default 32): the replay's
+    /// The most hinted writes in flight to one target at once (default 4): the replay's
     /// throttle (each acknowledgement starts the next).
     pub hint_batch: usize,
     /// Bytes a second the replay of hints may send (default 1 MiB, as anti-entropy's budget),
@@ -522,6 +523,9 @@ pub struct Node {
     counter_floor: u64,
     /// Damaged records found, and the scrub (see [`damage`]).
     damage: damage::Damage,
+    /// Mints answered with an error, so that a copy of one gets the same answer (see
+    /// [`refused_mints`]).
+    refused_mints: refused_mints::RefusedMints,
 }
 
 impl Node {
@@ -585,6 +589,7 @@ impl Node {
             tombstones: tombstones::Collector::default(),
             counter_floor: config.counter_floor,
             damage: damage::Damage::new(now, config.scrub_interval),
+            refused_mints: refused_mints::RefusedMints::default(),
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);

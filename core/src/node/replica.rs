@@ -21,8 +21,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::refused_mints::MintAsked;
 use super::{Event, Hint, Io, IoError, IoOutput, IoOwner, Node, ReplicaCall};
-use crate::identity::NodeId;
+use crate::identity::{CertificateDigest, NodeId};
 use crate::store::{ConflictPolicy, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::{KeyRecord, SealedState, Siblings, Write};
@@ -47,8 +48,8 @@ pub(super) enum ReplicaStep {
 /// Where a replica step's answer goes.
 #[derive(Clone, Debug)]
 pub(super) enum Completion {
-    /// To the caller, on its stream.
-    Reply { stream: u64, id: u64 },
+    /// To the caller, on its stream; `peer` is the calling node's certificate, if a node.
+    Reply { stream: u64, id: u64, peer: Option<CertificateDigest> },
     /// To a coordination this node runs (it is itself one of the replicas).
     Coordination { coordination: u64, call: ReplicaCall },
     /// Nowhere (a read repair of this node's own copy).
@@ -64,6 +65,18 @@ struct Pending {
     done: Completion,
     /// The primary this node holds the write for, when it is a fallback.
     hint_for: Option<NodeId>,
+}
+
+impl Pending {
+    /// The mint request a peer sent, if this step is one.
+    fn mint_asked(&self) -> Option<MintAsked> {
+        match (&self.step, &self.done) {
+            (ReplicaStep::Mint(write), Completion::Reply { id, peer: Some(peer), .. }) => {
+                Some(MintAsked { peer: *peer, id: *id, write: write.id })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The steps waiting on one key; the first is in flight.
@@ -160,6 +173,9 @@ impl Node {
             _ => Some(Err(ErrorReply::new(ErrorKind::Internal, "storage answered out of turn"))),
         };
         if let Some(answer) = answer {
+            if let (Some(asked), Err(reply)) = (head.mint_asked(), &answer) {
+                self.refused_mints.remember(asked, reply);
+            }
             self.finish_step(now, key, head.done, answer);
         }
     }
@@ -256,6 +272,11 @@ impl Node {
             ReplicaStep::Held => {
                 let hinted = self.holds_any_hint(key);
                 Ok(Step::Answer(Response::Held { siblings: current.map(|r| r.siblings), hinted }))
+            }
+            // A copy of a mint this node refused (it waited on the key behind the original) gets
+            // the same answer, though the key may have changed since (see [`super::refused_mints`]).
+            ReplicaStep::Mint(_) if let Some(reply) = head.mint_asked().and_then(|a| self.refused_mints.recall(&a)) => {
+                Err(reply)
             }
             // Its record may have held dots this node minted: minting the key again could reuse
             // one (see `Event::DamagedRecord`).
@@ -365,7 +386,7 @@ impl Node {
     ) {
         let body = answer.unwrap_or_else(Response::Error);
         match done {
-            Completion::Reply { stream, id } => self.reply(stream, id, body),
+            Completion::Reply { stream, id, .. } => self.reply(stream, id, body),
             Completion::Coordination { coordination, call } => {
                 let me = self.id.clone();
                 self.replica_answer(now, coordination, &me, &call, Ok(body));

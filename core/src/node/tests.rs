@@ -14,6 +14,7 @@ use crate::version::{CausalContext, ContextKey, KeyRecord, Siblings, Write, Writ
 
 mod damage;
 mod handoff;
+mod mints;
 mod tombstones;
 
 /// The cluster secret of the nodes these tests run.
@@ -258,7 +259,7 @@ impl Harness {
     }
 }
 
-fn certificate(name: &str) -> CertificateDigest {
+pub(super) fn certificate(name: &str) -> CertificateDigest {
     CertificateDigest::of(name.as_bytes())
 }
 
