@@ -61,6 +61,12 @@ impl Node {
     ) -> Result<Option<Response>, ErrorReply> {
         let from_node = peer.is_some();
         let done = Completion::Reply { stream, id, peer };
+        if matches!(
+            body,
+            Request::Get { .. } | Request::Mint { .. } | Request::CoordinateGet { .. } | Request::CoordinatePut { .. }
+        ) {
+            self.foreground_seen(now);
+        }
         match body {
             Request::Get { store, key } => {
                 let config = self.replica_checks(&store, &key, epoch)?;

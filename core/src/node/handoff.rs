@@ -132,6 +132,7 @@ impl Node {
         if self.liveness.state(target) != PeerState::Up || self.view.membership().node(target).is_none() {
             return;
         }
+        self.pace_background(now);
         self.hint_replay.refill(now);
         if !self.hint_replay.available() {
             return;

@@ -61,6 +61,7 @@ mod damage;
 mod dispatch;
 mod handoff;
 mod io;
+mod pace;
 mod refused_mints;
 mod replica;
 mod tombstones;
@@ -118,6 +119,10 @@ pub struct NodeConfig {
     /// Bytes a second the replay of hints may send (default 1 MiB, as anti-entropy's budget),
     /// across its targets: with `hint_batch`, the replay's throttle (see [`handoff`]).
     pub hint_budget: u64,
+    /// The share of `hint_budget` and `anti_entropy_budget`, in percent, that background work
+    /// earns while the node is busy serving requests (100 gets or mints a second or more; a
+    /// larger share under a lighter load); 100 never yields. Default 6 (see [`pace`]).
+    pub busy_background_percent: u8,
     /// Seed of the node's random choices (which peer to exchange views with, write ids).
     pub seed: u64,
     /// The node's incarnation (default 1): the driver persists it and starts a new one whenever
@@ -170,6 +175,9 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The default of [`busy_background_percent`](Self::busy_background_percent).
+    pub const DEFAULT_BUSY_BACKGROUND_PERCENT: u8 = 6;
+
     /// A configuration with the defaults for a node with this entry, sealing contexts with the
     /// cluster's `context_key`.
     pub fn new(info: NodeInfo, context_key: ContextKey) -> NodeConfig {
@@ -187,6 +195,7 @@ impl NodeConfig {
             max_hint_age: Duration::from_secs(3 * 3600),
             hint_batch: 4,
             hint_budget: 1024 * 1024,
+            busy_background_percent: NodeConfig::DEFAULT_BUSY_BACKGROUND_PERCENT,
             seed: 0,
             incarnation: 1,
             lost_records: false,
@@ -526,6 +535,8 @@ pub struct Node {
     /// Mints answered with an error, so that a copy of one gets the same answer (see
     /// [`refused_mints`]).
     refused_mints: refused_mints::RefusedMints,
+    /// The foreground requests the node takes (see [`pace`]).
+    load: pace::Load,
 }
 
 impl Node {
@@ -590,6 +601,7 @@ impl Node {
             counter_floor: config.counter_floor,
             damage: damage::Damage::new(now, config.scrub_interval),
             refused_mints: refused_mints::RefusedMints::default(),
+            load: pace::Load::default(),
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
@@ -752,6 +764,7 @@ impl Node {
             self.handle_answer(now, id, Err(ReplicaFailure::NoAnswer));
         }
         self.coordinations_timeout(now);
+        self.pace_background(now);
         self.anti_entropy_tick(now);
         self.tombstones_tick(now);
         self.scrub_tick(now);

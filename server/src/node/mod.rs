@@ -90,6 +90,10 @@ pub struct NodeConfig {
     pub hint_batch: usize,
     /// Bytes per second the replay of hints may send, across its targets (default 1 MiB/s).
     pub hint_budget: u64,
+    /// The share, in percent, of `hint_budget` and `anti_entropy_budget` that background work
+    /// earns while the node serves requests (default 6; 100: never yields). See
+    /// `quickv_core::node::NodeConfig::busy_background_percent`.
+    pub busy_background_percent: u8,
     /// How long every node of a deleted key must hold its tombstone, checked twice, before it
     /// is collected (default 10 minutes; zero: tombstones are kept for ever). See
     /// `quickv_core::node::NodeConfig::tombstone_grace`.
@@ -126,6 +130,7 @@ impl NodeConfig {
             anti_entropy_budget: 1024 * 1024,
             hint_batch: 4,
             hint_budget: 1024 * 1024,
+            busy_background_percent: quickv_core::node::NodeConfig::DEFAULT_BUSY_BACKGROUND_PERCENT,
             tombstone_grace: Duration::from_secs(600),
             scrub_interval: Duration::from_secs(24 * 3600),
         }
@@ -279,6 +284,7 @@ impl Node {
         machine_config.anti_entropy_budget = config.anti_entropy_budget;
         machine_config.hint_batch = config.hint_batch;
         machine_config.hint_budget = config.hint_budget;
+        machine_config.busy_background_percent = config.busy_background_percent;
         machine_config.tombstone_grace = config.tombstone_grace;
         machine_config.scrub_interval = config.scrub_interval;
         machine_config.counter_floor = steps::counter_floor(&*engine, incarnation)?;

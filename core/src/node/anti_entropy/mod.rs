@@ -92,7 +92,7 @@ pub(super) struct AntiEntropy {
     pub(super) urgent: VecDeque<(StoreName, NodeId)>,
     scans: BTreeMap<u64, Scan>,
     next_scan: u64,
-    budget: Budget,
+    pub(super) budget: Budget,
     /// The partitions this node shares with each peer for a replication factor, under the ring
     /// whose digest is the first field: working them out walks the ring once per partition
     /// (65,536 by default), so it is done once per ring, not once per comparison.

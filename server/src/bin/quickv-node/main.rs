@@ -111,6 +111,11 @@ struct StorageArgs {
     /// Bytes per second the replay of hints may send, across the nodes it hands hints back to.
     #[arg(long, default_value_t = 1024 * 1024)]
     hint_budget: u64,
+    /// The share, in percent, of the hint and anti-entropy budgets that background work earns
+    /// while the node serves requests (a get or a write in the last second); 100 never yields.
+    #[arg(long, default_value_t = quickv_core::node::NodeConfig::DEFAULT_BUSY_BACKGROUND_PERCENT,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    busy_background_percent: u8,
     /// Seconds every node of a deleted key must hold its tombstone, checked twice, before it
     /// is collected; 0 keeps tombstones for ever. Must be longer than a message can stay in
     /// flight (a paused node's included).
@@ -213,6 +218,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.anti_entropy_budget = storage.anti_entropy_budget;
     config.hint_batch = storage.hint_batch;
     config.hint_budget = storage.hint_budget;
+    config.busy_background_percent = storage.busy_background_percent;
     config.tombstone_grace = Duration::from_secs(storage.tombstone_grace_secs);
     config.scrub_interval = Duration::from_secs(storage.scrub_interval_secs);
     config.bounds = Bounds {
