@@ -30,6 +30,11 @@ pub enum Fault {
     /// One node keeps its records in memory (`--engine memory`): a crash of that node loses
     /// every record (its saved view survives).
     LoseDisk,
+    /// One node's storage journal is lost in some of its crashes (damaged and set aside, as the
+    /// server does): the node comes back with its records and hints as of the last time its
+    /// storage moved them into tables (a checkpoint the node asked for, or a flush of its own),
+    /// so a value a later delete superseded, or a record since removed, may be back on it.
+    LoseJournal,
     /// Half the puts carry 1-3 KiB values while nodes take at most 4 KiB values: writes that would
     /// make a key's state larger than an answer can carry are refused.
     LargeValues,
@@ -73,6 +78,7 @@ impl Fault {
         Fault::Skew,
         Fault::OsSync,
         Fault::LoseDisk,
+        Fault::LoseJournal,
         Fault::LargeValues,
         Fault::ForeignContext,
         Fault::ForgedContext,
@@ -107,6 +113,7 @@ impl Fault {
             Fault::Skew => "skew",
             Fault::OsSync => "os-sync",
             Fault::LoseDisk => "lose-disk",
+            Fault::LoseJournal => "lose-journal",
             Fault::LargeValues => "large",
             Fault::ForeignContext => "foreign-context",
             Fault::ForgedContext => "forged-context",

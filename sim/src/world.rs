@@ -59,9 +59,29 @@ struct Disk {
     /// Damaged records in a block no scan can read (a subset of `damaged`): scans report their
     /// tokens as unreadable instead of listing them, as a damaged block of a table file does.
     unreadable: BTreeSet<KeyId>,
+    /// The records and hints as of the last flush into tables (`lose-journal`): what a lost
+    /// journal leaves.
+    tables: BTreeMap<KeyId, KeyRecord>,
+    hint_tables: BTreeMap<(NodeId, KeyId), Hint>,
 }
 
 impl Disk {
+    /// Moves what only the journal holds into tables: every synced record and hint.
+    fn flush(&mut self) {
+        self.tables = self.durable.clone();
+        self.hint_tables = self.hints.clone();
+    }
+
+    /// The journal is lost: records and hints go back to the tables.
+    fn lose_journal(&mut self) {
+        self.durable = self.tables.clone();
+        self.hints = self.hint_tables.clone();
+        self.unsynced.clear();
+        let tables = &self.tables;
+        self.damaged.retain(|k| tables.contains_key(k));
+        self.unreadable.retain(|k| tables.contains_key(k));
+    }
+
     fn record(&self, key: &KeyId) -> Option<&KeyRecord> {
         match self.unsynced.get(key) {
             Some(pending) => pending.as_ref(),
@@ -306,7 +326,8 @@ impl World {
                 keys.push((StoreName::new(SLOPPY_STORE).expect("valid"), format!("k{k}").into_bytes()));
             }
         }
-        let disk_faults = options.faults.contains(&Fault::OsSync) || options.faults.contains(&Fault::LoseDisk);
+        let disk_faults =
+            [Fault::OsSync, Fault::LoseDisk, Fault::LoseJournal].iter().any(|f| options.faults.contains(f));
         let fragile = disk_faults.then(|| rng.below(options.nodes as u64) as usize);
         let skew = options.faults.contains(&Fault::Skew);
         let tamper = Tamper {
@@ -518,6 +539,9 @@ impl World {
     }
 
     fn run_until(&mut self, end: Duration) {
+        // Timer rounds in a row at one instant: a node whose timer stays in the past after it
+        // handled it would spin (as its driver would, on a real machine).
+        let mut spins = (Duration::ZERO, 0u32);
         loop {
             let next_event = self.queue.keys().next().map(|(t, _)| *t);
             let next_timer =
@@ -533,6 +557,16 @@ impl World {
             }
             self.now = self.now.max(at);
             if next_timer.is_some_and(|t| t <= at) {
+                spins = if spins.0 == self.now { (self.now, spins.1 + 1) } else { (self.now, 1) };
+                if spins.1 > 10_000 {
+                    let spinning: Vec<usize> = (0..self.nodes.len())
+                        .filter(|&i| self.nodes[i].machine.as_ref().and_then(Node::poll_timeout) <= Some(self.now))
+                        .filter(|&i| self.nodes[i].machine.is_some())
+                        .collect();
+                    self.broken
+                        .push(format!("nodes {spinning:?} keep a timer in the past at {:?}: they spin", self.now));
+                    return;
+                }
                 for i in 0..self.nodes.len() {
                     let due = !self.nodes[i].paused
                         && self.nodes[i].machine.as_ref().and_then(Node::poll_timeout).is_some_and(|t| t <= self.now);
@@ -748,6 +782,7 @@ impl World {
     fn storage(&mut self, i: usize, id: IoId, io: Io) {
         let life = self.nodes[i].life;
         let forget = self.options.disabled.contains(&Mechanism::MintLog);
+        let journal = self.fragile == Some(i) && self.options.faults.contains(&Fault::LoseJournal);
         let disk = &mut self.nodes[i].disk;
         let result = match io {
             Io::Load { store, key } if disk.damaged.contains(&(store.clone(), key.clone())) => {
@@ -761,6 +796,10 @@ impl World {
             // Writes are synced when they complete; a crash before that loses them (the
             // completion is dropped with the node's life, so nothing acknowledged depends on it).
             Io::Store { store, key, state, hint } => {
+                if journal && self.rng.chance(5) {
+                    // The engine flushes a full memtable on its own.
+                    disk.flush();
+                }
                 disk.damaged.remove(&(store.clone(), key.clone()));
                 disk.unreadable.remove(&(store.clone(), key.clone()));
                 if let Some(hint) = hint {
@@ -810,6 +849,12 @@ impl World {
                 Ok(IoOutput::Done)
             }
             Io::LoadHints => Ok(IoOutput::Hints(disk.hints.values().cloned().collect())),
+            Io::Checkpoint => {
+                if !self.options.disabled.contains(&Mechanism::Checkpoint) {
+                    disk.flush();
+                }
+                Ok(IoOutput::Done)
+            }
             Io::Scan { store, ranges, from, limit } => Ok(disk.scan(&store, &ranges, from, limit)),
         };
         let delay = Duration::from_micros(self.rng.range(50, 2000));
@@ -1029,12 +1074,21 @@ impl World {
         node.life += 1;
         node.held.clear();
         if self.fragile == Some(i) {
+            let faults = &self.options.faults;
+            // Half the crashes lose the journal (the others, under `lose-disk`, every record).
+            let journal = faults.contains(&Fault::LoseJournal) && self.rng.chance(50);
+            let node = &mut self.nodes[i];
             let lost = node.disk.unsynced.len();
             node.disk.unsynced.clear();
-            if self.options.faults.contains(&Fault::LoseDisk) {
+            if journal {
+                node.disk.lose_journal();
+                self.note(|| format!("n{i} lost its journal: back to its last flush"));
+            } else if self.options.faults.contains(&Fault::LoseDisk) {
                 node.disk.durable.clear();
                 node.disk.damaged.clear();
                 node.disk.unreadable.clear();
+                node.disk.tables.clear();
+                node.disk.hint_tables.clear();
             }
             self.note(|| format!("n{i} disk lost {lost} unsynced records"));
         }

@@ -231,6 +231,21 @@ fn deletes_are_collected_and_stay_deleted() {
     assert!(left, "check 13 never saw a tombstone left behind");
 }
 
+/// Issue 8, 3.3 with 3.4 (teeth): a node whose storage journal is lost (`lose-journal`: it comes
+/// back with its records as of its storage's last flush into tables) must not bring back a value
+/// whose tombstone was collected everywhere. Nodes checkpoint every half tombstone grace, so a
+/// collected tombstone was in a table before it was removed; with checkpoints switched off the
+/// tables may hold the older value, and it comes back (seed 198 of these faults, the first).
+#[test]
+fn a_lost_journal_brings_back_no_collected_delete() {
+    let faults = [Fault::Delay, Fault::Crash, Fault::LoseJournal];
+    for seed in 0..5 {
+        let outcome = run(&with(seed, &faults));
+        assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
+    }
+    teeth(&faults, Mechanism::Checkpoint, "came back", 400);
+}
+
 /// Issue 8, 3.4: records damaged on disk (the `damage` fault, in the defaults) are found,
 /// served by the other replicas and rebuilt from them; teeth: with the scrub switched off, a
 /// damaged record no request touches stays damaged and the convergence check reports it.

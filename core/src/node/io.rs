@@ -60,6 +60,12 @@ pub enum Io {
     DropHint(Hint),
     /// Read every hint stored, then answer [`IoOutput::Hints`]. Emitted once, at start.
     LoadHints,
+    /// Make what only the storage's journal holds durable without it (the server's engine
+    /// flushes its memtables into table files; an engine without a journal does nothing), then
+    /// answer [`IoOutput::Done`]. Emitted every half tombstone grace while tombstones are
+    /// collected, one at a time, so that a journal lost later cannot bring back a value whose
+    /// tombstone was collected (see [`tombstones`](super::tombstones)).
+    Checkpoint,
     /// Replace the saved cluster view with this one, durably, then answer [`IoOutput::Done`].
     /// Views are emitted in order; a driver that runs them concurrently must still leave the
     /// last one emitted on disk.
@@ -124,6 +130,8 @@ pub(super) enum IoOwner {
     Hints,
     /// An anti-entropy scan (see [`super::anti_entropy`]).
     Scan(u64),
+    /// A checkpoint (see [`super::tombstones`]).
+    Checkpoint,
     /// Nobody waits for it.
     Nobody,
 }

@@ -752,6 +752,7 @@ impl Node {
                 }
             }
             IoOwner::Scan(number) => self.scan_page(now, number, result),
+            IoOwner::Checkpoint => self.checkpoint_done(),
             IoOwner::Nobody => {}
         }
     }

@@ -37,6 +37,8 @@ struct Harness {
     damaged: Vec<alloc::collections::BTreeSet<(StoreName, Vec<u8>)>>,
     /// Damaged records in a block no scan can read: scans report their tokens unreadable.
     unreadable: Vec<alloc::collections::BTreeSet<(StoreName, Vec<u8>)>>,
+    /// The checkpoints each node's storage took.
+    checkpoints: Vec<usize>,
     /// Settings every node starts with, on top of the defaults.
     tune: fn(&mut NodeConfig),
     /// Answers that reached callers (streams below `PEER_STREAMS`), by stream.
@@ -59,6 +61,7 @@ impl Harness {
     fn tuned(count: usize, tune: fn(&mut NodeConfig)) -> Harness {
         let mut h = Harness {
             unreadable: Vec::new(),
+            checkpoints: Vec::new(),
             tune,
             nodes: Vec::new(),
             disks: Vec::new(),
@@ -92,6 +95,7 @@ impl Harness {
         self.hint_disks.push(BTreeMap::new());
         self.damaged.push(alloc::collections::BTreeSet::new());
         self.unreadable.push(alloc::collections::BTreeSet::new());
+        self.checkpoints.push(0);
         self.down.push(false);
         index
     }
@@ -174,6 +178,10 @@ impl Harness {
                             IoOutput::Done
                         }
                         Io::LoadHints => IoOutput::Hints(self.hint_disks[i].values().cloned().collect()),
+                        Io::Checkpoint => {
+                            self.checkpoints[i] += 1;
+                            IoOutput::Done
+                        }
                         Io::DropData { store } => {
                             self.disks[i].retain(|(s, _), _| *s != store);
                             IoOutput::Done
@@ -334,6 +342,29 @@ fn nodes_join_through_a_seed_and_agree_on_the_view() {
     for node in &h.nodes {
         assert!(node.has_joined());
         assert_eq!(node.view().membership().len(), 4);
+        assert_eq!(node.view(), h.nodes[0].view());
+    }
+}
+
+/// Regression (issue 8, 1.1): when gossip's news deltas were merged into one another, nodes ran
+/// the ring's reconcile on a partial membership and minted ever newer rings: epochs climbed for
+/// ever with nothing changing. A settled cluster's ring stays the one it agreed on, round after
+/// round (and the view saved on disk stays put).
+#[test]
+fn a_settled_clusters_ring_epoch_stays_put_through_gossip() {
+    let mut h = Harness::new(6);
+    h.run();
+    let epoch = |h: &Harness| h.nodes.iter().map(|n| n.view().ring().map(|r| r.epoch())).collect::<Vec<_>>();
+    let settled = epoch(&h);
+    assert!(settled.iter().all(|e| e.is_some() && *e == settled[0]), "{settled:?}");
+    let (start, sent) = (h.now, h.sent.len());
+    while h.now < start + Duration::from_secs(120) {
+        h.tick();
+    }
+    let rounds = h.sent[sent..].iter().filter(|(_, _, r)| matches!(r, Request::Gossip { .. })).count();
+    assert!(rounds >= 6 * 100, "{rounds} gossip messages");
+    assert_eq!(epoch(&h), settled, "two minutes of gossip changed no ring");
+    for node in &h.nodes {
         assert_eq!(node.view(), h.nodes[0].view());
     }
 }
@@ -695,6 +726,7 @@ fn the_store_catalogue_has_a_maximum() {
     h.hint_disks.push(BTreeMap::new());
     h.damaged.push(alloc::collections::BTreeSet::new());
     h.unreadable.push(alloc::collections::BTreeSet::new());
+    h.checkpoints.push(0);
     h.down.push(false);
     h.run();
     let create =

@@ -31,13 +31,22 @@
 //! Copies of the key on nodes outside the preference list (a caller using more fallbacks than
 //! the nodes do, a ring change) are not asked: the nodes and clients of a cluster use the same
 //! number of fallbacks (3 by default).
+//!
+//! **Checkpoints.** A storage engine with a journal (the server's) may hold the tombstone and
+//! its removal only in a journal file, while an older table still holds the value the delete
+//! removed. If that journal is lost later (damaged and set aside), the value would come back on
+//! that node and spread. So while tombstones are collected the node asks storage for a
+//! checkpoint ([`Io::Checkpoint`](super::Io::Checkpoint): what only the journal holds goes into
+//! tables) every half grace ([`checkpoint_interval`]): a tombstone is collected at least a grace
+//! after every node stored it, so it is in a table by then, and a lost journal brings back at
+//! most the tombstone (collected again), never the value.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::replica::{Completion, ReplicaStep};
-use super::{Destination, Node, Purpose};
+use super::{Destination, Io, IoOwner, Node, Purpose};
 use crate::coordinator::ReplicaFailure;
 use crate::identity::NodeId;
 use crate::liveness::PeerState;
@@ -51,6 +60,17 @@ use crate::wire::{Request, Response};
 pub const MAX_CANDIDATES: usize = 65_536;
 /// The most keys being checked or collected at once.
 pub const ROUNDS: usize = 32;
+
+/// The shortest time between checkpoints (for very short graces, as tests use).
+const SHORTEST_CHECKPOINT: Duration = Duration::from_millis(250);
+/// The longest time between checkpoints, whatever the grace.
+const LONGEST_CHECKPOINT: Duration = Duration::from_secs(600);
+
+/// How often a node with this tombstone grace checkpoints its storage: half the grace, within
+/// bounds (see the [module docs](self)).
+pub(super) fn checkpoint_interval(grace: Duration) -> Duration {
+    (grace / 2).clamp(SHORTEST_CHECKPOINT, LONGEST_CHECKPOINT)
+}
 
 /// A key's name in a node: its store and key.
 type KeyName = (StoreName, Vec<u8>);
@@ -92,6 +112,9 @@ pub(super) struct Collector {
     /// them once the tracked ones are done.
     overflowed: bool,
     next_tick: Duration,
+    /// When the next checkpoint is due, and whether one is in flight.
+    next_checkpoint: Duration,
+    checkpointing: bool,
 }
 
 impl Node {
@@ -149,7 +172,27 @@ impl Node {
 
     /// When the collector next looks at its tombstones (`None`: collection is off).
     pub(super) fn tombstones_timeout(&self) -> Option<Duration> {
-        (!self.config.tombstone_grace.is_zero()).then_some(self.tombstones.next_tick)
+        // While a checkpoint is in flight the next waits for it, not for the clock.
+        let checkpoint = (!self.tombstones.checkpointing).then_some(self.tombstones.next_checkpoint);
+        (!self.config.tombstone_grace.is_zero())
+            .then(|| checkpoint.map_or(self.tombstones.next_tick, |c| c.min(self.tombstones.next_tick)))
+    }
+
+    /// Asks storage for a checkpoint when one is due and none is in flight.
+    fn checkpoint_tick(&mut self, now: Duration) {
+        if now < self.tombstones.next_checkpoint || self.tombstones.checkpointing {
+            return;
+        }
+        let interval = checkpoint_interval(self.config.tombstone_grace);
+        self.tombstones.next_checkpoint = now.saturating_add(interval);
+        self.tombstones.checkpointing = true;
+        self.issue_io(Io::Checkpoint, IoOwner::Checkpoint);
+    }
+
+    /// The checkpoint finished (a failure is reported as [`Event::StorageFailed`](super::Event)
+    /// and the next one tries again).
+    pub(super) fn checkpoint_done(&mut self) {
+        self.tombstones.checkpointing = false;
     }
 
     /// Whether this node holds a hint of `key`, for any target.
@@ -160,7 +203,11 @@ impl Node {
     /// Starts the checks and collects that are due (see the [module docs](self)).
     pub(super) fn tombstones_tick(&mut self, now: Duration) {
         let grace = self.config.tombstone_grace;
-        if grace.is_zero() || now < self.tombstones.next_tick {
+        if grace.is_zero() {
+            return;
+        }
+        self.checkpoint_tick(now);
+        if now < self.tombstones.next_tick {
             return;
         }
         self.tombstones.next_tick = now.saturating_add(grace.min(self.config.sync_interval));

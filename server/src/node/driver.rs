@@ -287,6 +287,12 @@ impl Driver {
                     let _ = report.send(Input::Io { id, result });
                 });
             }
+            Io::Checkpoint => {
+                tokio::task::spawn_blocking(move || {
+                    let result = steps::checkpoint(&*engine);
+                    let _ = report.send(Input::Io { id, result });
+                });
+            }
             Io::DropData { store } => {
                 tokio::task::spawn_blocking(move || {
                     let result = steps::drop_store(&*engine, &store);

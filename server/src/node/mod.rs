@@ -7,7 +7,6 @@
 //! view saves in order), and [`saved_view`] is the view file.
 
 pub mod bounds;
-mod checkpoints;
 mod driver;
 mod endpoint;
 mod incarnation;
@@ -314,7 +313,6 @@ impl Node {
         let (driver, inputs, observed) =
             driver::Driver::new(machine, incarnation, origin, transport.clone(), engine.clone(), saves, metrics);
         let mut tasks = vec![
-            tokio::spawn(checkpoints::run(Arc::downgrade(&engine), checkpoints::interval(config.tombstone_grace))),
             tokio::spawn(driver::save_views(file, saves_rx, inputs.clone())),
             tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),
             tokio::spawn(driver.run()),

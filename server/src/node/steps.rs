@@ -113,6 +113,14 @@ pub(crate) fn drop_hint(engine: &dyn Engine, hint: &Hint) -> Result<IoOutput, Io
     Ok(IoOutput::Done)
 }
 
+/// Moves what only the journal holds into table files (`Engine::checkpoint`): the node asks
+/// every half tombstone grace, so that a journal lost later cannot bring back a value whose
+/// tombstone was collected (see `quickv_core::node` tombstones).
+pub(crate) fn checkpoint(engine: &dyn Engine) -> Result<IoOutput, IoError> {
+    engine.checkpoint().map_err(failed)?;
+    Ok(IoOutput::Done)
+}
+
 /// Reads every hint stored. An entry that does not decode, or cannot be read at all, is skipped
 /// and reported: its key is brought level by anti-entropy instead.
 pub(crate) fn load_hints(engine: &dyn Engine) -> Result<IoOutput, IoError> {

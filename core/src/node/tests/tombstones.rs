@@ -167,3 +167,51 @@ fn a_collect_removes_only_the_expected_tombstone_and_only_for_nodes() {
     // (Anti-entropy would bring it back from the others, which were not asked.)
     assert!(h.answered.iter().any(|(_, r)| *r == Response::Collected(true)));
 }
+
+/// Checkpoints (moved from the server's glue into the machine): while tombstones are collected
+/// each node asks storage for one every half grace, one at a time; with collection off, never.
+#[test]
+fn storage_is_checkpointed_every_half_grace_one_at_a_time() {
+    let mut h = Harness::tuned(2, |c| c.tombstone_grace = Duration::from_secs(10));
+    let (start, before) = (h.now, h.checkpoints.clone());
+    while h.now < start + Duration::from_secs(60) {
+        h.tick();
+    }
+    for (i, (after, before)) in h.checkpoints.iter().zip(&before).enumerate() {
+        assert!((11..=13).contains(&(after - before)), "n{i}: {} checkpoints in 60 s", after - before);
+    }
+
+    let info = NodeInfo::new("n0", "addr-0", "z0", 1).unwrap();
+    let mut config = NodeConfig::new(info, secret());
+    config.tombstone_grace = Duration::from_secs(2);
+    let mut node = Node::new(config, ClusterView::new(6), Duration::ZERO).unwrap();
+    let mut asked = Vec::new();
+    for second in 0..10 {
+        node.handle_timeout(Duration::from_secs(second));
+        asked.extend(core::iter::from_fn(|| node.poll_io()).filter(|(_, io)| *io == Io::Checkpoint).map(|(id, _)| id));
+    }
+    assert_eq!(asked.len(), 1, "the first is not answered: no second one");
+    // Nor a timer in the past while it is in flight (the simulation found a node spinning on one).
+    assert!(node.poll_timeout().is_some_and(|t| t > Duration::from_secs(9)), "{:?}", node.poll_timeout());
+    node.handle_io(Duration::from_secs(10), asked[0], Ok(IoOutput::Done));
+    node.handle_timeout(Duration::from_secs(11));
+    assert!(core::iter::from_fn(|| node.poll_io()).any(|(_, io)| io == Io::Checkpoint), "once answered, the next");
+
+    let mut h = Harness::tuned(1, |c| c.tombstone_grace = Duration::ZERO);
+    h.run();
+    assert_eq!(h.checkpoints, vec![0], "tombstones never collected: no checkpoint");
+}
+
+/// A checkpoint comes at most half a grace after a write, for every grace from a second up;
+/// never more often than four times a second, nor less often than every 10 minutes.
+#[test]
+fn checkpoints_come_at_most_half_a_grace_apart() {
+    use crate::node::tombstones::checkpoint_interval;
+    for secs in [1, 2, 60, 600, 1200] {
+        let grace = Duration::from_secs(secs);
+        assert!(checkpoint_interval(grace) <= grace / 2, "grace {secs} s");
+    }
+    assert_eq!(checkpoint_interval(Duration::from_secs(600)), Duration::from_secs(300));
+    assert_eq!(checkpoint_interval(Duration::from_secs(86_400)), Duration::from_secs(600));
+    assert_eq!(checkpoint_interval(Duration::from_millis(100)), Duration::from_millis(250));
+}
