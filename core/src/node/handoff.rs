@@ -71,6 +71,11 @@ pub(super) struct Held {
 /// Every hint a node holds, by target, then key.
 pub(super) type Hints = BTreeMap<NodeId, BTreeMap<(StoreName, Vec<u8>), Held>>;
 
+/// How many handoffs are in flight to each target (the hints whose `in_flight` is set), kept
+/// beside [`Hints`] so that starting the next handoff does not count them through every hint
+/// held for the target (a backlog of 100,000 hints drained in time quadratic in it).
+pub(super) type InFlight = BTreeMap<NodeId, usize>;
+
 impl Node {
     /// Whether a hinted write for `target` may be kept as a hint (the bound per target).
     pub(super) fn hint_fits(&self, target: &NodeId, key: &(StoreName, Vec<u8>)) -> bool {
@@ -137,9 +142,10 @@ impl Node {
         if !self.hint_replay.available() {
             return;
         }
-        let Some(held) = self.hints.get_mut(target) else { return };
-        let busy = held.values().filter(|h| h.in_flight.is_some()).count();
+        let busy = self.handoffs.get(target).copied().unwrap_or(0);
         let room = self.config.hint_batch.saturating_sub(busy);
+        let Some(held) = self.hints.get_mut(target) else { return };
+        debug_assert_eq!(busy, held.values().filter(|h| h.in_flight.is_some()).count(), "handoffs counted");
         let mut starts = Vec::new();
         for (key, hint) in held.iter_mut().filter(|(_, h)| h.in_flight.is_none()).take(room) {
             // Each start reserves a share of the budget; the read settles what it really costs.
@@ -150,6 +156,7 @@ impl Node {
             hint.in_flight = Some(hint.generation);
             starts.push((key.clone(), hint.generation));
         }
+        *self.handoffs.entry(target.clone()).or_default() += starts.len();
         for ((store, key), generation) in starts {
             let Ok(config) = self.store_config(&store) else {
                 // A dropped store: nothing to hand back.
@@ -236,8 +243,20 @@ impl Node {
     }
 
     fn handoff_failed(&mut self, target: &NodeId, key: &(StoreName, Vec<u8>)) {
-        if let Some(hint) = self.hints.get_mut(target).and_then(|h| h.get_mut(key)) {
-            hint.in_flight = None;
+        if let Some(hint) = self.hints.get_mut(target).and_then(|h| h.get_mut(key))
+            && hint.in_flight.take().is_some()
+        {
+            self.handoff_ended(target);
+        }
+    }
+
+    /// One handoff to `target` is no longer in flight.
+    fn handoff_ended(&mut self, target: &NodeId) {
+        if let Some(count) = self.handoffs.get_mut(target) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.handoffs.remove(target);
+            }
         }
     }
 
@@ -247,6 +266,9 @@ impl Node {
         let Some(hint) = held.remove(key) else { return };
         if held.is_empty() {
             self.hints.remove(target);
+        }
+        if hint.in_flight.is_some() {
+            self.handoff_ended(target);
         }
         let hint =
             Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms: hint.created_ms };

@@ -501,6 +501,8 @@ pub struct Node {
     io_owner: BTreeMap<IoId, IoOwner>,
     /// The hints this node holds (see [`handoff`]).
     hints: handoff::Hints,
+    /// The handoffs in flight, by target.
+    handoffs: handoff::InFlight,
     /// What the replay of hints may still send this second.
     hint_replay: budget::Budget,
     /// Replies held until a view save finishes, by the save's id.
@@ -591,6 +593,7 @@ impl Node {
             keys: BTreeMap::new(),
             io_owner: BTreeMap::new(),
             hints: BTreeMap::new(),
+            handoffs: BTreeMap::new(),
             hint_replay: budget::Budget::new(config.hint_budget, now),
             after_save: BTreeMap::new(),
             coordinations: BTreeMap::new(),
