@@ -20,8 +20,10 @@
 //! simulation lost acknowledged writes that way, seed 42 of the defaults, when copies were
 //! dropped regardless). Dropping those too needs per-key actors (Riak's key epochs).
 //!
-//! Hints are bounded per target ([`NodeConfig::max_hints`](super::NodeConfig::max_hints)) and
-//! in age ([`NodeConfig::max_hint_age`](super::NodeConfig::max_hint_age)); past either the hint
+//! Hints are bounded per target in count ([`NodeConfig::max_hints`](super::NodeConfig::max_hints))
+//! and in the bytes of the records they hold
+//! ([`NodeConfig::max_hint_bytes`](super::NodeConfig::max_hint_bytes)), and in age
+//! ([`NodeConfig::max_hint_age`](super::NodeConfig::max_hint_age)); past any of them the hint
 //! is not kept, the record still is, and the overflow is counted ([`NodeStats::hints_dropped`]):
 //! anti-entropy brings such keys level.
 
@@ -55,12 +57,18 @@ pub struct Hint {
     pub key: Vec<u8>,
     /// When the hint was first made (wall clock, ms since the Unix epoch).
     pub created_ms: u64,
+    /// The size of the hinted record when it was last hinted (its key and the size bound of its
+    /// versions): what counts against [`NodeConfig::max_hint_bytes`](super::NodeConfig::max_hint_bytes).
+    /// 0 for hints stored before sizes were.
+    pub bytes: u64,
 }
 
 /// One hint as the node holds it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Held {
     created_ms: u64,
+    /// The record's size when last hinted (see [`Hint::bytes`]).
+    bytes: u64,
     /// Raised every time the key is hinted again: a handoff acknowledged for an older
     /// generation leaves the hint in place.
     generation: u64,
@@ -71,41 +79,63 @@ pub(super) struct Held {
 /// Every hint a node holds, by target, then key.
 pub(super) type Hints = BTreeMap<NodeId, BTreeMap<(StoreName, Vec<u8>), Held>>;
 
+/// The bytes of the records held as hints for each target (the sum of their [`Hint::bytes`]).
+pub(super) type HintBytes = BTreeMap<NodeId, u64>;
+
 /// How many handoffs are in flight to each target (the hints whose `in_flight` is set), kept
 /// beside [`Hints`] so that starting the next handoff does not count them through every hint
 /// held for the target (a backlog of 100,000 hints drained in time quadratic in it).
 pub(super) type InFlight = BTreeMap<NodeId, usize>;
 
 impl Node {
-    /// Whether a hinted write for `target` may be kept as a hint (the bound per target).
-    pub(super) fn hint_fits(&self, target: &NodeId, key: &(StoreName, Vec<u8>)) -> bool {
-        self.holds_hint(target, key) || self.hints_for(target) < self.config.max_hints as u64
+    /// Whether a hinted write of `bytes` for `target` may be kept as a hint (the bounds per
+    /// target: a key hinted already stays hinted if its new size fits).
+    pub(super) fn hint_fits(&self, target: &NodeId, key: &(StoreName, Vec<u8>), bytes: u64) -> bool {
+        let held = self.hints.get(target).and_then(|h| h.get(key));
+        let count = self.hints_for(target) + u64::from(held.is_none());
+        let total = self.hint_bytes_for(target).saturating_sub(held.map_or(0, |h| h.bytes)).saturating_add(bytes);
+        count <= self.config.max_hints as u64 && total <= self.config.max_hint_bytes
     }
 
-    /// The hint to store with a hinted write of `key` for `target`, or `None` (and the overflow
-    /// counted) past the bound.
-    pub(super) fn new_hint(&mut self, now: Duration, target: &NodeId, key: &(StoreName, Vec<u8>)) -> Option<Hint> {
+    /// The hint to store with a hinted write of `key` for `target`, whose record is `bytes`
+    /// large, or `None` (and the overflow counted) past the bounds.
+    pub(super) fn new_hint(
+        &mut self,
+        now: Duration,
+        target: &NodeId,
+        key: &(StoreName, Vec<u8>),
+        bytes: u64,
+    ) -> Option<Hint> {
         if *target == self.id {
             return None;
         }
-        if !self.hint_fits(target, key) {
+        if !self.hint_fits(target, key, bytes) {
             self.stats.hints_dropped += 1;
             return None;
         }
         let created_ms =
             self.hints.get(target).and_then(|h| h.get(key)).map_or(self.wall_clock_ms(now), |h| h.created_ms);
-        Some(Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms })
+        Some(Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms, bytes })
     }
 
     /// A hint is durable (stored with its record, or loaded at start).
     pub(super) fn hint_stored(&mut self, hint: Hint) {
-        let held = self.hints.entry(hint.target).or_default();
+        let held = self.hints.entry(hint.target.clone()).or_default();
         let entry = held.entry((hint.store, hint.key)).or_insert(Held {
             created_ms: hint.created_ms,
+            bytes: 0,
             generation: 0,
             in_flight: None,
         });
         entry.generation += 1;
+        let before = core::mem::replace(&mut entry.bytes, hint.bytes);
+        let total = self.hint_bytes.entry(hint.target).or_default();
+        *total = total.saturating_sub(before).saturating_add(hint.bytes);
+    }
+
+    /// The bytes of the records held as hints for `target`.
+    pub(super) fn hint_bytes_for(&self, target: &NodeId) -> u64 {
+        self.hint_bytes.get(target).copied().unwrap_or(0)
     }
 
     /// Whether this node holds a hint of `key` for `target`.
@@ -270,8 +300,14 @@ impl Node {
         if hint.in_flight.is_some() {
             self.handoff_ended(target);
         }
-        let hint =
-            Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms: hint.created_ms };
+        if let Some(total) = self.hint_bytes.get_mut(target) {
+            *total = total.saturating_sub(hint.bytes);
+            if !self.hints.contains_key(target) {
+                self.hint_bytes.remove(target);
+            }
+        }
+        let (created_ms, bytes) = (hint.created_ms, hint.bytes);
+        let hint = Hint { target: target.clone(), store: key.0.clone(), key: key.1.clone(), created_ms, bytes };
         self.issue_io(Io::DropHint(hint), IoOwner::Nobody);
     }
 

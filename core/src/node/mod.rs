@@ -111,6 +111,9 @@ pub struct NodeConfig {
     /// The most hinted writes kept for one target (default 100,000); past it the record is
     /// kept without a hint and the overflow counted (see [`handoff`]).
     pub max_hints: usize,
+    /// The most bytes of records kept as hints for one target (default 256 MiB: each hinted
+    /// record counts its key and versions); past it, as past `max_hints` (see [`handoff`]).
+    pub max_hint_bytes: u64,
     /// How long a hint is kept (default 3 hours); older ones are dropped and counted.
     pub max_hint_age: Duration,
     /// The most hinted writes in flight to one target at once (default 4): the replay's
@@ -192,6 +195,7 @@ impl NodeConfig {
             watch_count: 3,
             fallbacks: 3,
             max_hints: 100_000,
+            max_hint_bytes: 256 * 1024 * 1024,
             max_hint_age: Duration::from_secs(3 * 3600),
             hint_batch: 4,
             hint_budget: 1024 * 1024,
@@ -391,7 +395,8 @@ pub struct NodeStats {
     pub refused: u64,
     /// Hinted writes handed back to their primaries.
     pub hints_delivered: u64,
-    /// Hinted writes not kept as hints (past `max_hints` for their target, or `max_hint_age`):
+    /// Hinted writes not kept as hints (past `max_hints` or `max_hint_bytes` for their target,
+    /// or `max_hint_age`):
     /// anti-entropy brings their keys level.
     pub hints_dropped: u64,
     /// Anti-entropy exchanges this node started.
@@ -503,6 +508,8 @@ pub struct Node {
     hints: handoff::Hints,
     /// The handoffs in flight, by target.
     handoffs: handoff::InFlight,
+    /// The bytes of the records held as hints, by target.
+    hint_bytes: handoff::HintBytes,
     /// What the replay of hints may still send this second.
     hint_replay: budget::Budget,
     /// Replies held until a view save finishes, by the save's id.
@@ -594,6 +601,7 @@ impl Node {
             io_owner: BTreeMap::new(),
             hints: BTreeMap::new(),
             handoffs: BTreeMap::new(),
+            hint_bytes: BTreeMap::new(),
             hint_replay: budget::Budget::new(config.hint_budget, now),
             after_save: BTreeMap::new(),
             coordinations: BTreeMap::new(),

@@ -246,7 +246,8 @@ impl Node {
             }
             Ok(Step::Store(state)) => {
                 self.damage.rewritten(&key.0, Token::of(&key.1));
-                let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, key));
+                let bytes = (key.1.len() + state.siblings.size_bound()) as u64;
+                let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, key, bytes));
                 let io =
                     Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone(), hint: hint.clone() };
                 if let Some(queue) = self.keys.get_mut(key) {

@@ -980,6 +980,45 @@ fn hints_past_the_bound_are_counted_not_kept() {
     assert!(dropped > 0);
 }
 
+/// 2.2: hints per target are bounded in bytes too: with room for about two 900-byte records per
+/// holder, the rest of six hinted writes are stored without a hint and counted; a hint handed
+/// back makes room again.
+#[test]
+fn hints_past_the_byte_bound_are_counted_not_kept() {
+    let mut h = Harness::tuned(4, |c| c.max_hint_bytes = 2500);
+    let (store, _) = sloppy_key_of_n3(&mut h);
+    h.down[3] = true;
+    h.run();
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    let keys = (0..).map(|i| format!("key{i}").into_bytes());
+    let keys = keys.filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3));
+    let mut per_holder = BTreeMap::<usize, usize>::new();
+    for (i, key) in keys.take(12).enumerate() {
+        let write = Write::put(vec![b'v'; 900], CausalContext::empty(), 1);
+        let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
+        assert!(matches!(h.ask(0, 10 + i as u64, put), Response::State(Some(_))));
+        let holder = (0..3).find(|&j| {
+            h.disks[j].contains_key(&(store.clone(), key.clone()))
+                && !ring.preference_list(crate::token::Token::of(&key), 3, 0).is_primary(h.nodes[j].id())
+        });
+        *per_holder.entry(holder.expect("a fallback holds the write")).or_default() += 1;
+    }
+    let dropped: u64 = h.nodes.iter().map(|n| n.stats().hints_dropped).sum();
+    for (i, disk) in h.hint_disks.iter().enumerate() {
+        let bytes: u64 = disk.values().map(|hint| hint.bytes).sum();
+        assert!(bytes <= 2500 && disk.len() <= 2, "n{i} holds {} hints of {bytes} bytes", disk.len());
+        assert_eq!(h.nodes[i].hint_bytes_for(&n3), bytes, "n{i} counts what it holds");
+    }
+    let kept: usize = h.hint_disks.iter().map(BTreeMap::len).sum();
+    assert_eq!(kept as u64 + dropped, 12, "every hinted write was kept or counted ({per_holder:?})");
+    assert!(dropped > 0, "{per_holder:?}");
+    h.down[3] = false;
+    h.run();
+    assert!(h.hint_disks.iter().all(BTreeMap::is_empty), "every hint kept was handed back");
+    assert!(h.nodes.iter().all(|n| n.hint_bytes_for(&n3) == 0), "and its bytes counted out");
+}
+
 /// 2.2: the replay of hints keeps within its budget of bytes a second: with room for about
 /// two handoffs a second per holder, ten hints take seconds to hand back; all of them arrive.
 #[test]

@@ -84,6 +84,14 @@ pub struct NodeConfig {
     pub anti_entropy_interval: Duration,
     /// Bytes per second anti-entropy may send, receive and read (default 1 MiB/s).
     pub anti_entropy_budget: u64,
+    /// The most hints kept for one target (default 100,000); past it, or past `max_hint_bytes`
+    /// or `max_hint_age`, a hinted write is stored without a hint and counted, and
+    /// anti-entropy brings its key level. See `quickv_core::node::NodeConfig::max_hints`.
+    pub max_hints: usize,
+    /// The most bytes of hinted records kept for one target (default 256 MiB).
+    pub max_hint_bytes: u64,
+    /// The oldest hint kept (default 3 hours).
+    pub max_hint_age: Duration,
     /// Hinted writes in flight to one primary at once while hints are handed back (default 4;
     /// zero keeps hints without handing them back, leaving the primaries to anti-entropy).
     pub hint_batch: usize,
@@ -127,6 +135,9 @@ impl NodeConfig {
             metrics: None,
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_budget: 1024 * 1024,
+            max_hints: 100_000,
+            max_hint_bytes: 256 * 1024 * 1024,
+            max_hint_age: Duration::from_secs(3 * 3600),
             hint_batch: 4,
             hint_budget: 1024 * 1024,
             busy_background_percent: quickv_core::node::NodeConfig::DEFAULT_BUSY_BACKGROUND_PERCENT,
@@ -281,6 +292,9 @@ impl Node {
         machine_config.default_store = Some(config.default_store);
         machine_config.anti_entropy_interval = config.anti_entropy_interval;
         machine_config.anti_entropy_budget = config.anti_entropy_budget;
+        machine_config.max_hints = config.max_hints;
+        machine_config.max_hint_bytes = config.max_hint_bytes;
+        machine_config.max_hint_age = config.max_hint_age;
         machine_config.hint_batch = config.hint_batch;
         machine_config.hint_budget = config.hint_budget;
         machine_config.busy_background_percent = config.busy_background_percent;

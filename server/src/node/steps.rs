@@ -1,7 +1,8 @@
 //! The node machine's storage steps, run on the engine: a key's state is one record
 //! ([`record`]) in the store's space of records, under its token and key ([`layout`]); the hints a node holds for other nodes live in a space of
 //! their own ([`HINTS_SPACE`]: key the postcard encoding of target, store and key; value a
-//! version byte and the hint's creation time, little-endian milliseconds).
+//! version byte, the hint's creation time in milliseconds and its record's size in bytes, each
+//! 8 bytes little-endian).
 
 use quickv_core::identity::NodeId;
 use quickv_core::node::{Hint, IoError, IoOutput};
@@ -32,8 +33,9 @@ pub(crate) fn load(engine: &dyn Engine, store: &StoreName, key: &[u8]) -> Result
 /// The space of hints: no store name starts with `_`.
 pub(crate) const HINTS_SPACE: &str = "_hints";
 
-/// The version byte of a stored hint.
-const HINT_VERSION: u8 = 1;
+/// The version byte of a stored hint: 2 since hints carry their record's size (version 1 had
+/// the creation time only; its hints load with size 0).
+const HINT_VERSION: u8 = 2;
 
 /// Stores `state` as the record of `key`, and `hint` with it, durably per the engine's sync
 /// policy, before answering.
@@ -48,6 +50,7 @@ pub(crate) fn store(
     if let Some(hint) = hint {
         let mut value = vec![HINT_VERSION];
         value.extend_from_slice(&hint.created_ms.to_le_bytes());
+        value.extend_from_slice(&hint.bytes.to_le_bytes());
         engine.put(HINTS_SPACE, &hint_key(hint), &value).map_err(failed)?;
     }
     Ok(IoOutput::Done)
@@ -152,9 +155,15 @@ fn hint_key(hint: &Hint) -> Vec<u8> {
 
 fn decode_hint(key: &[u8], value: &[u8]) -> Option<Hint> {
     let (target, store, key) = postcard::from_bytes::<(NodeId, StoreName, Vec<u8>)>(key).ok()?;
-    let (&version, created) = value.split_first()?;
-    let created_ms = u64::from_le_bytes(created.try_into().ok()?);
-    (version == HINT_VERSION).then_some(Hint { target, store, key, created_ms })
+    let (created_ms, bytes) = match value.split_first()? {
+        (1, created) => (u64::from_le_bytes(created.try_into().ok()?), 0),
+        (2, rest) if rest.len() == 16 => {
+            let (created, bytes) = rest.split_at(8);
+            (u64::from_le_bytes(created.try_into().ok()?), u64::from_le_bytes(bytes.try_into().ok()?))
+        }
+        _ => return None,
+    };
+    Some(Hint { target, store, key, created_ms, bytes })
 }
 
 /// Examines up to `limit` records of `store` in `ranges` (sorted and disjoint), in token order,
@@ -266,8 +275,13 @@ mod tests {
         let engine = MemoryEngine::new();
         let s = StoreName::default_store();
         assert_eq!(load_hints(&engine).unwrap(), IoOutput::Hints(vec![]));
-        let hint =
-            |k: &[u8]| Hint { target: NodeId::new("n2").unwrap(), store: s.clone(), key: k.to_vec(), created_ms: 77 };
+        let hint = |k: &[u8]| Hint {
+            target: NodeId::new("n2").unwrap(),
+            store: s.clone(),
+            key: k.to_vec(),
+            created_ms: 77,
+            bytes: 1000 + k.len() as u64,
+        };
         store(&engine, &s, b"a", &state(), Some(&hint(b"a"))).unwrap();
         store(&engine, &s, b"b", &state(), Some(&hint(b"b"))).unwrap();
         engine.put(HINTS_SPACE, b"garbage", &[9, 9]).unwrap();
@@ -277,6 +291,12 @@ mod tests {
         assert_eq!(load(&engine, &s, b"a").unwrap(), IoOutput::Loaded(Some(state())), "the record is stored too");
         drop_hint(&engine, &hint(b"a")).unwrap();
         assert_eq!(load_hints(&engine).unwrap(), IoOutput::Hints(vec![hint(b"b")]));
+        // A hint stored by a node before hints carried sizes (version 1) loads with size 0.
+        let old = Hint { bytes: 0, ..hint(b"old") };
+        engine.put(HINTS_SPACE, &hint_key(&old), &[&[1u8][..], &77u64.to_le_bytes()].concat()).unwrap();
+        let IoOutput::Hints(mut hints) = load_hints(&engine).unwrap() else { panic!() };
+        hints.sort();
+        assert_eq!(hints, vec![hint(b"b"), old]);
     }
 
     /// A scan returns the records of its ranges and no others, in pages that go on where the

@@ -104,6 +104,17 @@ struct StorageArgs {
     /// Bytes per second anti-entropy may send, receive and read from storage.
     #[arg(long, default_value_t = 1024 * 1024)]
     anti_entropy_budget: u64,
+    /// The most hints kept for one node that is away; past it (or past --max-hint-bytes or
+    /// --max-hint-age-secs) a hinted write is stored without a hint, counted, and anti-entropy
+    /// brings its key level.
+    #[arg(long, default_value_t = 100_000)]
+    max_hints: usize,
+    /// The most bytes of hinted records kept for one node that is away.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    max_hint_bytes: u64,
+    /// The oldest hint kept, in seconds.
+    #[arg(long, default_value_t = 3 * 3600)]
+    max_hint_age_secs: u64,
     /// Hinted writes handed back to one returning node at once; 0 keeps hints without handing
     /// them back (anti-entropy still brings the node level).
     #[arg(long, default_value_t = 4)]
@@ -216,6 +227,9 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.max_stores = storage.max_stores;
     config.anti_entropy_interval = Duration::from_millis(storage.anti_entropy_interval_ms);
     config.anti_entropy_budget = storage.anti_entropy_budget;
+    config.max_hints = storage.max_hints;
+    config.max_hint_bytes = storage.max_hint_bytes;
+    config.max_hint_age = Duration::from_secs(storage.max_hint_age_secs);
     config.hint_batch = storage.hint_batch;
     config.hint_budget = storage.hint_budget;
     config.busy_background_percent = storage.busy_background_percent;
