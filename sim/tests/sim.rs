@@ -13,7 +13,13 @@ fn with(seed: u64, faults: &[Fault]) -> Options {
 /// reports a violation saying `what`; the same seed with the mechanism on must be clean. (A
 /// search rather than one seed: any change to the node machine moves every run's schedule.)
 fn teeth(faults: &[Fault], mechanism: Mechanism, what: &str, seeds: u64) -> u64 {
-    for seed in 0..seeds {
+    teeth_in(faults, mechanism, what, 0..seeds)
+}
+
+/// [`teeth`] over the seeds of `range` (for holes so rare that a search from 0 would take long).
+fn teeth_in(faults: &[Fault], mechanism: Mechanism, what: &str, range: std::ops::Range<u64>) -> u64 {
+    let seeds = range.end;
+    for seed in range {
         let mut options = with(seed, faults);
         options.disabled.insert(mechanism);
         if run(&options).violations.iter().any(|v| v.contains(what)) {
@@ -64,14 +70,16 @@ fn a_foreign_context_is_refused_and_loses_nothing() {
 /// 117 (and 230 with every fault); the context now carries the newest timestamp it has seen.
 /// (Drops join the faults of the teeth: since minters keep last-resort hints, fewer replicas
 /// lack a version, and without drops 1 seed in 1,300 still shows the hole; since nodes held down
-/// are asked when the quorum needs them, the first seed that shows it is 773.)
+/// are asked when the quorum needs them, the first seed that shows it was 773; since a node
+/// that starts compares every store with every peer at once, one in the first 5,000 does,
+/// seed 2443, so the search starts near it.)
 #[test]
 fn lww_is_causal() {
     let faults = [Fault::Delay, Fault::Crash, Fault::Skew, Fault::Lww];
     let outcome = run(&with(117, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     let faults = [Fault::Delay, Fault::Drop, Fault::Crash, Fault::Skew, Fault::Lww];
-    teeth(&faults, Mechanism::ContextTimestamp, "came back", 1_000);
+    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 2_400..2_600);
 }
 
 /// Regression and teeth (issue 7, 3.2): a node started with n1's id, its own certificate and a

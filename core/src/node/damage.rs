@@ -190,10 +190,7 @@ impl Node {
             peers.extend(prefs.primaries().iter().chain(prefs.fallbacks()).filter(|n| **n != self.id).cloned());
         }
         for peer in peers {
-            let pair = (store.clone(), peer);
-            if !self.anti_entropy.urgent.contains(&pair) {
-                self.anti_entropy.urgent.push_back(pair);
-            }
+            self.compare_soon(now, store.clone(), peer);
         }
     }
 

@@ -90,6 +90,9 @@ pub(super) struct AntiEntropy {
     /// Comparisons to run before any chosen at random: a store and each peer holding a range
     /// this node found it cannot read (see [`Event::DamagedRange`]).
     pub(super) urgent: VecDeque<(StoreName, NodeId)>,
+    /// Set at start until the node has compared every store with every peer once (see
+    /// `catch_up`).
+    catching_up: bool,
     scans: BTreeMap<u64, Scan>,
     next_scan: u64,
     pub(super) budget: Budget,
@@ -111,6 +114,7 @@ impl AntiEntropy {
             exchange: None,
             again: None,
             urgent: VecDeque::new(),
+            catching_up: true,
             scans: BTreeMap::new(),
             next_scan: 1,
             budget: Budget::new(bytes_per_second, now),
@@ -224,8 +228,9 @@ impl Node {
             return;
         }
         self.anti_entropy.budget.refill(now);
+        self.catch_up(now);
         if self.anti_entropy.exchange.as_ref().is_some_and(|e| now >= e.started.saturating_add(EXCHANGE_LIMIT)) {
-            self.anti_entropy.exchange = None;
+            self.exchange_over(now);
         }
         self.send_transfers(now);
         if now < self.anti_entropy.next_round || self.anti_entropy.exchange.is_some() {
@@ -240,10 +245,59 @@ impl Node {
         }
     }
 
+    /// The exchange in flight is over: an urgent one waiting starts at once.
+    fn exchange_over(&mut self, now: Duration) {
+        self.anti_entropy.exchange = None;
+        if !self.anti_entropy.urgent.is_empty() {
+            self.anti_entropy.next_round = self.anti_entropy.next_round.min(now);
+        }
+    }
+
+    /// Queues a comparison of `store` with `peer` before any chosen at random; it starts at once
+    /// if no exchange runs.
+    pub(super) fn compare_soon(&mut self, now: Duration, store: StoreName, peer: NodeId) {
+        let pair = (store, peer);
+        if !self.anti_entropy.urgent.contains(&pair) {
+            self.anti_entropy.urgent.push_back(pair);
+        }
+        if self.anti_entropy.exchange.is_none() {
+            self.anti_entropy.next_round = self.anti_entropy.next_round.min(now);
+        }
+    }
+
+    /// Once the node has a ring after it started: compares every store with every other member
+    /// first (what it missed while it was away, or lost with its storage, comes back within
+    /// seconds rather than whenever the random rounds pick each pair).
+    fn catch_up(&mut self, now: Duration) {
+        if !self.anti_entropy.catching_up || self.view.ring().is_none() {
+            return;
+        }
+        self.anti_entropy.catching_up = false;
+        let stores: Vec<StoreName> = self.view.stores().map(|(s, _)| s.clone()).collect();
+        for peer in self.peers() {
+            for store in &stores {
+                self.compare_soon(now, store.clone(), peer.clone());
+            }
+        }
+    }
+
     /// Picks a store and a peer (the last ones again if they differed) and sends `TreeBuckets`.
     fn start_exchange(&mut self, now: Duration) {
         let Some(ring) = self.view.ring().cloned() else { return };
-        let next = self.anti_entropy.again.take().or_else(|| self.anti_entropy.urgent.pop_front());
+        let mut next = self.anti_entropy.again.take();
+        // Urgent pairs that cannot be compared (a dropped store, no partition shared) are
+        // passed over; one whose trees are still being built waits for the next round.
+        while next.is_none() {
+            let Some((store, peer)) = self.anti_entropy.urgent.pop_front() else { break };
+            let Ok(config) = self.store_config(&store) else { continue };
+            if !self.anti_entropy.trees.ready(&store) {
+                self.anti_entropy.urgent.push_front((store, peer));
+                return;
+            }
+            if !self.shared_with(&ring, config.n(), &peer).is_empty() {
+                next = Some((store, peer));
+            }
+        }
         let (store, peer) = match next {
             Some(pair) => pair,
             None => {
@@ -419,7 +473,7 @@ impl Node {
                     let reply = ErrorReply::new(ErrorKind::Internal, "storage failed while listing keys");
                     self.reply(stream, id, Response::Error(reply));
                 }
-                ScanFor::Exchange { .. } => self.anti_entropy.exchange = None,
+                ScanFor::Exchange { .. } => self.exchange_over(now),
                 ScanFor::Scrub => {}
             }
             return;
@@ -470,7 +524,13 @@ impl Node {
             self.anti_entropy.trees.mend(&scan.store, partition, leaf as usize, digest);
         }
         match scan.purpose {
-            ScanFor::Build => self.anti_entropy.trees.built(&scan.store),
+            ScanFor::Build => {
+                self.anti_entropy.trees.built(&scan.store);
+                // Urgent comparisons waiting for the trees go now.
+                if self.anti_entropy.exchange.is_none() && !self.anti_entropy.urgent.is_empty() {
+                    self.anti_entropy.next_round = self.anti_entropy.next_round.min(now);
+                }
+            }
             ScanFor::Answer { stream, id, keys } => {
                 self.reply(stream, id, Response::TreeKeys { leaves: scan.leaves, keys });
             }
@@ -494,7 +554,7 @@ impl Node {
         }
         match (call, answer) {
             (Call::Buckets, Ok(Response::TreeBuckets(differ))) => self.buckets_differ(now, &differ),
-            (Call::Leaves, Ok(Response::TreeKeys { leaves, keys })) => self.leaves_differ(leaves, keys),
+            (Call::Leaves, Ok(Response::TreeKeys { leaves, keys })) => self.leaves_differ(now, leaves, keys),
             (Call::Pull(key), answer) => {
                 if let Ok(Response::State(Some(state))) = answer {
                     let size = state.siblings.size_bound();
@@ -533,7 +593,7 @@ impl Node {
                 {
                     self.gossip_with(now, &peer, super::cluster_sync::Round::Pull);
                 }
-                self.anti_entropy.exchange = None;
+                self.exchange_over(now);
             }
         }
     }
@@ -556,7 +616,7 @@ impl Node {
             partitions.extend_from_slice(chunk);
         }
         if partitions.is_empty() {
-            self.anti_entropy.exchange = None;
+            self.exchange_over(now);
             return;
         }
         exchange.stage = Stage::Leaves;
@@ -567,7 +627,7 @@ impl Node {
         self.anti_entropy.budget.spend(bytes);
         self.stats.anti_entropy_bytes += bytes as u64;
         let Some(destination) = self.destination(&peer) else {
-            self.anti_entropy.exchange = None;
+            self.exchange_over(now);
             return;
         };
         let body = Request::TreeLeaves { store, ring, partitions };
@@ -575,10 +635,10 @@ impl Node {
     }
 
     /// The peer named the leaves that differ and its keys in them: scan this node's.
-    fn leaves_differ(&mut self, leaves: Vec<(u32, u32)>, keys: Vec<(Vec<u8>, u64)>) {
+    fn leaves_differ(&mut self, now: Duration, leaves: Vec<(u32, u32)>, keys: Vec<(Vec<u8>, u64)>) {
         let Some(exchange) = self.anti_entropy.exchange.as_mut() else { return };
         if leaves.is_empty() {
-            self.anti_entropy.exchange = None;
+            self.exchange_over(now);
             return;
         }
         let bytes: usize = keys.iter().map(|(k, _)| k.len() + 8).sum();
@@ -632,7 +692,7 @@ impl Node {
         }
         let (peer, store, pulled, pushed) =
             (exchange.peer.clone(), exchange.store.clone(), exchange.pulled, exchange.pushed);
-        self.anti_entropy.exchange = None;
+        self.exchange_over(now);
         if pulled + pushed > 0 {
             // Keys moved: go on with the same peer at once (the rest of the buckets).
             self.anti_entropy.again = Some((store.clone(), peer.clone()));
@@ -668,7 +728,7 @@ impl Node {
                     self.send_request(now, destination, body, true, Purpose::AntiEntropy { peer, call });
                 }
                 None => {
-                    self.anti_entropy.exchange = None;
+                    self.exchange_over(now);
                     return;
                 }
             }
