@@ -16,24 +16,25 @@
 //! on its merits. The memory is bounded by count (copies come soon after the original); a node
 //! that restarts forgets it, along with the connections its copies could have come on.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 
 use crate::identity::CertificateDigest;
 use crate::version::WriteId;
 use crate::wire::{ErrorKind, ErrorReply};
 
 /// A mint request as its sender named it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct MintAsked {
     pub(super) peer: CertificateDigest,
     pub(super) id: u64,
     pub(super) write: WriteId,
 }
 
-/// The latest mints answered with an error, oldest first.
+/// The latest mints answered with an error, by request, and their order (oldest first).
 #[derive(Debug, Default)]
 pub(super) struct RefusedMints {
-    answered: VecDeque<(MintAsked, ErrorReply)>,
+    answered: BTreeMap<MintAsked, ErrorReply>,
+    order: VecDeque<MintAsked>,
 }
 
 impl RefusedMints {
@@ -42,18 +43,21 @@ impl RefusedMints {
 
     /// The error an earlier copy of `asked` was answered with.
     pub(super) fn recall(&self, asked: &MintAsked) -> Option<ErrorReply> {
-        self.answered.iter().rev().find(|(a, _)| a == asked).map(|(_, reply)| reply.clone())
+        self.answered.get(asked).cloned()
     }
 
     /// `asked` was answered with `reply`. An indeterminate answer is not remembered: its
     /// coordinator does not move on (it retries here), so a copy may be taken on its merits.
     pub(super) fn remember(&mut self, asked: MintAsked, reply: &ErrorReply) {
-        if reply.kind == ErrorKind::Indeterminate || self.recall(&asked).is_some() {
+        if reply.kind == ErrorKind::Indeterminate || self.answered.contains_key(&asked) {
             return;
         }
-        self.answered.push_back((asked, reply.clone()));
-        while self.answered.len() > Self::REMEMBERED {
-            self.answered.pop_front();
+        self.answered.insert(asked, reply.clone());
+        self.order.push_back(asked);
+        while self.order.len() > Self::REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.answered.remove(&oldest);
+            }
         }
     }
 }
@@ -87,6 +91,7 @@ mod tests {
             refused.remember(asked(id), &reply);
         }
         assert_eq!(refused.answered.len(), RefusedMints::REMEMBERED);
+        assert_eq!(refused.order.len(), RefusedMints::REMEMBERED);
         assert!(refused.recall(&asked(0)).is_none(), "the oldest are forgotten");
         assert!(refused.recall(&asked(RefusedMints::REMEMBERED as u64 + 9)).is_some());
     }
