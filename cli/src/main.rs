@@ -22,7 +22,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Parser, Subcommand};
 use quickv_client::{
-    CausalContext, Client, ClusterCa, ConflictPolicy, NodeStatus, Preset, QuorumKind, StoreConfig, StoreName,
+    CausalContext, Client, ClusterCa, ConflictPolicy, Holding, NodeId, NodeStatus, Preset, QuorumKind, StoreConfig,
+    StoreName,
 };
 use serde_json::json;
 
@@ -84,6 +85,14 @@ enum Command {
     },
     /// Every node: address, zone, capacity, state and share of the ring.
     Status,
+    /// Where a key lives: its token, its primaries and fallbacks, and what each of them holds.
+    Locate {
+        /// The store.
+        #[arg(long, default_value = StoreName::DEFAULT)]
+        store: String,
+        /// The key.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +259,52 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 for (name, config) in view.stores() {
                     println!("{name}\t{config}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Locate { store, key } => {
+            let store = client.store(store).await?;
+            let location = store.locate(key).await?;
+            let view = client.view();
+            let address = |id: &NodeId| view.membership().node(id).map(|n| n.address.clone()).unwrap_or_default();
+            let holding = |h: &Holding| match h {
+                Holding::Versions { count, tombstone: false } => format!("holds {count} version(s)"),
+                Holding::Versions { count, tombstone: true } => format!("holds a delete ({count} version(s))"),
+                Holding::Nothing => "holds nothing".to_owned(),
+                Holding::Unknown => "did not answer".to_owned(),
+            };
+            if cli.json {
+                let nodes = |list: &[(NodeId, Holding)]| -> Vec<serde_json::Value> {
+                    list.iter()
+                        .map(|(id, h)| {
+                            let (count, tombstone) = match h {
+                                Holding::Versions { count, tombstone } => (Some(*count), *tombstone),
+                                _ => (None, false),
+                            };
+                            json!({ "id": id.as_str(), "address": address(id), "answered": *h != Holding::Unknown,
+                                    "versions": count.unwrap_or(0), "tombstone": tombstone })
+                        })
+                        .collect()
+                };
+                let token = format!("{:032x}", location.token.0);
+                println!(
+                    "{}",
+                    json!({ "key": key, "store": store.name().as_str(), "token": token, "ring_epoch": location.epoch,
+                            "primaries": nodes(&location.primaries), "fallbacks": nodes(&location.fallbacks) })
+                );
+            } else {
+                println!(
+                    "{key} in store {}: token {:032x}, ring epoch {}",
+                    store.name(),
+                    location.token.0,
+                    location.epoch
+                );
+                for (title, list) in [("primaries", &location.primaries), ("fallbacks", &location.fallbacks)] {
+                    println!("{title}:");
+                    for (id, h) in list.iter() {
+                        println!("  {:<12} {:<22} {}", id.as_str(), address(id), holding(h));
+                    }
                 }
             }
             ExitCode::SUCCESS

@@ -420,10 +420,86 @@ impl Versions {
     }
 }
 
+/// What one node of a key's preference list holds of it (see [`Store::locate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holding {
+    /// A state with this many versions (a tombstone counts as one version, `tombstone` set).
+    Versions {
+        /// How many versions (siblings) the node holds.
+        count: usize,
+        /// Whether its state reads as absent (every version a delete).
+        tombstone: bool,
+    },
+    /// Nothing stored for the key.
+    Nothing,
+    /// The node did not answer, or answered an error.
+    Unknown,
+}
+
+/// Where a key lives, as this client's ring places it (see [`Store::locate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The key's token on the ring.
+    pub token: quickv_core::token::Token,
+    /// The ring's epoch.
+    pub epoch: u64,
+    /// The key's N primaries, in preference order, with what each holds.
+    pub primaries: Vec<(NodeId, Holding)>,
+    /// The fallbacks a sloppy write would use next, with what each holds (hinted copies).
+    pub fallbacks: Vec<(NodeId, Holding)>,
+}
+
 impl Store {
     /// The store's name.
     pub fn name(&self) -> &StoreName {
         &self.name
+    }
+
+    /// Where `key` lives: its token, its primaries and fallbacks under this client's ring, and
+    /// what each of those nodes holds of it, asked directly and at once (a diagnostic: nothing
+    /// is repaired, no quorum is counted).
+    pub async fn locate(&self, key: impl AsRef<[u8]>) -> Result<Location, GetError> {
+        let key = key.as_ref();
+        let inner = &self.client.inner;
+        inner.options.limits.check_key(key).map_err(GetError::InvalidKey)?;
+        let topology = inner.topology();
+        let prefs = topology.preference_list(key, self.config.n(), inner.options.fallbacks).ok_or(GetError::NoNodes)?;
+        let caller = Arc::new(ClientCaller {
+            inner: inner.clone(),
+            topology: topology.clone(),
+            stale: AtomicBool::new(false),
+            _working: Working::new(&inner.background),
+        });
+        let ask = |node: NodeId| {
+            let (caller, store) = (caller.clone(), self.name.clone());
+            let request = Request::Get { store, key: key.to_vec() };
+            tokio::spawn(async move {
+                let holding = match caller.call(node.clone(), request).await {
+                    Ok(Response::State(Some(state))) => Holding::Versions {
+                        count: state.siblings.versions().len(),
+                        tombstone: state.siblings.is_tombstone(),
+                    },
+                    Ok(Response::State(None)) => Holding::Nothing,
+                    _ => Holding::Unknown,
+                };
+                (node, holding)
+            })
+        };
+        let primaries: Vec<_> = prefs.primaries().iter().take(self.config.n()).cloned().map(&ask).collect();
+        let fallbacks: Vec<_> = prefs.fallbacks().iter().cloned().map(&ask).collect();
+        let mut location = Location {
+            token: quickv_core::token::Token::of(key),
+            epoch: topology.epoch(),
+            primaries: Vec::new(),
+            fallbacks: Vec::new(),
+        };
+        for task in primaries {
+            location.primaries.extend(task.await.ok());
+        }
+        for task in fallbacks {
+            location.fallbacks.extend(task.await.ok());
+        }
+        Ok(location)
     }
 
     /// The store's settings, fixed at creation.

@@ -43,9 +43,10 @@ mod resolver;
 
 pub use quickv_net::{tls, transport};
 
-pub use client::{Backoff, Client, ClientBuilder, ClientOptions, Store, Versions};
+pub use client::{Backoff, Client, ClientBuilder, ClientOptions, Holding, Location, Store, Versions};
 pub use error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
 pub use quickv_core::error::{ErrorKind, Refusal};
+pub use quickv_core::identity::NodeId;
 pub use quickv_core::liveness::{PeerReport, PeerState, StatusReport};
 pub use quickv_core::membership::NodeStatus;
 pub use quickv_core::routing::RoutingTable;

@@ -55,6 +55,33 @@ async fn put_get_delete_and_siblings() {
     cluster.shutdown().await;
 }
 
+/// Issue 9, 2.5 (without transitions yet): `locate` names a key's token, its N primaries and its
+/// fallbacks under the client's ring, and what each holds: after a put, every primary holds the
+/// version and no fallback holds anything; after a delete, the primaries hold the tombstone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_names_a_keys_replicas_and_what_each_holds() {
+    use quickv_client::Holding;
+    let cluster = Cluster::start(4).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    let ctx = store.put("cart", b"apples".to_vec(), &CausalContext::empty()).await.unwrap();
+    assert!(client.wait_idle(std::time::Duration::from_secs(5)).await);
+    let location = store.locate("cart").await.unwrap();
+    assert_eq!(location.token, quickv_core::token::Token::of(b"cart"));
+    assert_eq!(location.primaries.len(), 3);
+    assert_eq!(location.fallbacks.len(), 1, "four nodes: one left over as a fallback");
+    let one = Holding::Versions { count: 1, tombstone: false };
+    assert!(location.primaries.iter().all(|(_, h)| *h == one), "{:?}", location.primaries);
+    assert_eq!(location.fallbacks[0].1, Holding::Nothing);
+    store.delete("cart", &ctx).await.unwrap();
+    assert!(client.wait_idle(std::time::Duration::from_secs(5)).await);
+    let location = store.locate("cart").await.unwrap();
+    let deleted = Holding::Versions { count: 1, tombstone: true };
+    assert!(location.primaries.iter().all(|(_, h)| *h == deleted), "{:?}", location.primaries);
+    client.close();
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lww_stores_keep_one_value_and_settings_are_fixed() {
     let cluster = Cluster::start(3).await;

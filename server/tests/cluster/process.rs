@@ -237,6 +237,21 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
     let status = dev.quickv(&["status"], None);
     assert!(text(&status.stdout).contains("33.3%"), "{}", text(&status.stdout));
 
+    // Where the key lives: three primaries of three nodes, each with a version once the put's
+    // last replicate has landed (W=2 answers before it).
+    let located = (0..50)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            dev.quickv(&["--json", "locate", "greeting"], None)
+        })
+        .map(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON object"))
+        .find(|l| l["primaries"].as_array().is_some_and(|p| p.iter().all(|n| n["versions"] == 1)));
+    let located = located.expect("every primary holds the version");
+    assert_eq!(located["primaries"].as_array().map(Vec::len), Some(3), "{located}");
+    assert_eq!(located["token"].as_str().map(str::len), Some(32), "{located}");
+    let locate = dev.quickv(&["locate", "greeting"], None);
+    assert!(text(&locate.stdout).contains("holds 1 version(s)"), "{}", text(&locate.stdout));
+
     // SIGKILL the whole cluster, start it again from its folder: the write is there.
     dev.signal("-KILL");
     let _ = dev.child.wait();
