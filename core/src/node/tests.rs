@@ -124,6 +124,17 @@ impl Harness {
         }
     }
 
+    /// The first `count` keys named `key<i>` that node `node` is a primary of (N=3), by node 0's ring.
+    fn keys_of(&self, node: usize, count: usize) -> Vec<Vec<u8>> {
+        let ring = self.nodes[0].view().ring().expect("a ring").clone();
+        let id = self.nodes[node].id().clone();
+        (0..)
+            .map(|i| format!("key{i}").into_bytes())
+            .filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&id))
+            .take(count)
+            .collect()
+    }
+
     /// Advances time by `by`, runs every live node's timers, then settles.
     fn advance(&mut self, by: Duration) {
         self.now += by;
@@ -961,13 +972,7 @@ fn hints_past_the_bound_are_counted_not_kept() {
     let (store, _) = sloppy_key_of_n3(&mut h);
     h.down[3] = true;
     h.run();
-    let ring = h.nodes[0].view().ring().unwrap().clone();
-    let n3 = h.nodes[3].id().clone();
-    let keys: Vec<Vec<u8>> = (0..)
-        .map(|i| format!("key{i}").into_bytes())
-        .filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
-        .take(6)
-        .collect();
+    let keys = h.keys_of(3, 6);
     for (i, key) in keys.iter().enumerate() {
         let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
         let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
@@ -991,10 +996,8 @@ fn hints_past_the_byte_bound_are_counted_not_kept() {
     h.run();
     let ring = h.nodes[0].view().ring().unwrap().clone();
     let n3 = h.nodes[3].id().clone();
-    let keys = (0..).map(|i| format!("key{i}").into_bytes());
-    let keys = keys.filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3));
     let mut per_holder = BTreeMap::<usize, usize>::new();
-    for (i, key) in keys.take(12).enumerate() {
+    for (i, key) in h.keys_of(3, 12).into_iter().enumerate() {
         let write = Write::put(vec![b'v'; 900], CausalContext::empty(), 1);
         let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
         assert!(matches!(h.ask(0, 10 + i as u64, put), Response::State(Some(_))));
@@ -1025,15 +1028,9 @@ fn hints_past_the_byte_bound_are_counted_not_kept() {
 fn the_replay_of_hints_keeps_within_its_budget() {
     let mut h = Harness::tuned(4, |c| c.hint_budget = 2048);
     let (store, _) = sloppy_key_of_n3(&mut h);
-    let ring = h.nodes[0].view().ring().unwrap().clone();
-    let n3 = h.nodes[3].id().clone();
     h.down[3] = true;
     h.run();
-    let keys: Vec<Vec<u8>> = (0..)
-        .map(|i| format!("key{i}").into_bytes())
-        .filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
-        .take(10)
-        .collect();
+    let keys = h.keys_of(3, 10);
     for (i, key) in keys.iter().enumerate() {
         let write = Write::put(vec![b'v'; 900], CausalContext::empty(), 1);
         let put = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
@@ -1076,13 +1073,9 @@ fn the_replay_of_hints_yields_while_nodes_serve_requests() {
             node.config.busy_background_percent = percent;
         }
         let (store, _) = sloppy_key_of_n3(&mut h);
-        let ring = h.nodes[0].view().ring().unwrap().clone();
-        let n3 = h.nodes[3].id().clone();
         h.down[3] = true;
         h.run();
-        let keys = (0..).map(|i| format!("key{i}").into_bytes());
-        let keys = keys.filter(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3));
-        for (i, key) in keys.take(60).enumerate() {
+        for (i, key) in h.keys_of(3, 60).into_iter().enumerate() {
             let write = Write::put(vec![b'v'; 900], CausalContext::empty(), 1);
             let put = Request::CoordinatePut { store: store.clone(), key, write, minter: None };
             assert!(matches!(h.ask_now(i % 3, 10 + i as u64, put), Response::State(Some(_))));

@@ -273,10 +273,19 @@ impl Node {
             return;
         }
         self.anti_entropy.catching_up = false;
-        let stores: Vec<StoreName> = self.view.stores().map(|(s, _)| s.clone()).collect();
+        let Some(ring) = self.view.ring().cloned() else { return };
+        let stores: Vec<(StoreName, usize)> = self.view.stores().map(|(s, c)| (s.clone(), c.n())).collect();
+        // The peers sharing a partition, worked out once per replication factor (a pair at a
+        // time would walk the ring once per member).
+        let mut peers_for: BTreeMap<usize, alloc::collections::BTreeSet<NodeId>> = BTreeMap::new();
+        for (_, n) in &stores {
+            peers_for.entry(*n).or_insert_with(|| replica_peers(&ring, *n, &self.id));
+        }
         for peer in self.peers() {
-            for store in &stores {
-                self.compare_soon(now, store.clone(), peer.clone());
+            for (store, n) in &stores {
+                if peers_for.get(n).is_some_and(|p| p.contains(&peer)) {
+                    self.compare_soon(now, store.clone(), peer.clone());
+                }
             }
         }
     }
@@ -734,6 +743,18 @@ impl Node {
             }
         }
     }
+}
+
+/// The members that are primaries for `n` replicas of some partition `me` is a primary of.
+fn replica_peers(ring: &crate::ring::Ring, n: usize, me: &NodeId) -> alloc::collections::BTreeSet<NodeId> {
+    let mut peers = alloc::collections::BTreeSet::new();
+    for p in 0..ring.partition_count() {
+        let prefs = ring.preference_list(ring.partition_range(p).first(), n, 0);
+        if prefs.is_primary(me) {
+            peers.extend(prefs.primaries().iter().take(n).filter(|node| *node != me).cloned());
+        }
+    }
+    peers
 }
 
 /// The partitions whose primaries for `n` replicas include both `a` and `b`, in order.
