@@ -635,7 +635,7 @@ struct ClientCaller {
 impl NodeCaller for ClientCaller {
     async fn call(&self, to: NodeId, request: Request) -> Result<Response, ReplicaFailure> {
         let addr = self.topology.address(&to).ok_or(ReplicaFailure::Unavailable)?;
-        let answer = self.inner.transport.call(addr, Some(self.topology.epoch()), request).await;
+        let answer = self.inner.transport.call(addr, self.topology.ring_version(), request).await;
         let answer = drive::replica_answer(answer, &self.stale);
         match &answer {
             Ok(_) => self.inner.heard(&to, None),

@@ -11,13 +11,18 @@
 //!   [`StoreConfig::dropped`] entry, the least of all, so a drop wins every merge and the name is
 //!   not used again;
 //! - the **ring** depends on its history (see [`crate::ring`]), so it is agreed rather than
-//!   derived: of two rings the one with the higher `(epoch, digest)` wins, and a view whose ring
-//!   does not match its membership's ring members moves to `ring.next(membership)`. Because
-//!   `next` is a pure function of the ring and the membership, views that have seen the same
-//!   entries converge once membership stops changing (checked by a property test).
+//!   derived: only the [claimant](ClusterView::claimant) makes a new ring
+//!   ([`ClusterView::advance_ring`], one change at a time, each raising the epoch by one), and
+//!   a merge takes the other view's ring when it is newer (of two rings the one with the higher
+//!   `(epoch, digest)` wins, which matters only should two nodes ever both have acted as
+//!   claimant). A merge never makes a ring: before, every view moved its ring to match its own
+//!   membership, so two joins through two seeds made two rings of one epoch that routed half
+//!   the keys differently until gossip picked one (issue 9, 1.1).
 //!
 //! **Merge laws**: the membership and catalogue parts are commutative, associative and
-//! idempotent; the ring part converges as described above.
+//! idempotent; the ring part keeps the greatest ring, so it is too. Views converge once the
+//! claimant has moved the ring to the agreed membership and gossip has spread it (checked by a
+//! property test).
 
 use alloc::collections::BTreeMap;
 
@@ -103,11 +108,57 @@ impl ClusterView {
         &self.membership
     }
 
-    /// The node that decides store creates: the member with the smallest id. Every create is
-    /// sent to it, so of racing creates of one name exactly one wins (as Riak's claimant decides
-    /// cluster changes). `None` for a view without members.
+    /// The node that decides ring changes and store creates: the ring member with the smallest
+    /// id that is not removed (before there is a ring, the smallest id among the members that
+    /// may own partitions). Every view that holds the same ring names the same claimant, so
+    /// ring changes are made one at a time by one node, and of racing creates of one name exactly
+    /// one wins (as Riak's claimant decides cluster changes). A node is claimant only once it
+    /// owns partitions: a node that joins with a smaller id takes over after the ring that takes
+    /// it in. `None` for a view without members.
     pub fn claimant(&self) -> Option<&crate::identity::NodeId> {
-        self.membership.nodes().map(|n| &n.id).min()
+        let removed = |id: &crate::identity::NodeId| {
+            self.membership.node(id).is_some_and(|n| n.status == crate::membership::NodeStatus::Removed)
+        };
+        let in_ring = self.ring.as_ref().and_then(|ring| ring.nodes().iter().map(|n| &n.id).find(|id| !removed(id)));
+        in_ring.or_else(|| self.membership.ring_members().map(|n| &n.id).min())
+    }
+
+    /// The ring the claimant moves to next: `Some` when the ring's members (ids, zones and
+    /// capacities) differ from the membership's ring members, or there is no ring yet and some
+    /// member may own partitions. Only partitions that must move, move ([`Ring::next`]).
+    pub fn next_ring(&self) -> Result<Option<Ring>, ViewError> {
+        let wanted = self.membership.ring_members().map(|n| RingNode {
+            id: n.id.clone(),
+            zone: n.zone.clone(),
+            capacity: n.capacity,
+        });
+        let matches = match &self.ring {
+            Some(ring) => ring.nodes().iter().cloned().eq(wanted),
+            None => wanted.count() == 0,
+        };
+        if matches || self.membership.ring_members().next().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(match &self.ring {
+            Some(ring) => ring.next(&self.membership)?,
+            None => Ring::build(&self.membership, self.partition_bits)?,
+        }))
+    }
+
+    /// Moves the ring to [`next_ring`](Self::next_ring) if `by` is the
+    /// [claimant](Self::claimant); nodes call it after every change of their view, and only the
+    /// claimant's call does anything. Returns whether the ring moved.
+    pub fn advance_ring(&mut self, by: &crate::identity::NodeId) -> Result<bool, ViewError> {
+        if self.claimant() != Some(by) {
+            return Ok(false);
+        }
+        match self.next_ring()? {
+            Some(ring) => {
+                self.ring = Some(ring);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// The ring, once the cluster has a node that owns partitions.
@@ -149,13 +200,12 @@ impl ClusterView {
         }
     }
 
-    /// Adds or updates a node entry (the membership rule decides) and moves the ring if the
-    /// ring members changed. Returns whether the view changed.
+    /// Adds or updates a node entry (the membership rule decides). Returns whether the view
+    /// changed. The ring does not move: the claimant moves it ([`advance_ring`](Self::advance_ring)).
     /// An entry that names another certificate than the one held for its id is refused
     /// ([`ViewError::IdTaken`]) and changes nothing.
     pub fn upsert_node(&mut self, info: NodeInfo) -> Result<bool, ViewError> {
-        let changed = self.membership.upsert(info).map_err(ViewError::IdTaken)?;
-        Ok(self.reconcile()? || changed)
+        self.membership.upsert(info).map_err(ViewError::IdTaken)
     }
 
     /// Creates a store. Returns `Ok(true)` if it was created, `Ok(false)` if it already exists
@@ -209,7 +259,7 @@ impl ClusterView {
                 changed = true;
             }
         }
-        Ok(self.reconcile()? || changed)
+        Ok(changed)
     }
 
     /// This view entry by entry, for gossip (see [`crate::gossip`]).
@@ -275,27 +325,6 @@ impl ClusterView {
             None => Ok(()),
         }
     }
-
-    /// Moves the ring to match the membership's ring members, if they differ.
-    fn reconcile(&mut self) -> Result<bool, ViewError> {
-        let wanted = self.membership.ring_members().map(|n| RingNode {
-            id: n.id.clone(),
-            zone: n.zone.clone(),
-            capacity: n.capacity,
-        });
-        let matches = match &self.ring {
-            Some(ring) => ring.nodes().iter().cloned().eq(wanted),
-            None => wanted.count() == 0,
-        };
-        if matches || self.membership.ring_members().next().is_none() {
-            return Ok(false);
-        }
-        self.ring = Some(match &self.ring {
-            Some(ring) => ring.next(&self.membership)?,
-            None => Ring::build(&self.membership, self.partition_bits)?,
-        });
-        Ok(true)
-    }
 }
 
 /// A view as encoded before node entries named their certificates (saved-view format 1):
@@ -323,6 +352,7 @@ impl From<ViewBeforeCertificates> for ClusterView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::NodeId;
     use crate::membership::NodeStatus;
     use crate::store::{ConflictPolicy, QuorumKind};
     use alloc::format;
@@ -366,26 +396,80 @@ mod tests {
     }
 
     #[test]
-    fn the_claimant_is_the_member_with_the_smallest_id() {
+    fn the_claimant_is_the_ring_member_with_the_smallest_id() {
         let mut view = ClusterView::new(8);
         view.upsert_node(node(2, 1)).unwrap();
-        assert_eq!(view.claimant().map(|c| c.as_str()), Some("n2"));
+        assert_eq!(view.claimant().map(|c| c.as_str()), Some("n2"), "no ring: the smallest member");
+        let n2 = view.claimant().unwrap().clone();
+        assert!(view.advance_ring(&n2).unwrap());
         view.upsert_node(node(1, 1)).unwrap();
         view.upsert_node(node(3, 1)).unwrap();
-        assert_eq!(view.claimant().map(|c| c.as_str()), Some("n1"));
+        assert_eq!(view.claimant(), Some(&n2), "n1 is not in the ring yet");
+        let n1 = NodeId::new("n1").unwrap();
+        assert!(!view.advance_ring(&n1).unwrap(), "only the claimant moves the ring");
+        assert_eq!(view.ring().unwrap().nodes().len(), 1);
+        assert!(view.advance_ring(&n2).unwrap());
+        assert_eq!(view.claimant(), Some(&n1), "n1 took over once in the ring");
+        // A removed claimant hands over to the next smallest ring member.
+        let mut gone = node(1, 1);
+        gone.version = 2;
+        gone.status = NodeStatus::Removed;
+        view.upsert_node(gone).unwrap();
+        assert_eq!(view.claimant(), Some(&n2));
+        assert!(view.advance_ring(&n2).unwrap());
+        assert_eq!(view.ring().unwrap().nodes().len(), 2);
     }
 
     #[test]
-    fn joining_nodes_build_then_move_the_ring() {
+    fn the_claimant_builds_then_moves_the_ring_one_epoch_at_a_time() {
         let mut view = ClusterView::new(8);
+        let n0 = NodeId::new("n0").unwrap();
         assert!(view.upsert_node(node(0, 1)).unwrap());
+        assert!(view.ring().is_none(), "an entry alone makes no ring");
+        assert!(view.advance_ring(&n0).unwrap());
         assert_eq!(view.ring().unwrap().epoch(), 1);
         assert!(view.upsert_node(node(1, 1)).unwrap());
+        assert_eq!(view.next_ring().unwrap().map(|r| r.epoch()), Some(2), "the plan");
+        assert_eq!(view.ring().unwrap().epoch(), 1);
+        assert!(view.advance_ring(&n0).unwrap());
         let ring = view.ring().unwrap();
         assert_eq!(ring.epoch(), 2);
         assert_eq!(ring.nodes().len(), 2);
-        // The same entry again changes nothing.
+        // The same entry again changes nothing, and there is nothing to do.
         assert!(!view.upsert_node(node(1, 1)).unwrap());
+        assert_eq!(view.next_ring(), Ok(None));
+        assert!(!view.advance_ring(&n0).unwrap());
+    }
+
+    /// Regression (issue 9, 1.1): two joins through two seeds made two rings of one epoch, each
+    /// seed moving its ring as its membership changed. Now the seeds only take the entries; the
+    /// claimant makes one ring with both.
+    #[test]
+    fn two_joins_through_two_seeds_make_one_ring_per_epoch() {
+        let mut founder = ClusterView::new(8);
+        let n0 = NodeId::new("n0").unwrap();
+        for i in 0..3 {
+            founder.upsert_node(node(i, 1)).unwrap();
+        }
+        founder.advance_ring(&n0).unwrap();
+        let (mut seed1, mut seed2) = (founder.clone(), founder.clone());
+        seed1.upsert_node(node(3, 1)).unwrap();
+        seed2.upsert_node(node(4, 1)).unwrap();
+        for (seed, id) in [(&mut seed1, "n1"), (&mut seed2, "n2")] {
+            assert!(!seed.advance_ring(&NodeId::new(id).unwrap()).unwrap(), "a seed is not the claimant");
+        }
+        assert_eq!(seed1.ring(), founder.ring());
+        assert_eq!(seed2.ring(), founder.ring());
+        let mut claimant = founder.clone();
+        claimant.merge(&seed1).unwrap();
+        claimant.merge(&seed2).unwrap();
+        assert!(claimant.advance_ring(&n0).unwrap());
+        assert_eq!(claimant.ring().unwrap().nodes().len(), 5, "one ring with both joins");
+        assert_eq!(claimant.ring().unwrap().epoch(), 2);
+        for seed in [&mut seed1, &mut seed2] {
+            seed.merge(&claimant).unwrap();
+            assert_eq!(seed, &claimant);
+        }
     }
 
     #[test]
@@ -471,30 +555,34 @@ mod tests {
             }).collect();
             let count = views.len();
             // Some random exchanges first, then full rounds until nothing changes.
+            // View `a` is node `n{a}`'s: after each merge it moves the ring if it is the claimant.
+            let me = |a: usize| NodeId::new(&format!("n{a}")).unwrap();
             for (a, b) in order {
                 let (a, b) = (a % count, b % count);
                 let other = views[b].clone();
                 views[a].merge(&other).unwrap();
+                views[a].advance_ring(&me(a)).unwrap();
             }
             for _round in 0..(2 * count + 2) {
                 for a in 0..count {
                     for b in 0..count {
                         let other = views[b].clone();
                         views[a].merge(&other).unwrap();
+                        views[a].advance_ring(&me(a)).unwrap();
                     }
                 }
             }
             for v in &views[1..] {
                 prop_assert_eq!(v, &views[0]);
             }
-            // The agreed ring matches the agreed membership.
+            // Once the claimant is one of the views, the agreed ring matches the agreed membership.
             let view = &views[0];
-            if let Some(ring) = view.ring() {
-                let ids: Vec<_> = ring.nodes().iter().map(|n| n.id.clone()).collect();
-                let members: Vec<_> = view.membership().ring_members().map(|n| n.id.clone()).collect();
-                if !members.is_empty() {
-                    prop_assert_eq!(ids, members);
-                }
+            let acting = view.claimant().is_some_and(|c| (0..count).any(|a| *c == me(a)));
+            let members: Vec<_> = view.membership().ring_members().map(|n| n.id.clone()).collect();
+            if acting && !members.is_empty() {
+                prop_assert_eq!(view.next_ring(), Ok(None), "the claimant left nothing to do");
+                let ids: Vec<_> = view.ring().expect("a ring").nodes().iter().map(|n| n.id.clone()).collect();
+                prop_assert_eq!(ids, members);
             }
         }
 

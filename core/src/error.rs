@@ -24,8 +24,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The node failed internally (for example storage); retry elsewhere.
     Internal,
-    /// The sender's ring is older than the node's and the node is not a replica of the key:
-    /// refresh the cluster view and route again.
+    /// The sender routed with another ring than the node's (an older one, or another of the
+    /// same epoch): refresh the cluster view from that node and route again.
     StaleRing,
     /// The request needs a node certificate of the cluster.
     NotPermitted,

@@ -5,7 +5,9 @@
 //! use quickv_core::{cluster::ClusterView, membership::NodeInfo, routing::RoutingTable};
 //!
 //! let mut view = ClusterView::new(8);
-//! view.upsert_node(NodeInfo::new("a", "127.0.0.1:7101", "z1", 1)?)?;
+//! let a = NodeInfo::new("a", "127.0.0.1:7101", "z1", 1)?;
+//! view.upsert_node(a.clone())?;
+//! view.advance_ring(&a.id)?; // as node a, the claimant, does
 //! let table = RoutingTable::new(view);
 //! let prefs = table.preference_list(b"cart:42", 3, 0).expect("the cluster has a ring");
 //! let first = &prefs.primaries()[0];
@@ -44,6 +46,12 @@ impl RoutingTable {
     /// The epoch of the ring routed with (0 before the cluster has a ring).
     pub fn epoch(&self) -> u64 {
         self.view.ring().map_or(0, |r| r.epoch())
+    }
+
+    /// The version of the ring routed with, as routed requests carry it (`None` before the
+    /// cluster has a ring).
+    pub fn ring_version(&self) -> Option<crate::ring::RingVersion> {
+        self.view.ring().map(|r| r.version())
     }
 
     /// A node's address.

@@ -29,14 +29,16 @@ use crate::gossip::{GossipDigest, MAX_VERDICTS, ViewWord};
 use crate::identity::NodeId;
 use crate::liveness::StatusReport;
 use crate::membership::NodeInfo;
+use crate::ring::RingVersion;
 use crate::store::{StoreConfig, StoreName};
 use crate::version::{SealedState, Siblings, Write};
 
 mod v1;
 mod v2;
+mod v6;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 6;
+pub const WIRE_VERSION: u8 = 7;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -60,13 +62,15 @@ pub enum Message {
         /// The answer.
         body: Response,
     },
-    /// A request routed with the sender's ring: a node whose ring is newer and that is not one of
-    /// the key's replicas in it answers [`ErrorKind::StaleRing`], so the sender refreshes its view.
+    /// A request routed with the sender's ring: a replica whose ring is another (newer, or of the
+    /// same epoch with another digest) answers [`ErrorKind::StaleRing`] naming its ring, so the
+    /// sender refreshes its view (from that node) and routes again. A replica whose ring is
+    /// older serves the request and catches up.
     Routed {
         /// Chosen by the sender, echoed in the response.
         id: u64,
-        /// Epoch of the ring the sender routed with.
-        epoch: u64,
+        /// The ring the sender routed with.
+        ring: RingVersion,
         /// What is asked.
         body: Request,
     },
@@ -357,6 +361,12 @@ pub enum DecodeError {
         "frame has wire version {0}, whose node entries name no certificate; membership is exchanged only at version {WIRE_VERSION}: upgrade the node that sent it"
     )]
     MembershipBeforeCertificates(u8),
+    /// A request routed with a ring's epoch only (before 7): replicas compare the ring's epoch
+    /// and digest.
+    #[error(
+        "frame has wire version {0}, whose routed requests name the ring's epoch only; requests are routed with the ring's epoch and digest at version {WIRE_VERSION}: upgrade the caller that sent it"
+    )]
+    RoutedBeforeDigests(u8),
 }
 
 /// Encodes a message as a frame.
@@ -371,17 +381,20 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        // Version 6 differs from 7 in routed requests (the ring's epoch only): other messages
+        // read unchanged; its routed requests are refused.
+        6 => v6::take(body, 6)?,
         // Version 5 differs from 6 in gossip (digests with every node's heartbeat) and in status
-        // answers (no damage report): other messages read unchanged; its gossip frames are
+        // answers (no damage report): other messages read as 6's; its gossip frames are
         // refused below, its status answers do not decode.
-        5 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(5))?,
+        5 => v6::take(body, 5)?,
         // Version 4 differs from 5 in gossip only (whole membership views, not digests): other
-        // messages read unchanged; its gossip frames are refused below or do not decode.
-        4 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(4))?,
+        // messages read as 5's; its gossip frames are refused below or do not decode.
+        4 => v6::take(body, 4)?,
         // Version 3 differs from 4 in node entries (no certificate) and writes (no `resent`):
-        // other messages read unchanged; membership messages are refused below, and writes do
+        // other messages read as 4's; membership messages are refused below, and writes do
         // not decode.
-        3 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(3))?,
+        3 => v6::take(body, 3)?,
         2 => {
             let (old, rest) = postcard::take_from_bytes::<v2::Message>(body).map_err(|_| DecodeError::Malformed)?;
             (old.into_current()?, rest)
@@ -550,7 +563,11 @@ mod tests {
             req(8, Request::Join { node: info }),
             req(9, Request::Cluster),
             req(10, Request::Sync { view: view.clone() }),
-            Message::Routed { id: 11, epoch: 3, body: Request::Get { store: store(), key: b"k".to_vec() } },
+            Message::Routed {
+                id: 11,
+                ring: RingVersion { epoch: 3, digest: 0x0123_4567_89ab_cdef },
+                body: Request::Get { store: store(), key: b"k".to_vec() },
+            },
             Message::Response { id: 6, body: Response::Cluster(view.clone()) },
             Message::Response { id: 1, body: Response::State(Some(sealed)) },
             Message::Response { id: 2, body: Response::State(None) },
@@ -676,6 +693,9 @@ mod tests {
     #[test]
     fn version_5_data_frames_decode_and_its_gossip_frames_are_refused() {
         for message in samples() {
+            if matches!(message, Message::Routed { .. }) {
+                continue; // its layout changed in 7: see `version_6_routed_requests_are_refused`
+            }
             let mut v5 = encode(&message);
             v5[0] = 5;
             if is_gossip_round(&message) {
@@ -698,6 +718,32 @@ mod tests {
         v5[0] = 5;
         v5.truncate(v5.len() - 3);
         assert_eq!(decode(&v5), Err(DecodeError::UnsupportedVersion(5)));
+    }
+
+    /// Version 6 routed requests with the ring's epoch only: refused, saying to upgrade the
+    /// caller; its other frames read unchanged.
+    #[test]
+    fn version_6_routed_requests_are_refused_and_its_other_frames_decode() {
+        for message in samples() {
+            let mut v6 = encode(&message);
+            v6[0] = 6;
+            match message {
+                Message::Routed { .. } => assert!(decode(&v6).is_err()),
+                message => assert_eq!(decode(&v6), Ok(message)),
+            }
+        }
+        // As a version-6 caller sends it: variant 2, id 11, epoch 3, then a replica get.
+        let get = Request::Get { store: store(), key: b"k".to_vec() };
+        let mut old = alloc::vec![6u8, 2, 11, 3];
+        old.extend(crate::encoding::to_vec(&get));
+        assert_eq!(decode(&old), Err(DecodeError::RoutedBeforeDigests(6)));
+        old[0] = 3;
+        assert_eq!(decode(&old), Err(DecodeError::RoutedBeforeDigests(3)));
+        assert!(alloc::format!("{}", DecodeError::RoutedBeforeDigests(6)).contains("upgrade the caller"));
+        // The same request of today's version names the ring's digest too.
+        let ring = RingVersion { epoch: 3, digest: 9 };
+        let frame = encode(&Message::Routed { id: 11, ring, body: get.clone() });
+        assert_eq!(decode(&frame), Ok(Message::Routed { id: 11, ring, body: get }));
     }
 
     /// A gossip message with more verdicts than any node sends, or a whole digest out of
@@ -739,7 +785,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[7, 0]), Err(DecodeError::UnsupportedVersion(7)));
+        assert_eq!(decode(&[8, 0]), Err(DecodeError::UnsupportedVersion(8)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use quickv_core::ring::RingVersion;
 use quickv_core::wire::{self, DecodeError, MAX_FRAME, Message, Request, Response};
 
 use crate::tls::NODE_SERVER_NAME;
@@ -123,18 +124,23 @@ impl Transport {
         &self.endpoint
     }
 
-    /// Sends `body` to `addr`, routed with ring `epoch` if given, and waits for the answer.
+    /// Sends `body` to `addr`, routed with `ring` if given, and waits for the answer.
     ///
     /// A request the node coordinates (`CoordinateGet`, `CoordinatePut`) waits for the node's own
     /// replicas, so its answer may take three times the timeout.
-    pub async fn call(&self, addr: SocketAddr, epoch: Option<u64>, body: Request) -> Result<Response, CallError> {
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        ring: Option<RingVersion>,
+        body: Request,
+    ) -> Result<Response, CallError> {
         let timeout = match body {
             Request::CoordinateGet { .. } | Request::CoordinatePut { .. } => self.timeout.saturating_mul(3),
             _ => self.timeout,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let message = match epoch {
-            Some(epoch) => Message::Routed { id, epoch, body },
+        let message = match ring {
+            Some(ring) => Message::Routed { id, ring, body },
             None => Message::Request { id, body },
         };
         let bytes = self.send_frame_within(addr, &wire::encode(&message), timeout).await?;

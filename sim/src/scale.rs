@@ -85,6 +85,8 @@ impl Net {
             infos.push(info);
             certificates.push(certificate);
         }
+        let claimant = view.claimant().cloned().expect("members");
+        view.advance_ring(&claimant).expect("a ring for every node");
         let _ = view.create_store(StoreName::default_store(), StoreConfig::quorum());
         let secret = ContextKey::new([9; ContextKey::LEN]);
         let mut net = Net {

@@ -907,8 +907,8 @@ impl World {
                 Ok(Message::Request { id, body }) if self.options.disabled.contains(&Mechanism::OneAnswer) => {
                     wire::encode(&Message::Request { id: id | 1 << 48, body })
                 }
-                Ok(Message::Routed { id, epoch, body }) if self.options.disabled.contains(&Mechanism::OneAnswer) => {
-                    wire::encode(&Message::Routed { id: id | 1 << 48, epoch, body })
+                Ok(Message::Routed { id, ring, body }) if self.options.disabled.contains(&Mechanism::OneAnswer) => {
+                    wire::encode(&Message::Routed { id: id | 1 << 48, ring, body })
                 }
                 _ => frame.clone(),
             };

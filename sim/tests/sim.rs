@@ -72,14 +72,15 @@ fn a_foreign_context_is_refused_and_loses_nothing() {
 /// lack a version, and without drops 1 seed in 1,300 still shows the hole; since nodes held down
 /// are asked when the quorum needs them, the first seed that shows it was 773; since a node
 /// that starts compares every store with every peer at once, one in the first 5,000 does,
-/// seed 2443, so the search starts near it.)
+/// seed 2443; since only the claimant moves the ring, seeds 815, 2319 and 2635 do, so the
+/// search starts near the first.)
 #[test]
 fn lww_is_causal() {
     let faults = [Fault::Delay, Fault::Crash, Fault::Skew, Fault::Lww];
     let outcome = run(&with(117, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     let faults = [Fault::Delay, Fault::Drop, Fault::Crash, Fault::Skew, Fault::Lww];
-    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 2_400..2_600);
+    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 800..1_000);
 }
 
 /// Regression and teeth (issue 7, 3.2): a node started with n1's id, its own certificate and a

@@ -40,11 +40,7 @@ impl Node {
     /// After the view changed here: saves it, gossips with every peer (the change as news) and
     /// reports it. Returns the id of the save.
     pub(super) fn view_changed(&mut self, now: Duration) -> IoId {
-        let save = self.view_learnt();
-        for peer in self.peers() {
-            self.gossip_with(now, &peer, Round::Broadcast);
-        }
-        save
+        self.view_learnt(now, true)
     }
 
     /// After any change of the view: makes its digest again, and adds what changed to the news.
@@ -60,12 +56,43 @@ impl Node {
         self.digest = digest;
     }
 
-    /// After the view changed by a peer's word: saves it and reports it (gossip spreads it on).
-    fn view_learnt(&mut self) -> IoId {
+    /// After the view changed: moves the ring if this node is the claimant and the membership
+    /// asks for it, saves the view and reports it. A change made here (`broadcast`), or a ring
+    /// this node made, is gossiped to every peer at once; a change learnt from a peer spreads on
+    /// the rounds.
+    fn view_learnt(&mut self, now: Duration, broadcast: bool) -> IoId {
+        let moved = self.claim_ring();
         let save = self.save_view();
         self.purge_dropped();
         self.events.push_back(Event::ViewChanged);
+        if broadcast || moved {
+            for peer in self.peers() {
+                self.gossip_with(now, &peer, Round::Broadcast);
+            }
+        }
         save
+    }
+
+    /// The claimant's part (issue 9, 1.1): once joined, a node that is the view's
+    /// [claimant](ClusterView::claimant) moves the ring to the membership
+    /// ([`ClusterView::advance_ring`]); every other node waits for the claimant's ring. Returns
+    /// whether the ring moved (the caller saves and spreads the view).
+    fn claim_ring(&mut self) -> bool {
+        if !self.joined {
+            return false;
+        }
+        match self.view.advance_ring(&self.id) {
+            Ok(moved) => {
+                if let (true, Some(ring)) = (moved, self.view.ring()) {
+                    self.events.push_back(Event::RingMoved { epoch: ring.epoch(), nodes: ring.nodes().len() });
+                }
+                moved
+            }
+            Err(e) => {
+                self.events.push_back(Event::RingRefused { reason: format!("{e}") });
+                false
+            }
+        }
     }
 
     /// Takes a node's entry from its join: the entry must name the certificate the node
@@ -115,6 +142,11 @@ impl Node {
         if self.join_refused.is_some() {
             // Refused for good (the id is taken): the operator has to act.
             return;
+        }
+        if self.joined && self.claim_ring() {
+            // A claimant that joined (or restarted) with a ring to move, and heard no change
+            // since.
+            self.view_changed(now);
         }
         if !self.joined {
             for seed in self.config.seeds.clone() {
@@ -263,7 +295,7 @@ impl Node {
         }
         if let Some(news) = &digest.news {
             let address = self.address_of_member(from);
-            self.merge_from(&address, news);
+            self.merge_from(now, &address, news);
         }
     }
 
@@ -277,7 +309,7 @@ impl Node {
         self.take_word(now, &peer, &digest);
         if let Some(delta) = delta {
             let address = self.address_of_member(&peer);
-            self.merge_from(&address, &delta);
+            self.merge_from(now, &address, &delta);
         }
         if let ViewWord::Whole(theirs) = &digest.view {
             // The views differ: push what the peer lacks, and ask for what it holds that this
@@ -306,7 +338,7 @@ impl Node {
         entries || ring || theirs.stores != self.digest.stores || theirs.partition_bits != self.digest.partition_bits
     }
 
-    pub(super) fn join_answer(&mut self, seed: String, answer: Result<Response, ReplicaFailure>) {
+    pub(super) fn join_answer(&mut self, now: Duration, seed: String, answer: Result<Response, ReplicaFailure>) {
         let theirs = match answer {
             Ok(Response::Cluster(theirs)) => theirs,
             Ok(Response::Error(reply)) if reply.kind == ErrorKind::NodeIdTaken && !self.joined => {
@@ -316,15 +348,18 @@ impl Node {
             }
             _ => return,
         };
-        if self.merge_from(&seed, &theirs) && !self.joined {
+        if self.merge_from(now, &seed, &theirs) && !self.joined {
             self.joined = true;
             self.events.push_back(Event::Joined { seed });
+            if self.claim_ring() {
+                self.view_changed(now);
+            }
         }
     }
 
     /// Merges a peer's view (or part of one); reports a view that cannot be merged. Returns
     /// whether it merged.
-    pub(super) fn merge_from(&mut self, address: &str, theirs: &ClusterView) -> bool {
+    pub(super) fn merge_from(&mut self, now: Duration, address: &str, theirs: &ClusterView) -> bool {
         self.report_conflicts(theirs);
         let mut refused = None;
         let changed = self.view.merge(theirs).unwrap_or_else(|e| {
@@ -332,7 +367,7 @@ impl Node {
             false
         });
         if changed {
-            self.view_learnt();
+            self.view_learnt(now, false);
         }
         match refused {
             Some(reason) => {

@@ -9,6 +9,7 @@ use super::refused_mints::MintAsked;
 use super::replica::{Completion, ReplicaStep};
 use crate::cluster::ViewError;
 use crate::identity::CertificateDigest;
+use crate::ring::RingVersion;
 use crate::store::{LimitError, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::Value;
@@ -22,7 +23,7 @@ impl Node {
         stream: u64,
         peer: Option<CertificateDigest>,
         id: u64,
-        epoch: Option<u64>,
+        routed: Option<RingVersion>,
         body: Request,
     ) {
         // A copy of a mint answered with an error gets the same error (see `refused_mints`).
@@ -32,7 +33,7 @@ impl Node {
         };
         let dispatched = match asked.and_then(|a| self.refused_mints.recall(&a)) {
             Some(earlier) => Err(earlier),
-            None => self.dispatch(now, stream, peer, id, epoch, body),
+            None => self.dispatch(now, stream, peer, id, routed, body),
         };
         match dispatched {
             Ok(Some(body)) => self.reply(stream, id, body),
@@ -56,7 +57,7 @@ impl Node {
         stream: u64,
         peer: Option<CertificateDigest>,
         id: u64,
-        epoch: Option<u64>,
+        routed: Option<RingVersion>,
         body: Request,
     ) -> Result<Option<Response>, ErrorReply> {
         let from_node = peer.is_some();
@@ -69,21 +70,21 @@ impl Node {
         }
         match body {
             Request::Get { store, key } => {
-                let config = self.replica_checks(&store, &key, epoch)?;
+                let config = self.replica_checks(now, peer, &store, &key, routed)?;
                 self.enqueue(store, key, config, ReplicaStep::Read, done);
                 Ok(None)
             }
             // Replica writes come from nodes only: a plain caller asks a node to coordinate.
             Request::Mint { store, key, write, hint_for } => {
                 nodes_only(from_node)?;
-                let config = self.replica_checks(&store, &key, epoch)?;
+                let config = self.replica_checks(now, peer, &store, &key, routed)?;
                 self.check_value(write.payload.value())?;
                 self.enqueue_hinted(store, key, config, ReplicaStep::Mint(write), done, hint_for);
                 Ok(None)
             }
             Request::Replicate { store, key, siblings, hint_for } => {
                 nodes_only(from_node)?;
-                let config = self.replica_checks(&store, &key, epoch)?;
+                let config = self.replica_checks(now, peer, &store, &key, routed)?;
                 siblings.values().try_for_each(|v| self.check_value(Some(v)))?;
                 self.enqueue_hinted(store, key, config, ReplicaStep::Merge(siblings), done, hint_for);
                 Ok(None)
@@ -121,7 +122,7 @@ impl Node {
                     let reason = ViewError::PartitionMismatch(self.view.partition_bits(), view.partition_bits());
                     return Err(ErrorReply::new(ErrorKind::Malformed, format!("{reason}")));
                 }
-                self.merge_from(&address, &view);
+                self.merge_from(now, &address, &view);
                 Ok(Some(Response::Ack))
             }
             Request::Gossip { from, digest } => {
@@ -167,26 +168,43 @@ impl Node {
     }
 
     /// The checks every replica request passes: the store exists, the key is within limits, and
-    /// a request routed with an older ring reaches a node that still holds a replica of the key.
-    /// Counts requests for keys this node is not a primary of (`misrouted`).
-    fn replica_checks(&mut self, store: &StoreName, key: &[u8], epoch: Option<u64>) -> Result<StoreConfig, ErrorReply> {
+    /// a request routed with another ring than this node's (an older one, or another of the same
+    /// epoch) is answered `StaleRing` naming this node's ring, for the caller to refresh its view
+    /// here and route again. A request routed with a newer ring is served, and this node catches
+    /// up with the sender. Counts requests for keys this node is not a primary of (`misrouted`).
+    fn replica_checks(
+        &mut self,
+        now: Duration,
+        peer: Option<CertificateDigest>,
+        store: &StoreName,
+        key: &[u8],
+        routed: Option<RingVersion>,
+    ) -> Result<StoreConfig, ErrorReply> {
         self.stats.replica_requests += 1;
         let config = self.store_config(store)?;
         self.check_key(key)?;
         let Some(ring) = self.view.ring() else { return Ok(config) };
-        let prefs = ring.preference_list(Token::of(key), config.n(), self.config.fallbacks);
-        if !prefs.is_primary(&self.id) {
+        let mine = ring.version();
+        if !ring.preference_list(Token::of(key), config.n(), self.config.fallbacks).is_primary(&self.id) {
             self.stats.misrouted += 1;
         }
-        let known = prefs.is_primary(&self.id) || prefs.fallbacks().contains(&self.id);
-        match epoch {
-            Some(epoch) if epoch < ring.epoch() && !known => Err(ErrorReply::new(
-                ErrorKind::StaleRing,
-                format!(
-                    "routed with ring epoch {epoch}; this node is at epoch {} and holds no replica of the key",
-                    ring.epoch()
-                ),
-            )),
+        match routed {
+            Some(theirs) if theirs.epoch < mine.epoch || theirs.epoch == mine.epoch && theirs.digest != mine.digest => {
+                self.stats.stale_routed += 1;
+                Err(ErrorReply::new(
+                    ErrorKind::StaleRing,
+                    format!(
+                        "routed with ring {theirs}; this node's ring is {mine}: refresh the cluster view from this node and route again"
+                    ),
+                ))
+            }
+            Some(theirs) if theirs.epoch > mine.epoch => {
+                // The sender knows a later ring: pull it (one round per peer at a time).
+                if let Some(sender) = self.member_of(peer).ok().filter(|id| *id != self.id) {
+                    self.gossip_with(now, &sender, super::cluster_sync::Round::Pull);
+                }
+                Ok(config)
+            }
             _ => Ok(config),
         }
     }

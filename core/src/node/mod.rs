@@ -366,6 +366,20 @@ pub enum Event {
         /// The key.
         key: Vec<u8>,
     },
+    /// This node, the claimant, moved the ring to the membership (see
+    /// [`ClusterView::claimant`]).
+    RingMoved {
+        /// The new ring's epoch.
+        epoch: u64,
+        /// Its members.
+        nodes: usize,
+    },
+    /// This node, the claimant, could not make the ring the membership asks for (more members
+    /// than partitions).
+    RingRefused {
+        /// Why.
+        reason: String,
+    },
     /// A peer's view could not be merged (another cluster, or inconsistent).
     IncompatiblePeer {
         /// The peer's address.
@@ -387,6 +401,8 @@ pub struct NodeStats {
     pub replica_requests: u64,
     /// Replica requests for a key this node is not a primary replica of in its ring.
     pub misrouted: u64,
+    /// Replica requests routed with another ring than this node's, answered `StaleRing`.
+    pub stale_routed: u64,
     /// Requests this node coordinated for plain callers.
     pub coordinated: u64,
     /// Replica requests this node sent to other nodes while coordinating.
@@ -569,6 +585,11 @@ impl Node {
         // default store, the one catalogue entry no claimant decides.
         let founding = config.seeds.is_empty() && view.membership().nodes().next().is_none();
         view.upsert_node(info.clone())?;
+        if config.seeds.is_empty() {
+            // A node without seeds is in (it founded the cluster, or restarts in it): if it is
+            // the claimant, the ring takes its entry now.
+            view.advance_ring(&info.id)?;
+        }
         if let (true, Some(settings)) = (founding, config.default_store) {
             let _ = view.create_store(StoreName::default_store(), settings);
         }
@@ -711,8 +732,8 @@ impl Node {
             (Message::Request { id, body }, Origin::Stream { stream, peer }) => {
                 self.handle_request(now, stream, peer, id, None, body)
             }
-            (Message::Routed { id, epoch, body }, Origin::Stream { stream, peer }) => {
-                self.handle_request(now, stream, peer, id, Some(epoch), body)
+            (Message::Routed { id, ring, body }, Origin::Stream { stream, peer }) => {
+                self.handle_request(now, stream, peer, id, Some(ring), body)
             }
             (Message::Response { id, body }, Origin::Answer) => self.handle_answer(now, id, Ok(body)),
             // A response on a request stream, or a request where an answer was expected.
@@ -818,9 +839,8 @@ impl Node {
     fn send_request(&mut self, now: Duration, to: Destination, body: Request, routed: bool, purpose: Purpose) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
-        let epoch = self.view.ring().map(|r| r.epoch());
-        let message = match epoch {
-            Some(epoch) if routed => Message::Routed { id, epoch, body },
+        let message = match self.view.ring() {
+            Some(ring) if routed => Message::Routed { id, ring: ring.version(), body },
             _ => Message::Request { id, body },
         };
         // The transport's own timeouts are longer; past this the answer is of no use.
@@ -893,7 +913,7 @@ impl Node {
                 self.replica_answer(now, coordination, &to, &call, answer)
             }
             Purpose::Repair => {}
-            Purpose::Join { seed } => self.join_answer(seed, answer),
+            Purpose::Join { seed } => self.join_answer(now, seed, answer),
             Purpose::Gossip { peer } => self.gossip_answer(now, peer, answer),
             // Only a push's arrival matters.
             Purpose::Push { peer } => self.heard(now, &peer, &answer),

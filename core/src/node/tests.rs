@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::*;
+use crate::ring::RingVersion;
 use crate::store::StoreConfig;
 use crate::version::{CausalContext, ContextKey, KeyRecord, Siblings, Write, WriteId};
 
@@ -83,11 +84,15 @@ impl Harness {
 
     /// Starts a node that joins through `addr-0` (unless it is the first).
     fn add(&mut self, info: NodeInfo) -> usize {
+        let seed = if self.nodes.is_empty() { None } else { Some("addr-0") };
+        self.add_via(info, seed)
+    }
+
+    /// Starts a node that joins through `seed` (or founds a cluster).
+    fn add_via(&mut self, info: NodeInfo, seed: Option<&str>) -> usize {
         let index = self.nodes.len();
         let mut config = NodeConfig::new(info, secret());
-        if index > 0 {
-            config.seeds = vec![String::from("addr-0")];
-        }
+        config.seeds = seed.map(String::from).into_iter().collect();
         config.seed = index as u64;
         (self.tune)(&mut config);
         self.nodes.push(Node::new(config, ClusterView::new(6), self.now).unwrap());
@@ -291,6 +296,77 @@ impl Harness {
 
 pub(super) fn certificate(name: &str) -> CertificateDigest {
     CertificateDigest::of(name.as_bytes())
+}
+
+/// Issue 9, 1.1 (regression): two nodes joining at once through two seeds made two rings of
+/// one epoch (each seed moved its ring to its own membership), which routed keys differently
+/// until gossip picked one. Now seeds only take entries and the claimant moves the ring: no two
+/// nodes ever hold different rings of one epoch, and the cluster ends on one ring with both.
+#[test]
+fn joins_through_two_seeds_at_once_make_one_ring_per_epoch() {
+    let mut h = Harness::new(3);
+    let joiner = |i: usize| {
+        NodeInfo::new(&format!("n{i}"), &format!("addr-{i}"), &format!("z{i}"), 1)
+            .unwrap()
+            .with_certificate(certificate(&format!("cert-{i}")))
+    };
+    h.add_via(joiner(3), Some("addr-1"));
+    h.add_via(joiner(4), Some("addr-2"));
+    let mut seen: BTreeMap<u64, alloc::collections::BTreeSet<u64>> = BTreeMap::new();
+    for _ in 0..400 {
+        h.tick();
+        for node in &h.nodes {
+            if let Some(ring) = node.view().ring() {
+                seen.entry(ring.epoch()).or_default().insert(ring.digest());
+            }
+        }
+    }
+    assert!(seen.values().all(|digests| digests.len() == 1), "two rings of one epoch: {seen:?}");
+    for node in &h.nodes {
+        assert_eq!(node.view(), h.nodes[0].view());
+        assert_eq!(node.view().ring().unwrap().nodes().len(), 5);
+    }
+}
+
+/// Issue 9, 1.1: a replica answers a request routed with an older ring, or with another ring of
+/// its epoch, `StaleRing` naming its ring, and changes nothing; it serves a request routed with
+/// its own ring or a newer one.
+#[test]
+fn a_request_routed_with_another_ring_is_answered_stale_ring() {
+    let mut h = Harness::new(3);
+    let mine = h.nodes[0].view().ring().unwrap().version();
+    let key = h.keys_of(0, 1).remove(0);
+    let put = Request::CoordinatePut {
+        store: StoreName::default_store(),
+        key: key.clone(),
+        write: Write::put(b"v".to_vec(), CausalContext::empty(), 1),
+        minter: None,
+    };
+    assert!(matches!(h.ask(0, 1, put), Response::State(Some(_))));
+    let get = Request::Get { store: StoreName::default_store(), key };
+    let routed = |h: &mut Harness, stream, ring| {
+        let message = Message::Routed { id: 1, ring, body: get.clone() };
+        h.nodes[0].handle_message(h.now, Origin::caller(stream), message);
+        h.settle();
+        h.answers.remove(&stream).expect("an answer")
+    };
+    let stale = [
+        RingVersion { epoch: mine.epoch - 1, ..mine },
+        RingVersion { digest: mine.digest ^ 1, ..mine },
+        RingVersion { epoch: 0, digest: 0 },
+    ];
+    for (i, ring) in stale.into_iter().enumerate() {
+        let answer = routed(&mut h, 10 + i as u64, ring);
+        let Response::Error(e) = answer else { panic!("served with ring {ring}: {answer:?}") };
+        assert_eq!(e.kind, ErrorKind::StaleRing);
+        assert!(e.message.contains(&format!("this node's ring is {mine}")), "{}", e.message);
+    }
+    assert_eq!(h.nodes[0].stats().stale_routed, 3);
+    for (i, ring) in [mine, RingVersion { epoch: mine.epoch + 1, digest: 7 }].into_iter().enumerate() {
+        let answer = routed(&mut h, 20 + i as u64, ring);
+        assert!(matches!(answer, Response::State(Some(_))), "ring {ring}: {answer:?}");
+    }
+    assert_eq!(h.nodes[0].stats().stale_routed, 3);
 }
 
 /// 3.2: a node started with an id that another node holds (another certificate, another

@@ -48,6 +48,24 @@ pub struct RingNode {
     pub capacity: u32,
 }
 
+/// A ring's version as a request routed with it carries: its epoch and digest. The claimant
+/// makes one ring per epoch, so two rings of one epoch should never be; a replica still compares
+/// both, and answers a request routed with another ring of its epoch (or an older ring)
+/// `StaleRing` (issue 9, 1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RingVersion {
+    /// The ring's epoch.
+    pub epoch: u64,
+    /// Its digest ([`Ring::digest`]).
+    pub digest: u64,
+}
+
+impl core::fmt::Display for RingVersion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "epoch {} (digest {:016x})", self.epoch, self.digest)
+    }
+}
+
 /// Partition ownership at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "RingParts", into = "RingParts")]
@@ -164,6 +182,11 @@ impl Ring {
     /// The ring's version; raised by each [`Ring::next`].
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The epoch and digest, as requests routed with this ring carry them.
+    pub fn version(&self) -> RingVersion {
+        RingVersion { epoch: self.epoch, digest: self.digest }
     }
 
     /// log2 of the partition count.

@@ -18,9 +18,21 @@ use crate::version::v1::{Siblings, Write};
 
 #[derive(Debug, Deserialize)]
 pub(super) enum Message {
-    Request { id: u64, body: Request },
-    Response { id: u64, body: Response },
-    Routed { id: u64, epoch: u64, body: Request },
+    Request {
+        id: u64,
+        body: Request,
+    },
+    Response {
+        id: u64,
+        body: Response,
+    },
+    // Decoded only to be refused with a clear error.
+    #[allow(dead_code)]
+    Routed {
+        id: u64,
+        epoch: u64,
+        body: Request,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +106,7 @@ impl Message {
     pub(super) fn into_current(self) -> Result<Current, DecodeError> {
         Ok(match self {
             Message::Request { id, body } => Current::Request { id, body: body.into_current()? },
-            Message::Routed { id, epoch, body } => Current::Routed { id, epoch, body: body.into_current()? },
+            Message::Routed { .. } => return Err(DecodeError::RoutedBeforeDigests(1)),
             Message::Response { id, body } => Current::Response { id, body: body.into_current()? },
         })
     }

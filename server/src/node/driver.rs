@@ -397,6 +397,12 @@ impl Driver {
                 pushed,
                 "anti-entropy exchange repaired keys"
             ),
+            Event::RingMoved { epoch, nodes } => {
+                tracing::info!(node = %self.machine.id(), epoch, nodes, "as claimant, moved the ring to the membership")
+            }
+            Event::RingRefused { reason } => {
+                tracing::error!(node = %self.machine.id(), "as claimant, could not move the ring: {reason}")
+            }
             Event::PeerState { peer, from, to } => match to {
                 PeerState::Up => tracing::info!(node = %self.machine.id(), %peer, %from, "peer is up"),
                 PeerState::Suspect => tracing::info!(node = %self.machine.id(), %peer, %from, "peer is suspect"),

@@ -65,21 +65,35 @@ async fn locate_names_a_keys_replicas_and_what_each_holds() {
     let client = cluster.client().await;
     let store = client.store("default").await.unwrap();
     let ctx = store.put("cart", b"apples".to_vec(), &CausalContext::empty()).await.unwrap();
-    assert!(client.wait_idle(std::time::Duration::from_secs(5)).await);
-    let location = store.locate("cart").await.unwrap();
+    // The write is acknowledged after W=2 replicas: the third takes it a moment later.
+    let one = Holding::Versions { count: 1, tombstone: false };
+    let location = located(&store, |l| l.primaries.iter().all(|(_, h)| *h == one)).await;
     assert_eq!(location.token, quickv_core::token::Token::of(b"cart"));
     assert_eq!(location.primaries.len(), 3);
     assert_eq!(location.fallbacks.len(), 1, "four nodes: one left over as a fallback");
-    let one = Holding::Versions { count: 1, tombstone: false };
-    assert!(location.primaries.iter().all(|(_, h)| *h == one), "{:?}", location.primaries);
     assert_eq!(location.fallbacks[0].1, Holding::Nothing);
     store.delete("cart", &ctx).await.unwrap();
-    assert!(client.wait_idle(std::time::Duration::from_secs(5)).await);
-    let location = store.locate("cart").await.unwrap();
     let deleted = Holding::Versions { count: 1, tombstone: true };
-    assert!(location.primaries.iter().all(|(_, h)| *h == deleted), "{:?}", location.primaries);
+    located(&store, |l| l.primaries.iter().all(|(_, h)| *h == deleted)).await;
     client.close();
     cluster.shutdown().await;
+}
+
+/// `cart`'s location once `ready` says so (within 5 s; the last one seen in the panic).
+async fn located(
+    store: &quickv_client::Store,
+    ready: impl Fn(&quickv_client::Location) -> bool,
+) -> quickv_client::Location {
+    let mut last = None;
+    for _ in 0..100 {
+        let location = store.locate("cart").await.unwrap();
+        if ready(&location) {
+            return location;
+        }
+        last = Some(location);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not as expected within 5 s: {last:?}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 
 use quickv_core::coordinator::{self, Action, Coordinator, ForwardPut, GetCoordinator, ReplicaFailure};
 use quickv_core::liveness::PeerState;
-use quickv_core::ring::PreferenceList;
+use quickv_core::ring::{PreferenceList, RingVersion};
 use quickv_core::routing::RoutingTable;
 use quickv_core::version::{CausalContext, Write};
 
@@ -25,7 +25,7 @@ pub(super) struct SmartOp {
     key: KeyId,
     config: StoreConfig,
     prefs: PreferenceList,
-    epoch: Option<u64>,
+    ring: Option<RingVersion>,
     machine: Machine,
     /// Whether the client has its answer (a read keeps repairing after it).
     replied: bool,
@@ -67,9 +67,9 @@ impl World {
         let table = view.map(RoutingTable::new);
         let routed = table.as_ref().and_then(|t| {
             let config = *t.view().store(&store)?;
-            Some((config, t.preference_list(&key, config.n(), FALLBACKS)?, t.epoch()))
+            Some((config, t.preference_list(&key, config.n(), FALLBACKS)?, t.ring_version()))
         });
-        let Some((config, prefs, epoch)) = routed else {
+        let Some((config, prefs, ring)) = routed else {
             return self.finish_smart_op(client, op, Status::Failed("no view to route with".into()), None);
         };
         // As the client does: the nodes the node it asked holds down are asked last.
@@ -88,7 +88,7 @@ impl World {
             }
         };
         let key = (store, key);
-        let smart = SmartOp { client, key, config, prefs, epoch: Some(epoch), machine, replied: false };
+        let smart = SmartOp { client, key, config, prefs, ring, machine, replied: false };
         self.smart.insert(op, smart);
         self.drive_smart(op);
     }
@@ -200,10 +200,10 @@ impl World {
                 Event::Answer { requester: Requester::Smart { op, to }, frame: Err(Missing::NotDelivered) },
             );
         };
-        let epoch = self.smart.get(&op).and_then(|s| s.epoch);
-        let message = match (epoch, &body) {
+        let ring = self.smart.get(&op).and_then(|s| s.ring);
+        let message = match (ring, &body) {
             // Replica reads are routed with the client's ring, as the client sends them.
-            (Some(epoch), Request::Get { .. }) => Message::Routed { id: 1, epoch, body },
+            (Some(ring), Request::Get { .. }) => Message::Routed { id: 1, ring, body },
             _ => Message::Request { id: 1, body },
         };
         self.send_message_from_client(Requester::Smart { op, to }, target, message);
