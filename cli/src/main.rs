@@ -3,14 +3,16 @@
 //! ```text
 //! quickv [--seeds A,B] [--ca FILE] [--json] COMMAND
 //!   put [--store S] KEY VALUE [--context TOKEN]    VALUE - reads stdin; prints the new context
-//!   get [--store S] KEY                            exit status 1 when the key is absent
+//!   get [--store S] KEY                            the value byte for byte; exit status 1 when absent
 //!   delete [--store S] KEY [--context TOKEN]
+//!   locate [--store S] KEY                         token, primaries, fallbacks, what each holds
 //!   store create NAME [--preset P] [--n N --r R --w W --quorum sloppy|strict --conflicts siblings|lww]
 //!   store drop NAME
 //!   store list
 //!   status
 //! ```
 //!
+//! KEY is text; with `--key-hex` it is hex digits, for keys that are not UTF-8.
 //! Seeds and CA default to `QUICKV_SEEDS` and `QUICKV_CA` (what `quickv-node dev` prints).
 
 use std::io::{Read, Write};
@@ -26,6 +28,9 @@ use quickv_client::{
     StoreName,
 };
 use serde_json::json;
+
+mod key;
+use key::KeyArg;
 
 #[derive(Parser)]
 #[command(name = "quickv", version, about = "Use a quickv cluster")]
@@ -50,8 +55,8 @@ enum Command {
         /// The store.
         #[arg(long, default_value = StoreName::DEFAULT)]
         store: String,
-        /// The key.
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         /// The value; `-` reads it from stdin.
         value: String,
         /// The context of the versions this write supersedes (from a get); none writes blind,
@@ -59,21 +64,22 @@ enum Command {
         #[arg(long)]
         context: Option<CausalContext>,
     },
-    /// Read a key: its value, or every sibling, and the causal context.
+    /// Read a key: its value byte for byte on stdout (every sibling, one after the other, when
+    /// there are several), sibling headers and the causal context on stderr.
     Get {
         /// The store.
         #[arg(long, default_value = StoreName::DEFAULT)]
         store: String,
-        /// The key.
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
     },
     /// Delete a key (without --context: the versions a read finds now).
     Delete {
         /// The store.
         #[arg(long, default_value = StoreName::DEFAULT)]
         store: String,
-        /// The key.
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
         /// The context of the versions to delete.
         #[arg(long)]
         context: Option<CausalContext>,
@@ -90,8 +96,8 @@ enum Command {
         /// The store.
         #[arg(long, default_value = StoreName::DEFAULT)]
         store: String,
-        /// The key.
-        key: String,
+        #[command(flatten)]
+        key: KeyArg,
     },
 }
 
@@ -152,7 +158,12 @@ async fn connect(cli: &Cli) -> Result<Client> {
         bail!("no seeds: pass --seeds or set QUICKV_SEEDS (quickv-node dev prints the line)");
     }
     let Some(ca) = &cli.ca else { bail!("no CA: pass --ca or set QUICKV_CA (quickv-node dev prints the line)") };
-    let ca = ClusterCa::from_pem_file(ca)?;
+    let ca = ClusterCa::from_pem_file(ca).with_context(|| {
+        format!(
+            "--ca {}: give the cluster's CA certificate, the ca.pem that quickv-node init (or dev) wrote in the cluster folder",
+            ca.display()
+        )
+    })?;
     Ok(Client::builder().seeds(cli.seeds.clone()).ca_cert(ca).build().await?)
 }
 
@@ -168,9 +179,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 value.clone().into_bytes()
             };
             let store = client.store(store).await?;
-            let context = store.put(key, value, &context.clone().unwrap_or_else(CausalContext::empty)).await?;
+            let context = store.put(key.bytes()?, value, &context.clone().unwrap_or_else(CausalContext::empty)).await?;
             if cli.json {
-                println!("{}", json!({ "key": key, "context": context.to_string() }));
+                println!("{}", json!({ "key": key.shown(), "context": context.to_string() }));
             } else {
                 println!("{context}");
             }
@@ -178,35 +189,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Get { store, key } => {
             let store = client.store(store).await?;
-            let read = store.get(key).await?;
+            let read = store.get(key.bytes()?).await?;
             if cli.json {
                 let values: Vec<String> = read.values.iter().map(|v| BASE64.encode(v)).collect();
-                println!("{}", json!({ "key": key, "values": values, "context": read.context.to_string() }));
+                println!("{}", json!({ "key": key.shown(), "values": values, "context": read.context.to_string() }));
             } else if read.is_absent() {
-                eprintln!("{key}: not found");
+                eprintln!("{}: not found", key.shown());
             } else {
+                // The values byte for byte on stdout, nothing added; what describes them on stderr.
                 let mut out = std::io::stdout().lock();
                 let many = read.values.len() > 1;
                 for (i, value) in read.values.iter().enumerate() {
                     if many {
-                        writeln!(out, "-- sibling {} of {} --", i + 1, read.values.len())?;
+                        out.flush()?;
+                        eprintln!("-- sibling {} of {} ({} bytes) --", i + 1, read.values.len(), value.as_ref().len());
                     }
                     out.write_all(value.as_ref())?;
-                    writeln!(out)?;
                 }
+                out.flush()?;
                 eprintln!("context: {}", read.context);
             }
             if read.is_absent() { ExitCode::from(1) } else { ExitCode::SUCCESS }
         }
         Command::Delete { store, key, context } => {
             let store = client.store(store).await?;
+            let bytes = key.bytes()?;
             let context = match context {
                 Some(c) => c.clone(),
-                None => store.get(key).await?.context,
+                None => store.get(&bytes).await?.context,
             };
-            let after = store.delete(key, &context).await?;
+            let after = store.delete(&bytes, &context).await?;
             if cli.json {
-                println!("{}", json!({ "key": key, "context": after.to_string() }));
+                println!("{}", json!({ "key": key.shown(), "context": after.to_string() }));
             } else {
                 println!("{after}");
             }
@@ -265,7 +279,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Locate { store, key } => {
             let store = client.store(store).await?;
-            let location = store.locate(key).await?;
+            let location = store.locate(key.bytes()?).await?;
             let view = client.view();
             let address = |id: &NodeId| view.membership().node(id).map(|n| n.address.clone()).unwrap_or_default();
             let holding = |h: &Holding| match h {
@@ -290,12 +304,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let token = format!("{:032x}", location.token.0);
                 println!(
                     "{}",
-                    json!({ "key": key, "store": store.name().as_str(), "token": token, "ring_epoch": location.epoch,
+                    json!({ "key": key.shown(), "store": store.name().as_str(), "token": token, "ring_epoch": location.epoch,
                             "primaries": nodes(&location.primaries), "fallbacks": nodes(&location.fallbacks) })
                 );
             } else {
                 println!(
-                    "{key} in store {}: token {:032x}, ring epoch {}",
+                    "{} in store {}: token {:032x}, ring epoch {}",
+                    key.shown(),
                     store.name(),
                     location.token.0,
                     location.epoch

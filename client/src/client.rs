@@ -106,16 +106,14 @@ impl ClientBuilder {
     pub async fn build(self) -> Result<Client, ConnectError> {
         let ca = self.ca.ok_or(ConnectError::NoCa)?;
         let mut seeds = Vec::new();
-        let mut failures = Vec::new();
         for seed in &self.seeds {
-            match tokio::net::lookup_host(seed.as_str()).await {
-                Ok(addrs) => seeds.extend(addrs),
-                Err(e) => failures.push((SocketAddr::from(([0, 0, 0, 0], 0)), format!("{seed}: {e}"))),
-            }
+            // A seed that is not an address is a mistake to report, not a node to skip.
+            let addrs = tokio::net::lookup_host(seed.as_str())
+                .await
+                .map_err(|e| ConnectError::BadSeed { seed: seed.clone(), reason: e.to_string() })?;
+            seeds.extend(addrs);
         }
-        let Some(first) = seeds.first() else {
-            return Err(if failures.is_empty() { ConnectError::NoSeeds } else { ConnectError::Unreachable(failures) });
-        };
+        let Some(first) = seeds.first() else { return Err(ConnectError::NoSeeds) };
         let bind: SocketAddr = if first.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let config = tls::client_config(&ca, None)?;
         let transport = Transport::client(config, bind, self.options.replica_timeout)?;

@@ -27,8 +27,19 @@ pub enum ConnectError {
     /// The local endpoint could not be opened.
     #[error("cannot open a local QUIC endpoint: {0}")]
     Endpoint(#[from] std::io::Error),
+    /// A seed is not an address: `IP:port` or `host:port` that resolves.
+    #[error("seed {seed:?} is not a node address ({reason}): give IP:port or host:port, for example 127.0.0.1:7101")]
+    BadSeed {
+        /// The seed as given.
+        seed: String,
+        /// Why it could not be resolved.
+        reason: String,
+    },
     /// No seed answered with a cluster view.
-    #[error("no seed answered: {}", describe(.0))]
+    #[error(
+        "no seed answered: {}; check that quickv nodes run at these addresses and that the CA is the cluster's (the ca.pem quickv-node init or dev wrote)",
+        describe(.0)
+    )]
     Unreachable(Vec<(SocketAddr, String)>),
 }
 

@@ -68,6 +68,12 @@ pub enum StorageError {
     /// The underlying engine failed (I/O, a failed fsync, a damaged file).
     #[error("storage engine failed: {0}")]
     Engine(String),
+    /// Another process holds the data folder open.
+    #[error(
+        "the data folder {} is in use by another process (a quickv-node still running there?): stop that process, or give this node a folder of its own (--dir)",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
     /// A record failed its checksum or could not be decoded.
     #[error("corrupt record for key {key:?} in {space}: {reason}")]
     Corrupt {

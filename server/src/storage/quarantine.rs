@@ -177,6 +177,7 @@ fn open_moving_damage(dir: &Path) -> Result<(Database, Vec<PathBuf>), StorageErr
     let first = match Database::builder(dir).open() {
         Ok(db) => return Ok((db, Vec::new())),
         Err(fjall::Error::JournalRecovery(reason)) => reason,
+        Err(fjall::Error::Locked) => return Err(StorageError::Locked(dir.to_path_buf())),
         Err(e) => return Err(engine_error("cannot open the engine", e)),
     };
     let journals = journal_files(dir)?;

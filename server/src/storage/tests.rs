@@ -161,6 +161,20 @@ fn durable_engine_keeps_data_across_reopen() {
     assert_eq!(engine.get("s", b"gone").unwrap(), None);
 }
 
+/// Issue 9, 4.1: a data folder another engine holds open is refused with an error that says
+/// what to do, and the engine holding it goes on unharmed.
+#[test]
+fn a_data_folder_in_use_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = durable(dir.path());
+    engine.put("s", b"k", b"v").unwrap();
+    let Err(e) = DurableEngine::open(dir.path(), SyncPolicy::Always) else { panic!("opened twice") };
+    assert!(matches!(e, StorageError::Locked(_)), "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains("in use by another process") && message.contains("--dir"), "{message}");
+    assert_eq!(engine.get("s", b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
 /// Runs itself again as a child process (`QUICKV_CRASH_DIR` set) that writes keys under the
 /// default policy and prints each once `put` has returned; SIGKILLs it after 2,000
 /// acknowledgements and checks every acknowledged key after reopening.

@@ -395,6 +395,12 @@ async fn callers_and_peers_outside_the_cluster_ca_are_refused() {
     let err =
         Client::builder().seeds([cluster.addrs[0].to_string()]).ca_cert(foreign_ca.clone()).build().await.unwrap_err();
     assert!(err.to_string().contains("no seed answered"), "{err}");
+    assert!(err.to_string().contains("the CA is the cluster's"), "says what to check: {err}");
+    // Issue 9, 4.1: a seed that is not an address is reported as such, with an example.
+    let err = Client::builder().seeds(["nohost"]).ca_cert(cluster.ca()).build().await.unwrap_err();
+    assert!(matches!(err, quickv_client::ConnectError::BadSeed { .. }), "{err:?}");
+    assert!(err.to_string().contains("seed \"nohost\" is not a node address"), "{err}");
+    assert!(err.to_string().contains("for example 127.0.0.1:7101"), "{err}");
     // A "node" with a certificate from another CA is refused in the handshake.
     let identity = quickv_server::pki::node_identity(&other.path().join("rogue"), other.path()).unwrap();
     let config = quickv_client::tls::client_config(&cluster.ca(), Some(&identity)).unwrap();

@@ -49,11 +49,14 @@ impl Dev {
         Dev::start_nodes(dir, port, 3)
     }
 
-    /// Starts `quickv-node dev --nodes NODES`.
+    /// Starts `quickv-node dev --nodes NODES`, naming its folder relative to where it runs (the
+    /// CA path it prints must be absolute all the same).
     fn start_nodes(dir: &Path, port: u16, nodes: u16) -> Dev {
+        let (parent, name) = (dir.parent().expect("a parent"), dir.file_name().expect("a name"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_quickv-node"))
+            .current_dir(parent)
             .args(["dev", "--nodes", &nodes.to_string(), "--base-port", &port.to_string(), "--dir"])
-            .arg(dir)
+            .arg(name)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -71,6 +74,7 @@ impl Dev {
                         _ => {}
                     }
                 }
+                assert!(Path::new(&ca).is_absolute() && Path::new(&ca).exists(), "CA path {ca:?} (issue 9, 4.1)");
                 return Dev { child, seeds, ca };
             }
         }
@@ -223,7 +227,29 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
 
     let get = dev.quickv(&["get", "greeting"], None);
     assert!(get.status.success(), "{}", text(&get.stderr));
-    assert_eq!(text(&get.stdout), "hello");
+    assert_eq!(get.stdout, b"hello", "byte-exact, no newline added (issue 9, 4.1)");
+    assert!(text(&get.stderr).starts_with("context: "), "{}", text(&get.stderr));
+
+    // Issue 9, 4.1: a key that is not UTF-8 (hex), a binary value from stdin, read back exactly.
+    let value: &[u8] = b"\x00\xffbinary\n";
+    let put = dev.quickv(&["put", "--key-hex", "00ff", "-"], Some(value));
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    assert_eq!(dev.quickv(&["get", "--key-hex", "00FF"], None).stdout, value);
+    let bad = dev.quickv(&["get", "--key-hex", "0g"], None);
+    assert!(text(&bad.stderr).contains("not a hex digit"), "{}", text(&bad.stderr));
+    // Siblings: the values on stdout one after the other, their headers on stderr.
+    for v in ["a", "bb"] {
+        assert!(dev.quickv(&["put", "pair", v], None).status.success());
+    }
+    let get = dev.quickv(&["get", "pair"], None);
+    assert!(get.stdout == b"abb" || get.stdout == b"bba", "{:?}", text(&get.stdout));
+    assert!(text(&get.stderr).contains("-- sibling 2 of 2"), "{}", text(&get.stderr));
+    // A CA file that holds no certificate says which file to give.
+    let mut wrong = Command::new(quickv_binary());
+    wrong.args(["--ca", "/etc/hostname", "status"]).env("QUICKV_SEEDS", &dev.seeds);
+    let wrong = wrong.output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(text(&wrong.stderr).contains("the ca.pem that quickv-node init"), "{}", text(&wrong.stderr));
 
     // A value from stdin, with the context: replaces the first.
     let put = dev.quickv(&["put", "greeting", "-", "--context", &context], Some(b"hi there"));

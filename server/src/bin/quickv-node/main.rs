@@ -152,8 +152,8 @@ struct RunArgs {
     /// Address others reach this node at (default: the listen address).
     #[arg(long)]
     advertise: Option<SocketAddr>,
-    /// Nodes to join through, comma separated; none for the first node.
-    #[arg(long, value_delimiter = ',')]
+    /// Nodes to join through (IP:port or host:port), comma separated; none for the first node.
+    #[arg(long, value_delimiter = ',', value_parser = seed_address)]
     seeds: Vec<SocketAddr>,
     /// The node's zone.
     #[arg(long, default_value = "default")]
@@ -271,6 +271,8 @@ async fn run(args: RunArgs) -> Result<()> {
 async fn dev(count: u16, dir: PathBuf, base_port: u16, metrics_port: u16, storage: StorageArgs) -> Result<()> {
     anyhow::ensure!(count >= 1, "--nodes must be at least 1");
     pki::init_cluster(&dir).with_context(|| format!("creating the cluster CA in {}", dir.display()))?;
+    // The printed line must work from any folder.
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("finding the absolute path of {}", dir.display()))?;
     let first: SocketAddr = ([127, 0, 0, 1], base_port).into();
     let mut nodes = Vec::new();
     for i in 0..count {
@@ -322,9 +324,29 @@ async fn wait_for_stop() {
     tracing::info!("stopping");
 }
 
+/// A seed as given to `--seeds`: `IP:port`, or `host:port` resolved now.
+fn seed_address(seed: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let help = "give the IP:port (or host:port) a running node listens on, for example 127.0.0.1:7101";
+    match seed.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| format!("{seed:?} resolves to no address: {help}")),
+        Err(e) => Err(format!("{seed:?} is not a node address ({e}): {help}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_seed_addresses_say_what_to_give() {
+        assert_eq!(seed_address("127.0.0.1:7101"), Ok(([127, 0, 0, 1], 7101).into()));
+        assert_eq!(seed_address("localhost:7101").map(|a| a.port()), Ok(7101));
+        for bad in ["nohost", "bad:seed", "127.0.0.1"] {
+            let e = seed_address(bad).unwrap_err();
+            assert!(e.contains("not a node address") && e.contains("for example 127.0.0.1:7101"), "{e}");
+        }
+    }
 
     #[test]
     fn log_filters_are_read_from_quickv_log_then_rust_log() {
