@@ -10,6 +10,7 @@
 //!   store drop NAME
 //!   store list
 //!   status
+//!   cluster plan | commit                          the pending ring change; apply it
 //! ```
 //!
 //! KEY is text; with `--key-hex` it is hex digits, for keys that are not UTF-8.
@@ -30,6 +31,7 @@ use quickv_client::{
 use serde_json::json;
 
 mod key;
+mod ring_plan;
 use key::KeyArg;
 
 #[derive(Parser)]
@@ -89,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Look at the pending ring change, or commit it (for nodes run with --commit-ring-changes).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Every node: address, zone, capacity, state and share of the ring.
     Status,
     /// Where a key lives: its token, its primaries and fallbacks, and what each of them holds.
@@ -99,6 +106,15 @@ enum Command {
         #[command(flatten)]
         key: KeyArg,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// What the pending ring change moves: per node, the partitions it is a replica of now and
+    /// after, those it gains and loses, and about how many bytes it receives.
+    Plan,
+    /// Apply the pending ring change, as `plan` shows it now.
+    Commit,
 }
 
 #[derive(Subcommand)]
@@ -223,6 +239,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", json!({ "key": key.shown(), "context": after.to_string() }));
             } else {
                 println!("{after}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cluster { command: ClusterCommand::Plan } => {
+            let change = client.plan_ring_change().await?;
+            ring_plan::print(change.as_ref(), cli.json);
+            ExitCode::SUCCESS
+        }
+        Command::Cluster { command: ClusterCommand::Commit } => {
+            let Some(change) = client.plan_ring_change().await? else {
+                ring_plan::print(None, cli.json);
+                return Ok(ExitCode::SUCCESS);
+            };
+            client.commit_ring_change(&change).await?;
+            if cli.json {
+                println!("{}", json!({ "committed": true, "ring_epoch": change.plan.next.epoch }));
+            } else {
+                println!("committed: the ring is at epoch {} (claimant {})", change.plan.next.epoch, change.claimant);
             }
             ExitCode::SUCCESS
         }

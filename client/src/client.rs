@@ -14,6 +14,9 @@ use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Value, Write, WriteId};
 use quickv_core::wire::{Request, Response};
 
+mod ring_change;
+pub use ring_change::PlannedChange;
+
 use crate::drive::{self, NodeCaller, Target};
 use crate::error::{ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
 use crate::resolver::Resolver;

@@ -170,6 +170,30 @@ pub enum CreateStoreError {
     Unreachable(#[from] RefreshError),
 }
 
+/// Why a ring change could not be committed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitRingError {
+    /// The claimant refused it: the plan changed since it was made (`StaleRing`: look at it
+    /// again), there is nothing to commit, or the node asked is not the claimant any more.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The claimant could not be reached. Retryable.
+    #[error(transparent)]
+    Unreachable(#[from] RefreshError),
+}
+
+impl CommitRingError {
+    /// Whether trying again may help (after looking at the plan again when it was refused as
+    /// stale).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CommitRingError::Refused(r) => r.kind.is_retryable(),
+            CommitRingError::Unreachable(_) => true,
+        }
+    }
+}
+
 impl CreateStoreError {
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {

@@ -145,6 +145,13 @@ impl ClusterView {
         }))
     }
 
+    /// What the claimant's next ring ([`next_ring`](Self::next_ring)) would move, for `n`
+    /// replicas: `None` when there is nothing to do.
+    pub fn plan(&self, n: usize) -> Result<Option<crate::ring::RingPlan>, ViewError> {
+        let Some(next) = self.next_ring()? else { return Ok(None) };
+        Ok(Some(crate::ring::RingPlan::between(self.ring.as_ref(), &next, n)?))
+    }
+
     /// Moves the ring to [`next_ring`](Self::next_ring) if `by` is the
     /// [claimant](Self::claimant); nodes call it after every change of their view, and only the
     /// claimant's call does anything. Returns whether the ring moved.

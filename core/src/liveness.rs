@@ -210,6 +210,9 @@ pub struct StatusReport {
     pub peers: Vec<PeerReport>,
     /// Damage its storage showed since it started.
     pub damage: DamageReport,
+    /// The bytes its storage holds, as last measured (`None`: not measured yet, or a storage
+    /// that cannot tell).
+    pub stored_bytes: Option<u64>,
 }
 
 /// Damage a node's storage showed since the node started (see

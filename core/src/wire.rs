@@ -212,6 +212,15 @@ pub enum Request {
         /// The tombstone being collected.
         siblings: Siblings,
     },
+    /// Apply the planned ring change (`quickv cluster commit`, for nodes that wait for one:
+    /// [`NodeConfig::automatic_ring_changes`](crate::node::NodeConfig::automatic_ring_changes)).
+    /// Only the claimant applies it, and only if its plan still moves to `plan` (a plan that
+    /// changed since it was looked at is refused `StaleRing`); answered `Ack` once the new ring
+    /// is saved. Other nodes answer `Unavailable` naming the claimant.
+    CommitRing {
+        /// The ring the plan moves to ([`crate::ring::RingPlan::next`]).
+        plan: RingVersion,
+    },
 }
 
 impl Request {
@@ -234,6 +243,7 @@ impl Request {
             Request::TreeLeaves { .. } => "tree_leaves",
             Request::TombstoneCheck { .. } => "tombstone_check",
             Request::Collect { .. } => "collect",
+            Request::CommitRing { .. } => "commit_ring",
         }
     }
 }
@@ -485,6 +495,7 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             Request::Sync { view } => view_ok(view),
             Request::Gossip { digest, .. } => digest_ok(digest),
             Request::Get { .. }
+            | Request::CommitRing { .. }
             | Request::CoordinateGet { .. }
             | Request::Join { .. }
             | Request::Cluster
@@ -580,6 +591,7 @@ mod tests {
             req(12, Request::Status),
             req(13, Request::TombstoneCheck { store: store(), key: b"k".to_vec() }),
             req(14, Request::Collect { store: store(), key: b"k".to_vec(), siblings: s.clone() }),
+            req(15, Request::CommitRing { plan: RingVersion { epoch: 4, digest: 5 } }),
             Message::Response { id: 13, body: Response::Held { siblings: Some(s.clone()), hinted: true } },
             Message::Response { id: 14, body: Response::Collected(false) },
             Message::Response {
@@ -589,6 +601,7 @@ mod tests {
                     view: view.clone(),
                     peers: alloc::vec![],
                     damage: crate::liveness::DamageReport { records: 2, repaired: 1, ranges: 1 },
+                    stored_bytes: Some(1234),
                 })),
             },
             Message::Response {
@@ -716,12 +729,13 @@ mod tests {
         let status = samples().into_iter().find(|m| matches!(m, Message::Response { body: Response::Status(_), .. }));
         let mut v5 = encode(&status.unwrap());
         v5[0] = 5;
-        v5.truncate(v5.len() - 3);
+        v5.truncate(v5.len() - 3 - 3); // no stored bytes (Some, two-byte varint), no damage report
         assert_eq!(decode(&v5), Err(DecodeError::UnsupportedVersion(5)));
     }
 
     /// Version 6 routed requests with the ring's epoch only: refused, saying to upgrade the
-    /// caller; its other frames read unchanged.
+    /// caller; its status answers (no stored bytes) do not decode; its other frames read
+    /// unchanged.
     #[test]
     fn version_6_routed_requests_are_refused_and_its_other_frames_decode() {
         for message in samples() {
@@ -729,6 +743,11 @@ mod tests {
             v6[0] = 6;
             match message {
                 Message::Routed { .. } => assert!(decode(&v6).is_err()),
+                // Version 6's status answers end at the damage report.
+                Message::Response { body: Response::Status(_), .. } => {
+                    v6.truncate(v6.len() - 3);
+                    assert_eq!(decode(&v6), Err(DecodeError::UnsupportedVersion(6)));
+                }
                 message => assert_eq!(decode(&v6), Ok(message)),
             }
         }

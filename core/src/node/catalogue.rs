@@ -145,7 +145,7 @@ impl Node {
 
     /// After a catalogue change: the caller hears `Ack` only once the view holding it is on disk
     /// (at once when nothing changed).
-    fn ack_once_saved(&mut self, now: Duration, stream: u64, id: u64, changed: bool) -> Option<Response> {
+    pub(super) fn ack_once_saved(&mut self, now: Duration, stream: u64, id: u64, changed: bool) -> Option<Response> {
         if !changed {
             return Some(Response::Ack);
         }

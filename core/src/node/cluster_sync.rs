@@ -73,28 +73,6 @@ impl Node {
         save
     }
 
-    /// The claimant's part (issue 9, 1.1): once joined, a node that is the view's
-    /// [claimant](ClusterView::claimant) moves the ring to the membership
-    /// ([`ClusterView::advance_ring`]); every other node waits for the claimant's ring. Returns
-    /// whether the ring moved (the caller saves and spreads the view).
-    fn claim_ring(&mut self) -> bool {
-        if !self.joined {
-            return false;
-        }
-        match self.view.advance_ring(&self.id) {
-            Ok(moved) => {
-                if let (true, Some(ring)) = (moved, self.view.ring()) {
-                    self.events.push_back(Event::RingMoved { epoch: ring.epoch(), nodes: ring.nodes().len() });
-                }
-                moved
-            }
-            Err(e) => {
-                self.events.push_back(Event::RingRefused { reason: format!("{e}") });
-                false
-            }
-        }
-    }
-
     /// Takes a node's entry from its join: the entry must name the certificate the node
     /// presented, and may not take an id held by a node with another certificate (3.2).
     pub(super) fn join(

@@ -145,6 +145,7 @@ impl Node {
                 self.enqueue(store, key, config, ReplicaStep::Held, done);
                 Ok(None)
             }
+            Request::CommitRing { plan } => self.commit_ring(now, stream, id, plan),
             Request::Collect { store, key, siblings } => {
                 nodes_only(from_node)?;
                 let config = self.store_config(&store)?;

@@ -55,6 +55,7 @@
 mod anti_entropy;
 mod budget;
 mod catalogue;
+mod claimant;
 mod cluster_sync;
 mod coordination;
 mod damage;
@@ -175,6 +176,11 @@ pub struct NodeConfig {
     /// How often the node reads all its records to find damaged ones before a request does
     /// (default 1 day; zero: never). See [`damage`].
     pub scrub_interval: Duration,
+    /// Whether this node, when it is the claimant, moves the ring as soon as the membership
+    /// asks for it (`true`, the default: joins through seeds apply themselves) or only when an
+    /// operator commits the plan (`quickv cluster commit`, [`Request::CommitRing`]). Set it
+    /// alike on every node: any of them may become the claimant.
+    pub automatic_ring_changes: bool,
 }
 
 impl NodeConfig {
@@ -211,6 +217,7 @@ impl NodeConfig {
             tombstone_grace: Duration::from_secs(600),
             counter_floor: 0,
             scrub_interval: Duration::from_secs(24 * 3600),
+            automatic_ring_changes: true,
         }
     }
 }
@@ -562,6 +569,8 @@ pub struct Node {
     refused_mints: refused_mints::RefusedMints,
     /// The foreground requests the node takes (see [`pace`]).
     load: pace::Load,
+    /// The bytes storage holds, as the driver last said ([`Node::note_stored_bytes`]).
+    stored_bytes: Option<u64>,
 }
 
 impl Node {
@@ -634,6 +643,7 @@ impl Node {
             damage: damage::Damage::new(now, config.scrub_interval),
             refused_mints: refused_mints::RefusedMints::default(),
             load: pace::Load::default(),
+            stored_bytes: None,
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
@@ -676,7 +686,14 @@ impl Node {
             repaired: self.stats.damaged_repaired,
             ranges: self.stats.damaged_ranges,
         };
-        StatusReport { node: self.id.clone(), view: self.view.clone(), peers, damage }
+        StatusReport { node: self.id.clone(), view: self.view.clone(), peers, damage, stored_bytes: self.stored_bytes }
+    }
+
+    /// Takes the bytes the node's storage holds, as the driver measures them now and then
+    /// (reported by [`status`](Self::status); `quickv cluster plan` estimates what a ring change
+    /// moves from them).
+    pub fn note_stored_bytes(&mut self, bytes: u64) {
+        self.stored_bytes = Some(bytes);
     }
 
     /// The node's request counters.

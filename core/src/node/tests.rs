@@ -328,6 +328,43 @@ fn joins_through_two_seeds_at_once_make_one_ring_per_epoch() {
     }
 }
 
+/// Issue 9, 1.2: nodes set to wait for commits take joins into their membership, but the
+/// claimant moves the ring only when asked with the plan it would apply; a commit naming another
+/// plan, or sent to another node, is refused and changes nothing.
+#[test]
+fn with_commits_required_the_ring_moves_only_when_its_plan_is_committed() {
+    let mut h = Harness::tuned(3, |c| c.automatic_ring_changes = false);
+    let view = h.nodes[0].view().clone();
+    assert_eq!(view.membership().len(), 3);
+    assert_eq!(view.ring().unwrap().nodes().len(), 1, "only the founder's first ring");
+    let plan = view.plan(3).unwrap().expect("a pending change");
+    assert_eq!(plan.current, Some(view.ring().unwrap().version()));
+    let gainers: Vec<_> = plan.nodes.iter().filter(|n| n.gained > 0).map(|n| n.id.as_str()).collect();
+    assert_eq!(gainers, ["n1", "n2"]);
+    let commit = |h: &mut Harness, node: usize, stream: u64, plan| {
+        h.nodes[node].handle_message(
+            h.now,
+            Origin::caller(stream),
+            Message::Request { id: 1, body: Request::CommitRing { plan } },
+        );
+        h.run();
+        h.answers.remove(&stream).expect("an answer")
+    };
+    let other = RingVersion { digest: plan.next.digest ^ 1, ..plan.next };
+    let Response::Error(e) = commit(&mut h, 0, 1, other) else { panic!("another plan was committed") };
+    assert_eq!(e.kind, ErrorKind::StaleRing);
+    assert!(e.message.contains("the plan changed"), "{}", e.message);
+    let Response::Error(e) = commit(&mut h, 1, 2, plan.next) else { panic!("a non-claimant committed") };
+    assert!(e.message.contains("decided by the claimant n0 at addr-0"), "{}", e.message);
+    assert_eq!(h.nodes[0].view().ring(), view.ring(), "nothing moved");
+    assert_eq!(commit(&mut h, 0, 3, plan.next), Response::Ack);
+    for node in &h.nodes {
+        assert_eq!(node.view().ring().unwrap().version(), plan.next);
+    }
+    let Response::Error(e) = commit(&mut h, 0, 4, plan.next) else { panic!("committed twice") };
+    assert!(e.message.contains("no ring change is pending"), "{}", e.message);
+}
+
 /// Issue 9, 1.1: a replica answers a request routed with an older ring, or with another ring of
 /// its epoch, `StaleRing` naming its ring, and changes nothing; it serves a request routed with
 /// its own ring or a newer one.

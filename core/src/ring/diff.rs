@@ -67,7 +67,7 @@ impl Ring {
         Ok(changes)
     }
 
-    fn check_comparable(&self, other: &Ring) -> Result<(), RingError> {
+    pub(super) fn check_comparable(&self, other: &Ring) -> Result<(), RingError> {
         if self.partition_bits == other.partition_bits {
             Ok(())
         } else {

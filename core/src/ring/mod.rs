@@ -15,6 +15,7 @@
 
 mod balance;
 mod diff;
+mod plan;
 mod preference;
 
 use alloc::vec::Vec;
@@ -27,6 +28,7 @@ use crate::mix::{combine, mix64};
 use crate::token::{Token, TokenRange};
 
 pub use diff::{OwnershipChange, ReplicaChange};
+pub use plan::{PlannedNode, RingPlan};
 pub use preference::{PreferenceList, Walk};
 
 /// Fewest partition bits accepted (16 partitions).

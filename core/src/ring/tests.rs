@@ -157,6 +157,41 @@ fn replica_diff_names_gainers_and_losers() {
     assert!(changes.iter().any(|c| c.gained.contains(&id(6))));
 }
 
+/// Issue 9, 1.2: a plan counts each node's replicas before and after; a join's plan moves
+/// replicas to the new node, as many as it gains are lost by others, and it agrees with the
+/// replica diff.
+#[test]
+fn a_plan_counts_what_each_node_gains_and_loses() {
+    let mut m = cluster(&[1; 6], 3);
+    let before = Ring::build(&m, 8).unwrap();
+    m.upsert(NodeInfo::new("node-00006", "127.0.0.1:7100", "z0", 2).unwrap()).unwrap();
+    let after = before.next(&m).unwrap();
+    let plan = RingPlan::between(Some(&before), &after, 3).unwrap();
+    assert_eq!((plan.current, plan.next, plan.partitions), (Some(before.version()), after.version(), 256));
+    assert_eq!(plan.nodes.iter().map(|n| n.before).sum::<usize>(), 256 * 3);
+    assert_eq!(plan.nodes.iter().map(|n| n.after).sum::<usize>(), 256 * 3);
+    let lost: usize = plan.nodes.iter().map(|n| n.lost).sum();
+    assert_eq!(plan.moves(), lost, "replica sets keep their size");
+    let new = plan.nodes.iter().find(|n| n.id == id(6)).unwrap();
+    assert_eq!((new.before, new.lost), (0, 0));
+    assert_eq!(new.gained, new.after);
+    let diff: usize = before
+        .replica_diff(&after, 3)
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let (first, last) = (c.range.first(), c.range.last());
+            let partitions = before.partition_of(last) - before.partition_of(first) + 1;
+            partitions * c.gained.len()
+        })
+        .sum();
+    assert_eq!(plan.moves(), diff);
+    // A first ring: nothing before, every replica is gained.
+    let first = RingPlan::between(None, &before, 3).unwrap();
+    assert_eq!(first.moves(), 256 * 3);
+    assert!(first.nodes.iter().all(|n| n.before == 0 && n.lost == 0));
+}
+
 fn zone_of(m: &Membership, node: &NodeId) -> String {
     String::from(m.node(node).unwrap().zone.as_str())
 }

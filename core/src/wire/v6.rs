@@ -1,6 +1,7 @@
 //! Frames of wire versions 3 to 6, still decoded: they differ from today's in routed requests
 //! (the ring's epoch only), which are refused with [`DecodeError::RoutedBeforeDigests`] so the
-//! caller learns to upgrade; requests and responses read as today's (the differences of each
+//! caller learns to upgrade, and in status answers (no stored bytes), which do not decode;
+//! other requests and responses read as today's (the differences of each
 //! version in gossip, membership and writes are refused by [`super::decode`]).
 
 use serde::Deserialize;

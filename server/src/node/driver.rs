@@ -235,12 +235,16 @@ impl Driver {
             }
         }
         *self.observed.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
-        if let Some(metrics) = &mut self.metrics
-            && self.figures_taken.elapsed() >= std::time::Duration::from_secs(1)
-        {
+        if self.figures_taken.elapsed() >= std::time::Duration::from_secs(1) {
             self.figures_taken = Instant::now();
-            metrics.node(self.machine.stats(), &self.machine.status(self.origin.elapsed()));
-            metrics.storage(self.engine.size().ok(), self.machine.tombstones_pending());
+            let size = self.engine.size().ok();
+            if let Some(bytes) = size {
+                self.machine.note_stored_bytes(bytes);
+            }
+            if let Some(metrics) = &mut self.metrics {
+                metrics.node(self.machine.stats(), &self.machine.status(self.origin.elapsed()));
+                metrics.storage(size, self.machine.tombstones_pending());
+            }
         }
     }
 

@@ -101,6 +101,10 @@ pub struct NodeConfig {
     /// earns while the node serves requests (default 6; 100: never yields). See
     /// `quickv_core::node::NodeConfig::busy_background_percent`.
     pub busy_background_percent: u8,
+    /// Whether the ring takes membership changes (joins, capacity changes) as soon as the
+    /// claimant sees them (default), or only when an operator commits the plan (`quickv cluster
+    /// commit`). See `quickv_core::node::NodeConfig::automatic_ring_changes`.
+    pub automatic_ring_changes: bool,
     /// How long every node of a deleted key must hold its tombstone, checked twice, before it
     /// is collected (default 10 minutes; zero: tombstones are kept for ever). See
     /// `quickv_core::node::NodeConfig::tombstone_grace`.
@@ -141,6 +145,7 @@ impl NodeConfig {
             hint_batch: 4,
             hint_budget: 1024 * 1024,
             busy_background_percent: quickv_core::node::NodeConfig::DEFAULT_BUSY_BACKGROUND_PERCENT,
+            automatic_ring_changes: true,
             tombstone_grace: Duration::from_secs(600),
             scrub_interval: Duration::from_secs(24 * 3600),
         }
@@ -298,6 +303,7 @@ impl Node {
         machine_config.hint_batch = config.hint_batch;
         machine_config.hint_budget = config.hint_budget;
         machine_config.busy_background_percent = config.busy_background_percent;
+        machine_config.automatic_ring_changes = config.automatic_ring_changes;
         machine_config.tombstone_grace = config.tombstone_grace;
         machine_config.scrub_interval = config.scrub_interval;
         machine_config.counter_floor = steps::counter_floor(&*engine, incarnation)?;

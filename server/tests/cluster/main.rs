@@ -79,6 +79,51 @@ async fn locate_names_a_keys_replicas_and_what_each_holds() {
     cluster.shutdown().await;
 }
 
+/// Issue 9, 1.2: with nodes that wait for commits, joins change the membership and not the
+/// ring; the client's plan shows what the change moves (the joiners gain, the bytes to move
+/// estimated from what the nodes store), and committing it moves the ring everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_change_is_planned_then_committed() {
+    let cluster =
+        Cluster::start_tweaked(3, Limits::default(), Bounds::default(), |c| c.automatic_ring_changes = false).await;
+    let client = cluster.client().await;
+    assert_eq!(client.view().ring().unwrap().nodes().len(), 1, "the founder's ring only");
+    // One replica a key: the one-node ring can take writes.
+    let one = StoreConfig::new(1, 1, 1, quickv_client::QuorumKind::Sloppy, ConflictPolicy::Siblings).unwrap();
+    client.create_store(&StoreName::new("one").unwrap(), one).await.unwrap();
+    let store = client.store("one").await.unwrap();
+    for i in 0..50 {
+        store.put(format!("cart{i}"), vec![7; 1000], &CausalContext::empty()).await.unwrap();
+    }
+    // Each node measures its storage about once a second.
+    let mut change = client.plan_ring_change().await.unwrap().expect("a change is pending");
+    for _ in 0..40 {
+        if change.stored_bytes.values().all(Option::is_some) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        change = client.plan_ring_change().await.unwrap().expect("still pending");
+    }
+    assert!(change.stored_bytes.values().all(Option::is_some), "{:?}", change.stored_bytes);
+    assert_eq!(change.claimant.as_str(), "n0");
+    let gained: Vec<_> = change.plan.nodes.iter().filter(|n| n.gained > 0).map(|n| n.id.as_str()).collect();
+    assert_eq!(gained, ["n1", "n2"]);
+    let n1 = NodeId::new("n1").unwrap();
+    assert!(change.bytes_to_receive(&n1) > 0, "n0 stores something, so n1 receives some of it");
+    client.commit_ring_change(&change).await.unwrap();
+    assert_eq!(client.view().ring().unwrap().version(), change.plan.next);
+    assert!(client.plan_ring_change().await.unwrap().is_none(), "nothing left to do");
+    // A second commit of the same plan is refused, saying why.
+    let err = client.commit_ring_change(&change).await.unwrap_err();
+    assert!(err.to_string().contains("no ring change is pending"), "{err}");
+    cluster.settle().await;
+    for node in cluster.running() {
+        assert_eq!(node.view().ring().unwrap().version(), change.plan.next);
+    }
+    client.close();
+    cluster.shutdown().await;
+}
+
 /// `cart`'s location once `ready` says so (within 5 s; the last one seen in the panic).
 async fn located(
     store: &quickv_client::Store,

@@ -262,6 +262,11 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
 
     let status = dev.quickv(&["status"], None);
     assert!(text(&status.stdout).contains("33.3%"), "{}", text(&status.stdout));
+    // The dev cluster's joins applied themselves: no ring change pending (issue 9, 1.2).
+    let plan = dev.quickv(&["cluster", "plan"], None);
+    assert_eq!(text(&plan.stdout), "no ring change pending: the ring matches the membership", "{}", text(&plan.stderr));
+    let plan = dev.quickv(&["--json", "cluster", "commit"], None);
+    assert_eq!(text(&plan.stdout), r#"{"pending":false}"#, "{}", text(&plan.stderr));
 
     // Where the key lives: three primaries of three nodes, each with a version once the put's
     // last replicate has landed (W=2 answers before it).

@@ -127,6 +127,11 @@ struct StorageArgs {
     #[arg(long, default_value_t = quickv_core::node::NodeConfig::DEFAULT_BUSY_BACKGROUND_PERCENT,
           value_parser = clap::value_parser!(u8).range(0..=100))]
     busy_background_percent: u8,
+    /// Wait for `quickv cluster commit` before the ring takes a membership change (joins,
+    /// capacity changes); by default the claimant applies them as it sees them. Give it to
+    /// every node: any of them may become the claimant.
+    #[arg(long)]
+    commit_ring_changes: bool,
     /// Seconds every node of a deleted key must hold its tombstone, checked twice, before it
     /// is collected; 0 keeps tombstones for ever. Must be longer than a message can stay in
     /// flight (a paused node's included).
@@ -233,6 +238,7 @@ fn apply_storage(config: &mut NodeConfig, storage: &StorageArgs) {
     config.hint_batch = storage.hint_batch;
     config.hint_budget = storage.hint_budget;
     config.busy_background_percent = storage.busy_background_percent;
+    config.automatic_ring_changes = !storage.commit_ring_changes;
     config.tombstone_grace = Duration::from_secs(storage.tombstone_grace_secs);
     config.scrub_interval = Duration::from_secs(storage.scrub_interval_secs);
     config.bounds = Bounds {
