@@ -24,15 +24,20 @@ pub fn print(change: Option<&PlannedChange>, as_json: bool) {
                         "stored_bytes": change.stored_bytes.get(&n.id).copied().flatten() })
             })
             .collect();
-        let out = json!({ "pending": true, "claimant": change.claimant.as_str(),
+        let under_way = change.under_way.map(|(received, gainers)| json!({ "received": received, "gainers": gainers }));
+        let out = json!({ "pending": true, "under_way": under_way, "claimant": change.claimant.as_str(),
                           "from_epoch": plan.current.map(|v| v.epoch), "to_epoch": plan.next.epoch,
                           "n": plan.n, "partitions": plan.partitions, "moves": plan.moves(), "nodes": nodes });
         println!("{out}");
         return;
     }
     let from = plan.current.map_or_else(|| "none".to_owned(), |v| v.epoch.to_string());
+    let state = match change.under_way {
+        Some((received, gainers)) => format!("under way ({received} of {gainers} new replicas have their partitions)"),
+        None => "pending".to_owned(),
+    };
     println!(
-        "ring change pending at the claimant {}: epoch {from} -> {} ({} of {} partitions' replicas move, N={})",
+        "ring change {state} at the claimant {}: epoch {from} -> {} ({} of {} partitions' replicas move, N={})",
         change.claimant,
         plan.next.epoch,
         plan.moves(),
@@ -52,7 +57,9 @@ pub fn print(change: Option<&PlannedChange>, as_json: bool) {
             bytes
         );
     }
-    println!("apply it with: quickv cluster commit");
+    if change.under_way.is_none() {
+        println!("apply it with: quickv cluster commit (nodes run with --commit-ring-changes wait for it)");
+    }
 }
 
 /// A byte count for people: B, KiB, MiB, GiB.

@@ -24,11 +24,13 @@
 //! claimant has moved the ring to the agreed membership and gossip has spread it (checked by a
 //! property test).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
 use crate::gossip::{EntryDigest, ViewDigest, fingerprint};
+use crate::identity::NodeId;
 use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates};
 use crate::ring::{Ring, RingError, RingNode};
 use crate::store::{StoreConfig, StoreName};
@@ -40,6 +42,35 @@ pub struct ClusterView {
     membership: Membership,
     ring: Option<Ring>,
     stores: BTreeMap<StoreName, StoreConfig>,
+    /// Boxed: most views have none, and views travel inside messages.
+    transition: Option<alloc::boxed::Box<Transition>>,
+}
+
+/// Where a write goes and how it is counted ([`ClusterView::write_plan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritePlan {
+    /// The replicas (both rings' during a transition) and the current ring's fallbacks.
+    pub prefs: crate::ring::PreferenceList,
+    /// The settings the put coordinator counts with (N: every replica above).
+    pub config: StoreConfig,
+    /// During a transition, the two replica sets that must each hold W.
+    pub joint: Option<crate::coordinator::JointQuorum>,
+}
+
+/// A ring change under way (issue 9, 2.1): the ring it moves to, the nodes that gain replicas
+/// in it, and those of them that have received every partition they gain. While it lasts, reads
+/// go to the current ring's replicas and writes to those of both rings (the gainers are the
+/// keys' *pending owners*); once every gainer has received its partitions the claimant commits
+/// it: the next ring becomes the ring, one epoch later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The ring the change moves to (one epoch above the current ring).
+    pub next: Ring,
+    /// The nodes that become replicas of partitions they were not replicas of, for the stores'
+    /// replication factors when the change started.
+    pub gainers: BTreeSet<NodeId>,
+    /// The gainers that have received every partition they gain (each adds itself).
+    pub received: BTreeSet<NodeId>,
 }
 
 /// Why a store cannot be created.
@@ -95,7 +126,13 @@ impl ClusterView {
     /// A view of a cluster with no nodes and no stores yet (the node that founds a cluster adds
     /// the `default` store).
     pub fn new(partition_bits: u8) -> ClusterView {
-        ClusterView { partition_bits, membership: Membership::new(), ring: None, stores: BTreeMap::new() }
+        ClusterView {
+            partition_bits,
+            membership: Membership::new(),
+            ring: None,
+            stores: BTreeMap::new(),
+            transition: None,
+        }
     }
 
     /// log2 of the ring's partition count, fixed for the cluster's life.
@@ -125,14 +162,16 @@ impl ClusterView {
 
     /// The ring the claimant moves to next: `Some` when the ring's members (ids, zones and
     /// capacities) differ from the membership's ring members, or there is no ring yet and some
-    /// member may own partitions. Only partitions that must move, move ([`Ring::next`]).
+    /// member may own partitions. Only partitions that must move, move ([`Ring::next`]). During
+    /// a transition, the change that would follow it.
     pub fn next_ring(&self) -> Result<Option<Ring>, ViewError> {
         let wanted = self.membership.ring_members().map(|n| RingNode {
             id: n.id.clone(),
             zone: n.zone.clone(),
             capacity: n.capacity,
         });
-        let matches = match &self.ring {
+        let base = self.transition.as_ref().map(|t| &t.next).or(self.ring.as_ref());
+        let matches = match base {
             Some(ring) => ring.nodes().iter().cloned().eq(wanted),
             None => wanted.count() == 0,
         };
@@ -145,26 +184,109 @@ impl ClusterView {
         }))
     }
 
-    /// What the claimant's next ring ([`next_ring`](Self::next_ring)) would move, for `n`
-    /// replicas: `None` when there is nothing to do.
+    /// What the claimant's next change would move, for `n` replicas (during a transition: what
+    /// the transition moves): `None` when there is nothing to do.
     pub fn plan(&self, n: usize) -> Result<Option<crate::ring::RingPlan>, ViewError> {
+        if let Some(t) = &self.transition {
+            return Ok(Some(crate::ring::RingPlan::between(self.ring.as_ref(), &t.next, n)?));
+        }
         let Some(next) = self.next_ring()? else { return Ok(None) };
         Ok(Some(crate::ring::RingPlan::between(self.ring.as_ref(), &next, n)?))
     }
 
-    /// Moves the ring to [`next_ring`](Self::next_ring) if `by` is the
-    /// [claimant](Self::claimant); nodes call it after every change of their view, and only the
-    /// claimant's call does anything. Returns whether the ring moved.
-    pub fn advance_ring(&mut self, by: &crate::identity::NodeId) -> Result<bool, ViewError> {
+    /// The claimant's step, if `by` is the [claimant](Self::claimant); nodes call it after
+    /// every change of their view, and only the claimant's call does anything:
+    ///
+    /// - no ring yet: the first ring is built (there is no data to move);
+    /// - a transition whose gainers have all received their partitions: committed (the next
+    ///   ring becomes the ring, one epoch later);
+    /// - no transition, and the membership asks for a change ([`next_ring`](Self::next_ring)):
+    ///   a transition to it starts (or, when no node gains a partition, the ring moves at once).
+    ///
+    /// Returns whether the view changed.
+    pub fn advance_ring(&mut self, by: &NodeId) -> Result<bool, ViewError> {
         if self.claimant() != Some(by) {
             return Ok(false);
         }
-        match self.next_ring()? {
-            Some(ring) => {
-                self.ring = Some(ring);
-                Ok(true)
+        if let Some(t) = &self.transition {
+            if !t.gainers.is_subset(&t.received) {
+                return Ok(false);
             }
-            None => Ok(false),
+            let next = t.next.with_epoch(t.next.epoch() + 1);
+            self.ring = Some(next);
+            self.transition = None;
+            return Ok(true);
+        }
+        let Some(next) = self.next_ring()? else { return Ok(false) };
+        let Some(current) = &self.ring else {
+            self.ring = Some(next);
+            return Ok(true);
+        };
+        let mut gainers = BTreeSet::new();
+        let factors: BTreeSet<usize> = self.stores().map(|(_, c)| c.n()).collect();
+        for n in factors {
+            let plan = crate::ring::RingPlan::between(Some(current), &next, n)?;
+            gainers.extend(plan.nodes.into_iter().filter(|node| node.gained > 0).map(|node| node.id));
+        }
+        if gainers.is_empty() {
+            self.ring = Some(next);
+        } else {
+            self.transition = Some(alloc::boxed::Box::new(Transition { next, gainers, received: BTreeSet::new() }));
+        }
+        Ok(true)
+    }
+
+    /// The ring change under way, if any.
+    pub fn transition(&self) -> Option<&Transition> {
+        self.transition.as_deref()
+    }
+
+    /// Notes that `node`, a gainer of the transition to `next`, has received every partition it
+    /// gains. Returns whether the view changed (not for another transition, or a node that is
+    /// not a gainer).
+    pub fn note_received(&mut self, next: crate::ring::RingVersion, node: &NodeId) -> bool {
+        match &mut self.transition {
+            Some(t) if t.next.version() == next && t.gainers.contains(node) => t.received.insert(node.clone()),
+            _ => false,
+        }
+    }
+
+    /// Where a write of `token` goes, for a store of `config` with up to `fallbacks` fallbacks:
+    /// the current ring's preference list, and during a transition one whose primaries are the
+    /// current ring's N primaries followed by the next ring's primaries not among them (the
+    /// key's *pending owners*), with the settings the put coordinator counts with (that many
+    /// primaries) and the joint quorum it must meet: W of the current ring's replicas (reads go
+    /// there until the change is committed) and W of the next ring's (reads go there after).
+    /// `None` before there is a ring.
+    pub fn write_plan(&self, token: crate::token::Token, config: &StoreConfig, fallbacks: usize) -> Option<WritePlan> {
+        let ring = self.ring.as_ref()?;
+        let current = ring.preference_list(token, config.n(), fallbacks);
+        let unchanged = |prefs| Some(WritePlan { prefs, config: *config, joint: None });
+        let Some(t) = &self.transition else { return unchanged(current) };
+        let next = t.next.preference_list(token, config.n(), 0);
+        let gained: Vec<NodeId> = next.primaries().iter().filter(|id| !current.is_primary(id)).cloned().collect();
+        if gained.is_empty() && current.primaries().iter().all(|id| next.is_primary(id)) {
+            return unchanged(current);
+        }
+        let mut primaries = current.primaries().to_vec();
+        primaries.extend(gained.iter().cloned());
+        let fallbacks = current.fallbacks().iter().filter(|id| !primaries.contains(id)).cloned().collect();
+        let (old, new) = (current.primaries().to_vec(), next.primaries().to_vec());
+        let (w_old, w_new) = (config.w().min(old.len()), config.w().min(new.len()));
+        let counted = config.for_transition(primaries.len(), w_old.max(w_new).saturating_sub(config.w()));
+        Some(WritePlan {
+            prefs: crate::ring::PreferenceList::from_parts(token, primaries, fallbacks),
+            config: counted,
+            joint: Some(crate::coordinator::JointQuorum { sets: [(old, w_old), (new, w_new)] }),
+        })
+    }
+
+    /// The version of the ring requests are routed with: during a transition the next ring's
+    /// (writes go to both rings' replicas, reads to the current ring's), else the ring's.
+    pub fn routing_version(&self) -> Option<crate::ring::RingVersion> {
+        match &self.transition {
+            Some(t) => Some(t.next.version()),
+            None => self.ring.as_ref().map(Ring::version),
         }
     }
 
@@ -256,15 +378,19 @@ impl ClusterView {
                 }
             }
         }
-        if let Some(theirs) = &other.ring {
-            let wins = match &self.ring {
-                None => true,
-                Some(mine) => (theirs.epoch(), theirs.digest()) > (mine.epoch(), mine.digest()),
-            };
-            if wins {
-                self.ring = Some(theirs.clone());
-                changed = true;
-            }
+        // The ring and the transition go together: the view routed with the later ring wins;
+        // two views of one transition hold the gainers that received in either.
+        let (mine, theirs) = (self.routing_version(), other.routing_version());
+        if theirs.is_some() && (mine.is_none() || theirs > mine) {
+            self.ring = other.ring.clone();
+            self.transition = other.transition.clone();
+            changed = true;
+        } else if let (Some(t), Some(o)) = (&mut self.transition, &other.transition)
+            && t.next.version() == o.next.version()
+            && !o.received.is_subset(&t.received)
+        {
+            t.received.extend(o.received.iter().cloned());
+            changed = true;
         }
         Ok(changed)
     }
@@ -278,7 +404,7 @@ impl ClusterView {
                 .nodes()
                 .map(|n| EntryDigest { id: n.id.clone(), version: n.version, fingerprint: fingerprint(n) })
                 .collect(),
-            ring: self.ring.as_ref().map(|r| (r.epoch(), r.digest())),
+            ring: self.ring_word(),
             stores: fingerprint(&self.stores),
         }
     }
@@ -306,10 +432,9 @@ impl ClusterView {
                 any = true;
             }
         }
-        if let Some(ring) = &self.ring
-            && theirs.ring != Some((ring.epoch(), ring.digest()))
-        {
-            delta.ring = Some(ring.clone());
+        if self.ring.is_some() && theirs.ring != mine.ring {
+            delta.ring = self.ring.clone();
+            delta.transition = self.transition.clone();
             any = true;
         }
         if theirs.stores != mine.stores {
@@ -319,8 +444,24 @@ impl ClusterView {
         any.then_some(delta)
     }
 
+    /// What gossip compares of the ring: the routing ring's epoch, and its digest with the
+    /// transition's received gainers folded in (so news of a gainer that received spreads).
+    fn ring_word(&self) -> Option<(u64, u64)> {
+        let version = self.routing_version()?;
+        let received = self.transition.as_ref().map_or(0, |t| fingerprint(&t.received));
+        Some((version.epoch, crate::mix::combine(version.digest, received)))
+    }
+
     /// Checks a decoded view before it is used.
     pub fn validate(&self) -> Result<(), ViewError> {
+        if let Some(t) = &self.transition {
+            t.next.validate()?;
+            let current =
+                self.ring.as_ref().ok_or(ViewError::Ring(RingError::Inconsistent("a transition without a ring")))?;
+            if t.next.partition_bits() != self.partition_bits || t.next.epoch() != current.epoch() + 1 {
+                return Err(ViewError::Ring(RingError::Inconsistent("a transition that does not follow the ring")));
+            }
+        }
         if let Some(ring) = &self.ring {
             ring.validate()?;
             if ring.partition_bits() != self.partition_bits {
@@ -331,6 +472,22 @@ impl ClusterView {
             Some((name, _)) => Err(ViewError::InvalidStore(name.clone())),
             None => Ok(()),
         }
+    }
+}
+
+/// A view as encoded before ring changes were staged (saved-view format 2): no transition.
+#[derive(Debug, Deserialize)]
+pub struct ViewBeforeTransitions {
+    partition_bits: u8,
+    membership: Membership,
+    ring: Option<Ring>,
+    stores: BTreeMap<StoreName, StoreConfig>,
+}
+
+impl From<ViewBeforeTransitions> for ClusterView {
+    fn from(old: ViewBeforeTransitions) -> ClusterView {
+        let ViewBeforeTransitions { partition_bits, membership, ring, stores } = old;
+        ClusterView { partition_bits, membership, ring, stores, transition: None }
     }
 }
 
@@ -352,7 +509,13 @@ impl From<ViewBeforeCertificates> for ClusterView {
             // Entries without certificates never conflict.
             let _ = membership.upsert(info.into());
         }
-        ClusterView { partition_bits: old.partition_bits, membership, ring: old.ring, stores: old.stores }
+        ClusterView {
+            partition_bits: old.partition_bits,
+            membership,
+            ring: old.ring,
+            stores: old.stores,
+            transition: None,
+        }
     }
 }
 
@@ -535,6 +698,17 @@ mod tests {
         }
     }
 
+    /// What node `me` does after its view changed: as claimant, its step; as a gainer of a
+    /// change under way, it takes its partitions at once (transfers are the node's, not tested
+    /// here).
+    fn act(view: &mut ClusterView, me: &NodeId) {
+        view.advance_ring(me).unwrap();
+        if let Some(next) = view.transition().filter(|t| t.gainers.contains(me)).map(|t| t.next.version()) {
+            view.note_received(next, me);
+            view.advance_ring(me).unwrap();
+        }
+    }
+
     /// A view that saw `events`, its entries versioned from `base`.
     fn built(events: &[Event], base: u64) -> ClusterView {
         let mut v = ClusterView::new(6);
@@ -568,14 +742,14 @@ mod tests {
                 let (a, b) = (a % count, b % count);
                 let other = views[b].clone();
                 views[a].merge(&other).unwrap();
-                views[a].advance_ring(&me(a)).unwrap();
+                act(&mut views[a], &me(a));
             }
-            for _round in 0..(2 * count + 2) {
+            for _round in 0..(6 * count + 6) {
                 for a in 0..count {
                     for b in 0..count {
                         let other = views[b].clone();
                         views[a].merge(&other).unwrap();
-                        views[a].advance_ring(&me(a)).unwrap();
+                        act(&mut views[a], &me(a));
                     }
                 }
             }
@@ -584,10 +758,13 @@ mod tests {
             }
             // Once the claimant is one of the views, the agreed ring matches the agreed membership.
             let view = &views[0];
-            let acting = view.claimant().is_some_and(|c| (0..count).any(|a| *c == me(a)));
+            // Once the claimant and every member are views (so gainers receive), the agreed ring
+            // matches the agreed membership and no change is under way.
+            let acting = view.membership().nodes().all(|n| (0..count).any(|a| n.id == me(a)));
             let members: Vec<_> = view.membership().ring_members().map(|n| n.id.clone()).collect();
             if acting && !members.is_empty() {
                 prop_assert_eq!(view.next_ring(), Ok(None), "the claimant left nothing to do");
+                prop_assert!(view.transition().is_none(), "a change left under way");
                 let ids: Vec<_> = view.ring().expect("a ring").nodes().iter().map(|n| n.id.clone()).collect();
                 prop_assert_eq!(ids, members);
             }

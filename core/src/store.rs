@@ -97,6 +97,16 @@ impl StoreConfig {
         Ok(config)
     }
 
+    /// The settings a put coordinator counts with while a ring change is under way: `n`
+    /// replicas (both rings' together) and W raised by `extra` (at most `n`; the joint quorum
+    /// decides). Never validated or stored: see
+    /// [`ClusterView::write_plan`](crate::cluster::ClusterView::write_plan).
+    pub fn for_transition(&self, n: usize, extra: usize) -> StoreConfig {
+        let n = u8::try_from(n).unwrap_or(u8::MAX).max(1);
+        let w = u8::try_from(usize::from(self.w) + extra).unwrap_or(u8::MAX).min(n);
+        StoreConfig { n, w, ..*self }
+    }
+
     /// Checks a configuration (for example one decoded from the network).
     pub fn validate(&self) -> Result<(), StoreConfigError> {
         let StoreConfig { n, r, w, .. } = *self;

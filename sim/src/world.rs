@@ -26,6 +26,8 @@ mod smart;
 
 /// How long nodes wait for a replica.
 const REPLICA_TIMEOUT: Duration = Duration::from_millis(200);
+/// The longest clients wait for the cluster to form before they start anyway.
+const FORMATION_LIMIT: Duration = Duration::from_secs(5);
 /// How long the faults go on.
 const CHAOS: Duration = Duration::from_secs(20);
 /// How long the cluster has, once healed, before the final reads.
@@ -234,6 +236,9 @@ pub(crate) struct World {
     keys: Vec<KeyId>,
     trace: Vec<String>,
     stats: RunStats,
+    /// Whether the cluster has formed (every member in the ring, no ring change under way):
+    /// clients wait for it, up to `FORMATION_LIMIT`.
+    formed: bool,
     /// Nodes down or paused now, to bound concurrent node faults.
     impaired: BTreeSet<usize>,
     /// Nodes that refused to start (a violation: a node must restart from what it saved).
@@ -358,6 +363,7 @@ impl World {
             keys,
             trace: Vec::new(),
             stats: RunStats::default(),
+            formed: false,
             impaired: BTreeSet::new(),
             broken: Vec::new(),
             fragile,
@@ -704,6 +710,19 @@ impl World {
     fn client_step(&mut self, client: usize) {
         if self.clients[client].remaining == 0 || self.clients[client].pending.is_some() {
             return;
+        }
+        // Clients start once the cluster has formed: joins go through ring changes, which take
+        // longer while messages are delayed and dropped.
+        if !self.formed {
+            let members = self.members();
+            self.formed = self.now >= FORMATION_LIMIT
+                || self.nodes[0].machine.as_ref().is_some_and(|m| {
+                    let view = m.view();
+                    view.transition().is_none() && view.ring().is_some_and(|r| r.nodes().len() == members)
+                });
+            if !self.formed {
+                return self.schedule_in(Duration::from_millis(100), Event::ClientStep { client });
+            }
         }
         let now_ms = WALL_CLOCK_ORIGIN_MS + self.now.as_millis() as u64;
         let (op, request) =

@@ -244,7 +244,8 @@ fn deletes_are_collected_and_stay_deleted() {
 /// back with its records as of its storage's last flush into tables) must not bring back a value
 /// whose tombstone was collected everywhere. Nodes checkpoint every half tombstone grace, so a
 /// collected tombstone was in a table before it was removed; with checkpoints switched off the
-/// tables may hold the older value, and it comes back (seed 198 of these faults, the first).
+/// tables may hold the older value, and it comes back (seed 198 of these faults, the first;
+/// since joins go through ring changes, seed 1048).
 #[test]
 fn a_lost_journal_brings_back_no_collected_delete() {
     let faults = [Fault::Delay, Fault::Crash, Fault::LoseJournal];
@@ -252,7 +253,7 @@ fn a_lost_journal_brings_back_no_collected_delete() {
         let outcome = run(&with(seed, &faults));
         assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
     }
-    teeth(&faults, Mechanism::Checkpoint, "came back", 400);
+    teeth_in(&faults, Mechanism::Checkpoint, "came back", 1_000..1_100);
 }
 
 /// Issue 8, 3.4: records damaged on disk (the `damage` fault, in the defaults) are found,

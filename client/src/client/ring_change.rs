@@ -18,6 +18,10 @@ pub struct PlannedChange {
     pub plan: RingPlan,
     /// The node that applies it.
     pub claimant: NodeId,
+    /// Whether it is under way already (its new replicas are receiving their partitions), with
+    /// the gainers that have received theirs and all of them; `None`: it waits for a commit, or
+    /// applies itself at the claimant's next step.
+    pub under_way: Option<(usize, usize)>,
     /// The bytes each member's storage holds, as the node last measured it (`None`: it did not
     /// answer, or has not measured yet).
     pub stored_bytes: BTreeMap<NodeId, Option<u64>>,
@@ -36,7 +40,8 @@ impl PlannedChange {
 }
 
 impl Client {
-    /// The ring change pending at the claimant: `None` when the ring matches the membership.
+    /// The ring change under way, or else the one pending at the claimant: `None` when the ring
+    /// matches the membership.
     /// Fetches the view first, and each member's stored bytes.
     pub async fn plan_ring_change(&self) -> Result<Option<PlannedChange>, RefreshError> {
         self.inner.refresh().await?;
@@ -61,7 +66,8 @@ impl Client {
             };
             stored_bytes.insert(node.id.clone(), bytes);
         }
-        Ok(Some(PlannedChange { plan, claimant, stored_bytes }))
+        let under_way = view.transition().map(|t| (t.received.len(), t.gainers.len()));
+        Ok(Some(PlannedChange { plan, claimant, under_way, stored_bytes }))
     }
 
     /// Applies `change` (from [`plan_ring_change`](Self::plan_ring_change)) at the claimant,

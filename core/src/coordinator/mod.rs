@@ -32,7 +32,7 @@ pub use crate::error::Refusal;
 pub use answers::{Handed, handed_answer, read_answer, write_answer};
 pub use forward::{ForwardAction, ForwardPut};
 pub use get::{GetAction, GetCoordinator, GetError, GetOutcome};
-pub use put::{Hint, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
+pub use put::{Hint, JointQuorum, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
 pub use shell::{Action, Coordinator, Read};
 
 pub use crate::version::Write;

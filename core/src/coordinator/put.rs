@@ -46,6 +46,16 @@ pub struct Hint {
     pub primary: NodeId,
 }
 
+/// The two replica sets a write must each reach while a ring change is under way (issue 9,
+/// 2.1): W of the current ring's replicas (reads go there until the change is committed) and W
+/// of the next ring's (reads go there after). A fallback standing in for a primary counts for
+/// the sets that primary belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JointQuorum {
+    /// Each set and the acknowledgements it needs.
+    pub sets: [(Vec<NodeId>, usize); 2],
+}
+
 /// A successful put.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutOutcome {
@@ -166,6 +176,8 @@ pub struct PutCoordinator {
     refusal: Option<Refusal>,
     only_refusals: bool,
     shell: Shell<PutRequest, Result<PutOutcome, PutError>>,
+    /// While a ring change is under way: the sets that must each hold W (see [`JointQuorum`]).
+    joint: Option<alloc::boxed::Box<JointQuorum>>,
     /// Test oracle only: never reply with a quorum failure.
     #[cfg(test)]
     pub(super) patient: bool,
@@ -235,11 +247,20 @@ impl PutCoordinator {
             refusal: None,
             only_refusals: true,
             shell: Shell::new(),
+            joint: None,
             #[cfg(test)]
             patient: false,
         };
         put.mint_next(now);
         put
+    }
+
+    /// This put, counting its acknowledgements in two replica sets at once (a ring change is
+    /// under way): it succeeds only once each set holds its W. The preference list's primaries
+    /// must be both sets together, and the settings' W at least the larger of the two.
+    pub fn with_joint_quorum(mut self, joint: JointQuorum) -> PutCoordinator {
+        self.joint = Some(alloc::boxed::Box::new(joint));
+        self
     }
 
     /// Every hint left so far, including those acknowledged after the reply; complete once
@@ -510,18 +531,19 @@ impl PutCoordinator {
         }
         let required = self.config.w();
         let acknowledged = self.replicas.succeeded();
-        if !self.shell.has_replied() && self.best_case() < required {
+        if !self.shell.has_replied() && (self.best_case() < required || !self.joint_reachable()) {
             self.ask_held_down(now);
         }
         if !self.shell.has_replied() {
-            let reachable = self.best_case() >= required;
+            let reachable = self.best_case() >= required && self.joint_reachable();
             if let Phase::Undecided { minter } = &self.phase {
                 let minter = minter.clone();
                 self.shell.reply(Err(PutError::Indeterminate { minter }));
                 self.shell.finish();
                 return;
             }
-            if let (Phase::Replicate { minted, .. }, true) = (&self.phase, acknowledged >= required) {
+            if let (Phase::Replicate { minted, .. }, true) = (&self.phase, acknowledged >= required && self.joint_met())
+            {
                 let outcome = PutOutcome {
                     state: minted.clone(),
                     acknowledged: self.acknowledged_nodes(),
@@ -545,6 +567,46 @@ impl PutCoordinator {
         if self.shell.has_replied() && self.replicas.in_flight() == 0 {
             self.shell.finish();
         }
+    }
+
+    /// The primary a slot's answer counts for.
+    fn counts_for(slot: &super::replicas::Slot) -> &NodeId {
+        slot.stands_in_for.as_ref().unwrap_or(&slot.node)
+    }
+
+    /// Whether each set of the joint quorum holds its W (always, without one).
+    fn joint_met(&self) -> bool {
+        let Some(joint) = &self.joint else { return true };
+        joint.sets.iter().all(|(set, w)| {
+            let held =
+                self.replicas.slots.iter().filter(|s| s.state == State::Succeeded && set.contains(Self::counts_for(s)));
+            held.count() >= *w
+        })
+    }
+
+    /// Whether each set of the joint quorum can still reach its W: acknowledged or pending
+    /// requests for its members, members not asked yet (not held down: those are asked last,
+    /// once this says no), and spare fallbacks for its members that failed.
+    fn joint_reachable(&self) -> bool {
+        let Some(joint) = &self.joint else { return true };
+        let undecided = matches!(self.phase, Phase::Undecided { .. });
+        !undecided
+            && joint.sets.iter().all(|(set, w)| {
+                let live = |s: &&super::replicas::Slot| s.state != State::Failed && set.contains(Self::counts_for(s));
+                let counted = self.replicas.slots.iter().filter(live).count();
+                let asked = |p: &NodeId| self.replicas.slots.iter().any(|s| s.node == *p) || self.replicas.covered(p);
+                let untried = set
+                    .iter()
+                    .filter(|p| self.primaries.contains(p) && !asked(p) && !self.replicas.is_held_down(p))
+                    .count();
+                let failed = set
+                    .iter()
+                    .filter(|p| {
+                        self.replicas.has(p, State::Failed) && !self.replicas.covered(p) && !self.refused.contains(p)
+                    })
+                    .count();
+                counted + untried + failed.min(self.replicas.spare_count()) >= *w
+            })
     }
 
     fn acknowledged_nodes(&self) -> Vec<NodeId> {

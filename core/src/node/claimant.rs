@@ -20,7 +20,10 @@ impl Node {
     /// membership asks for it. Returns whether the ring moved (the caller saves and spreads
     /// the view).
     pub(super) fn claim_ring(&mut self) -> bool {
-        self.joined && self.config.automatic_ring_changes && self.advance_ring()
+        // A change under way is committed once its gainers have received their partitions,
+        // whether or not starting one waits for an operator.
+        let allowed = self.config.automatic_ring_changes || self.view.transition().is_some();
+        self.joined && allowed && self.advance_ring()
     }
 
     /// A caller's commit of the plan that moves the ring to `plan`: applied here if this node
@@ -46,6 +49,17 @@ impl Node {
             }
             None => return Err(ErrorReply::new(ErrorKind::Unavailable, "the cluster has no members yet")),
         }
+        if let Some(t) = self.view.transition() {
+            return Err(ErrorReply::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "a ring change to epoch {} is under way ({} of {} nodes have received their partitions): commit the next once it is done",
+                    t.next.epoch(),
+                    t.received.len(),
+                    t.gainers.len()
+                ),
+            ));
+        }
         let next = self.view.next_ring().map_err(|e| ErrorReply::new(ErrorKind::Internal, format!("{e}")))?;
         match next.map(|ring| ring.version()) {
             None => {
@@ -68,8 +82,12 @@ impl Node {
     fn advance_ring(&mut self) -> bool {
         match self.view.advance_ring(&self.id) {
             Ok(moved) => {
-                if let (true, Some(ring)) = (moved, self.view.ring()) {
-                    self.events.push_back(Event::RingMoved { epoch: ring.epoch(), nodes: ring.nodes().len() });
+                if let (true, Some(version)) = (moved, self.view.routing_version()) {
+                    let (nodes, under_way) = match self.view.transition() {
+                        Some(t) => (t.next.nodes().len(), true),
+                        None => (self.view.ring().map_or(0, |r| r.nodes().len()), false),
+                    };
+                    self.events.push_back(Event::RingMoved { epoch: version.epoch, nodes, under_way });
                 }
                 moved
             }

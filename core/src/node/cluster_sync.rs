@@ -63,6 +63,8 @@ impl Node {
     fn view_learnt(&mut self, now: Duration, broadcast: bool) -> IoId {
         let moved = self.claim_ring();
         let save = self.save_view();
+        // A ring change that makes this node a gainer starts its comparisons at once.
+        self.receive(now);
         self.purge_dropped();
         self.events.push_back(Event::ViewChanged);
         if broadcast || moved {

@@ -82,7 +82,22 @@ impl Node {
         config: StoreConfig,
         job: Job,
     ) -> Result<(), ErrorReply> {
-        let prefs = self.preference_list(&key, &config)?;
+        // Reads go to the current ring's replicas; writes, during a ring change, to both rings'
+        // (see `ClusterView::write_plan`).
+        let (prefs, counted, joint) = match &job {
+            Job::Get => (self.preference_list(&key, &config)?, config, None),
+            Job::Put { .. } => {
+                let plan = self
+                    .view
+                    .write_plan(Token::of(&key), &config, self.config.fallbacks)
+                    .ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))?;
+                (plan.prefs, plan.config, plan.joint)
+            }
+        };
+        let joined = |put: PutCoordinator| match &joint {
+            Some(joint) => put.with_joint_quorum(joint.clone()),
+            None => put,
+        };
         let timeout = self.config.replica_timeout;
         // Nodes this node holds down are asked last (the coordinators decide when).
         let held_down: Vec<NodeId> =
@@ -90,11 +105,11 @@ impl Node {
         let machine = match job {
             Job::Get => Machine::Get(GetCoordinator::new(&prefs, &config, &held_down, timeout, now)),
             Job::Put { write, minter: None } => {
-                Machine::Put(PutCoordinator::new(&prefs, &config, &held_down, write, timeout, now))
+                Machine::Put(joined(PutCoordinator::new(&prefs, &counted, &held_down, write, timeout, now)))
             }
             Job::Put { write, minter: Some(minter) } => {
                 let fallback = config.quorum_kind() == QuorumKind::Sloppy && prefs.fallbacks().contains(&minter);
-                if !prefs.primaries().iter().take(config.n()).any(|p| *p == minter) && !fallback {
+                if !prefs.primaries().iter().take(counted.n()).any(|p| *p == minter) && !fallback {
                     // The caller routed with another ring than this node's (or named a node that
                     // is no replica at all): it should refresh its view.
                     return Err(ErrorReply::new(
@@ -105,7 +120,7 @@ impl Node {
                         ),
                     ));
                 }
-                Machine::Put(PutCoordinator::retry(&prefs, &config, &held_down, write, minter, timeout, now))
+                Machine::Put(joined(PutCoordinator::retry(&prefs, &counted, &held_down, write, minter, timeout, now)))
             }
         };
         let number = self.next_coordination;

@@ -184,9 +184,12 @@ impl Node {
         self.stats.replica_requests += 1;
         let config = self.store_config(store)?;
         self.check_key(key)?;
-        let Some(ring) = self.view.ring() else { return Ok(config) };
-        let mine = ring.version();
-        if !ring.preference_list(Token::of(key), config.n(), self.config.fallbacks).is_primary(&self.id) {
+        let Some(mine) = self.view.routing_version() else { return Ok(config) };
+        let replica = self
+            .view
+            .write_plan(Token::of(key), &config, self.config.fallbacks)
+            .is_some_and(|plan| plan.prefs.primaries().iter().take(plan.config.n()).any(|p| *p == self.id));
+        if !replica {
             self.stats.misrouted += 1;
         }
         match routed {

@@ -380,6 +380,9 @@ pub enum Event {
         epoch: u64,
         /// Its members.
         nodes: usize,
+        /// Whether a transition to it started (data moves to its gainers before it is
+        /// committed), rather than the ring being committed.
+        under_way: bool,
     },
     /// This node, the claimant, could not make the ring the membership asks for (more members
     /// than partitions).
@@ -843,10 +846,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Duration> {
         let outgoing = self.outgoing.values().map(|o| o.expires).min();
         let coordination = self.coordinations.values().filter_map(Coordination::poll_timeout).min();
-        let anti_entropy = match self.config.anti_entropy_interval.is_zero() {
-            true => None,
-            false => self.anti_entropy.poll_timeout(),
-        };
+        let anti_entropy = self.anti_entropy.poll_timeout(!self.config.anti_entropy_interval.is_zero());
         let tombstones = self.tombstones_timeout();
         let scrub = self.damage.poll_timeout();
         [Some(self.next_sync), outgoing, coordination, anti_entropy, tombstones, scrub].into_iter().flatten().min()
@@ -856,8 +856,8 @@ impl Node {
     fn send_request(&mut self, now: Duration, to: Destination, body: Request, routed: bool, purpose: Purpose) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
-        let message = match self.view.ring() {
-            Some(ring) if routed => Message::Routed { id, ring: ring.version(), body },
+        let message = match self.view.routing_version() {
+            Some(ring) if routed => Message::Routed { id, ring, body },
             _ => Message::Request { id, body },
         };
         // The transport's own timeouts are longer; past this the answer is of no use.

@@ -357,12 +357,87 @@ fn with_commits_required_the_ring_moves_only_when_its_plan_is_committed() {
     let Response::Error(e) = commit(&mut h, 1, 2, plan.next) else { panic!("a non-claimant committed") };
     assert!(e.message.contains("decided by the claimant n0 at addr-0"), "{}", e.message);
     assert_eq!(h.nodes[0].view().ring(), view.ring(), "nothing moved");
+    // The commit starts the change; once n1 and n2 have received their partitions the claimant
+    // commits it, one epoch later, with the owners the plan showed.
     assert_eq!(commit(&mut h, 0, 3, plan.next), Response::Ack);
     for node in &h.nodes {
-        assert_eq!(node.view().ring().unwrap().version(), plan.next);
+        assert!(node.view().transition().is_none(), "the change is done");
+        let ring = node.view().ring().unwrap();
+        assert_eq!((ring.epoch(), ring.with_epoch(plan.next.epoch).version()), (plan.next.epoch + 1, plan.next));
     }
     let Response::Error(e) = commit(&mut h, 0, 4, plan.next) else { panic!("committed twice") };
     assert!(e.message.contains("no ring change is pending"), "{}", e.message);
+}
+
+/// Issue 9, 2.1 and 2.2: a node that joins a cluster holding data becomes a pending owner: the
+/// claimant starts a transition, writes go to the old and new replicas, reads to the old, the
+/// new node pulls the partitions it gains from their replicas, notes that it has them, and the
+/// claimant commits. Every acknowledged write is readable throughout and after, and the new
+/// node holds every key it is now a replica of.
+#[test]
+fn a_join_moves_data_to_its_new_replicas_and_loses_no_acknowledged_write() {
+    // No periodic anti-entropy: what reaches the new node comes by its transfer.
+    let mut h = Harness::tuned(3, |c| c.anti_entropy_interval = Duration::ZERO);
+    let store = StoreName::default_store();
+    let put = |key: &str, value: &str| Request::CoordinatePut {
+        store: store.clone(),
+        key: key.as_bytes().to_vec(),
+        write: Write::put(value.as_bytes().to_vec(), CausalContext::empty(), 1),
+        minter: None,
+    };
+    let get = |key: &str| Request::CoordinateGet { store: store.clone(), key: key.as_bytes().to_vec() };
+    let mut written: BTreeMap<String, String> = BTreeMap::new();
+    let mut stream = 100;
+    for i in 0..120 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        stream += 1;
+        assert!(matches!(h.ask_now(i % 3, stream, put(&key, &value)), Response::State(Some(_))));
+        written.insert(key, value);
+    }
+    let epoch = h.nodes[0].view().ring().unwrap().epoch();
+    let n3 = NodeInfo::new("n3", "addr-3", "z3", 1).unwrap().with_certificate(certificate("cert-3"));
+    h.add_via(n3, Some("addr-1"));
+    for round in 0..300 {
+        h.tick();
+        let done =
+            h.nodes.iter().all(|n| n.view().transition().is_none() && n.view().ring().unwrap().nodes().len() == 4);
+        if done {
+            break;
+        }
+        // Writes and reads go on while the change is under way.
+        let (key, value) = (format!("t{round}"), format!("w{round}"));
+        stream += 1;
+        if matches!(h.ask_now(round % 3, stream, put(&key, &value)), Response::State(Some(_))) {
+            written.insert(key, value);
+        }
+        let probe = format!("k{}", round % 120);
+        stream += 1;
+        let read = state(h.ask_now((round + 1) % 3, stream, get(&probe)));
+        assert_eq!(values(&read), vec![written[&probe].as_bytes().to_vec()], "{probe} at round {round}");
+    }
+    assert_eq!(h.nodes[0].view().ring().unwrap().epoch(), epoch + 2, "a transition, then its commit");
+    for node in &h.nodes {
+        assert!(node.view().transition().is_none(), "the change was committed");
+        assert_eq!(node.view().ring().unwrap().nodes().len(), 4);
+    }
+    // The new node holds every key it is now a replica of, written before or during the change
+    // (checked before any read could repair it).
+    let ring = h.nodes[3].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    let mine: Vec<String> = written
+        .keys()
+        .filter(|k| ring.preference_list(crate::token::Token::of(k.as_bytes()), 3, 0).is_primary(&n3))
+        .cloned()
+        .collect();
+    assert!(mine.len() > 20, "{} keys", mine.len());
+    for key in &mine {
+        assert!(h.disks[3].contains_key(&(store.clone(), key.as_bytes().to_vec())), "n3 lacks {key}");
+    }
+    // Every acknowledged write reads back, through the new node too.
+    for (key, value) in &written {
+        stream += 1;
+        assert_eq!(values(&state(h.ask_now(3, stream, get(key)))), vec![value.as_bytes().to_vec()], "{key}");
+    }
 }
 
 /// Issue 9, 1.1: a replica answers a request routed with an older ring, or with another ring of
@@ -997,12 +1072,16 @@ fn a_replica_known_down_is_not_asked() {
     let config =
         StoreConfig::new(3, 2, 2, crate::store::QuorumKind::Sloppy, crate::store::ConflictPolicy::Siblings).unwrap();
     assert_eq!(h.ask(0, 1, Request::CreateStore { name: sloppy.clone(), config }), Response::Ack);
-    // A key whose primaries include n3 and whose coordinator (n0) is not n3.
+    // A key whose primaries include n3 and its coordinator n0 (so that the fallback standing in
+    // for n3 is another node, whose requests are seen).
     let ring = h.nodes[0].view().ring().unwrap().clone();
-    let n3 = h.nodes[3].id().clone();
+    let (n0, n3) = (h.nodes[0].id().clone(), h.nodes[3].id().clone());
     let key = (0..)
         .map(|i| format!("k{i}").into_bytes())
-        .find(|k| ring.preference_list(crate::token::Token::of(k), 3, 1).is_primary(&n3))
+        .find(|k| {
+            let prefs = ring.preference_list(crate::token::Token::of(k), 3, 1);
+            prefs.is_primary(&n3) && prefs.is_primary(&n0)
+        })
         .unwrap();
     h.down[3] = true;
     h.run();

@@ -232,6 +232,11 @@ impl Node {
 
     /// Checks `key` with every other node of its preference list, or collects it.
     fn start_round(&mut self, now: Duration, key: KeyName) {
+        if self.view.transition().is_some() {
+            // A ring change is under way: the key's pending owners are not asked yet, so no
+            // tombstone is collected until it is committed.
+            return;
+        }
         let Some(candidate) = self.tombstones.candidates.get(&key).cloned() else { return };
         let (Some(ring), Ok(config)) = (self.view.ring(), self.store_config(&key.0)) else {
             self.tombstones.candidates.remove(&key);

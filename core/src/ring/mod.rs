@@ -186,6 +186,13 @@ impl Ring {
         self.epoch
     }
 
+    /// The same partition owners at another epoch (a committed transition's ring is its next
+    /// ring one epoch later, so that the two never share a version).
+    pub fn with_epoch(&self, epoch: u64) -> Ring {
+        let parts = RingParts::from(self.clone());
+        Ring::from(RingParts { epoch, ..parts })
+    }
+
     /// The epoch and digest, as requests routed with this ring carry them.
     pub fn version(&self) -> RingVersion {
         RingVersion { epoch: self.epoch, digest: self.digest }

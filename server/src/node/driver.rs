@@ -401,8 +401,14 @@ impl Driver {
                 pushed,
                 "anti-entropy exchange repaired keys"
             ),
-            Event::RingMoved { epoch, nodes } => {
-                tracing::info!(node = %self.machine.id(), epoch, nodes, "as claimant, moved the ring to the membership")
+            Event::RingMoved { epoch, nodes, under_way: true } => tracing::info!(
+                node = %self.machine.id(),
+                epoch,
+                nodes,
+                "as claimant, started a ring change: its new replicas receive their partitions"
+            ),
+            Event::RingMoved { epoch, nodes, under_way: false } => {
+                tracing::info!(node = %self.machine.id(), epoch, nodes, "as claimant, committed the ring")
             }
             Event::RingRefused { reason } => {
                 tracing::error!(node = %self.machine.id(), "as claimant, could not move the ring: {reason}")

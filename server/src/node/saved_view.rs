@@ -1,18 +1,19 @@
 //! The cluster view a node keeps on disk, so that a restarted node knows its cluster and stores.
 //!
 //! The file is a version byte, a CRC-32 of the body, and the postcard encoding of the
-//! [`ClusterView`]; it is replaced atomically (written aside, synced, renamed). Format 1 (node
-//! entries without certificates) still loads; the node saves format 2.
+//! [`ClusterView`]; it is replaced atomically (written aside, synced, renamed). Formats 1 (node
+//! entries without certificates) and 2 (no ring change under way) still load; the node saves
+//! format 3.
 
 use std::path::{Path, PathBuf};
 
-use quickv_core::cluster::{ClusterView, ViewBeforeCertificates};
+use quickv_core::cluster::{ClusterView, ViewBeforeCertificates, ViewBeforeTransitions};
 
 use super::StartError;
 
 /// The file's name in the node folder.
 pub const FILE: &str = "cluster.view";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 #[derive(Debug)]
 pub(crate) struct SavedView {
@@ -37,7 +38,7 @@ impl SavedView {
             Err(e) => return Err(bad(e.to_string())),
         };
         let (header, body) = bytes.split_at_checked(5).ok_or_else(|| bad("file is truncated".into()))?;
-        if header[0] != VERSION && header[0] != 1 {
+        if !(1..=VERSION).contains(&header[0]) {
             return Err(bad(format!("unknown format version {}", header[0])));
         }
         if header[1..5] != crc32fast::hash(body).to_le_bytes() {
@@ -46,6 +47,7 @@ impl SavedView {
         let undecodable = |e: postcard::Error| bad(format!("undecodable: {e}"));
         let view: ClusterView = match header[0] {
             1 => postcard::from_bytes::<ViewBeforeCertificates>(body).map_err(undecodable)?.into(),
+            2 => postcard::from_bytes::<ViewBeforeTransitions>(body).map_err(undecodable)?.into(),
             _ => postcard::from_bytes(body).map_err(undecodable)?,
         };
         view.validate().map_err(|e| bad(e.to_string()))?;
@@ -110,7 +112,26 @@ mod tests {
         info.version = 3;
         assert_eq!(upgraded.upsert_node(info), Ok(true), "the entry gains its certificate");
         file.save(&upgraded).unwrap();
-        assert_eq!(std::fs::read(file.path()).unwrap()[0], 2);
+        assert_eq!(std::fs::read(file.path()).unwrap()[0], 3);
         assert_eq!(file.load().unwrap(), Some(upgraded));
+    }
+
+    /// A view saved before ring changes were staged (format 2: the view without its transition)
+    /// loads with none under way.
+    #[test]
+    fn a_view_saved_before_transitions_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SavedView::new(dir.path().join(FILE));
+        let mut view = ClusterView::new(6);
+        let info =
+            NodeInfo::new("n1", "127.0.0.1:7101", "z1", 1).unwrap().with_certificate(CertificateDigest::of(b"n1"));
+        view.upsert_node(info.clone()).unwrap();
+        view.advance_ring(&info.id).unwrap();
+        view.create_store(StoreName::default_store(), StoreConfig::quorum()).unwrap();
+        // Format 2 is today's encoding without the transition (its last field, `None`: one byte).
+        let mut body = quickv_core::encoding::to_vec(&view);
+        assert_eq!(body.pop(), Some(0));
+        crate::node::small_file::replace(file.path(), 2, &body).unwrap();
+        assert_eq!(file.load().unwrap(), Some(view));
     }
 }

@@ -110,15 +110,36 @@ async fn a_ring_change_is_planned_then_committed() {
     assert_eq!(gained, ["n1", "n2"]);
     let n1 = NodeId::new("n1").unwrap();
     assert!(change.bytes_to_receive(&n1) > 0, "n0 stores something, so n1 receives some of it");
+    assert_eq!(change.under_way, None, "waiting for the commit");
     client.commit_ring_change(&change).await.unwrap();
-    assert_eq!(client.view().ring().unwrap().version(), change.plan.next);
-    assert!(client.plan_ring_change().await.unwrap().is_none(), "nothing left to do");
+    // The commit starts the change; n1 and n2 receive their partitions, then the claimant
+    // commits it, one epoch later, with the owners the plan showed.
+    let mut done = None;
+    for _ in 0..100 {
+        match client.plan_ring_change().await.unwrap() {
+            Some(c) => assert_eq!(c.under_way.map(|(_, gainers)| gainers), Some(2), "under way"),
+            None => {
+                done = client.view().ring().cloned();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ring = done.expect("the change was committed within 10 s");
+    assert_eq!(
+        (ring.epoch(), ring.with_epoch(change.plan.next.epoch).version()),
+        (change.plan.next.epoch + 1, change.plan.next)
+    );
     // A second commit of the same plan is refused, saying why.
     let err = client.commit_ring_change(&change).await.unwrap_err();
     assert!(err.to_string().contains("no ring change is pending"), "{err}");
     cluster.settle().await;
     for node in cluster.running() {
-        assert_eq!(node.view().ring().unwrap().version(), change.plan.next);
+        assert_eq!(node.view().ring().unwrap().version(), ring.version());
+    }
+    // Every write reads back after the change, the new replicas serving it.
+    for i in 0..50 {
+        assert_eq!(store.get(format!("cart{i}")).await.unwrap().values, vec![vec![7; 1000].into()]);
     }
     client.close();
     cluster.shutdown().await;
@@ -226,8 +247,16 @@ async fn sloppy_stores_stay_writable_where_strict_ones_refuse() {
     let client = cluster.client().await;
     let view = client.view();
     let ring = view.ring().unwrap();
-    let key = b"hot-key";
-    let prefs = ring.preference_list(Token::of(key), 3, 2);
+    // A key whose two replicas stopped below do not include n0, which decides store creates.
+    let (key, prefs) = (0..)
+        .map(|i| format!("hot-key-{i}").into_bytes())
+        .map(|key| {
+            let prefs = ring.preference_list(Token::of(&key), 3, 2);
+            (key, prefs)
+        })
+        .find(|(_, prefs)| prefs.primaries()[1..].iter().all(|id| id.as_str() != "n0"))
+        .unwrap();
+    let key = &key[..];
     // Stop two of the key's three replicas.
     for id in &prefs.primaries()[1..] {
         cluster.stop(Cluster::index_of(id)).await;
@@ -257,6 +286,9 @@ async fn the_smart_client_sends_only_to_replicas() {
     let cluster = Cluster::start(5).await;
     let client = cluster.client().await;
     let store = client.store("default").await.unwrap();
+    // Counted from here: the cluster's forming (ring changes, their transfers) is not the
+    // client's doing.
+    let misrouted_before: Vec<u64> = cluster.running().map(|n| n.stats().misrouted).collect();
     for i in 0..40 {
         store.put(format!("key-{i}"), vec![1u8; 100], &CausalContext::empty()).await.unwrap();
     }
@@ -280,9 +312,9 @@ async fn the_smart_client_sends_only_to_replicas() {
     }
     assert!(total >= 40 * 5, "each put reaches 2 more replicas and each get asks 3: {total}");
     // Nothing went to a node that is not a replica.
-    for node in cluster.running() {
+    for (node, before) in cluster.running().zip(misrouted_before) {
         let stats = node.stats();
-        assert_eq!(stats.misrouted, 0, "{} got a request for a key it is not a replica of", node.id());
+        assert_eq!(stats.misrouted - before, 0, "{} got a request for a key it is not a replica of", node.id());
     }
     client.close();
     cluster.shutdown().await;

@@ -172,7 +172,8 @@ fn finish(nodes: &mut [Child], result: std::thread::Result<()>) {
     }
 }
 
-/// A smart client of the cluster at `seed`, once its view holds `nodes` nodes (20 s at most).
+/// A smart client of the cluster at `seed`, once it has formed: its view holds `nodes` nodes,
+/// all in the ring, and no ring change is under way (20 s at most).
 fn client_of(
     runtime: &tokio::runtime::Runtime,
     ca: &quickv_client::ClusterCa,
@@ -184,6 +185,8 @@ fn client_of(
             let client = quickv_client::Client::builder().seeds([seed]).ca_cert(ca.clone()).build().await;
             if let Ok(client) = client
                 && client.view().membership().len() == nodes
+                && client.view().transition().is_none()
+                && client.view().ring().is_some_and(|r| r.nodes().len() == nodes)
             {
                 return client;
             }
@@ -354,12 +357,18 @@ fn init_and_run_start_nodes_as_separate_processes() {
             .output()
             .unwrap()
     };
-    // Both nodes appear, with shares in proportion to capacity (1:2).
+    // Both nodes appear, with shares in proportion to capacity (1:2) once the second node's
+    // join is committed (it receives its partitions first).
     let mut listing = String::new();
     for _ in 0..100 {
         let status = quickv(&["--json", "status"]);
         listing = text(&status.stdout);
-        if status.status.success() && listing.matches("\"up\"").count() == 2 {
+        let owning = |l: &str| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|p| {
+                p["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["share"].as_f64().is_some_and(|s| s > 0.0)))
+            })
+        };
+        if status.status.success() && listing.matches("\"up\"").count() == 2 && owning(&listing) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -97,7 +97,14 @@ impl Cluster {
         for _ in 0..200 {
             let views: Vec<_> = self.running().map(|n| n.view()).collect();
             let epochs: Vec<_> = views.iter().map(|v| v.ring().map(|r| (r.epoch(), r.digest()))).collect();
-            if views.iter().all(|v| v.membership().len() == total) && epochs.windows(2).all(|w| w[0] == w[1]) {
+            // Formed: every member known, one ring everywhere, no ring change under way (and
+            // every member in the ring, unless the nodes wait for commits).
+            let formed = views.iter().all(|v| {
+                v.membership().len() == total
+                    && v.transition().is_none()
+                    && (v.ring().is_some_and(|r| r.nodes().len() == total) || v.next_ring().ok().flatten().is_some())
+            });
+            if formed && epochs.windows(2).all(|w| w[0] == w[1]) {
                 let mut all_up = true;
                 for &i in &running {
                     all_up &= match raw.call(self.addrs[i], None, Request::Status).await {

@@ -66,6 +66,11 @@ pub const BATCH: usize = 8;
 const SCAN_PAGE: usize = 1024;
 /// The most scans answering peers at once; past it a peer is told to come back later.
 const MAX_ANSWERING: usize = 2;
+/// How soon a comparison a ring change asks for is tried again when it cannot start yet (with
+/// periodic rounds off).
+const URGENT_RETRY: Duration = Duration::from_millis(250);
+/// How often a gainer queues again the comparisons it still needs (see `receive`).
+const RECEIVE_RETRY: Duration = Duration::from_millis(200);
 /// An exchange still going after this long is given up.
 const EXCHANGE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -97,9 +102,24 @@ pub(super) struct AntiEntropy {
     next_scan: u64,
     pub(super) budget: Budget,
     /// The partitions this node shares with each peer for a replication factor, under the ring
-    /// whose digest is the first field: working them out walks the ring once per partition
-    /// (65,536 by default), so it is done once per ring, not once per comparison.
+    /// (or ring change) whose routing digest is the first field: working them out walks the ring
+    /// once per partition (65,536 by default), so it is done once per ring, not once per
+    /// comparison.
     shared: (u64, BTreeMap<(NodeId, usize), Shared>),
+    /// What this node still compares before it has received the partitions it gains in the
+    /// ring change under way (see `receive`).
+    receiving: Option<Receiving>,
+}
+
+/// A gainer's progress through a ring change: the stores and peers (replicas of partitions it
+/// gains, in the current ring) it has not yet found level with it in one comparison.
+#[derive(Debug)]
+struct Receiving {
+    version: crate::ring::RingVersion,
+    left: alloc::collections::BTreeSet<(StoreName, NodeId)>,
+    /// When the pairs left are queued again (a comparison that failed, with a peer that was
+    /// away, is not retried by itself).
+    retry_at: Duration,
 }
 
 /// The partitions a node shares with a peer, sorted.
@@ -119,16 +139,32 @@ impl AntiEntropy {
             next_scan: 1,
             budget: Budget::new(bytes_per_second, now),
             shared: (0, BTreeMap::new()),
+            receiving: None,
         }
     }
 
-    /// When the machine should next look at anti-entropy.
-    pub(super) fn poll_timeout(&self) -> Option<Duration> {
-        let Some(exchange) = &self.exchange else { return Some(self.next_round) };
-        // While an exchange runs, the next round waits for it.
-        let budget = exchange.waits_for_budget().then(|| self.budget.ready_at());
-        let limit = exchange.started.saturating_add(EXCHANGE_LIMIT);
-        [budget, Some(limit)].into_iter().flatten().min()
+    /// Whether comparisons are waiting or running, or a ring change asks for more.
+    pub(super) fn has_work(&self) -> bool {
+        !self.urgent.is_empty()
+            || self.exchange.is_some()
+            || self.receiving.as_ref().is_some_and(|r| !r.left.is_empty())
+    }
+
+    /// When the machine should next look at anti-entropy (`periodic`: whether rounds run on
+    /// their own, or only the comparisons a ring change asks for).
+    pub(super) fn poll_timeout(&self, periodic: bool) -> Option<Duration> {
+        let retry = self.receiving.as_ref().filter(|r| !r.left.is_empty()).map(|r| r.retry_at);
+        let round = match &self.exchange {
+            None if periodic || !self.urgent.is_empty() => Some(self.next_round),
+            None => None,
+            // While an exchange runs, the next round waits for it.
+            Some(exchange) => {
+                let budget = exchange.waits_for_budget().then(|| self.budget.ready_at());
+                let limit = exchange.started.saturating_add(EXCHANGE_LIMIT);
+                [budget, Some(limit)].into_iter().flatten().min()
+            }
+        };
+        [round, retry].into_iter().flatten().min()
     }
 }
 
@@ -224,11 +260,16 @@ impl Node {
     /// Runs anti-entropy's timers: starts an exchange when one is due and the budget allows,
     /// sends transfers the budget now allows, and gives up an exchange that went on too long.
     pub(super) fn anti_entropy_tick(&mut self, now: Duration) {
-        if self.config.anti_entropy_interval.is_zero() {
+        // With periodic rounds off, comparisons a ring change asks for still run.
+        let periodic = !self.config.anti_entropy_interval.is_zero();
+        self.receive(now);
+        if !periodic && !self.anti_entropy.has_work() {
             return;
         }
         self.anti_entropy.budget.refill(now);
-        self.catch_up(now);
+        if periodic {
+            self.catch_up(now);
+        }
         if self.anti_entropy.exchange.as_ref().is_some_and(|e| now >= e.started.saturating_add(EXCHANGE_LIMIT)) {
             self.exchange_over(now);
         }
@@ -236,13 +277,78 @@ impl Node {
         if now < self.anti_entropy.next_round || self.anti_entropy.exchange.is_some() {
             return;
         }
-        let interval = self.config.anti_entropy_interval;
+        let interval = if periodic { self.config.anti_entropy_interval } else { URGENT_RETRY };
         let jitter = Duration::from_micros(self.random() % (interval.as_micros() as u64).max(1));
         self.anti_entropy.next_round = now.saturating_add(interval / 2).saturating_add(jitter);
         self.anti_entropy.trees.retain(|s| self.view.store(s).is_some());
         if self.anti_entropy.budget.available() {
-            self.start_exchange(now);
+            self.start_exchange(now, periodic);
         }
+    }
+
+    /// A gainer's part in a ring change (issue 9, 2.2): once it learns of a change under way in
+    /// which it gains partitions, it compares every store with every replica of those
+    /// partitions in the current ring (the comparisons cover the partitions both hold in
+    /// either ring, so they pull what it lacks), until each has been found level with it in one
+    /// comparison; then it notes in the view that it has received them, and the claimant
+    /// commits the change once every gainer has.
+    pub(super) fn receive(&mut self, now: Duration) {
+        let Some(t) = self.view.transition() else {
+            self.anti_entropy.receiving = None;
+            return;
+        };
+        let version = t.next.version();
+        if !t.gainers.contains(&self.id) || t.received.contains(&self.id) {
+            return;
+        }
+        if self.anti_entropy.receiving.as_ref().is_none_or(|r| r.version != version) {
+            let Some(current) = self.view.ring().cloned() else { return };
+            let next = t.next.clone();
+            let stores: Vec<(StoreName, usize)> = self.view.stores().map(|(s, c)| (s.clone(), c.n())).collect();
+            let mut sources: BTreeMap<usize, alloc::collections::BTreeSet<NodeId>> = BTreeMap::new();
+            for (_, n) in &stores {
+                sources.entry(*n).or_insert_with(|| gained_from(&current, &next, *n, &self.id));
+            }
+            let mut left = alloc::collections::BTreeSet::new();
+            for (store, n) in &stores {
+                for peer in sources.get(n).into_iter().flatten() {
+                    left.insert((store.clone(), peer.clone()));
+                }
+            }
+            self.anti_entropy.receiving = Some(Receiving { version, left, retry_at: now });
+        }
+        let Some(receiving) = &mut self.anti_entropy.receiving else { return };
+        if receiving.left.is_empty() {
+            let id = self.id.clone();
+            self.update_view(now, |view| view.note_received(version, &id));
+            return;
+        }
+        if now < receiving.retry_at {
+            return;
+        }
+        receiving.retry_at = now.saturating_add(RECEIVE_RETRY);
+        let current = self.anti_entropy.exchange.as_ref().map(|e| (e.store.clone(), e.peer.clone()));
+        let waiting: Vec<(StoreName, NodeId)> = receiving
+            .left
+            .iter()
+            .filter(|pair| Some(*pair) != current.as_ref() && !self.anti_entropy.urgent.contains(pair))
+            .cloned()
+            .collect();
+        for (store, peer) in waiting {
+            self.compare_soon(now, store, peer);
+        }
+    }
+
+    /// An exchange found this node level with its peer: a source of the partitions it gains in
+    /// the ring change under way is done with.
+    fn exchange_level(&mut self, now: Duration) {
+        let (Some(exchange), Some(receiving)) = (&self.anti_entropy.exchange, &mut self.anti_entropy.receiving) else {
+            return;
+        };
+        if exchange.ring == receiving.version.digest {
+            receiving.left.remove(&(exchange.store.clone(), exchange.peer.clone()));
+        }
+        self.receive(now);
     }
 
     /// The exchange in flight is over: an urgent one waiting starts at once.
@@ -291,8 +397,9 @@ impl Node {
     }
 
     /// Picks a store and a peer (the last ones again if they differed) and sends `TreeBuckets`.
-    fn start_exchange(&mut self, now: Duration) {
-        let Some(ring) = self.view.ring().cloned() else { return };
+    /// Without `periodic` rounds only urgent pairs are compared.
+    fn start_exchange(&mut self, now: Duration, periodic: bool) {
+        let Some(ring) = self.view.routing_version() else { return };
         let mut next = self.anti_entropy.again.take();
         // Urgent pairs that cannot be compared (a dropped store, no partition shared) are
         // passed over; one whose trees are still being built waits for the next round.
@@ -303,9 +410,12 @@ impl Node {
                 self.anti_entropy.urgent.push_front((store, peer));
                 return;
             }
-            if !self.shared_with(&ring, config.n(), &peer).is_empty() {
+            if !self.shared_with(config.n(), &peer).is_empty() {
                 next = Some((store, peer));
             }
+        }
+        if next.is_none() && !periodic {
+            return;
         }
         let (store, peer) = match next {
             Some(pair) => pair,
@@ -326,7 +436,7 @@ impl Node {
         if !self.anti_entropy.trees.ready(&store) {
             return;
         }
-        let shared = self.shared_with(&ring, config.n(), &peer);
+        let shared = self.shared_with(config.n(), &peer);
         if shared.is_empty() {
             return;
         }
@@ -334,12 +444,12 @@ impl Node {
         let digests = self.bucket_digests(&store, &shared, bucket);
         let Some(destination) = self.destination(&peer) else { return };
         self.anti_entropy.budget.spend(digests.len() * 8);
-        let body = Request::TreeBuckets { store: store.clone(), ring: ring.digest(), bucket: bucket as u32, digests };
+        let body = Request::TreeBuckets { store: store.clone(), ring: ring.digest, bucket: bucket as u32, digests };
         self.stats.anti_entropy_exchanges += 1;
         self.anti_entropy.exchange = Some(Exchange {
             peer: peer.clone(),
             store,
-            ring: ring.digest(),
+            ring: ring.digest,
             started: now,
             stage: Stage::Buckets { shared, bucket },
             pulled: 0,
@@ -348,16 +458,22 @@ impl Node {
         self.send_request(now, destination, body, false, Purpose::AntiEntropy { peer, call: Call::Buckets });
     }
 
-    /// The partitions of `ring` whose primaries for `n` replicas include this node and `peer`.
-    fn shared_with(&mut self, ring: &crate::ring::Ring, n: usize, peer: &NodeId) -> Shared {
+    /// The partitions whose primaries for `n` replicas include this node and `peer`: in the
+    /// ring, and during a ring change in either ring (so a gainer compares with the partitions'
+    /// current replicas).
+    fn shared_with(&mut self, n: usize, peer: &NodeId) -> Shared {
+        let routing = self.view.routing_version().map_or(0, |v| v.digest);
         let (digest, cache) = &mut self.anti_entropy.shared;
-        if *digest != ring.digest() {
-            *digest = ring.digest();
+        if *digest != routing {
+            *digest = routing;
             cache.clear();
         }
+        let (Some(ring), next) = (self.view.ring(), self.view.transition().map(|t| &t.next)) else {
+            return Shared::default();
+        };
         cache
             .entry((peer.clone(), n))
-            .or_insert_with(|| alloc::sync::Arc::new(shared_partitions(ring, n, &self.id, peer)))
+            .or_insert_with(|| alloc::sync::Arc::new(shared_partitions(ring, next, n, &self.id, peer)))
             .clone()
     }
 
@@ -391,8 +507,8 @@ impl Node {
         bucket: u32,
         digests: &[u64],
     ) -> Result<Response, ErrorReply> {
-        let (own_ring, config) = self.comparable(store, ring)?;
-        let shared = self.shared_with(&own_ring, config.n(), from);
+        let config = self.comparable(store, ring)?;
+        let shared = self.shared_with(config.n(), from);
         let bucket = (bucket as usize).max(1);
         let mine = self.bucket_digests(store, &shared, bucket);
         if mine.len() != digests.len() {
@@ -442,24 +558,21 @@ impl Node {
         Ok(None)
     }
 
-    /// This node's ring and the store's settings, if a comparison under `ring` can be made.
-    fn comparable(
-        &self,
-        store: &StoreName,
-        ring: u64,
-    ) -> Result<(crate::ring::Ring, crate::store::StoreConfig), ErrorReply> {
+    /// The store's settings, if a comparison under the ring (or ring change) whose routing
+    /// digest is `ring` can be made.
+    fn comparable(&self, store: &StoreName, ring: u64) -> Result<crate::store::StoreConfig, ErrorReply> {
         let config = self.store_config(store)?;
-        let own = self.view.ring().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "no ring yet"))?;
-        if own.digest() != ring {
+        let own = self.view.routing_version().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "no ring yet"))?;
+        if own.digest != ring {
             return Err(ErrorReply::new(
                 ErrorKind::StaleRing,
-                alloc::format!("compared under another ring than this node's (epoch {})", own.epoch()),
+                alloc::format!("compared under another ring than this node's (epoch {})", own.epoch),
             ));
         }
         if !self.anti_entropy.trees.ready(store) {
             return Err(ErrorReply::new(ErrorKind::Unavailable, "this node is still building its trees"));
         }
-        Ok((own.clone(), config))
+        Ok(config)
     }
 
     fn start_scan(&mut self, scan: Scan) {
@@ -625,6 +738,9 @@ impl Node {
             partitions.extend_from_slice(chunk);
         }
         if partitions.is_empty() {
+            if differ.is_empty() {
+                self.exchange_level(now);
+            }
             self.exchange_over(now);
             return;
         }
@@ -757,13 +873,41 @@ fn replica_peers(ring: &crate::ring::Ring, n: usize, me: &NodeId) -> alloc::coll
     peers
 }
 
-/// The partitions whose primaries for `n` replicas include both `a` and `b`, in order.
-fn shared_partitions(ring: &crate::ring::Ring, n: usize, a: &NodeId, b: &NodeId) -> Vec<u32> {
+/// The partitions whose primaries for `n` replicas include both `a` and `b`, in `ring` or (during
+/// a ring change) in either `ring` or `next`, in order.
+fn shared_partitions(
+    ring: &crate::ring::Ring,
+    next: Option<&crate::ring::Ring>,
+    n: usize,
+    a: &NodeId,
+    b: &NodeId,
+) -> Vec<u32> {
     (0..ring.partition_count())
         .filter(|&p| {
-            let prefs = ring.preference_list(ring.partition_range(p).first(), n, 0);
-            prefs.is_primary(a) && prefs.is_primary(b)
+            let token = ring.partition_range(p).first();
+            let prefs = ring.preference_list(token, n, 0);
+            let later = next.map(|r| r.preference_list(token, n, 0));
+            let holds = |id: &NodeId| prefs.is_primary(id) || later.as_ref().is_some_and(|l| l.is_primary(id));
+            holds(a) && holds(b)
         })
         .map(|p| p as u32)
         .collect()
+}
+
+/// The current replicas (for `n`) of the partitions `me` becomes a replica of in `next`.
+fn gained_from(
+    ring: &crate::ring::Ring,
+    next: &crate::ring::Ring,
+    n: usize,
+    me: &NodeId,
+) -> alloc::collections::BTreeSet<NodeId> {
+    let mut sources = alloc::collections::BTreeSet::new();
+    for p in 0..ring.partition_count() {
+        let token = ring.partition_range(p).first();
+        let before = ring.preference_list(token, n, 0);
+        if !before.is_primary(me) && next.preference_list(token, n, 0).is_primary(me) {
+            sources.extend(before.primaries().iter().cloned());
+        }
+    }
+    sources
 }

@@ -295,9 +295,16 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, metrics_port: u16, storag
         let node = Node::start(config).await.with_context(|| format!("starting node n{} on {addr}", i + 1))?;
         nodes.push(node);
     }
-    // Let the joins settle so the printed line works at once.
-    for _ in 0..100 {
-        if nodes.iter().all(|n| n.view().membership().len() == usize::from(count)) {
+    // Let the joins settle (every node in the ring, no ring change under way) so the printed
+    // line works at once.
+    for _ in 0..200 {
+        let formed = nodes.iter().all(|n| {
+            let view = n.view();
+            view.membership().len() == usize::from(count)
+                && view.transition().is_none()
+                && view.ring().is_some_and(|r| r.nodes().len() == usize::from(count))
+        });
+        if formed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
