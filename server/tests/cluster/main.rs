@@ -55,9 +55,9 @@ async fn put_get_delete_and_siblings() {
     cluster.shutdown().await;
 }
 
-/// Issue 9, 2.5 (without transitions yet): `locate` names a key's token, its N primaries and its
-/// fallbacks under the client's ring, and what each holds: after a put, every primary holds the
-/// version and no fallback holds anything; after a delete, the primaries hold the tombstone.
+/// Issue 9, 2.5 (without pending owners yet): `locate` names a key's token, its N primaries and
+/// its fallbacks under the client's ring, and what each holds: after a put, every primary holds
+/// the version; after a delete, the primaries hold the tombstone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locate_names_a_keys_replicas_and_what_each_holds() {
     use quickv_client::Holding;
@@ -71,7 +71,9 @@ async fn locate_names_a_keys_replicas_and_what_each_holds() {
     assert_eq!(location.token, quickv_core::token::Token::of(b"cart"));
     assert_eq!(location.primaries.len(), 3);
     assert_eq!(location.fallbacks.len(), 1, "four nodes: one left over as a fallback");
-    assert_eq!(location.fallbacks[0].1, Holding::Nothing);
+    // The fallback holds nothing, unless it stood in for a primary that was slow to answer (a
+    // sloppy store's hinted copy: on a loaded machine it happens).
+    assert!(matches!(location.fallbacks[0].1, Holding::Nothing | Holding::Versions { count: 1, tombstone: false }));
     store.delete("cart", &ctx).await.unwrap();
     let deleted = Holding::Versions { count: 1, tombstone: true };
     located(&store, |l| l.primaries.iter().all(|(_, h)| *h == deleted)).await;
