@@ -339,7 +339,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "{}",
                     json!({ "key": key.shown(), "store": store.name().as_str(), "token": token, "ring_epoch": location.epoch,
-                            "primaries": nodes(&location.primaries), "fallbacks": nodes(&location.fallbacks) })
+                            "primaries": nodes(&location.primaries), "fallbacks": nodes(&location.fallbacks),
+                            "pending": nodes(&location.pending) })
                 );
             } else {
                 println!(
@@ -349,7 +350,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     location.token.0,
                     location.epoch
                 );
-                for (title, list) in [("primaries", &location.primaries), ("fallbacks", &location.fallbacks)] {
+                let lists = [("primaries", &location.primaries), ("fallbacks", &location.fallbacks)];
+                let pending = [("pending owners (a ring change is under way)", &location.pending)];
+                let pending = pending.iter().filter(|(_, list)| !list.is_empty()).copied();
+                for (title, list) in lists.into_iter().chain(pending) {
                     println!("{title}:");
                     for (id, h) in list.iter() {
                         println!("  {:<12} {:<22} {}", id.as_str(), address(id), holding(h));

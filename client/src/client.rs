@@ -448,6 +448,10 @@ pub struct Location {
     pub primaries: Vec<(NodeId, Holding)>,
     /// The fallbacks a sloppy write would use next, with what each holds (hinted copies).
     pub fallbacks: Vec<(NodeId, Holding)>,
+    /// During a ring change, the key's pending owners (replicas in the next ring that are not
+    /// among the primaries), with what each holds: writes reach them, and they receive the
+    /// key's partition before the change is committed.
+    pub pending: Vec<(NodeId, Holding)>,
 }
 
 impl Store {
@@ -456,9 +460,10 @@ impl Store {
         &self.name
     }
 
-    /// Where `key` lives: its token, its primaries and fallbacks under this client's ring, and
-    /// what each of those nodes holds of it, asked directly and at once (a diagnostic: nothing
-    /// is repaired, no quorum is counted).
+    /// Where `key` lives: its token, its primaries and fallbacks under this client's ring (and
+    /// its pending owners while a ring change is under way), and what each of those nodes holds
+    /// of it, asked directly and at once (a diagnostic: nothing is repaired, no quorum is
+    /// counted).
     pub async fn locate(&self, key: impl AsRef<[u8]>) -> Result<Location, GetError> {
         let key = key.as_ref();
         let inner = &self.client.inner;
@@ -486,19 +491,29 @@ impl Store {
                 (node, holding)
             })
         };
+        let token = quickv_core::token::Token::of(key);
+        let pending_owners: Vec<NodeId> = match topology.view().write_plan(token, &self.config, 0) {
+            Some(plan) => plan.prefs.primaries().iter().skip(self.config.n()).cloned().collect(),
+            None => Vec::new(),
+        };
         let primaries: Vec<_> = prefs.primaries().iter().take(self.config.n()).cloned().map(&ask).collect();
         let fallbacks: Vec<_> = prefs.fallbacks().iter().cloned().map(&ask).collect();
+        let pending: Vec<_> = pending_owners.into_iter().map(&ask).collect();
         let mut location = Location {
-            token: quickv_core::token::Token::of(key),
+            token,
             epoch: topology.epoch(),
             primaries: Vec::new(),
             fallbacks: Vec::new(),
+            pending: Vec::new(),
         };
         for task in primaries {
             location.primaries.extend(task.await.ok());
         }
         for task in fallbacks {
             location.fallbacks.extend(task.await.ok());
+        }
+        for task in pending {
+            location.pending.extend(task.await.ok());
         }
         Ok(location)
     }

@@ -611,6 +611,58 @@ mod tests {
         assert!(!view.advance_ring(&n0).unwrap());
     }
 
+    /// Issue 9, 2.1: during a transition a write of a key whose replicas change goes to the
+    /// current replicas then the pending owners, and must reach W of each ring's replicas; a key
+    /// whose replicas stay is written as before. Routing uses the next ring's version, and the
+    /// commit comes once every gainer received, one epoch after it.
+    #[test]
+    fn a_transitions_writes_go_to_both_rings_replicas() {
+        let mut view = ClusterView::new(8);
+        let n0 = NodeId::new("n0").unwrap();
+        for i in 0..3 {
+            view.upsert_node(node(i, 1)).unwrap();
+        }
+        view.create_store(StoreName::default_store(), StoreConfig::quorum()).unwrap();
+        view.advance_ring(&n0).unwrap();
+        let current = view.ring().unwrap().clone();
+        view.upsert_node(node(3, 1)).unwrap();
+        assert!(view.advance_ring(&n0).unwrap());
+        let t = view.transition().unwrap().clone();
+        assert_eq!(t.gainers.iter().map(NodeId::as_str).collect::<Vec<_>>(), ["n3"]);
+        assert_eq!(view.routing_version(), Some(t.next.version()));
+        assert_eq!(view.ring(), Some(&current), "reads still go to the current ring");
+        let config = StoreConfig::quorum();
+        let (mut moved, mut stayed) = (0, 0);
+        for k in 0..200 {
+            let token = crate::token::Token::of(format!("k{k}").as_bytes());
+            let plan = view.write_plan(token, &config, 1).unwrap();
+            let old = current.preference_list(token, 3, 0);
+            let new = t.next.preference_list(token, 3, 0);
+            match &plan.joint {
+                None => {
+                    stayed += 1;
+                    assert_eq!(plan.prefs.primaries(), old.primaries());
+                }
+                Some(joint) => {
+                    moved += 1;
+                    assert_eq!(&plan.prefs.primaries()[..3], old.primaries(), "current replicas first");
+                    assert!(plan.prefs.primaries()[3..].iter().all(|p| new.is_primary(p) && !old.is_primary(p)));
+                    assert_eq!(plan.config.n(), plan.prefs.primaries().len());
+                    assert_eq!(joint.sets, [(old.primaries().to_vec(), 2), (new.primaries().to_vec(), 2)]);
+                }
+            }
+        }
+        assert!(moved > 0 && stayed > 0, "{moved} moved, {stayed} stayed");
+        // No commit until the gainer received; then one epoch after the transition's.
+        assert!(!view.advance_ring(&n0).unwrap());
+        assert!(!view.note_received(t.next.version(), &n0), "n0 gains nothing");
+        assert!(view.note_received(t.next.version(), &NodeId::new("n3").unwrap()));
+        assert!(view.advance_ring(&n0).unwrap());
+        assert!(view.transition().is_none());
+        assert_eq!(view.ring().unwrap().epoch(), t.next.epoch() + 1);
+        assert_eq!(view.ring().unwrap().with_epoch(t.next.epoch()), t.next);
+    }
+
     /// Regression (issue 9, 1.1): two joins through two seeds made two rings of one epoch, each
     /// seed moving its ring as its membership changed. Now the seeds only take the entries; the
     /// claimant makes one ring with both.

@@ -62,6 +62,11 @@ impl Node {
     /// the rounds.
     fn view_learnt(&mut self, now: Duration, broadcast: bool) -> IoId {
         let moved = self.claim_ring();
+        if let Some(t) = self.view.transition()
+            && self.transition_barrier.is_none_or(|(version, _)| version != t.next.version())
+        {
+            self.transition_barrier = Some((t.next.version(), self.next_step));
+        }
         let save = self.save_view();
         // A ring change that makes this node a gainer starts its comparisons at once.
         self.receive(now);

@@ -574,6 +574,12 @@ pub struct Node {
     load: pace::Load,
     /// The bytes storage holds, as the driver last said ([`Node::note_stored_bytes`]).
     stored_bytes: Option<u64>,
+    /// The number the next replica step takes.
+    next_step: u64,
+    /// The ring change this node last learnt of, and the number of the first replica step it
+    /// took after: the writes taken before may have been routed with the previous ring, and a
+    /// comparison waits for them to be stored (see `anti_entropy::comparable`).
+    transition_barrier: Option<(crate::ring::RingVersion, u64)>,
 }
 
 impl Node {
@@ -647,6 +653,8 @@ impl Node {
             refused_mints: refused_mints::RefusedMints::default(),
             load: pace::Load::default(),
             stored_bytes: None,
+            next_step: 0,
+            transition_barrier: None,
         };
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);

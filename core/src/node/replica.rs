@@ -65,6 +65,8 @@ struct Pending {
     done: Completion,
     /// The primary this node holds the write for, when it is a fallback.
     hint_for: Option<NodeId>,
+    /// The step's number, in the order steps were taken (see [`Node::writes_taken_before`]).
+    seq: u64,
 }
 
 impl Pending {
@@ -115,11 +117,22 @@ impl Node {
         hint_for: Option<NodeId>,
     ) {
         let hint_for = hint_for.filter(|target| *target != self.id);
+        let seq = self.next_step;
+        self.next_step += 1;
         let queue = self.keys.entry((store.clone(), key.clone())).or_default();
-        queue.steps.push_back(Pending { config, step, done, hint_for });
+        queue.steps.push_back(Pending { config, step, done, hint_for, seq });
         if queue.steps.len() == 1 {
             self.issue_io(Io::Load { store: store.clone(), key: key.clone() }, IoOwner::Key(store, key));
         }
+    }
+
+    /// Whether a replica write taken before step number `seq` is still queued or being stored
+    /// (a comparison reading this node's trees would not see it yet).
+    pub(super) fn writes_taken_before(&self, seq: u64) -> bool {
+        self.keys
+            .values()
+            .flat_map(|q| q.steps.iter())
+            .any(|p| p.seq < seq && matches!(p.step, ReplicaStep::Mint(_) | ReplicaStep::Merge(_)))
     }
 
     /// The storage step of the head step of `key`'s queue finished.

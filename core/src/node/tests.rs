@@ -440,6 +440,57 @@ fn a_join_moves_data_to_its_new_replicas_and_loses_no_acknowledged_write() {
     }
 }
 
+/// Issue 9, 2.2: a replica that took a write under the previous ring, still on its way to
+/// storage when a ring change starts, does not let a gainer compare with it until the write is
+/// stored: the comparison would find them level without it.
+#[test]
+fn a_comparison_waits_for_writes_taken_under_the_previous_ring() {
+    let mut h = Harness::tuned(3, |c| c.anti_entropy_interval = Duration::ZERO);
+    let store = StoreName::default_store();
+    let before = h.nodes[0].view().routing_version().unwrap();
+    let n1 = certificate("cert-1");
+    // n0 takes a replica write routed with the current ring; its storage step does not run yet.
+    let mint = Request::Mint {
+        store: store.clone(),
+        key: b"late".to_vec(),
+        write: Write::put(b"v".to_vec(), CausalContext::empty(), 1).with_id(WriteId(9)),
+        hint_for: None,
+    };
+    h.nodes[0].handle_message(h.now, Origin::peer(70, n1), Message::Routed { id: 1, ring: before, body: mint });
+    // n3 joins through n0, the claimant: a ring change starts.
+    let n3 = NodeInfo::new("n3", "addr-3", "z3", 1).unwrap().with_certificate(certificate("cert-3"));
+    h.nodes[0].handle_message(
+        h.now,
+        Origin::peer(71, certificate("cert-3")),
+        Message::Request { id: 2, body: Request::Join { node: n3 } },
+    );
+    let during = h.nodes[0].view().routing_version().unwrap();
+    assert_ne!(during, before, "a transition started");
+    let buckets = |h: &mut Harness, stream| {
+        let body = Request::TreeBuckets { store: store.clone(), ring: during.digest, bucket: 1, digests: Vec::new() };
+        h.nodes[0].handle_message(h.now, Origin::peer(stream, n1), Message::Request { id: 3, body });
+        loop {
+            let t = h.nodes[0].poll_transmit().expect("an answer");
+            if let Message::Response { id: 3, body } = t.message {
+                return body;
+            }
+        }
+    };
+    let Response::Error(e) = buckets(&mut h, 72) else { panic!("compared before the write was stored") };
+    assert!(e.message.contains("still being stored"), "{}", e.message);
+    // Once the write is stored, comparisons go on.
+    // (The load, then the store it leads to.)
+    for _ in 0..2 {
+        while let Some((id, io)) = h.nodes[0].poll_io() {
+            let out = if matches!(io, Io::Load { .. }) { IoOutput::Loaded(None) } else { IoOutput::Done };
+            h.nodes[0].handle_io(h.now, id, Ok(out));
+        }
+    }
+    if let Response::Error(e) = buckets(&mut h, 73) {
+        assert!(!e.message.contains("still being stored"), "{}", e.message);
+    }
+}
+
 /// Issue 9, 1.1: a replica answers a request routed with an older ring, or with another ring of
 /// its epoch, `StaleRing` naming its ring, and changes nothing; it serves a request routed with
 /// its own ring or a newer one.

@@ -71,6 +71,7 @@ async fn locate_names_a_keys_replicas_and_what_each_holds() {
     assert_eq!(location.token, quickv_core::token::Token::of(b"cart"));
     assert_eq!(location.primaries.len(), 3);
     assert_eq!(location.fallbacks.len(), 1, "four nodes: one left over as a fallback");
+    assert!(location.pending.is_empty(), "no ring change under way");
     // The fallback holds nothing, unless it stood in for a primary that was slow to answer (a
     // sloppy store's hinted copy: on a loaded machine it happens).
     assert!(matches!(location.fallbacks[0].1, Holding::Nothing | Holding::Versions { count: 1, tombstone: false }));

@@ -97,12 +97,15 @@ impl Cluster {
         for _ in 0..200 {
             let views: Vec<_> = self.running().map(|n| n.view()).collect();
             let epochs: Vec<_> = views.iter().map(|v| v.ring().map(|r| (r.epoch(), r.digest()))).collect();
-            // Formed: every member known, one ring everywhere, no ring change under way (and
-            // every member in the ring, unless the nodes wait for commits).
+            // Formed: every member known, one ring everywhere, no ring change under way, and
+            // every member in the ring (unless the nodes wait for commits: then the change may
+            // be pending).
+            let mut settings = config(self.dir.path(), 0, "127.0.0.1:0".parse().unwrap(), Vec::new(), self.limits);
+            (self.tweak)(&mut settings);
             let formed = views.iter().all(|v| {
                 v.membership().len() == total
                     && v.transition().is_none()
-                    && (v.ring().is_some_and(|r| r.nodes().len() == total) || v.next_ring().ok().flatten().is_some())
+                    && (v.ring().is_some_and(|r| r.nodes().len() == total) || !settings.automatic_ring_changes)
             });
             if formed && epochs.windows(2).all(|w| w[0] == w[1]) {
                 let mut all_up = true;

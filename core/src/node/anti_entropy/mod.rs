@@ -572,6 +572,18 @@ impl Node {
         if !self.anti_entropy.trees.ready(store) {
             return Err(ErrorReply::new(ErrorKind::Unavailable, "this node is still building its trees"));
         }
+        // During a ring change, writes this node took under the previous ring may still be on
+        // their way to storage: a comparison (a gainer's transfer) would not see them, and the
+        // gainer could be found level without them.
+        if let (Some(_), Some((version, seq))) = (self.view.transition(), self.transition_barrier)
+            && version == own
+            && self.writes_taken_before(seq)
+        {
+            return Err(ErrorReply::new(
+                ErrorKind::Unavailable,
+                "writes taken under the previous ring are still being stored: try again",
+            ));
+        }
         Ok(config)
     }
 
