@@ -380,6 +380,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         (NodeStatus::Up, Some(peer)) => peer.state.to_string(),
                         (status, _) => format!("{status:?}").to_lowercase(),
                     };
+                    let state = ring_plan::member_state(view, &n.id, state);
                     let last_heard_ms = peer.and_then(|p| p.last_heard_ms);
                     let hints = peer.map_or(0, |p| p.hints);
                     (n, state, last_heard_ms, hints, share)
@@ -398,7 +399,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                                      "ranges": report.damage.ranges });
                 println!(
                     "{}",
-                    json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes, "damage": damage })
+                    json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes, "damage": damage,
+                            "ring_change": ring_plan::change_json(view) })
                 );
             } else {
                 println!(
@@ -424,6 +426,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
                 println!("as seen by {}; ring epoch {epoch}, {} stores", report.node, view.stores().count());
+                if let Some(line) = ring_plan::change_line(view) {
+                    println!("{line}");
+                }
                 let damage = report.damage;
                 if damage.records + damage.ranges > 0 {
                     println!(

@@ -1,7 +1,41 @@
-//! How `quickv cluster plan` shows a pending ring change.
+//! How the tool shows ring changes: `quickv cluster plan`, and what `quickv status` adds while
+//! one is under way.
 
-use quickv_client::PlannedChange;
+use quickv_client::{ClusterView, NodeId, PlannedChange};
 use serde_json::json;
+
+/// A member's state as `quickv status` shows it: `joining` while it receives the partitions it
+/// gains in the ring change under way (when the node asked holds it up), else `verdict`.
+pub fn member_state(view: &ClusterView, id: &NodeId, verdict: String) -> String {
+    match view.transition() {
+        Some(t) if verdict == "up" && t.gainers.contains(id) && !t.received.contains(id) => "joining".to_owned(),
+        _ => verdict,
+    }
+}
+
+/// The line `quickv status` adds while a ring change is under way.
+pub fn change_line(view: &ClusterView) -> Option<String> {
+    let t = view.transition()?;
+    let from = view.ring().map_or(0, |r| r.epoch());
+    Some(format!(
+        "ring change under way: epoch {from} -> {}, {} of {} new replicas have received their partitions",
+        t.next.epoch(),
+        t.received.len(),
+        t.gainers.len()
+    ))
+}
+
+/// The same, as JSON (`null` when none is under way).
+pub fn change_json(view: &ClusterView) -> serde_json::Value {
+    match view.transition() {
+        None => serde_json::Value::Null,
+        Some(t) => json!({
+            "to_epoch": t.next.epoch(),
+            "gainers": t.gainers.iter().map(NodeId::as_str).collect::<Vec<_>>(),
+            "received": t.received.iter().map(NodeId::as_str).collect::<Vec<_>>(),
+        }),
+    }
+}
 
 /// Prints `change` (`None`: nothing pending) as a table, or as one JSON object.
 pub fn print(change: Option<&PlannedChange>, as_json: bool) {
@@ -74,6 +108,35 @@ fn bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use quickv_client::{ClusterView, NodeId, NodeInfo, StoreConfig, StoreName};
+
+    /// Issue 9, 2.4: while a ring change is under way a gainer that is up shows as joining
+    /// until it has received its partitions, and status says how far the change is.
+    #[test]
+    fn a_node_receiving_its_partitions_shows_as_joining() {
+        let mut view = ClusterView::new(6);
+        let n0 = NodeId::new("n0").unwrap();
+        for i in 0..3 {
+            view.upsert_node(NodeInfo::new(&format!("n{i}"), &format!("127.0.0.1:{}", 7100 + i), "z", 1).unwrap())
+                .unwrap();
+        }
+        view.create_store(StoreName::default_store(), StoreConfig::quorum()).unwrap();
+        view.advance_ring(&n0).unwrap();
+        assert_eq!(super::change_line(&view), None);
+        view.upsert_node(NodeInfo::new("n3", "127.0.0.1:7103", "z", 1).unwrap()).unwrap();
+        view.advance_ring(&n0).unwrap();
+        let n3 = NodeId::new("n3").unwrap();
+        assert_eq!(super::member_state(&view, &n3, "up".into()), "joining");
+        assert_eq!(super::member_state(&view, &n3, "down".into()), "down");
+        assert_eq!(super::member_state(&view, &n0, "up".into()), "up");
+        let line = super::change_line(&view).unwrap();
+        assert!(line.contains("epoch 1 -> 2, 0 of 1 new replicas"), "{line}");
+        assert_eq!(super::change_json(&view)["gainers"], serde_json::json!(["n3"]));
+        let next = view.transition().unwrap().next.version();
+        view.note_received(next, &n3);
+        assert_eq!(super::member_state(&view, &n3, "up".into()), "up");
+    }
+
     #[test]
     fn byte_counts_read_as_people_write_them() {
         assert_eq!(super::bytes(0), "0 B");

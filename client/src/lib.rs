@@ -45,10 +45,11 @@ pub use quickv_net::{tls, transport};
 
 pub use client::{Backoff, Client, ClientBuilder, ClientOptions, Holding, Location, PlannedChange, Store, Versions};
 pub use error::{CommitRingError, ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
+pub use quickv_core::cluster::{ClusterView, Transition};
 pub use quickv_core::error::{ErrorKind, Refusal};
 pub use quickv_core::identity::NodeId;
 pub use quickv_core::liveness::{PeerReport, PeerState, StatusReport};
-pub use quickv_core::membership::NodeStatus;
+pub use quickv_core::membership::{NodeInfo, NodeStatus};
 pub use quickv_core::ring::{PlannedNode, RingPlan, RingVersion};
 pub use quickv_core::routing::RoutingTable;
 pub use quickv_core::store::{ConflictPolicy, Limits, Preset, QuorumKind, StoreConfig, StoreName};
