@@ -48,10 +48,11 @@ impl RoutingTable {
         self.view.ring().map_or(0, |r| r.epoch())
     }
 
-    /// The version of the ring routed with, as routed requests carry it (`None` before the
-    /// cluster has a ring).
+    /// The version of the ring routed with, as routed requests carry it: during a ring change
+    /// the change's ([`ClusterView::routing_version`]; replicas answer `StaleRing` to any
+    /// other). `None` before the cluster has a ring.
     pub fn ring_version(&self) -> Option<crate::ring::RingVersion> {
-        self.view.ring().map(|r| r.version())
+        self.view.routing_version()
     }
 
     /// A node's address.
@@ -73,5 +74,31 @@ impl RoutingTable {
     /// before the cluster has a ring.
     pub fn preference_list(&self, key: &[u8], n: usize, fallbacks: usize) -> Option<PreferenceList> {
         Some(self.view.ring()?.preference_list(Token::of(key), n, fallbacks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::NodeInfo;
+    use crate::store::{StoreConfig, StoreName};
+
+    /// Regression (issue 9, 2.1): clients routed with the current ring's version during a ring
+    /// change, which every replica (at the change's version) answered `StaleRing`, refresh after
+    /// refresh, until the change was committed.
+    #[test]
+    fn during_a_ring_change_requests_are_routed_with_the_changes_version() {
+        let mut view = ClusterView::new(6);
+        for i in 0..3 {
+            view.upsert_node(NodeInfo::new(&alloc::format!("n{i}"), "127.0.0.1:7101", "z", 1).unwrap()).unwrap();
+        }
+        view.create_store(StoreName::default_store(), StoreConfig::quorum()).unwrap();
+        let n0 = NodeId::new("n0").unwrap();
+        view.advance_ring(&n0).unwrap();
+        assert_eq!(RoutingTable::new(view.clone()).ring_version(), view.ring().map(|r| r.version()));
+        view.upsert_node(NodeInfo::new("n3", "127.0.0.1:7104", "z", 1).unwrap()).unwrap();
+        view.advance_ring(&n0).unwrap();
+        let next = view.transition().expect("a change under way").next.version();
+        assert_eq!(RoutingTable::new(view).ring_version(), Some(next));
     }
 }
