@@ -162,16 +162,19 @@ impl ClusterView {
 
     /// The ring the claimant moves to next: `Some` when the ring's members (ids, zones and
     /// capacities) differ from the membership's ring members, or there is no ring yet and some
-    /// member may own partitions. Only partitions that must move, move ([`Ring::next`]). During
-    /// a transition, the change that would follow it.
+    /// member may own partitions. Only partitions that must move, move ([`Ring::next`]). `None`
+    /// during a transition: one change at a time (see [`plan`](Self::plan) for the one under
+    /// way).
     pub fn next_ring(&self) -> Result<Option<Ring>, ViewError> {
+        if self.transition.is_some() {
+            return Ok(None);
+        }
         let wanted = self.membership.ring_members().map(|n| RingNode {
             id: n.id.clone(),
             zone: n.zone.clone(),
             capacity: n.capacity,
         });
-        let base = self.transition.as_ref().map(|t| &t.next).or(self.ring.as_ref());
-        let matches = match base {
+        let matches = match &self.ring {
             Some(ring) => ring.nodes().iter().cloned().eq(wanted),
             None => wanted.count() == 0,
         };
@@ -273,7 +276,7 @@ impl ClusterView {
         let fallbacks = current.fallbacks().iter().filter(|id| !primaries.contains(id)).cloned().collect();
         let (old, new) = (current.primaries().to_vec(), next.primaries().to_vec());
         let (w_old, w_new) = (config.w().min(old.len()), config.w().min(new.len()));
-        let counted = config.for_transition(primaries.len(), w_old.max(w_new).saturating_sub(config.w()));
+        let counted = config.for_transition(primaries.len());
         Some(WritePlan {
             prefs: crate::ring::PreferenceList::from_parts(token, primaries, fallbacks),
             config: counted,

@@ -98,13 +98,12 @@ impl StoreConfig {
     }
 
     /// The settings a put coordinator counts with while a ring change is under way: `n`
-    /// replicas (both rings' together) and W raised by `extra` (at most `n`; the joint quorum
-    /// decides). Never validated or stored: see
+    /// replicas (both rings' together), W as it is (at most `n`; the joint quorum decides the
+    /// rest). Never validated or stored: see
     /// [`ClusterView::write_plan`](crate::cluster::ClusterView::write_plan).
-    pub fn for_transition(&self, n: usize, extra: usize) -> StoreConfig {
+    pub fn for_transition(&self, n: usize) -> StoreConfig {
         let n = u8::try_from(n).unwrap_or(u8::MAX).max(1);
-        let w = u8::try_from(usize::from(self.w) + extra).unwrap_or(u8::MAX).min(n);
-        StoreConfig { n, w, ..*self }
+        StoreConfig { n, w: self.w.min(n), ..*self }
     }
 
     /// Checks a configuration (for example one decoded from the network).

@@ -187,7 +187,7 @@ impl Node {
         let Some(mine) = self.view.routing_version() else { return Ok(config) };
         let replica = self
             .view
-            .write_plan(Token::of(key), &config, self.config.fallbacks)
+            .write_plan(Token::of(key), &config, 0)
             .is_some_and(|plan| plan.prefs.primaries().iter().take(plan.config.n()).any(|p| *p == self.id));
         if !replica {
             self.stats.misrouted += 1;

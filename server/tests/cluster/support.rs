@@ -94,14 +94,14 @@ impl Cluster {
         let total = self.nodes.len();
         let raw = self.raw();
         let running: Vec<usize> = (0..total).filter(|&i| self.nodes[i].is_some()).collect();
+        let mut settings = config(self.dir.path(), 0, "127.0.0.1:0".parse().unwrap(), Vec::new(), self.limits);
+        (self.tweak)(&mut settings);
         for _ in 0..200 {
             let views: Vec<_> = self.running().map(|n| n.view()).collect();
             let epochs: Vec<_> = views.iter().map(|v| v.ring().map(|r| (r.epoch(), r.digest()))).collect();
             // Formed: every member known, one ring everywhere, no ring change under way, and
             // every member in the ring (unless the nodes wait for commits: then the change may
             // be pending).
-            let mut settings = config(self.dir.path(), 0, "127.0.0.1:0".parse().unwrap(), Vec::new(), self.limits);
-            (self.tweak)(&mut settings);
             let formed = views.iter().all(|v| {
                 v.membership().len() == total
                     && v.transition().is_none()
