@@ -96,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Drain a node before stopping it, or remove one that is gone for good.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Every node: address, zone, capacity, state and share of the ring.
     Status,
     /// Where a key lives: its token, its primaries and fallbacks, and what each of them holds.
@@ -115,6 +120,22 @@ enum ClusterCommand {
     Plan,
     /// Apply the pending ring change, as `plan` shows it now.
     Commit,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Drain a live node: it hands every partition to its new owners, then leaves the cluster
+    /// (`status` shows it `leaving`, then `left`: then it may be stopped).
+    Leave {
+        /// The node's id.
+        node: String,
+    },
+    /// Remove a node that is gone for good (stopped, its disk lost): its partitions are copied
+    /// again from the surviving replicas. Refused while the cluster holds the node up.
+    Remove {
+        /// The node's id.
+        node: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +281,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
+        Command::Node { command } => {
+            let (id, leave) = match &command {
+                NodeCommand::Leave { node } => (node, true),
+                NodeCommand::Remove { node } => (node, false),
+            };
+            let node = NodeId::new(id).map_err(|e| anyhow::anyhow!("invalid node id {id:?}: {e}"))?;
+            if leave {
+                client.leave_node(&node).await?;
+            } else {
+                client.remove_node(&node).await?;
+            }
+            let done = if leave {
+                "leaving: it hands its partitions to their new owners, then `quickv status` shows it left and it may be stopped"
+            } else {
+                "removed: its partitions are being copied again from the surviving replicas"
+            };
+            if cli.json {
+                println!("{}", json!({ "node": node.as_str(), "leaving": leave, "removed": !leave }));
+            } else {
+                println!("{node} {done}");
+            }
+            ExitCode::SUCCESS
+        }
         Command::Store { command: StoreCommand::Create { name, preset, n, r, w, quorum, conflicts } } => {
             let base = preset.config();
             let config = StoreConfig::new(
@@ -378,6 +422,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     // of the node asked.
                     let state = match (n.status, peer) {
                         (NodeStatus::Up, Some(peer)) => peer.state.to_string(),
+                        (NodeStatus::Removed, _) => "left".to_owned(),
                         (status, _) => format!("{status:?}").to_lowercase(),
                     };
                     let state = ring_plan::member_state(view, &n.id, state);

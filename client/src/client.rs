@@ -14,6 +14,7 @@ use quickv_core::store::{Limits, StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, Value, Write, WriteId};
 use quickv_core::wire::{Request, Response};
 
+mod departure;
 mod ring_change;
 pub use ring_change::PlannedChange;
 

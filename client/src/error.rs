@@ -194,6 +194,33 @@ impl CommitRingError {
     }
 }
 
+/// Why a node could not be drained or removed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeChangeError {
+    /// The cluster has no node of this id.
+    #[error("there is no node {0} in the cluster")]
+    UnknownNode(NodeId),
+    /// The node asked refused: the node is the cluster's last member, it has left already, or
+    /// (for a removal) it is up and should be drained with a leave instead.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// No node that could take it was reached. Retryable.
+    #[error(transparent)]
+    Unreachable(#[from] RefreshError),
+}
+
+impl NodeChangeError {
+    /// Whether trying again may help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NodeChangeError::Refused(r) => r.kind.is_retryable(),
+            NodeChangeError::UnknownNode(_) => false,
+            NodeChangeError::Unreachable(_) => true,
+        }
+    }
+}
+
 impl CreateStoreError {
     /// Whether trying again may help.
     pub fn is_retryable(&self) -> bool {

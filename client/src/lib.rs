@@ -44,7 +44,9 @@ mod resolver;
 pub use quickv_net::{tls, transport};
 
 pub use client::{Backoff, Client, ClientBuilder, ClientOptions, Holding, Location, PlannedChange, Store, Versions};
-pub use error::{CommitRingError, ConnectError, CreateStoreError, GetError, PutError, RefreshError, StoreError};
+pub use error::{
+    CommitRingError, ConnectError, CreateStoreError, GetError, NodeChangeError, PutError, RefreshError, StoreError,
+};
 pub use quickv_core::cluster::{ClusterView, Transition};
 pub use quickv_core::error::{ErrorKind, Refusal};
 pub use quickv_core::identity::NodeId;

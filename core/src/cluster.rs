@@ -153,10 +153,8 @@ impl ClusterView {
     /// owns partitions: a node that joins with a smaller id takes over after the ring that takes
     /// it in. `None` for a view without members.
     pub fn claimant(&self) -> Option<&crate::identity::NodeId> {
-        let removed = |id: &crate::identity::NodeId| {
-            self.membership.node(id).is_some_and(|n| n.status == crate::membership::NodeStatus::Removed)
-        };
-        let in_ring = self.ring.as_ref().and_then(|ring| ring.nodes().iter().map(|n| &n.id).find(|id| !removed(id)));
+        let in_ring =
+            self.ring.as_ref().and_then(|ring| ring.nodes().iter().map(|n| &n.id).find(|id| !self.is_removed(id)));
         in_ring.or_else(|| self.membership.ring_members().map(|n| &n.id).min())
     }
 
@@ -212,7 +210,9 @@ impl ClusterView {
             return Ok(false);
         }
         if let Some(t) = &self.transition {
-            if !t.gainers.is_subset(&t.received) {
+            // A gainer removed since the change started never receives: the change commits
+            // without waiting for it, and the next one takes its partitions away again.
+            if t.gainers.iter().any(|g| !t.received.contains(g) && !self.is_removed(g)) {
                 return Ok(false);
             }
             let next = t.next.with_epoch(t.next.epoch() + 1);
@@ -237,6 +237,12 @@ impl ClusterView {
             self.transition = Some(alloc::boxed::Box::new(Transition { next, gainers, received: BTreeSet::new() }));
         }
         Ok(true)
+    }
+
+    /// Whether `node` is gone for good: it left, or was removed
+    /// ([`NodeStatus::Removed`](crate::membership::NodeStatus::Removed)).
+    pub fn is_removed(&self, node: &NodeId) -> bool {
+        self.membership.node(node).is_some_and(|n| n.status == crate::membership::NodeStatus::Removed)
     }
 
     /// The ring change under way, if any.

@@ -18,6 +18,11 @@
 //! entry never enters a view that holds the id.) Entries written before certificates were
 //! recorded carry none; an entry with a certificate wins over one without, so each node's entry
 //! gains its certificate when the node next starts.
+//!
+//! **Removals are final** (issue 9, 2.3): an entry of status [`NodeStatus::Removed`] wins over
+//! every entry of its node that is not, whatever the versions. A node that left, or was removed
+//! while it was away, cannot come back by raising its own entry; it refuses to start
+//! ([`crate::node::NodeError::Left`]), and joins again only as a new node (a new id).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -35,7 +40,9 @@ pub enum NodeStatus {
     Up,
     /// Leaving: gives its share of the ring away while its data streams out.
     Leaving,
-    /// Gone for good; kept so that the removal wins over older gossip.
+    /// Gone for good: it left (`quickv node leave`, once it handed its partitions over) or was
+    /// removed (`quickv node remove`). Kept so that the removal wins every merge (see the module
+    /// docs); `quickv status` shows it as `left`.
     Removed,
 }
 
@@ -157,11 +164,13 @@ impl NodeInfo {
         self
     }
 
-    /// Whether this entry wins a merge against `other` (same node, no certificate conflict): an
-    /// entry with a certificate beats one without; then the higher version, then the total
-    /// order of entries.
+    /// Whether this entry wins a merge against `other` (same node, no certificate conflict): a
+    /// removal beats everything (a node gone for good, or that left, never comes back through
+    /// an entry of its own raised later: issue 9, 2.3); then an entry with a certificate beats
+    /// one without; then the higher version, then the total order of entries.
     fn supersedes(&self, other: &NodeInfo) -> bool {
-        (self.certificate.is_some(), self) > (other.certificate.is_some(), other)
+        let key = |n: &NodeInfo| (n.status == NodeStatus::Removed, n.certificate.is_some());
+        (key(self), self) > (key(other), other)
     }
 
     /// The conflict if `self` (held) and `claim` name different certificates for one id.
@@ -311,10 +320,29 @@ mod tests {
     fn higher_version_wins_and_zero_capacity_is_refused() {
         let mut m = Membership::new();
         assert_eq!(m.upsert(entry(1, 3, 1, 1)), Ok(true));
-        assert_eq!(m.upsert(entry(1, 1, 3, 1)), Ok(false));
+        assert_eq!(m.upsert(entry(1, 1, 2, 1)), Ok(false));
         assert_eq!(m.node(&NodeId::new("n1").unwrap()).unwrap().status, NodeStatus::Up);
         assert_eq!(m.upsert(entry(1, 5, 2, 1)), Ok(true));
         assert_eq!(NodeInfo::new("x", "a:1", "z", 0), Err(NodeInfoError::ZeroCapacity));
+    }
+
+    /// Issue 9, 2.3: a removal wins over any later entry of the node, so a node that left (or
+    /// was removed while away) cannot come back by raising its own entry.
+    #[test]
+    fn a_removal_wins_over_later_entries() {
+        let n1 = NodeId::new("n1").unwrap();
+        let mut m = Membership::new();
+        m.upsert(entry(1, 2, 1, 1)).unwrap();
+        assert_eq!(m.upsert(entry(1, 3, 3, 1)), Ok(true), "removed at version 3");
+        for (version, status) in [(4, 1), (9, 0), (9, 2)] {
+            assert_eq!(m.upsert(entry(1, version, status, 1)), Ok(false), "version {version}");
+        }
+        assert_eq!(m.node(&n1).unwrap().status, NodeStatus::Removed);
+        let mut raised = Membership::new();
+        raised.upsert(entry(1, 9, 1, 1)).unwrap();
+        assert!(!m.merge(&raised));
+        assert!(raised.merge(&m));
+        assert_eq!(raised.node(&n1).unwrap().status, NodeStatus::Removed);
     }
 
     /// 3.2: an entry naming another certificate for a held id is refused, whatever its version,

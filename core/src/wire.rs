@@ -221,6 +221,20 @@ pub enum Request {
         /// The ring the plan moves to ([`crate::ring::RingPlan::next`]).
         plan: RingVersion,
     },
+    /// Drain this node (`quickv node leave`): it hands its partitions to their new owners, then
+    /// leaves the cluster (see `node::departure`). Only the node named takes it (others answer
+    /// `Unavailable` naming its address); answered `Ack` once its leaving entry is saved.
+    Leave {
+        /// The node to drain: the receiver itself.
+        node: NodeId,
+    },
+    /// Remove a node that is gone for good (`quickv node remove`): its partitions are
+    /// re-replicated from the surviving replicas. Refused `NotPermitted` while the receiver
+    /// holds the node up; answered `Ack` once the removal is saved.
+    RemoveNode {
+        /// The node to remove.
+        node: NodeId,
+    },
 }
 
 impl Request {
@@ -244,6 +258,8 @@ impl Request {
             Request::TombstoneCheck { .. } => "tombstone_check",
             Request::Collect { .. } => "collect",
             Request::CommitRing { .. } => "commit_ring",
+            Request::Leave { .. } => "leave",
+            Request::RemoveNode { .. } => "remove_node",
         }
     }
 }
@@ -496,6 +512,8 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             Request::Gossip { digest, .. } => digest_ok(digest),
             Request::Get { .. }
             | Request::CommitRing { .. }
+            | Request::Leave { .. }
+            | Request::RemoveNode { .. }
             | Request::CoordinateGet { .. }
             | Request::Join { .. }
             | Request::Cluster
@@ -592,6 +610,8 @@ mod tests {
             req(13, Request::TombstoneCheck { store: store(), key: b"k".to_vec() }),
             req(14, Request::Collect { store: store(), key: b"k".to_vec(), siblings: s.clone() }),
             req(15, Request::CommitRing { plan: RingVersion { epoch: 4, digest: 5 } }),
+            req(16, Request::Leave { node: a.clone() }),
+            req(17, Request::RemoveNode { node: a.clone() }),
             Message::Response { id: 13, body: Response::Held { siblings: Some(s.clone()), hinted: true } },
             Message::Response { id: 14, body: Response::Collected(false) },
             Message::Response {

@@ -72,11 +72,13 @@ impl Node {
         self.receive(now);
         self.purge_dropped();
         self.events.push_back(Event::ViewChanged);
+        self.note_left();
         if broadcast || moved {
             for peer in self.peers() {
                 self.gossip_with(now, &peer, Round::Broadcast);
             }
         }
+        self.finish_leaving(now);
         save
     }
 
@@ -124,8 +126,8 @@ impl Node {
     /// Joins through the seeds; once in, beats, gossips with the peers it watches and one more
     /// at random, and updates the verdicts.
     pub(super) fn sync_tick(&mut self, now: Duration) {
-        if self.join_refused.is_some() {
-            // Refused for good (the id is taken): the operator has to act.
+        if self.join_refused.is_some() || self.has_left() {
+            // Refused for good (the id is taken), or gone: the operator has to act.
             return;
         }
         if self.joined && self.claim_ring() {
@@ -165,6 +167,7 @@ impl Node {
         }
         self.update_liveness(now);
         self.deliver_hints(now);
+        self.finish_leaving(now);
     }
 
     /// Works out again whom this node watches and, for each peer, whether it is close and who

@@ -62,6 +62,14 @@ impl Node {
     ) -> Result<Option<Response>, ErrorReply> {
         let from_node = peer.is_some();
         let done = Completion::Reply { stream, id, peer };
+        // A node that left serves nothing but what tells others so.
+        let tells = matches!(body, Request::Status | Request::Cluster | Request::Gossip { .. } | Request::Sync { .. });
+        if self.has_left() && !tells {
+            return Err(ErrorReply::new(
+                ErrorKind::Unavailable,
+                format!("node {} has left the cluster: send the request to another node", self.id),
+            ));
+        }
         if matches!(
             body,
             Request::Get { .. } | Request::Mint { .. } | Request::CoordinateGet { .. } | Request::CoordinatePut { .. }
@@ -146,6 +154,8 @@ impl Node {
                 Ok(None)
             }
             Request::CommitRing { plan } => self.commit_ring(now, stream, id, plan),
+            Request::Leave { node } => self.leave(now, stream, id, node),
+            Request::RemoveNode { node } => self.remove_node(now, stream, id, node),
             Request::Collect { store, key, siblings } => {
                 nodes_only(from_node)?;
                 let config = self.store_config(&store)?;

@@ -63,6 +63,13 @@ pub struct Hint {
     pub bytes: u64,
 }
 
+/// Who takes a hinted write (see `Node::handoff_to`).
+enum Recipient {
+    Node(NodeId),
+    Here,
+    NoneUp,
+}
+
 /// One hint as the node holds it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Held {
@@ -164,7 +171,9 @@ impl Node {
     /// second (the replay's throttle: foreground requests keep most of both nodes' time). A
     /// failed handoff, or one the budget holds back, waits for the next round.
     fn deliver_hints_to(&mut self, now: Duration, target: &NodeId) {
-        if self.liveness.state(target) != PeerState::Up || self.view.membership().node(target).is_none() {
+        // A removed target's hints go to the keys' replicas (see `handoff_to`).
+        let removed = self.view.is_removed(target);
+        if !removed && (self.liveness.state(target) != PeerState::Up || self.view.membership().node(target).is_none()) {
             return;
         }
         self.pace_background(now);
@@ -212,8 +221,20 @@ impl Node {
             // Nothing is sent: the reservation goes back.
             self.hint_replay.refund(REPLAY_RESERVE);
         }
+        let via = match self.handoff_to(&target, &key) {
+            Recipient::Node(via) => via,
+            Recipient::Here => {
+                // This node is a replica of the key now: its copy is where the write belongs.
+                self.hint_replay.refund(REPLAY_RESERVE);
+                return self.forget_hint(&target, &key);
+            }
+            Recipient::NoneUp => {
+                self.hint_replay.refund(REPLAY_RESERVE);
+                return self.handoff_failed(&target, &key);
+            }
+        };
         match read {
-            Response::State(Some(state)) => match self.destination(&target) {
+            Response::State(Some(state)) => match self.destination(&via) {
                 Some(to) => {
                     let sent = state.siblings.clone();
                     self.hint_replay.spend(key.1.len() + sent.size_bound());
@@ -224,7 +245,8 @@ impl Node {
                         siblings: state.siblings,
                         hint_for: None,
                     };
-                    self.send_request(now, to, body, false, Purpose::Handoff { target, key, generation, sent });
+                    let purpose = Purpose::Handoff { target, to: via, key, generation, sent };
+                    self.send_request(now, to, body, false, purpose);
                 }
                 None => self.handoff_failed(&target, &key),
             },
@@ -270,6 +292,30 @@ impl Node {
             }
             _ => self.handoff_failed(&target, &key),
         }
+    }
+
+    /// Who takes the hinted write of `key` for `target`: the target while it is a replica of
+    /// the key (a primary, or a pending owner during a ring change); once it is not (it was
+    /// removed, or a ring change took the key from it: issue 9, 2.3 and 2.5) the first of the
+    /// key's replicas that is up, whose anti-entropy spreads it to the others; nobody when this
+    /// node is one of them itself (its copy is in place).
+    fn handoff_to(&self, target: &NodeId, key: &(StoreName, Vec<u8>)) -> Recipient {
+        let replicas = self
+            .store_config(&key.0)
+            .ok()
+            .and_then(|config| self.view.write_plan(crate::token::Token::of(&key.1), &config, 0))
+            .map(|plan| plan.prefs.primaries().to_vec())
+            .unwrap_or_default();
+        if replicas.is_empty() || (replicas.contains(target) && !self.view.is_removed(target)) {
+            return Recipient::Node(target.clone());
+        }
+        if replicas.contains(&self.id) {
+            return Recipient::Here;
+        }
+        replicas
+            .into_iter()
+            .find(|r| self.liveness.state(r) == PeerState::Up && !self.view.is_removed(r))
+            .map_or(Recipient::NoneUp, Recipient::Node)
     }
 
     fn handoff_failed(&mut self, target: &NodeId, key: &(StoreName, Vec<u8>)) {

@@ -59,6 +59,7 @@ mod claimant;
 mod cluster_sync;
 mod coordination;
 mod damage;
+mod departure;
 mod dispatch;
 mod handoff;
 mod io;
@@ -77,7 +78,7 @@ use crate::coordinator::ReplicaFailure;
 use crate::gossip::Heartbeat;
 use crate::identity::{CertificateDigest, NameError, NodeId};
 use crate::liveness::{Liveness, LivenessConfig, PeerState, StatusReport};
-use crate::membership::{IdTaken, NodeInfo};
+use crate::membership::{IdTaken, NodeInfo, NodeStatus};
 use crate::store::{Limits, StoreConfig, StoreName};
 use crate::version::{ContextKey, WriteId};
 use crate::wire::{self, ErrorKind, ErrorReply, Message, Request, Response};
@@ -397,6 +398,11 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// This node has left the cluster: its leave is complete (it handed every partition to
+    /// the new owners), or it was removed. It takes part in nothing any more and may be
+    /// stopped; its saved view keeps it from starting again under the same id (see
+    /// `node::departure`).
+    Left,
     /// A storage step failed.
     StorageFailed {
         /// Why.
@@ -461,8 +467,9 @@ enum Purpose {
     Gossip { peer: NodeId },
     /// What a peer lacked after a gossip round.
     Push { peer: NodeId },
-    /// A hinted write handed back to its primary: the state sent.
-    Handoff { target: NodeId, key: (StoreName, Vec<u8>), generation: u64, sent: crate::version::Siblings },
+    /// A hinted write handed back to its primary (`target`), or to `to`, a replica of the key
+    /// that took over from it: the state sent.
+    Handoff { target: NodeId, to: NodeId, key: (StoreName, Vec<u8>), generation: u64, sent: crate::version::Siblings },
     /// An anti-entropy request (see [`anti_entropy`]).
     AntiEntropy { peer: NodeId, call: anti_entropy::Call },
     /// A read of a key this node found damaged, from another replica (see [`damage`]).
@@ -506,6 +513,12 @@ pub enum NodeError {
     /// [`NodeId::in_incarnation`]).
     #[error("node id {0} cannot name its writes: {1}")]
     Id(NodeId, NameError),
+    /// The saved view says this node left the cluster, or was removed: it does not start
+    /// again under the same id (issue 9, 2.3).
+    #[error(
+        "node {0} has left the cluster (or was removed from it): it does not start again under this id; to join again, start it with a new data folder and a new id"
+    )]
+    Left(NodeId),
 }
 
 /// A quickv node as a state machine: see the [module docs](self).
@@ -544,6 +557,8 @@ pub struct Node {
     purged: alloc::collections::BTreeSet<StoreName>,
     coordinations: BTreeMap<u64, Coordination>,
     joined: bool,
+    /// Whether [`Event::Left`] was reported.
+    left_reported: bool,
     /// Why a seed refused this node's join for good (its id is taken), if one did.
     join_refused: Option<String>,
     /// The node's wall clock when this machine started (ms since the Unix epoch).
@@ -593,6 +608,12 @@ impl Node {
         let mut info = config.info.clone();
         let actor = info.id.in_incarnation(config.incarnation).map_err(|e| NodeError::Id(info.id.clone(), e))?;
         if let Some(known) = view.membership().node(&info.id) {
+            match known.status {
+                NodeStatus::Removed => return Err(NodeError::Left(info.id.clone())),
+                // A restart does not end a leave.
+                NodeStatus::Leaving => info.status = NodeStatus::Leaving,
+                NodeStatus::Joining | NodeStatus::Up => {}
+            }
             let same = known.address == info.address
                 && known.zone == info.zone
                 && known.capacity == info.capacity
@@ -624,6 +645,7 @@ impl Node {
             actor,
             rng: crate::mix::mix64(config.seed),
             joined: config.seeds.is_empty(),
+            left_reported: false,
             join_refused: None,
             started_ms,
             config: NodeConfig { info, ..config },
@@ -942,7 +964,8 @@ impl Node {
             Purpose::Gossip { peer } => self.gossip_answer(now, peer, answer),
             // Only a push's arrival matters.
             Purpose::Push { peer } => self.heard(now, &peer, &answer),
-            Purpose::Handoff { target, key, generation, sent } => {
+            Purpose::Handoff { target, to, key, generation, sent } => {
+                self.heard(now, &to, &answer);
                 self.handoff_answer(now, target, key, generation, sent, answer)
             }
             Purpose::Create { stream, id, name, config } => self.claimant_answer(now, stream, id, name, config, answer),

@@ -14,6 +14,7 @@ use crate::store::StoreConfig;
 use crate::version::{CausalContext, ContextKey, KeyRecord, Siblings, Write, WriteId};
 
 mod damage;
+mod departure;
 mod handoff;
 mod mints;
 mod tombstones;

@@ -410,6 +410,11 @@ impl Driver {
             Event::RingMoved { epoch, nodes, under_way: false } => {
                 tracing::info!(node = %self.machine.id(), epoch, nodes, "as claimant, committed the ring")
             }
+            Event::Left => tracing::warn!(
+                node = %self.machine.id(),
+                "this node has left the cluster: it owns nothing and serves nothing; stop it (its folder does not start \
+                 again: a node joins again only as a new node, with a new id)"
+            ),
             Event::RingRefused { reason } => {
                 tracing::error!(node = %self.machine.id(), "as claimant, could not move the ring: {reason}")
             }

@@ -179,6 +179,9 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// This node left the cluster (or was removed): its folder does not start again.
+    #[error("{0}")]
+    Left(NodeError),
     /// The bounds are unusable.
     #[error("invalid bounds: {0}")]
     Bounds(#[from] bounds::BoundsError),
@@ -312,6 +315,7 @@ impl Node {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let machine = quickv_core::node::Node::new(machine_config, view, Duration::ZERO).map_err(|e| match e {
             NodeError::Id(id, _) => StartError::Info(NodeInfoError::IdReserved { id: id.to_string() }),
+            left @ NodeError::Left(_) => StartError::Left(left),
             other => StartError::SavedView {
                 path: file.path().to_owned(),
                 reason: format!("cannot add this node to the saved view: {other}"),

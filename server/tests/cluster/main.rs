@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod damage;
+mod departure;
 mod partition;
 mod process;
 mod support;

@@ -291,7 +291,8 @@ impl Node {
     /// partitions in the current ring (the comparisons cover the partitions both hold in
     /// either ring, so they pull what it lacks), until each has been found level with it in one
     /// comparison; then it notes in the view that it has received them, and the claimant
-    /// commits the change once every gainer has.
+    /// commits the change once every gainer has. A removed replica is no source: what the
+    /// change needs is on the others.
     pub(super) fn receive(&mut self, now: Duration) {
         let Some(t) = self.view.transition() else {
             self.anti_entropy.receiving = None;
@@ -318,6 +319,10 @@ impl Node {
             self.anti_entropy.receiving = Some(Receiving { version, left, retry_at: now });
         }
         let Some(receiving) = &mut self.anti_entropy.receiving else { return };
+        // A source removed since (gone for good) has nothing to give: the surviving replicas
+        // hold every acknowledged write (issue 9, 2.3).
+        let view = &self.view;
+        receiving.left.retain(|(_, peer)| !view.is_removed(peer));
         if receiving.left.is_empty() {
             let id = self.id.clone();
             self.update_view(now, |view| view.note_received(version, &id));

@@ -1,0 +1,182 @@
+//! Nodes that go (issue 9, 2.3): leave and remove.
+
+use super::*;
+
+fn put(key: &str, value: &str) -> Request {
+    Request::CoordinatePut {
+        store: StoreName::default_store(),
+        key: key.as_bytes().to_vec(),
+        write: Write::put(value.as_bytes().to_vec(), CausalContext::empty(), 1),
+        minter: None,
+    }
+}
+
+fn get(key: &str) -> Request {
+    Request::CoordinateGet { store: StoreName::default_store(), key: key.as_bytes().to_vec() }
+}
+
+/// Writes `count` keys `k<i>` through the nodes in `through`, in turn.
+fn write_keys(h: &mut Harness, count: usize, through: &[usize]) -> BTreeMap<String, String> {
+    let mut written = BTreeMap::new();
+    for i in 0..count {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let node = through[i % through.len()];
+        assert!(matches!(h.ask_now(node, 100 + i as u64, put(&key, &value)), Response::State(Some(_))));
+        written.insert(key, value);
+    }
+    written
+}
+
+/// Every node in `nodes` holds every key of `written` it is a primary of in its ring.
+fn replicas_hold(h: &Harness, nodes: &[usize], written: &BTreeMap<String, String>) {
+    for &i in nodes {
+        let ring = h.nodes[i].view().ring().unwrap().clone();
+        let id = h.nodes[i].id().clone();
+        for key in written.keys() {
+            if ring.preference_list(crate::token::Token::of(key.as_bytes()), 3, 0).is_primary(&id) {
+                let name = (StoreName::default_store(), key.as_bytes().to_vec());
+                assert!(h.disks[i].contains_key(&name), "n{i} lacks {key}");
+            }
+        }
+    }
+}
+
+fn ring_ids(h: &Harness, node: usize) -> Vec<String> {
+    h.nodes[node].view().ring().unwrap().nodes().iter().map(|n| String::from(n.id.as_str())).collect()
+}
+
+fn events(node: &mut Node) -> Vec<Event> {
+    core::iter::from_fn(|| node.poll_event()).collect()
+}
+
+/// 2.3: a node asked to leave hands every partition to the new owners (periodic anti-entropy
+/// off: only the transfer moves data) while writes and reads go on; then it marks itself left
+/// and says so. Every acknowledged write reads back, the remaining nodes hold what they own, and
+/// the node that left refuses to start again from its folder.
+#[test]
+fn a_leaving_node_hands_its_partitions_over_then_leaves() {
+    let mut h = Harness::tuned(4, |c| c.anti_entropy_interval = Duration::ZERO);
+    let mut written = write_keys(&mut h, 120, &[0, 1, 2, 3]);
+    let n1 = h.nodes[1].id().clone();
+    // Only the node itself takes its leave.
+    let elsewhere = h.ask_now(0, 1, Request::Leave { node: n1.clone() });
+    assert!(
+        matches!(&elsewhere, Response::Error(e) if e.kind == ErrorKind::Unavailable && e.message.contains("addr-1")),
+        "{elsewhere:?}"
+    );
+    assert_eq!(h.ask_now(1, 2, Request::Leave { node: n1.clone() }), Response::Ack);
+    assert_eq!(h.ask_now(1, 3, Request::Leave { node: n1.clone() }), Response::Ack, "a leave again is no error");
+    let mut stream = 1000;
+    for round in 0..400 {
+        h.tick();
+        if h.nodes[1].has_left() && h.nodes.iter().all(|n| n.view().transition().is_none()) {
+            break;
+        }
+        let (key, value) = (format!("t{round}"), format!("w{round}"));
+        stream += 1;
+        if matches!(h.ask_now([0, 2, 3][round % 3], stream, put(&key, &value)), Response::State(Some(_))) {
+            written.insert(key, value);
+        }
+        let probe = format!("k{}", round % 120);
+        stream += 1;
+        let read = state(h.ask_now([2, 3, 0][round % 3], stream, get(&probe)));
+        assert_eq!(values(&read), vec![written[&probe].as_bytes().to_vec()], "{probe} at round {round}");
+    }
+    assert!(h.nodes[1].has_left(), "the leave completed");
+    assert!(events(&mut h.nodes[1]).contains(&Event::Left));
+    h.run();
+    for i in [0, 2, 3] {
+        assert_eq!(ring_ids(&h, i), ["n0", "n2", "n3"]);
+        assert_eq!(h.nodes[i].view().membership().node(&n1).unwrap().status, crate::membership::NodeStatus::Removed);
+    }
+    replicas_hold(&h, &[0, 2, 3], &written);
+    for (key, value) in &written {
+        stream += 1;
+        assert_eq!(values(&state(h.ask_now(2, stream, get(key)))), vec![value.as_bytes().to_vec()], "{key}");
+    }
+    // The node that left serves nothing, and does not start again under its id.
+    let refused = h.ask_now(1, 5, get("k1"));
+    assert!(matches!(&refused, Response::Error(e) if e.message.contains("has left")), "{refused:?}");
+    let mut config = NodeConfig::new(h.nodes[1].info().clone(), secret());
+    config.seeds = vec![String::from("addr-0")];
+    let view = h.nodes[1].view().clone();
+    assert_eq!(Node::new(config, view, h.now).unwrap_err(), NodeError::Left(n1));
+}
+
+/// 2.3: a node gone for good is removed through any other node (not while that node holds it
+/// up); its partitions are re-replicated from the surviving replicas, though it never answers
+/// a comparison, and every acknowledged write reads back.
+#[test]
+fn a_removed_nodes_partitions_are_re_replicated_from_the_survivors() {
+    let mut h = Harness::tuned(5, |c| c.anti_entropy_interval = Duration::ZERO);
+    let written = write_keys(&mut h, 150, &[0, 1, 2, 3, 4]);
+    let n2 = h.nodes[2].id().clone();
+    let up = h.ask_now(0, 1, Request::RemoveNode { node: n2.clone() });
+    assert!(matches!(&up, Response::Error(e) if e.kind == ErrorKind::NotPermitted && e.message.contains("leave")));
+    let nobody = h.ask_now(0, 2, Request::RemoveNode { node: NodeId::new("n9").unwrap() });
+    assert!(matches!(&nobody, Response::Error(e) if e.message.contains("no node n9")), "{nobody:?}");
+    h.down[2] = true;
+    for _ in 0..30 {
+        h.tick();
+    }
+    assert_ne!(h.nodes[3].peer_state(&n2), crate::liveness::PeerState::Up, "n3 holds n2 down");
+    assert_eq!(h.ask_now(3, 3, Request::RemoveNode { node: n2.clone() }), Response::Ack);
+    for _ in 0..400 {
+        h.tick();
+        let done = [0, 1, 3, 4].iter().all(|&i| {
+            let view = h.nodes[i].view();
+            view.transition().is_none() && view.ring().is_some_and(|r| r.nodes().len() == 4)
+        });
+        if done {
+            break;
+        }
+    }
+    for i in [0, 1, 3, 4] {
+        assert_eq!(ring_ids(&h, i), ["n0", "n1", "n3", "n4"], "n{i}");
+    }
+    replicas_hold(&h, &[0, 1, 3, 4], &written);
+    for (i, (key, value)) in written.iter().enumerate() {
+        let read = state(h.ask_now([0, 1, 3, 4][i % 4], 5000 + i as u64, get(key)));
+        assert_eq!(values(&read), vec![value.as_bytes().to_vec()], "{key}");
+    }
+}
+
+/// 2.3: the cluster's last member can neither leave nor be removed, and a node cannot remove
+/// itself.
+#[test]
+fn the_last_member_cannot_go() {
+    let mut h = Harness::new(1);
+    let n0 = h.nodes[0].id().clone();
+    let refused = h.ask_now(0, 1, Request::Leave { node: n0.clone() });
+    assert!(matches!(&refused, Response::Error(e) if e.message.contains("last member")), "{refused:?}");
+    let itself = h.ask_now(0, 2, Request::RemoveNode { node: n0 });
+    assert!(matches!(&itself, Response::Error(e) if e.message.contains("cannot remove itself")), "{itself:?}");
+    assert!(!h.nodes[0].has_left());
+}
+
+/// 2.3 with 2.5: a hinted write for a node that is then removed is handed to a replica of the
+/// key instead, and the hint goes.
+#[test]
+fn a_hint_for_a_removed_node_goes_to_a_replica_of_the_key() {
+    let mut h = Harness::new(5);
+    let (store, key) = sloppy_key_of_n3(&mut h);
+    let n3 = h.nodes[3].id().clone();
+    h.down[3] = true;
+    h.run();
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1);
+    let body = Request::CoordinatePut { store: store.clone(), key: key.clone(), write, minter: None };
+    assert!(matches!(h.ask(0, 2, body), Response::State(Some(_))));
+    let holder = (0..5).find(|&i| !h.hint_disks[i].is_empty()).expect("a fallback stored a hint");
+    assert_eq!(h.ask(0, 3, Request::RemoveNode { node: n3 }), Response::Ack);
+    for _ in 0..100 {
+        h.tick();
+    }
+    assert!(h.hint_disks[holder].is_empty(), "the hint was handed on");
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    assert_eq!(ring.nodes().len(), 4);
+    let record = (store.clone(), key.clone());
+    for id in ring.preference_list(crate::token::Token::of(&key), 3, 0).primaries() {
+        let i = h.nodes.iter().position(|n| n.id() == id).unwrap();
+        assert!(h.disks[i].contains_key(&record), "{id} lacks the write");
+    }
+}
