@@ -62,6 +62,12 @@ pub enum Fault {
     /// sits in a block no scan can read (its token is reported unreadable, as a damaged table
     /// block is): the node has the peers' copies brought in by anti-entropy.
     Damage,
+    /// The cluster's membership changes while the faults go on (issue 9, 5.1): two new nodes
+    /// join, through different members and possibly at once; a member is asked to leave (and
+    /// stopped once it has left); another crashes for good and is removed through a member that
+    /// holds it down. Ring changes move the data; the checkers also require every change to
+    /// finish, the ring to be the live members, and the nodes that went to be removed everywhere.
+    Elastic,
 }
 
 impl Fault {
@@ -88,6 +94,7 @@ impl Fault {
         Fault::Impostor,
         Fault::Sloppy,
         Fault::Damage,
+        Fault::Elastic,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
@@ -123,6 +130,7 @@ impl Fault {
             Fault::Impostor => "impostor",
             Fault::Sloppy => "sloppy",
             Fault::Damage => "damage",
+            Fault::Elastic => "elastic",
         }
     }
 }

@@ -119,6 +119,11 @@ pub enum Mechanism {
     /// off, the simulated disk ignores the checkpoints, so under `lose-journal` a table may still
     /// hold a value whose tombstone was collected everywhere, and it comes back.
     Checkpoint,
+    /// Nodes that gain partitions in a ring change receive them before the change is committed
+    /// (issue 9, 2.2): switched off (`receive_partitions`), a gainer counts as having them at
+    /// once, and with anti-entropy off too, writes acknowledged before a change are missing from
+    /// their new replicas (`elastic`).
+    Transfer,
 }
 
 impl Mechanism {
@@ -135,6 +140,7 @@ impl Mechanism {
         Mechanism::Scrub,
         Mechanism::OneAnswer,
         Mechanism::Checkpoint,
+        Mechanism::Transfer,
     ];
 
     /// The mechanism's name on the command line.
@@ -151,6 +157,7 @@ impl Mechanism {
             Mechanism::Scrub => "scrub",
             Mechanism::OneAnswer => "one-answer",
             Mechanism::Checkpoint => "checkpoint",
+            Mechanism::Transfer => "transfer",
         }
     }
 }

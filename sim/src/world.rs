@@ -22,6 +22,7 @@ use crate::rng::Rng;
 use crate::workload::{Client, KeyId, LWW_STORE, Op, RACED_STORES, SLOPPY_STORE, STORE, Status, Tamper, values_of};
 use crate::{Fault, Mechanism, Options, Outcome, RunStats};
 
+mod elastic;
 mod smart;
 
 /// How long nodes wait for a replica.
@@ -129,6 +130,13 @@ struct SimNode {
     paused: bool,
     /// Deliveries held while the node is paused.
     held: Vec<Event>,
+    /// Whether the node is in the cluster: an original member, or a spare that joined
+    /// (`elastic`).
+    member: bool,
+    /// Gone for good: it left and was stopped, or crashed for good to be removed (`elastic`).
+    gone: bool,
+    /// Asked to leave (`elastic`).
+    leaving: bool,
 }
 
 /// Who waits for the answer on a stream.
@@ -142,6 +150,10 @@ enum Requester {
     Client {
         index: usize,
         op: usize,
+    },
+    /// An operator's request (`elastic`).
+    Admin {
+        ask: elastic::Ask,
     },
     /// A smart client's request to one node for op `op` (see [`smart`]).
     Smart {
@@ -216,6 +228,16 @@ enum FaultEvent {
     ImpostorStarts(usize),
     /// The impostor stops for good.
     ImpostorStops(usize),
+    /// A spare node starts and joins (`elastic`).
+    Join(usize),
+    /// An operator asks for a leave or a removal (`elastic`).
+    Ask(elastic::Ask),
+    /// A node crashes for good, to be removed (`elastic`).
+    Doom(usize),
+    /// A node that has left is stopped (`elastic`).
+    StopLeft(usize),
+    /// A spare that has not joined yet is restarted with another seed (`elastic`).
+    CheckJoined(usize),
 }
 
 pub(crate) struct World {
@@ -247,6 +269,10 @@ pub(crate) struct World {
     fragile: Option<usize>,
     /// The index of the node claiming n1's id (with `impostor`).
     impostor: Option<usize>,
+    /// Spare nodes that join during the faults (`elastic`), after the original members.
+    spares: usize,
+    /// The member that crashes for good and is removed (`elastic`).
+    doomed: Option<usize>,
 }
 
 impl World {
@@ -267,8 +293,11 @@ impl World {
         let node_skew = options.faults.contains(&Fault::Skew);
         let mut nodes = Vec::new();
         let mut ids = Vec::new();
-        for i in 0..options.nodes {
-            let info = NodeInfo::new(&format!("n{i}"), &address(i), &format!("z{}", i % 3), 1)
+        let spares = if options.faults.contains(&Fault::Elastic) { elastic::SPARES } else { 0 };
+        for i in 0..options.nodes + spares {
+            // Spares alternate capacities 2 and 1: rings weigh them.
+            let capacity = if i < options.nodes { 1 } else { 2 - (i - options.nodes) as u32 % 2 };
+            let info = NodeInfo::new(&format!("n{i}"), &address(i), &format!("z{}", i % 3), capacity)
                 .expect("valid node")
                 .with_certificate(certificate(&format!("n{i}")));
             ids.push(info.id.clone());
@@ -288,6 +317,7 @@ impl World {
             if options.disabled.contains(&Mechanism::Handoff) {
                 config.hint_batch = 0;
             }
+            config.receive_partitions = !options.disabled.contains(&Mechanism::Transfer);
             config.anti_entropy_interval = match options.disabled.contains(&Mechanism::AntiEntropy) {
                 true => Duration::ZERO,
                 false => ANTI_ENTROPY_INTERVAL,
@@ -296,13 +326,24 @@ impl World {
                 config.seeds = vec![address(0)];
             }
             let disk = Disk { view: (i == 0).then(|| view.clone()), ..Disk::default() };
-            nodes.push(SimNode { config, machine: None, life: 0, disk, paused: false, held: Vec::new() });
+            let member = i < options.nodes;
+            nodes.push(SimNode {
+                config,
+                machine: None,
+                life: 0,
+                disk,
+                paused: false,
+                held: Vec::new(),
+                member,
+                gone: false,
+                leaving: false,
+            });
         }
         let impostor = (options.faults.contains(&Fault::Impostor) && options.nodes >= 2).then(|| {
             // n1's id at a new address, with a certificate of its own (or n1's, with the
             // mechanism off); it joins through n0.
             let cert = if options.disabled.contains(&Mechanism::UniqueIds) { "n1" } else { "impostor" };
-            let i = options.nodes;
+            let i = options.nodes + spares;
             let info =
                 NodeInfo::new("n1", &address(i), "z9", 1).expect("valid node").with_certificate(certificate(cert));
             let mut config = NodeConfig::new(info, secret.clone());
@@ -318,6 +359,9 @@ impl World {
                 disk: Disk::default(),
                 paused: false,
                 held: Vec::new(),
+                member: false,
+                gone: false,
+                leaving: false,
             });
             i
         });
@@ -368,14 +412,16 @@ impl World {
             broken: Vec::new(),
             fragile,
             impostor,
+            spares,
+            doomed: None,
         }
     }
 
     /// Every node's view gives each id to the node that holds it: no impostor took one over.
     fn ids_held(&self) -> Vec<String> {
         let mut violations = Vec::new();
-        for (i, node) in self.nodes[..self.members()].iter().enumerate() {
-            let Some(view) = node.machine.as_ref().map(Node::view) else { continue };
+        for i in self.live_members() {
+            let Some(view) = self.nodes[i].machine.as_ref().map(Node::view) else { continue };
             for (j, member) in self.nodes[..self.members()].iter().enumerate() {
                 let real = &member.config.info;
                 match view.membership().node(&real.id) {
@@ -396,14 +442,15 @@ impl World {
     /// every hinted write has reached its primary (2.2: no node holds a hint any more).
     fn peers_up(&self) -> Vec<String> {
         let mut violations = Vec::new();
-        for (i, node) in self.nodes[..self.members()].iter().enumerate() {
-            let Some(machine) = node.machine.as_ref() else { continue };
+        let live = self.live_members();
+        for &i in &live {
+            let Some(machine) = self.nodes[i].machine.as_ref() else { continue };
             for peer in machine.status(self.now).peers.iter().filter(|p| p.hints > 0) {
                 violations
                     .push(format!("n{i} still holds {} hints for {} after the cluster settled", peer.hints, peer.id));
             }
-            for (j, other) in self.ids.iter().enumerate() {
-                let state = machine.peer_state(other);
+            for &j in &live {
+                let state = machine.peer_state(&self.ids[j]);
                 if i != j && state != quickv_core::liveness::PeerState::Up {
                     violations.push(format!("n{i} holds n{j} {state} after the cluster settled"));
                 }
@@ -417,7 +464,7 @@ impl World {
     /// it missed: dropped messages, hints past their bound, records a crash lost).
     fn converged(&self) -> Vec<String> {
         let mut violations = Vec::new();
-        let Some(view) = self.nodes[0].machine.as_ref().map(|m| m.view().clone()) else { return violations };
+        let Some(view) = self.a_live_view() else { return violations };
         for key in &self.keys {
             let (Some(ring), Some(config)) = (view.ring(), view.store(&key.0)) else { continue };
             let prefs = ring.preference_list(Token::of(&key.1), config.n(), 0);
@@ -456,13 +503,25 @@ impl World {
         violations
     }
 
-    /// The nodes of the cluster (the impostor, if any, comes after them).
+    /// The nodes that are or may become members: the original ones, then the spares (the
+    /// impostor, if any, comes after them).
     fn members(&self) -> usize {
-        self.options.nodes
+        self.options.nodes + self.spares
+    }
+
+    /// The view of the first live member that runs.
+    fn a_live_view(&self) -> Option<ClusterView> {
+        self.live_members().into_iter().find_map(|i| Some(self.nodes[i].machine.as_ref()?.view().clone()))
+    }
+
+    /// A live member at random (a client's or operator's pick).
+    fn random_member(&mut self) -> usize {
+        let live = self.live_members();
+        live[self.rng.below(live.len() as u64) as usize]
     }
 
     pub(crate) fn run(mut self) -> Outcome {
-        for i in 0..self.members() {
+        for i in 0..self.options.nodes {
             self.start(i);
         }
         // Clients start once the cluster has formed.
@@ -471,6 +530,7 @@ impl World {
             self.schedule_at(at, Event::ClientStep { client: c });
         }
         self.plan_faults();
+        self.plan_elastic();
         let end = CHAOS + SETTLE;
         self.run_until(end);
         let mut violations = std::mem::take(&mut self.broken);
@@ -478,6 +538,7 @@ impl World {
         let end = end + CONVERGE;
         self.run_until(end);
         violations.extend(self.converged());
+        violations.extend(self.membership_settled());
         let finals = self.final_reads(end);
         violations.extend(self.ids_held());
         violations.extend(check::check(&self.history, &finals, &self.clients_pending()));
@@ -535,6 +596,12 @@ impl World {
             node.life > 0 && self.fragile == Some(i) && !self.options.disabled.contains(&Mechanism::LostRecords);
         match Node::new(config, view, self.now) {
             Ok(machine) => node.machine = Some(machine),
+            // It left while it was down: the operator stops it for good.
+            Err(quickv_core::node::NodeError::Left(_)) if node.leaving => {
+                node.gone = true;
+                self.impaired.remove(&i);
+                return;
+            }
             Err(e) => {
                 self.broken.push(format!("n{i} could not start from its saved view: {e}"));
                 return;
@@ -609,7 +676,7 @@ impl World {
                     Requester::Node { index: from, .. } | Requester::Nobody { from } => {
                         self.nodes[from].config.info.certificate
                     }
-                    Requester::Client { .. } | Requester::Smart { .. } => None,
+                    Requester::Client { .. } | Requester::Smart { .. } | Requester::Admin { .. } => None,
                 };
                 let origin = Origin::Stream { stream, peer };
                 if let Some(m) = self.nodes[target].machine.as_mut() {
@@ -677,12 +744,19 @@ impl World {
                 if let Some(retry) = self.clients[index].answer(record, response) {
                     self.note(|| format!("c{index} op {op} retried"));
                     self.stats.retries += 1;
-                    let target = self.rng.below(self.members() as u64) as usize;
+                    let target = self.random_member();
                     return self.send_from_client(requester, target, retry);
                 }
                 self.client_done(index, op);
             }
             Requester::Smart { op, to } => self.smart_answer(op, to, frame),
+            Requester::Admin { ask } => {
+                let response = frame.ok().and_then(|f| match wire::decode(&f) {
+                    Ok(Message::Response { body, .. }) => Some(body),
+                    _ => None,
+                });
+                self.admin_answer(ask, response);
+            }
             Requester::Nobody { .. } => {}
         }
     }
@@ -714,11 +788,11 @@ impl World {
         // Clients start once the cluster has formed: joins go through ring changes, which take
         // longer while messages are delayed and dropped.
         if !self.formed {
-            let members = self.members();
+            let members = self.options.nodes;
             self.formed = self.now >= FORMATION_LIMIT
                 || self.nodes[0].machine.as_ref().is_some_and(|m| {
                     let view = m.view();
-                    view.transition().is_none() && view.ring().is_some_and(|r| r.nodes().len() == members)
+                    view.transition().is_none() && view.ring().is_some_and(|r| r.nodes().len() >= members)
                 });
             if !self.formed {
                 return self.schedule_in(Duration::from_millis(100), Event::ClientStep { client });
@@ -737,7 +811,7 @@ impl World {
         if self.is_smart(client) {
             return self.start_smart(client, index, request);
         }
-        let target = self.rng.below(self.members() as u64) as usize;
+        let target = self.random_member();
         self.send_from_client(Requester::Client { index: client, op: index }, target, request);
     }
 
@@ -783,6 +857,9 @@ impl World {
                     }
                 }
             } else if let Some(event) = machine.poll_event() {
+                if event == quickv_core::node::Event::Left {
+                    self.schedule_in(Duration::from_millis(20), Event::Fault(FaultEvent::StopLeft(i)));
+                }
                 match &event {
                     quickv_core::node::Event::PeerState { to: quickv_core::liveness::PeerState::Down, .. } => {
                         self.stats.peers_down += 1
@@ -941,7 +1018,7 @@ impl World {
     /// Schedules the run's faults over the chaos period; at its end everything heals.
     fn plan_faults(&mut self) {
         let faults = self.options.faults.clone();
-        let count = self.members();
+        let count = self.options.nodes;
         if let Some(impostor) = self.impostor {
             // It runs for a while in the chaos period, then stops for good.
             let at = Duration::from_millis(self.rng.range(1500, CHAOS.as_millis() as u64 / 2));
@@ -1010,6 +1087,7 @@ impl World {
                     self.cut.remove(&link);
                 }
             }
+            FaultEvent::Pause(i) | FaultEvent::Crash(i) | FaultEvent::Damage(i) if self.nodes[i].gone => {}
             FaultEvent::Pause(i) => {
                 if self.impaired.len() < MAX_IMPAIRED && self.impaired.insert(i) {
                     self.stats.faults += 1;
@@ -1037,8 +1115,13 @@ impl World {
             }
             FaultEvent::ImpostorStops(i) => self.crash(i),
             FaultEvent::Damage(i) => self.damage(i),
+            FaultEvent::Join(i) => self.join(i),
+            FaultEvent::Ask(ask) => self.ask(ask),
+            FaultEvent::Doom(i) => self.doom(i),
+            FaultEvent::StopLeft(i) => self.stop_left(i),
+            FaultEvent::CheckJoined(i) => self.check_joined(i),
             FaultEvent::Restart(i) => {
-                if self.nodes[i].machine.is_none() {
+                if self.nodes[i].machine.is_none() && !self.nodes[i].gone {
                     self.impaired.remove(&i);
                     self.start(i);
                 }
@@ -1055,10 +1138,14 @@ impl World {
         // acknowledges the handoff (found at seed 5,533: the copy that made a damage "safe" was
         // dropped by an acknowledgement already in flight, and the fragile node then lost the
         // last other copy, two faults on the write's two remaining copies).
+        // Nor a copy on a node that goes for good (`elastic`).
         let safe_elsewhere = |k: &KeyId, record: &KeyRecord| {
             self.nodes.iter().enumerate().any(|(j, n)| {
                 j != i
                     && Some(j) != self.fragile
+                    && Some(j) != self.doomed
+                    && !n.gone
+                    && !n.leaving
                     && n.disk.intact(k).is_some_and(|r| r.siblings == record.siblings)
                     && !n.disk.hints.keys().any(|(_, hinted)| hinted == k)
             })
@@ -1136,7 +1223,9 @@ impl World {
                 let op = self.history.len();
                 self.history.push(Op::get(key.clone()));
                 let request = Request::CoordinateGet { store: key.0.clone(), key: key.1.clone() };
-                self.send_from_client(Requester::Client { index: checker, op }, attempt % self.members(), request);
+                let live = self.live_members();
+                let target = live[attempt % live.len()];
+                self.send_from_client(Requester::Client { index: checker, op }, target, request);
                 end += Duration::from_secs(1);
                 self.run_until(end);
                 self.clients[checker].pending = None;
@@ -1150,7 +1239,7 @@ impl World {
         self.run_until(end);
         let mut replicas = BTreeMap::new();
         for key in &self.keys {
-            let Some(view) = self.nodes[0].machine.as_ref().map(|m| m.view().clone()) else { continue };
+            let Some(view) = self.a_live_view() else { continue };
             let (Some(ring), Some(config)) = (view.ring(), view.store(&key.0)) else { continue };
             let prefs = ring.preference_list(quickv_core::token::Token::of(&key.1), config.n(), 0);
             let holders: Vec<(NodeId, Option<Siblings>)> = prefs

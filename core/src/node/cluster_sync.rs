@@ -78,6 +78,7 @@ impl Node {
                 self.gossip_with(now, &peer, Round::Broadcast);
             }
         }
+        self.tombstones_after_ring_change();
         self.finish_leaving(now);
         save
     }
@@ -136,7 +137,7 @@ impl Node {
             self.view_changed(now);
         }
         if !self.joined {
-            for seed in self.config.seeds.clone() {
+            for seed in self.join_addresses() {
                 let busy =
                     self.outgoing.values().any(|o| matches!(&o.purpose, Purpose::Join { seed: s } if *s == seed));
                 if !busy {
@@ -168,6 +169,21 @@ impl Node {
         self.update_liveness(now);
         self.deliver_hints(now);
         self.finish_leaving(now);
+    }
+
+    /// Where a node that has not joined yet asks to: its seeds, then (a restart, with a saved
+    /// view) every other member the view knows. A node whose seeds all went (left, were
+    /// removed, or moved) still finds its way back (found by the simulation with `elastic`: a
+    /// node restarted after its only seed was removed stayed out for good).
+    fn join_addresses(&self) -> Vec<String> {
+        let mut addresses = self.config.seeds.clone();
+        for peer in self.peers() {
+            let address = self.address_of_member(&peer);
+            if !address.is_empty() && !addresses.contains(&address) {
+                addresses.push(address);
+            }
+        }
+        addresses
     }
 
     /// Works out again whom this node watches and, for each peer, whether it is close and who

@@ -120,6 +120,16 @@ impl Node {
             Request::Cluster => Ok(Some(Response::Cluster(self.view.clone()))),
             Request::Join { node } => {
                 nodes_only(from_node)?;
+                // A new node still joining knows no cluster: taking a join would found a second
+                // one with the joiner (found by the simulation with `elastic`: a node joining
+                // through a spare that had not got in yet). A member restarting from its saved
+                // view knows its cluster and takes joins.
+                if !self.joined && self.view.ring().is_none() {
+                    return Err(ErrorReply::new(
+                        ErrorKind::Unavailable,
+                        "this node has not joined a cluster yet: join through a member",
+                    ));
+                }
                 self.join(now, peer, node)?;
                 Ok(Some(Response::Cluster(self.view.clone())))
             }

@@ -182,6 +182,11 @@ pub struct NodeConfig {
     /// operator commits the plan (`quickv cluster commit`, [`Request::CommitRing`]). Set it
     /// alike on every node: any of them may become the claimant.
     pub automatic_ring_changes: bool,
+    /// Whether a node that gains partitions in a ring change receives them (compares with
+    /// their current replicas) before it counts as having them (`true`, the default). Switched
+    /// off only by the simulation, to show that its checkers see the acknowledged writes a ring
+    /// change loses without transfers; `quickv-node` has no setting for it.
+    pub receive_partitions: bool,
 }
 
 impl NodeConfig {
@@ -219,6 +224,7 @@ impl NodeConfig {
             counter_floor: 0,
             scrub_interval: Duration::from_secs(24 * 3600),
             automatic_ring_changes: true,
+            receive_partitions: true,
         }
     }
 }
@@ -681,6 +687,7 @@ impl Node {
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
         node.build_trees();
+        node.tombstones_started();
         node.purge_dropped();
         node.handle_timeout(now);
         Ok(node)

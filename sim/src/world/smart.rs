@@ -55,13 +55,13 @@ impl World {
             Request::CoordinateGet { store, key } => (store, key, None),
             Request::CoordinatePut { store, key, write, .. } => (store, key, Some(write)),
             other => {
-                let target = self.rng.below(self.members() as u64) as usize;
+                let target = self.random_member();
                 return self.send_from_client(Requester::Client { index: client, op }, target, other);
             }
         };
-        let first = self.rng.below(self.members() as u64) as usize;
-        let asked =
-            (0..self.members()).map(|i| (first + i) % self.members()).find(|i| self.nodes[*i].machine.is_some());
+        let live = self.live_members();
+        let first = self.rng.below(live.len() as u64) as usize;
+        let asked = (0..live.len()).map(|i| live[(first + i) % live.len()]).find(|i| self.nodes[*i].machine.is_some());
         let view = asked.and_then(|i| self.nodes[i].machine.as_ref()).map(|m| m.view().clone());
         // Routed as the client routes: core's routing table over the view.
         let table = view.map(RoutingTable::new);

@@ -311,6 +311,7 @@ impl Node {
                 sources.entry(*n).or_insert_with(|| gained_from(&current, &next, *n, &self.id));
             }
             let mut left = alloc::collections::BTreeSet::new();
+            let stores = if self.config.receive_partitions { stores } else { Vec::new() };
             for (store, n) in &stores {
                 for peer in sources.get(n).into_iter().flatten() {
                     left.insert((store.clone(), peer.clone()));

@@ -180,3 +180,48 @@ fn a_hint_for_a_removed_node_goes_to_a_replica_of_the_key() {
         assert!(h.disks[i].contains_key(&record), "{id} lacks the write");
     }
 }
+
+/// Regression (the simulation with `elastic`): a node restarted after its only seed left stayed
+/// out for good, asking the gone seed to let it join. It now asks the members its saved view
+/// knows too.
+#[test]
+fn a_node_whose_seed_left_joins_again_through_the_members_it_knows() {
+    let mut h = Harness::new(4);
+    let n0 = h.nodes[0].id().clone();
+    assert_eq!(h.ask_now(0, 1, Request::Leave { node: n0 }), Response::Ack);
+    for _ in 0..200 {
+        h.tick();
+        if h.nodes[0].has_left() {
+            break;
+        }
+    }
+    assert!(h.nodes[0].has_left());
+    h.down[0] = true;
+    // n3 restarts from its folder; its only seed is n0's address.
+    let mut config = NodeConfig::new(h.nodes[3].info().clone(), secret());
+    config.seeds = vec![String::from("addr-0")];
+    config.incarnation = 2;
+    let view = h.nodes[3].view().clone();
+    h.nodes[3] = Node::new(config, view, h.now).unwrap();
+    assert!(!h.nodes[3].has_joined());
+    h.run();
+    assert!(h.nodes[3].has_joined(), "n3 joined again through n1 or n2");
+}
+
+/// Regression (the simulation with `elastic`): a new node joined through another new node that
+/// had not got in yet (its seed had gone), and the two founded a second cluster of their own. A
+/// node that knows no cluster yet refuses joins; the joiner gets in once its seed has.
+#[test]
+fn a_node_that_has_not_joined_takes_no_join() {
+    let mut h = Harness::new(3);
+    // n3's only seed is an address nobody answers at; n4 joins through n3.
+    let n3 = NodeInfo::new("n3", "addr-3", "z0", 1).unwrap().with_certificate(certificate("cert-3"));
+    h.add_via(n3, Some("addr-9"));
+    let n4 = NodeInfo::new("n4", "addr-4", "z1", 1).unwrap().with_certificate(certificate("cert-4"));
+    h.add_via(n4, Some("addr-3"));
+    h.run();
+    assert!(!h.nodes[3].has_joined());
+    assert!(!h.nodes[4].has_joined(), "n4 did not join through a node outside any cluster");
+    assert!(h.nodes[4].view().ring().is_none());
+    assert!(h.nodes[3].view().ring().is_none());
+}

@@ -215,3 +215,53 @@ fn checkpoints_come_at_most_half_a_grace_apart() {
     assert_eq!(checkpoint_interval(Duration::from_secs(86_400)), Duration::from_secs(600));
     assert_eq!(checkpoint_interval(Duration::from_millis(100)), Duration::from_millis(250));
 }
+
+/// Regression (the simulation with `elastic`): a node that becomes a key's first primary in a
+/// ring change received the key's tombstone during the change, when it was not its collector,
+/// and the former collector gave it up once the change was committed: the tombstone stayed on
+/// every replica for good. Each node now scans for the tombstones it collects after a commit.
+#[test]
+fn a_tombstone_is_collected_after_a_ring_change_gives_it_a_new_collector() {
+    let mut h = harness();
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = NodeInfo::new("n3", "addr-3", "z3", 2).unwrap().with_certificate(certificate("cert-3"));
+    // Keys deleted now, so many that n3 (capacity 2) is the first primary of some in the next ring.
+    let mut deleted = Vec::new();
+    for i in 0..40 {
+        let key = format!("gone{i}").into_bytes();
+        let Response::State(Some(written)) = h.ask_now(0, 10 + i, put(&key, b"v", CausalContext::empty())) else {
+            panic!()
+        };
+        assert!(matches!(h.ask_now(1, 100 + i, delete(&key, written.context())), Response::State(Some(_))));
+        deleted.push(key);
+    }
+    h.add(n3);
+    h.nodes[3].config.tombstone_grace = GRACE;
+    for _ in 0..200 {
+        h.tick();
+        if h.nodes.iter().all(|n| n.view().transition().is_none() && n.view().ring().unwrap().nodes().len() == 4) {
+            break;
+        }
+    }
+    let next = h.nodes[0].view().ring().unwrap().clone();
+    let n3 = h.nodes[3].id().clone();
+    let moved: Vec<&Vec<u8>> = deleted
+        .iter()
+        .filter(|k| {
+            let token = crate::token::Token::of(k);
+            next.preference_list(token, 3, 0).primaries().first() == Some(&n3)
+                && ring.preference_list(token, 3, 0).primaries().first() != Some(&n3)
+        })
+        .collect();
+    assert!(!moved.is_empty(), "n3 collects some of the deleted keys now");
+    for _ in 0..40 {
+        h.tick();
+    }
+    for key in moved {
+        let held = held(&h, key);
+        for id in next.preference_list(crate::token::Token::of(key), 3, 0).primaries() {
+            let i = h.nodes.iter().position(|n| n.id() == id).unwrap();
+            assert_eq!(held[i], None, "{id} holds {}", String::from_utf8_lossy(key));
+        }
+    }
+}
