@@ -4,6 +4,7 @@
 
 mod damage;
 mod departure;
+mod elastic;
 mod partition;
 mod process;
 mod support;

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// The `quickv` binary next to `quickv-node`, built (or brought up to date) once per test run:
 /// a binary left by an earlier build may speak an older wire version.
-fn quickv_binary() -> PathBuf {
+pub(crate) fn quickv_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -22,10 +22,10 @@ fn quickv_binary() -> PathBuf {
         .clone()
 }
 
-/// A port for test `slot` (0 to 7, four ports each), distinct between the tests of this file,
-/// which run at once, and spread by the process id between runs.
-fn test_port(slot: u16) -> u16 {
-    10_000 + (std::process::id() % 1_700) as u16 * 32 + slot * 4
+/// A port for test `slot` (0 to 9, four ports each), distinct between the process tests, which
+/// run at once, and spread by the process id between runs.
+pub(crate) fn test_port(slot: u16) -> u16 {
+    10_000 + (std::process::id() % 1_300) as u16 * 40 + slot * 4
 }
 
 /// Process tests run one at a time: each starts a cluster of real node processes, and on a
@@ -133,7 +133,7 @@ impl Folder {
     }
 
     /// [`member`](Self::member) with `extra` arguments.
-    fn member_with(&self, i: u16, listen: &str, seed: &str, extra: &[&str]) -> Child {
+    pub(crate) fn member_with(&self, i: u16, listen: &str, seed: &str, extra: &[&str]) -> Child {
         let zone = format!("z{i}");
         let mut args = vec!["--zone", &zone];
         if i > 0 {
@@ -165,7 +165,7 @@ pub(crate) fn stop_all(nodes: &mut [Child]) {
 }
 
 /// The end of a process test: the nodes stopped, then the test's panic, if any, raised again.
-fn finish(nodes: &mut [Child], result: std::thread::Result<()>) {
+pub(crate) fn finish(nodes: &mut [Child], result: std::thread::Result<()>) {
     stop_all(nodes);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
@@ -174,7 +174,7 @@ fn finish(nodes: &mut [Child], result: std::thread::Result<()>) {
 
 /// A smart client of the cluster at `seed`, once it has formed: its view holds `nodes` nodes,
 /// all in the ring, and no ring change is under way (20 s at most).
-fn client_of(
+pub(crate) fn client_of(
     runtime: &tokio::runtime::Runtime,
     ca: &quickv_client::ClusterCa,
     seed: &str,
@@ -212,7 +212,7 @@ pub(crate) fn raw_transport(
     })
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_owned()
 }
 
