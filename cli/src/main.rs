@@ -408,6 +408,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status => {
             let report = client.status().await?;
+            let transfers = client.transfers().await;
             let view = &report.view;
             let shares: std::collections::HashMap<_, _> =
                 view.ring().map(|r| r.shares().into_iter().collect()).unwrap_or_default();
@@ -445,7 +446,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "{}",
                     json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes, "damage": damage,
-                            "ring_change": ring_plan::change_json(view) })
+                            "ring_change": ring_plan::change_json(view, &transfers) })
                 );
             } else {
                 println!(
@@ -473,6 +474,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("as seen by {}; ring epoch {epoch}, {} stores", report.node, view.stores().count());
                 if let Some(line) = ring_plan::change_line(view) {
                     println!("{line}");
+                    for line in ring_plan::transfer_lines(&transfers) {
+                        println!("{line}");
+                    }
                 }
                 let damage = report.damage;
                 if damage.records + damage.ranges > 0 {

@@ -1,7 +1,9 @@
 //! How the tool shows ring changes: `quickv cluster plan`, and what `quickv status` adds while
 //! one is under way.
 
-use quickv_client::{ClusterView, NodeId, PlannedChange};
+use std::collections::BTreeMap;
+
+use quickv_client::{ClusterView, NodeId, PlannedChange, TransferReport};
 use serde_json::json;
 
 /// A member's state as `quickv status` shows it: `joining` while it receives the partitions it
@@ -25,14 +27,42 @@ pub fn change_line(view: &ClusterView) -> Option<String> {
     ))
 }
 
+/// One line per node still receiving: partitions received of those it gains, bytes pulled, the
+/// rate, and about how much is left.
+pub fn transfer_lines(transfers: &BTreeMap<NodeId, Option<TransferReport>>) -> Vec<String> {
+    transfers
+        .iter()
+        .map(|(id, report)| match report {
+            None => format!("  {id}: receiving (no progress report: it did not answer)"),
+            Some(r) => format!(
+                "  {id}: {} of {} partitions received, {} received at {}/s, {} left",
+                r.partitions_received,
+                r.partitions_gained,
+                bytes(r.bytes_received),
+                bytes(r.bytes_per_second()),
+                r.bytes_left_estimate().map_or_else(|| "unknown".to_owned(), |b| format!("about {}", bytes(b)))
+            ),
+        })
+        .collect()
+}
+
 /// The same, as JSON (`null` when none is under way).
-pub fn change_json(view: &ClusterView) -> serde_json::Value {
+pub fn change_json(view: &ClusterView, transfers: &BTreeMap<NodeId, Option<TransferReport>>) -> serde_json::Value {
     match view.transition() {
         None => serde_json::Value::Null,
         Some(t) => json!({
             "to_epoch": t.next.epoch(),
             "gainers": t.gainers.iter().map(NodeId::as_str).collect::<Vec<_>>(),
             "received": t.received.iter().map(NodeId::as_str).collect::<Vec<_>>(),
+            "transfers": transfers.iter().map(|(id, r)| json!({
+                "node": id.as_str(),
+                "partitions_gained": r.map(|r| r.partitions_gained),
+                "partitions_received": r.map(|r| r.partitions_received),
+                "keys_received": r.map(|r| r.keys_received),
+                "bytes_received": r.map(|r| r.bytes_received),
+                "bytes_per_sec": r.map(|r| r.bytes_per_second()),
+                "bytes_left_estimate": r.and_then(|r| r.bytes_left_estimate()),
+            })).collect::<Vec<_>>(),
         }),
     }
 }
@@ -108,12 +138,14 @@ fn bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use quickv_client::{ClusterView, NodeId, NodeInfo, StoreConfig, StoreName};
 
     /// Issue 9, 2.4: while a ring change is under way a gainer that is up shows as joining
     /// until it has received its partitions, and status says how far the change is.
     #[test]
-    fn a_node_receiving_its_partitions_shows_as_joining() {
+    fn a_node_receiving_its_partitions_shows_as_joining_with_its_progress() {
         let mut view = ClusterView::new(6);
         let n0 = NodeId::new("n0").unwrap();
         for i in 0..3 {
@@ -131,7 +163,25 @@ mod tests {
         assert_eq!(super::member_state(&view, &n0, "up".into()), "up");
         let line = super::change_line(&view).unwrap();
         assert!(line.contains("epoch 1 -> 2, 0 of 1 new replicas"), "{line}");
-        assert_eq!(super::change_json(&view)["gainers"], serde_json::json!(["n3"]));
+        let progress = quickv_client::TransferReport {
+            epoch: 2,
+            partitions_gained: 40,
+            partitions_received: 10,
+            keys_received: 100,
+            bytes_received: 1_048_576,
+            elapsed_ms: 2000,
+        };
+        let transfers = BTreeMap::from([(n3.clone(), Some(progress))]);
+        let json = super::change_json(&view, &transfers);
+        assert_eq!(json["gainers"], serde_json::json!(["n3"]));
+        assert_eq!(json["transfers"][0]["bytes_left_estimate"], serde_json::json!(3 * 1_048_576));
+        assert_eq!(json["transfers"][0]["bytes_per_sec"], serde_json::json!(524_288));
+        let lines = super::transfer_lines(&transfers);
+        assert_eq!(
+            lines,
+            ["  n3: 10 of 40 partitions received, 1.0 MiB received at 512.0 KiB/s, about 3.0 MiB left"],
+            "{lines:?}"
+        );
         let next = view.transition().unwrap().next.version();
         view.note_received(next, &n3);
         assert_eq!(super::member_state(&view, &n3, "up".into()), "up");

@@ -50,7 +50,7 @@ pub use error::{
 pub use quickv_core::cluster::{ClusterView, Transition};
 pub use quickv_core::error::{ErrorKind, Refusal};
 pub use quickv_core::identity::NodeId;
-pub use quickv_core::liveness::{PeerReport, PeerState, StatusReport};
+pub use quickv_core::liveness::{PeerReport, PeerState, StatusReport, TransferReport};
 pub use quickv_core::membership::{NodeInfo, NodeStatus};
 pub use quickv_core::ring::{PlannedNode, RingPlan, RingVersion};
 pub use quickv_core::routing::RoutingTable;

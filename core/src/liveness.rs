@@ -213,6 +213,44 @@ pub struct StatusReport {
     /// The bytes its storage holds, as last measured (`None`: not measured yet, or a storage
     /// that cannot tell).
     pub stored_bytes: Option<u64>,
+    /// How far the node has received the partitions it gains in the ring change under way
+    /// (`None`: it gains none, or none is under way; issue 9, 2.4).
+    pub transfer: Option<TransferReport>,
+}
+
+/// A gainer's progress through a ring change: the partitions it gains (counted once per store)
+/// and those whose current replicas it has been found level with, and what it pulled meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferReport {
+    /// The epoch of the ring the change moves to.
+    pub epoch: u64,
+    /// Partitions (of every store) the node gains.
+    pub partitions_gained: u64,
+    /// Those it has received: every current replica of the partition that is not removed was
+    /// found level with it.
+    pub partitions_received: u64,
+    /// Keys and bytes (keys and their states) pulled from the sources since the change began
+    /// here.
+    pub keys_received: u64,
+    /// See `keys_received`.
+    pub bytes_received: u64,
+    /// Since the node began receiving, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl TransferReport {
+    /// Bytes received per second so far.
+    pub fn bytes_per_second(&self) -> u64 {
+        if self.elapsed_ms == 0 { 0 } else { (self.bytes_received as u128 * 1000 / self.elapsed_ms as u128) as u64 }
+    }
+
+    /// About how many bytes are left: the bytes per partition received so far, times the
+    /// partitions left (`None` before the first partition is received).
+    pub fn bytes_left_estimate(&self) -> Option<u64> {
+        let left = self.partitions_gained.saturating_sub(self.partitions_received);
+        (self.partitions_received > 0)
+            .then(|| (self.bytes_received as u128 * left as u128 / self.partitions_received as u128) as u64)
+    }
 }
 
 /// Damage a node's storage showed since the node started (see

@@ -38,7 +38,7 @@ mod v2;
 mod v6;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 7;
+pub const WIRE_VERSION: u8 = 8;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -407,6 +407,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        // Version 7 differs from 8 in status answers only (8's end with the node's transfer
+        // progress): its other frames read unchanged, its status answers do not decode.
+        7 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(7))?,
         // Version 6 differs from 7 in routed requests (the ring's epoch only): other messages
         // read unchanged; its routed requests are refused.
         6 => v6::take(body, 6)?,
@@ -622,6 +625,7 @@ mod tests {
                     peers: alloc::vec![],
                     damage: crate::liveness::DamageReport { records: 2, repaired: 1, ranges: 1 },
                     stored_bytes: Some(1234),
+                    transfer: None,
                 })),
             },
             Message::Response {
@@ -749,7 +753,7 @@ mod tests {
         let status = samples().into_iter().find(|m| matches!(m, Message::Response { body: Response::Status(_), .. }));
         let mut v5 = encode(&status.unwrap());
         v5[0] = 5;
-        v5.truncate(v5.len() - 3 - 3); // no stored bytes (Some, two-byte varint), no damage report
+        v5.truncate(v5.len() - 1 - 3 - 3); // no transfer (None), stored bytes (Some, two-byte varint), damage report
         assert_eq!(decode(&v5), Err(DecodeError::UnsupportedVersion(5)));
     }
 
@@ -765,7 +769,7 @@ mod tests {
                 Message::Routed { .. } => assert!(decode(&v6).is_err()),
                 // Version 6's status answers end at the damage report.
                 Message::Response { body: Response::Status(_), .. } => {
-                    v6.truncate(v6.len() - 3);
+                    v6.truncate(v6.len() - 1 - 3);
                     assert_eq!(decode(&v6), Err(DecodeError::UnsupportedVersion(6)));
                 }
                 message => assert_eq!(decode(&v6), Ok(message)),
@@ -783,6 +787,23 @@ mod tests {
         let ring = RingVersion { epoch: 3, digest: 9 };
         let frame = encode(&Message::Routed { id: 11, ring, body: get.clone() });
         assert_eq!(decode(&frame), Ok(Message::Routed { id: 11, ring, body: get }));
+    }
+
+    /// Version 7 status answers (no transfer progress) do not decode, as of another version;
+    /// its other frames read unchanged.
+    #[test]
+    fn version_7_frames_decode_but_its_status_answers() {
+        for message in samples() {
+            let mut v7 = encode(&message);
+            v7[0] = 7;
+            match message {
+                Message::Response { body: Response::Status(_), .. } => {
+                    v7.truncate(v7.len() - 1);
+                    assert_eq!(decode(&v7), Err(DecodeError::UnsupportedVersion(7)));
+                }
+                message => assert_eq!(decode(&v7), Ok(message)),
+            }
+        }
     }
 
     /// A gossip message with more verdicts than any node sends, or a whole digest out of
@@ -824,7 +845,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[8, 0]), Err(DecodeError::UnsupportedVersion(8)));
+        assert_eq!(decode(&[9, 0]), Err(DecodeError::UnsupportedVersion(9)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

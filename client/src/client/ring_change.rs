@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use quickv_core::identity::NodeId;
+use quickv_core::liveness::TransferReport;
 use quickv_core::ring::RingPlan;
 use quickv_core::wire::{Request, Response};
 
@@ -68,6 +69,26 @@ impl Client {
         }
         let under_way = view.transition().map(|t| (t.received.len(), t.gainers.len()));
         Ok(Some(PlannedChange { plan, claimant, under_way, stored_bytes }))
+    }
+
+    /// How far each node gaining partitions in the ring change under way (in this client's
+    /// view) has received them, as each says (`None`: it did not answer, or reports none, for
+    /// example because it has received them all). Empty when no change is under way.
+    pub async fn transfers(&self) -> BTreeMap<NodeId, Option<TransferReport>> {
+        let topology = self.inner.topology();
+        let Some(t) = topology.view().transition() else { return BTreeMap::new() };
+        let mut out = BTreeMap::new();
+        for gainer in t.gainers.iter().filter(|g| !t.received.contains(*g)) {
+            let report = match topology.address(gainer) {
+                Some(addr) => match self.inner.transport.call(addr, None, Request::Status).await {
+                    Ok(Response::Status(report)) => report.transfer,
+                    _ => None,
+                },
+                None => None,
+            };
+            out.insert(gainer.clone(), report);
+        }
+        out
     }
 
     /// Applies `change` (from [`plan_ring_change`](Self::plan_ring_change)) at the claimant,

@@ -404,6 +404,14 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// This node, a gainer of a ring change, has received part of its partitions (reported at
+    /// most every 10 s while it receives, and once when it is done).
+    Receiving {
+        /// Its progress.
+        progress: crate::liveness::TransferReport,
+        /// Whether it has received every partition it gains.
+        done: bool,
+    },
     /// This node has left the cluster: its leave is complete (it handed every partition to
     /// the new owners), or it was removed. It takes part in nothing any more and may be
     /// stopped; its saved view keeps it from starting again under the same id (see
@@ -726,7 +734,14 @@ impl Node {
             repaired: self.stats.damaged_repaired,
             ranges: self.stats.damaged_ranges,
         };
-        StatusReport { node: self.id.clone(), view: self.view.clone(), peers, damage, stored_bytes: self.stored_bytes }
+        StatusReport {
+            node: self.id.clone(),
+            view: self.view.clone(),
+            peers,
+            damage,
+            stored_bytes: self.stored_bytes,
+            transfer: self.transfer_report(now),
+        }
     }
 
     /// Takes the bytes the node's storage holds, as the driver measures them now and then

@@ -410,6 +410,17 @@ impl Driver {
             Event::RingMoved { epoch, nodes, under_way: false } => {
                 tracing::info!(node = %self.machine.id(), epoch, nodes, "as claimant, committed the ring")
             }
+            Event::Receiving { progress, done } => tracing::info!(
+                node = %self.machine.id(),
+                epoch = progress.epoch,
+                partitions = progress.partitions_received,
+                of = progress.partitions_gained,
+                keys = progress.keys_received,
+                bytes = progress.bytes_received,
+                bytes_per_sec = progress.bytes_per_second(),
+                "{}",
+                if done { "received every partition this node gains in the ring change" } else { "receiving partitions" }
+            ),
             Event::Left => tracing::warn!(
                 node = %self.machine.id(),
                 "this node has left the cluster: it owns nothing and serves nothing; stop it (its folder does not start \

@@ -120,7 +120,19 @@ struct Receiving {
     /// When the pairs left are queued again (a comparison that failed, with a peer that was
     /// away, is not retried by itself).
     retry_at: Duration,
+    /// The partitions gained, grouped by store and current replicas (their sources): a group
+    /// is received once none of its sources is left for its store.
+    groups: Vec<(StoreName, Vec<NodeId>, u64)>,
+    /// When this node began receiving, and when it last reported its progress.
+    started: Duration,
+    reported: Duration,
+    /// Keys and bytes pulled from the sources since.
+    keys: u64,
+    bytes: u64,
 }
+
+/// How often a gainer reports its progress while it receives.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// The partitions a node shares with a peer, sorted.
 type Shared = alloc::sync::Arc<Vec<u32>>;
@@ -306,29 +318,48 @@ impl Node {
             let Some(current) = self.view.ring().cloned() else { return };
             let next = t.next.clone();
             let stores: Vec<(StoreName, usize)> = self.view.stores().map(|(s, c)| (s.clone(), c.n())).collect();
-            let mut sources: BTreeMap<usize, alloc::collections::BTreeSet<NodeId>> = BTreeMap::new();
+            let mut sources: BTreeMap<usize, BTreeMap<Vec<NodeId>, u64>> = BTreeMap::new();
             for (_, n) in &stores {
                 sources.entry(*n).or_insert_with(|| gained_from(&current, &next, *n, &self.id));
             }
             let mut left = alloc::collections::BTreeSet::new();
+            let mut groups = Vec::new();
             let stores = if self.config.receive_partitions { stores } else { Vec::new() };
             for (store, n) in &stores {
-                for peer in sources.get(n).into_iter().flatten() {
-                    left.insert((store.clone(), peer.clone()));
+                for (replicas, count) in sources.get(n).into_iter().flatten() {
+                    left.extend(replicas.iter().map(|peer| (store.clone(), peer.clone())));
+                    groups.push((store.clone(), replicas.clone(), *count));
                 }
             }
-            self.anti_entropy.receiving = Some(Receiving { version, left, retry_at: now });
+            self.anti_entropy.receiving = Some(Receiving {
+                version,
+                left,
+                retry_at: now,
+                groups,
+                started: now,
+                reported: now,
+                keys: 0,
+                bytes: 0,
+            });
         }
         let Some(receiving) = &mut self.anti_entropy.receiving else { return };
         // A source removed since (gone for good) has nothing to give: the surviving replicas
         // hold every acknowledged write (issue 9, 2.3).
         let view = &self.view;
         receiving.left.retain(|(_, peer)| !view.is_removed(peer));
-        if receiving.left.is_empty() {
+        let done = receiving.left.is_empty();
+        if done || now >= receiving.reported.saturating_add(PROGRESS_EVERY) {
+            receiving.reported = now;
+            if let Some(progress) = self.transfer_report(now) {
+                self.events.push_back(Event::Receiving { progress, done });
+            }
+        }
+        if done {
             let id = self.id.clone();
             self.update_view(now, |view| view.note_received(version, &id));
             return;
         }
+        let Some(receiving) = &mut self.anti_entropy.receiving else { return };
         if now < receiving.retry_at {
             return;
         }
@@ -343,6 +374,30 @@ impl Node {
         for (store, peer) in waiting {
             self.compare_soon(now, store, peer);
         }
+    }
+
+    /// This node's progress through the ring change under way, if it gains partitions in it.
+    pub(super) fn transfer_report(&self, now: Duration) -> Option<crate::liveness::TransferReport> {
+        let t = self.view.transition()?;
+        let r = self.anti_entropy.receiving.as_ref().filter(|r| r.version == t.next.version())?;
+        let gained: u64 = r.groups.iter().map(|(_, _, count)| count).sum();
+        let received = if t.received.contains(&self.id) {
+            gained
+        } else {
+            r.groups
+                .iter()
+                .filter(|(store, sources, _)| sources.iter().all(|s| !r.left.contains(&(store.clone(), s.clone()))))
+                .map(|(_, _, count)| count)
+                .sum()
+        };
+        Some(crate::liveness::TransferReport {
+            epoch: t.next.epoch(),
+            partitions_gained: gained,
+            partitions_received: received,
+            keys_received: r.keys,
+            bytes_received: r.bytes,
+            elapsed_ms: now.saturating_sub(r.started).as_millis() as u64,
+        })
     }
 
     /// An exchange found this node level with its peer: a source of the partitions it gains in
@@ -701,6 +756,10 @@ impl Node {
                     self.anti_entropy.budget.spend(size);
                     self.stats.anti_entropy_bytes += size as u64;
                     self.stats.anti_entropy_pulled += 1;
+                    if let Some(receiving) = &mut self.anti_entropy.receiving {
+                        receiving.keys += 1;
+                        receiving.bytes += (key.len() + size) as u64;
+                    }
                     // A key in a range storage cannot read is pulled at every comparison (scans
                     // never see it, even once replaced): it does not call for another at once.
                     let store = self.anti_entropy.exchange.as_ref().map(|e| e.store.clone());
@@ -912,20 +971,23 @@ fn shared_partitions(
         .collect()
 }
 
-/// The current replicas (for `n`) of the partitions `me` becomes a replica of in `next`.
+/// The partitions `me` becomes a replica of in `next` (for `n` replicas), counted by their
+/// current replicas (sorted).
 fn gained_from(
     ring: &crate::ring::Ring,
     next: &crate::ring::Ring,
     n: usize,
     me: &NodeId,
-) -> alloc::collections::BTreeSet<NodeId> {
-    let mut sources = alloc::collections::BTreeSet::new();
+) -> BTreeMap<Vec<NodeId>, u64> {
+    let mut groups = BTreeMap::new();
     for p in 0..ring.partition_count() {
         let token = ring.partition_range(p).first();
         let before = ring.preference_list(token, n, 0);
         if !before.is_primary(me) && next.preference_list(token, n, 0).is_primary(me) {
-            sources.extend(before.primaries().iter().cloned());
+            let mut sources = before.primaries().to_vec();
+            sources.sort();
+            *groups.entry(sources).or_insert(0) += 1;
         }
     }
-    sources
+    groups
 }

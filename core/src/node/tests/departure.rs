@@ -225,3 +225,42 @@ fn a_node_that_has_not_joined_takes_no_join() {
     assert!(h.nodes[4].view().ring().is_none());
     assert!(h.nodes[3].view().ring().is_none());
 }
+
+/// 2.4: a gainer reports how far it has received its partitions: in its status while the
+/// change is under way, and in an event once it has them all (with what it pulled).
+#[test]
+fn a_gainer_reports_its_progress() {
+    let mut h = Harness::tuned(3, |c| c.anti_entropy_interval = Duration::ZERO);
+    let written = write_keys(&mut h, 120, &[0, 1, 2]);
+    let n3 = NodeInfo::new("n3", "addr-3", "z3", 1).unwrap().with_certificate(certificate("cert-3"));
+    h.add(n3);
+    let mut seen = None;
+    let mut done = None;
+    for _ in 0..300 {
+        h.tick();
+        if let Some(report) = h.nodes[3].status(h.now).transfer {
+            seen.get_or_insert(report);
+        }
+        for event in events(&mut h.nodes[3]) {
+            if let Event::Receiving { progress, done: true } = event {
+                done = Some(progress);
+            }
+        }
+        if h.nodes.iter().all(|n| n.view().transition().is_none() && n.view().ring().unwrap().nodes().len() == 4) {
+            break;
+        }
+    }
+    let seen = seen.expect("n3's status showed its progress during the change");
+    assert!(seen.partitions_gained > 0);
+    let done = done.expect("n3 reported it had received everything");
+    assert_eq!(done.partitions_received, done.partitions_gained);
+    assert_eq!(done.partitions_gained, seen.partitions_gained);
+    let ring = h.nodes[3].view().ring().unwrap().clone();
+    let id = h.nodes[3].id().clone();
+    let owned =
+        written.keys().filter(|k| ring.preference_list(crate::token::Token::of(k.as_bytes()), 3, 0).is_primary(&id));
+    assert_eq!(done.keys_received, owned.count() as u64, "n3 pulled each key it owns once");
+    assert!(done.bytes_received > done.keys_received);
+    assert_eq!(done.bytes_left_estimate(), Some(0));
+    assert!(h.nodes[3].status(h.now).transfer.is_none(), "no change under way");
+}
