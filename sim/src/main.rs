@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! quickv-sim [--seeds N] [--first S] [--faults LIST] [--trace] [--tombstone-grace-ms MS] [--disable NAME]
-//! quickv-sim --gossip-scale 10,100,1000
+//! quickv-sim --gossip-scale 10,100,1000 [--plot FILE.svg]
+//! quickv-sim --ring-scale 1000,10000
 //! ```
 //!
 //! Runs seeds S..S+N (default 0..100) with the faults in LIST (default `default`; `all` for every
@@ -10,7 +11,9 @@
 //! it alone, and ends with `N seeds, V violations`. Exits 1 when V > 0. `--trace` prints the
 //! trace of every run (use it with `--seeds 1`). `--disable NAME` switches a safety mechanism
 //! off, to see what the checkers report without it (never for real runs). `--gossip-scale`
-//! measures what gossip costs each node at each cluster size instead (see `quickv_sim::scale`).
+//! measures what gossip and a ring change cost each node at each cluster size instead (see
+//! `quickv_sim::scale`), and `--plot` draws them as an SVG chart; `--ring-scale` times the ring
+//! alone (the claimant's next ring, lookups) at sizes too large to run every node's machine.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
     let mut trace = false;
     let mut grace = None;
     let mut disabled = std::collections::BTreeSet::new();
+    let (mut scale, mut plot) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
@@ -45,22 +49,17 @@ fn main() -> ExitCode {
                     None => usage(&format!("unknown mechanism {name}: expected one of {}", mechanism_names(", "))),
                 }
             }
-            "--gossip-scale" => {
-                let sizes = value("--gossip-scale");
-                for size in sizes.split(',') {
-                    let nodes: usize = size.trim().parse().unwrap_or_else(|_| usage("--gossip-scale takes sizes"));
-                    let started = Instant::now();
-                    let r = quickv_sim::scale::measure(nodes);
+            "--gossip-scale" => scale = Some(value("--gossip-scale")),
+            "--plot" => plot = Some(value("--plot")),
+            "--ring-scale" => {
+                for size in value("--ring-scale").split(',') {
+                    let nodes: usize = size.trim().parse().unwrap_or_else(|_| usage("--ring-scale takes sizes"));
+                    // At least four partitions a member, and 2^16 by default.
+                    let bits = (nodes * 4).next_power_of_two().trailing_zeros().max(16) as u8;
+                    let r = quickv_sim::scale::ring_at_scale(nodes, bits);
                     println!(
-                        "{nodes} nodes: steady {:.0} B/s per node (max {:.0}), {} live peers held down; a store create reached every node in {:.1} s at {:.0} B/s per node; a stopped node was down at every node in {:.1} s ({} live peers held down) ({:.1} s to simulate)",
-                        r.steady_bytes_per_node_per_sec,
-                        r.steady_max_bytes_per_node_per_sec,
-                        r.steady_false_downs,
-                        r.change_spread_secs,
-                        r.change_bytes_per_node_per_sec,
-                        r.stop_detected_secs,
-                        r.stop_false_downs,
-                        started.elapsed().as_secs_f64()
+                        "{nodes} nodes, 2^{bits} partitions: first ring {:.0} ms; a join's next ring {:.0} ms, moving {} partitions ({} replicas to the joiner); the view {} bytes; a preference-list lookup {:.0} ns",
+                        r.build_ms, r.join_ms, r.moved_partitions, r.joiner_gains, r.view_bytes, r.lookup_ns
                     );
                 }
                 return ExitCode::SUCCESS;
@@ -68,6 +67,9 @@ fn main() -> ExitCode {
             "--help" | "-h" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
+    }
+    if let Some(sizes) = scale {
+        return gossip_scale(&sizes, plot.as_deref());
     }
     let started = Instant::now();
     let mut violations = 0usize;
@@ -116,9 +118,44 @@ fn usage(problem: &str) -> ! {
         "usage: quickv-sim [--seeds N] [--first S] [--faults default|all|none|NAME,...] [--trace] [--tombstone-grace-ms MS] [--disable {}]",
         mechanism_names("|")
     );
+    eprintln!("       quickv-sim --gossip-scale SIZE,... [--plot FILE.svg]");
+    eprintln!("       quickv-sim --ring-scale SIZE,...");
     std::process::exit(2)
 }
 
 fn mechanism_names(separator: &str) -> String {
     Mechanism::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(separator)
+}
+
+/// `--gossip-scale`: one line per cluster size, and the chart if asked for.
+fn gossip_scale(sizes: &str, plot: Option<&str>) -> ExitCode {
+    let mut reports = Vec::new();
+    for size in sizes.split(',') {
+        let nodes: usize = size.trim().parse().unwrap_or_else(|_| usage("--gossip-scale takes sizes"));
+        let started = Instant::now();
+        let r = quickv_sim::scale::measure(nodes);
+        println!(
+            "{nodes} nodes: steady {:.0} B/s per node (max {:.0}), {} live peers held down; a store create reached every node in {:.1} s at {:.0} B/s per node; a join was agreed by every node in {:.1} s at {:.0} B/s per node; a preference-list lookup took {:.0} ns; a stopped node was down at every node in {:.1} s ({} live peers held down) ({:.1} s to simulate)",
+            r.steady_bytes_per_node_per_sec,
+            r.steady_max_bytes_per_node_per_sec,
+            r.steady_false_downs,
+            r.change_spread_secs,
+            r.change_bytes_per_node_per_sec,
+            r.join_agreed_secs,
+            r.join_bytes_per_node_per_sec,
+            r.lookup_ns,
+            r.stop_detected_secs,
+            r.stop_false_downs,
+            started.elapsed().as_secs_f64()
+        );
+        reports.push(r);
+    }
+    if let Some(path) = plot {
+        if let Err(e) = std::fs::write(path, quickv_sim::scale::plot(&reports)) {
+            eprintln!("quickv-sim: cannot write {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("chart written to {path}");
+    }
+    ExitCode::SUCCESS
 }

@@ -41,6 +41,15 @@ pub struct ScaleReport {
     pub stop_detected_secs: f64,
     /// Verdicts of `down` on live peers when the stop was detected.
     pub stop_false_downs: usize,
+    /// Seconds from a new node's first join request until every node (the new one included)
+    /// holds the ring with it committed (a ring change through the claimant, its transfer, and
+    /// the commit; no data, so the transfer is the comparisons only; issue 9, 3.2).
+    pub join_agreed_secs: f64,
+    /// Bytes sent per node per second while the join was agreed.
+    pub join_bytes_per_node_per_sec: f64,
+    /// Wall-clock nanoseconds per preference-list lookup (N=3, 3 fallbacks) on the ring with
+    /// every node (a mean over 200,000 lookups on this machine: an indication, not a benchmark).
+    pub lookup_ns: f64,
 }
 
 /// The frames in flight, by delivery time.
@@ -67,6 +76,26 @@ struct Net {
 }
 
 impl Net {
+    /// Starts one more node, with its own entry and a certificate, joining through node 0.
+    fn join_one(&mut self) -> usize {
+        let i = self.nodes.len();
+        let certificate = CertificateDigest::of(format!("n{i}").as_bytes());
+        let info = NodeInfo::new(&format!("n{i}"), &format!("10.1.{}.{}:7000", i / 250, i % 250), "z9", 1)
+            .expect("valid node")
+            .with_certificate(certificate);
+        self.addresses.insert(info.address.clone(), i);
+        self.certificates.push(certificate);
+        self.sent.push(0);
+        self.stopped.push(false);
+        let mut config = NodeConfig::new(info, ContextKey::new([9; ContextKey::LEN]));
+        config.seed = i as u64;
+        config.seeds = vec![self.nodes[0].info().address.clone()];
+        let view = ClusterView::new(self.nodes[0].view().partition_bits());
+        self.nodes.push(Node::new(config, view, self.now).expect("the node starts"));
+        self.drain(i);
+        i
+    }
+
     fn new(count: usize) -> Net {
         let mut view = ClusterView::new(12);
         let mut infos = Vec::new();
@@ -241,6 +270,32 @@ pub fn measure(nodes: usize) -> ScaleReport {
     let spread = spread.unwrap_or(limit - begun);
     let change_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
     let steady_false_downs = net.false_downs();
+    // A node joins: how long until every node holds the ring with it, no change under way.
+    let begun = net.now;
+    let sent_before = net.sent.iter().sum::<u64>();
+    let joiner = net.join_one();
+    let joiner_id = net.nodes[joiner].id().clone();
+    let limit = begun + Duration::from_secs(300);
+    let mut agreed = None;
+    while net.now < limit {
+        let step = net.now + Duration::from_millis(100);
+        net.run_until(step);
+        let version = net.nodes[0].view().ring().map(|r| r.version());
+        let all = net.nodes.iter().all(|n| {
+            let view = n.view();
+            view.transition().is_none()
+                && view.ring().is_some_and(|r| r.version() == version.unwrap_or(r.version()))
+                && view.ring().is_some_and(|r| r.nodes().iter().any(|m| m.id == joiner_id))
+        });
+        if all {
+            agreed = Some(net.now - begun);
+            break;
+        }
+    }
+    let agreed = agreed.unwrap_or(limit - begun);
+    let join_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
+    let members = net.nodes.len() as f64;
+    let lookup_ns = lookup_ns(net.nodes[0].view().ring().expect("a ring"));
     // One node stops: how long until every other node holds it down.
     let victim = nodes - 1;
     let victim_id = net.nodes[victim].id().clone();
@@ -266,7 +321,164 @@ pub fn measure(nodes: usize) -> ScaleReport {
         steady_false_downs,
         stop_detected_secs: detected.unwrap_or(limit - begun).as_secs_f64(),
         stop_false_downs: net.false_downs(),
+        join_agreed_secs: agreed.as_secs_f64(),
+        join_bytes_per_node_per_sec: join_bytes / members / agreed.as_secs_f64().max(0.1),
+        lookup_ns,
     }
+}
+
+/// What the ring alone costs at one cluster size (no node machines: the claimant's work and a
+/// lookup, for sizes whose every node's view would not fit in one process).
+#[derive(Clone, Debug)]
+pub struct RingReport {
+    /// Members.
+    pub nodes: usize,
+    /// log2 of the partition count.
+    pub partition_bits: u8,
+    /// Wall-clock milliseconds to build the first ring of every member.
+    pub build_ms: f64,
+    /// Wall-clock milliseconds for the claimant to make the next ring when one node joins.
+    pub join_ms: f64,
+    /// Partitions whose replicas (N=3) the join changes, and replicas the joiner gains.
+    pub moved_partitions: usize,
+    /// See `moved_partitions`.
+    pub joiner_gains: usize,
+    /// The encoded size of the view every node holds (membership, ring, one store), bytes.
+    pub view_bytes: usize,
+    /// Wall-clock nanoseconds per preference-list lookup (N=3, 3 fallbacks), over 200,000.
+    pub lookup_ns: f64,
+}
+
+/// Builds the ring of `nodes` members in 3 zones with `2^partition_bits` partitions, then times
+/// a join's next ring and lookups (wall clock on this machine: indications).
+pub fn ring_at_scale(nodes: usize, partition_bits: u8) -> RingReport {
+    let mut view = ClusterView::new(partition_bits);
+    let entry = |i: usize, zone: &str| {
+        NodeInfo::new(&format!("n{i}"), &format!("10.{}.{}.{}:7000", i / 62_500, i / 250 % 250, i % 250), zone, 1)
+            .expect("valid node")
+    };
+    for i in 0..nodes {
+        view.upsert_node(entry(i, &format!("z{}", i % 3))).expect("a new id");
+    }
+    let _ = view.create_store(StoreName::default_store(), StoreConfig::quorum());
+    let claimant = view.claimant().cloned().expect("members");
+    let started = std::time::Instant::now();
+    view.advance_ring(&claimant).expect("a ring");
+    let build_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ring = view.ring().expect("a ring").clone();
+    let view_bytes = quickv_core::encoding::to_vec(&view).len();
+    view.upsert_node(entry(nodes, "z1")).expect("a new id");
+    let started = std::time::Instant::now();
+    let next = view.next_ring().expect("the next ring").expect("a change");
+    let join_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let plan = quickv_core::ring::RingPlan::between(Some(&ring), &next, 3).expect("a plan");
+    let joiner = format!("n{nodes}");
+    let joiner_gains = plan.nodes.iter().find(|n| n.id.as_str() == joiner).map_or(0, |n| n.gained);
+    let moved_partitions = (0..ring.partition_count())
+        .filter(|&p| {
+            let token = ring.partition_range(p).first();
+            ring.preference_list(token, 3, 0).primaries() != next.preference_list(token, 3, 0).primaries()
+        })
+        .count();
+    let lookup_ns = lookup_ns(&next);
+    RingReport { nodes, partition_bits, build_ms, join_ms, moved_partitions, joiner_gains, view_bytes, lookup_ns }
+}
+
+/// Wall-clock nanoseconds per preference-list lookup (N=3, 3 fallbacks) on `ring`, over
+/// 200,000 lookups.
+fn lookup_ns(ring: &quickv_core::ring::Ring) -> f64 {
+    let lookups = 200_000u64;
+    let started = std::time::Instant::now();
+    let mut primaries = 0usize;
+    for k in 0..lookups {
+        let token = quickv_core::token::Token::of(&k.to_le_bytes());
+        primaries += std::hint::black_box(ring.preference_list(token, 3, 3)).primaries().len();
+    }
+    assert_eq!(primaries as u64, 3 * lookups);
+    started.elapsed().as_nanos() as f64 / lookups as f64
+}
+
+/// One figure of a report, as the chart draws it.
+type Figure = fn(&ScaleReport) -> f64;
+
+/// An SVG line chart of `reports`: by cluster size (log scale), the seconds a join takes to be
+/// agreed and a store create to spread, and the bytes each node sends per second, steady.
+pub fn plot(reports: &[ScaleReport]) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 360.0, 60.0, 70.0, 30.0, 50.0);
+    let sizes: Vec<f64> = reports.iter().map(|r| (r.nodes as f64).log10()).collect();
+    let (lo, hi) = (sizes.iter().copied().fold(f64::MAX, f64::min), sizes.iter().copied().fold(f64::MIN, f64::max));
+    let x = |v: f64| left + (v - lo) / (hi - lo).max(1e-9) * (w - left - right);
+    let secs_max = reports.iter().map(|r| r.join_agreed_secs.max(r.change_spread_secs)).fold(1.0, f64::max).ceil();
+    let bytes_max = reports.iter().map(|r| r.steady_bytes_per_node_per_sec).fold(1.0, f64::max) * 1.2;
+    let y = |v: f64, max: f64| h - bottom - v / max * (h - top - bottom);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"18\" text-anchor=\"middle\">quickv-sim --gossip-scale: ring changes and gossip by cluster size</text>\n\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{}\" y1=\"{top}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">seconds (virtual)</text>\n\
+         <text x=\"{}\" y=\"{}\" transform=\"rotate(90 {} {})\" text-anchor=\"middle\">bytes per node per second</text>\n",
+        w / 2.0,
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom,
+        w - right,
+        w - right,
+        h - bottom,
+        h / 2.0,
+        h / 2.0,
+        w - 15.0,
+        h / 2.0,
+        w - 15.0,
+        h / 2.0,
+    );
+    for (r, &s) in reports.iter().zip(&sizes) {
+        svg += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{} nodes</text>\n",
+            x(s),
+            h - bottom + 18.0,
+            r.nodes
+        );
+    }
+    for tick in 0..=4 {
+        let v = secs_max * tick as f64 / 4.0;
+        svg += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>\n",
+            left - 5.0,
+            y(v, secs_max) + 4.0
+        );
+        let b = bytes_max * tick as f64 / 4.0;
+        svg += &format!("<text x=\"{}\" y=\"{:.1}\">{b:.0}</text>\n", w - right + 5.0, y(b, bytes_max) + 4.0);
+    }
+    let series: [(&str, &str, Figure, f64); 3] = [
+        ("a join agreed by every node (s)", "#c0392b", |r| r.join_agreed_secs, secs_max),
+        ("a store create at every node (s)", "#2980b9", |r| r.change_spread_secs, secs_max),
+        ("gossip bytes per node per second, steady", "#27ae60", |r| r.steady_bytes_per_node_per_sec, bytes_max),
+    ];
+    for (k, (name, colour, value, max)) in series.iter().enumerate() {
+        let points: Vec<String> =
+            reports.iter().zip(&sizes).map(|(r, &s)| format!("{:.1},{:.1}", x(s), y(value(r), *max))).collect();
+        svg += &format!(
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>\n",
+            points.join(" ")
+        );
+        for p in &points {
+            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+            svg += &format!("<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{colour}\"/>\n");
+        }
+        let ly = top + 14.0 + 16.0 * k as f64;
+        svg += &format!(
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{colour}\"/><text x=\"{}\" y=\"{}\">{name}</text>\n",
+            left + 10.0,
+            ly - 4.0,
+            left + 28.0,
+            ly
+        );
+    }
+    svg + "</svg>\n"
 }
 
 #[cfg(test)]
@@ -283,5 +495,20 @@ mod tests {
         assert_eq!(report.steady_false_downs, 0, "{report:?}");
         assert!(report.stop_detected_secs < 10.0, "{report:?}");
         assert_eq!(report.stop_false_downs, 0, "{report:?}");
+        assert!(report.join_agreed_secs < 10.0, "{report:?}");
+        assert!(report.lookup_ns > 0.0, "{report:?}");
+        let svg = super::plot(&[report.clone(), super::ScaleReport { nodes: 100, ..report }]);
+        assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+    }
+
+    /// A join into 300 members of equal capacity gives the joiner about its share of replicas
+    /// (3 x 16,384 / 301, about 163), and moves little more than what it enters.
+    #[test]
+    fn a_join_at_scale_moves_about_the_joiners_share() {
+        let report = super::ring_at_scale(300, 14);
+        assert!((130..=200).contains(&report.joiner_gains), "{report:?}");
+        assert!(report.moved_partitions >= report.joiner_gains, "{report:?}");
+        assert!(report.moved_partitions <= 2 * report.joiner_gains, "{report:?}");
+        assert!(report.lookup_ns > 0.0 && report.view_bytes > 0, "{report:?}");
     }
 }
