@@ -66,6 +66,7 @@ mod io;
 mod pace;
 mod refused_mints;
 mod replica;
+mod shedding;
 mod tombstones;
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -460,6 +461,9 @@ pub struct NodeStats {
     /// Copies of keys this node held as a fallback and dropped once their primary acknowledged
     /// the handoff (see [`handoff`]).
     pub copies_dropped: u64,
+    /// Records of keys this node lost in a ring change that it set out to remove (see
+    /// `node::shedding`).
+    pub records_shed: u64,
     /// Records found damaged (see [`Event::DamagedRecord`]).
     pub damaged_records: u64,
     /// Damaged records replaced by a replica write.

@@ -357,7 +357,7 @@ impl Node {
                 Some(record)
                     if record.siblings == *expect
                         && !self.holds_any_hint(key)
-                        && (*primary || !self.is_primary_of(key, &head.config)) =>
+                        && (*primary || !self.is_replica_or_pending_owner(key, &head.config)) =>
                 {
                     Step::Remove(record)
                 }

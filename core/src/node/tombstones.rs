@@ -53,7 +53,7 @@ use super::{Destination, Io, IoOwner, Node, Purpose};
 use crate::coordinator::ReplicaFailure;
 use crate::identity::NodeId;
 use crate::liveness::PeerState;
-use crate::store::{StoreConfig, StoreName};
+use crate::store::StoreName;
 use crate::token::Token;
 use crate::version::Siblings;
 use crate::wire::{Request, Response};
@@ -159,9 +159,8 @@ impl Node {
             return;
         }
         self.tombstones.ring = ring;
-        if !self.config.tombstone_grace.is_zero() {
-            self.scrub();
-        }
+        // The same scan sheds the records of the keys this node lost (see `shedding`).
+        self.scrub_and_shed();
     }
 
     /// At start: the scan that builds the trees finds the tombstones this node collects in its
@@ -184,12 +183,6 @@ impl Node {
     fn collects(&self, key: &KeyName) -> bool {
         let (Some(ring), Some(config)) = (self.view.ring(), self.view.store(&key.0)) else { return false };
         ring.preference_list(Token::of(&key.1), config.n(), 0).primaries().first() == Some(&self.id)
-    }
-
-    /// Whether this node is a primary of `key` (a store with `config`) in its ring.
-    pub(super) fn is_primary_of(&self, key: &KeyName, config: &StoreConfig) -> bool {
-        let Some(ring) = self.view.ring() else { return true };
-        ring.preference_list(Token::of(&key.1), config.n(), 0).is_primary(&self.id)
     }
 
     /// How many tombstones this node tracks for collection.

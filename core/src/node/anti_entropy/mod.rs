@@ -109,6 +109,8 @@ pub(super) struct AntiEntropy {
     /// What this node still compares before it has received the partitions it gains in the
     /// ring change under way (see `receive`).
     receiving: Option<Receiving>,
+    /// Set while the scans `scrub_and_shed` starts are made.
+    shed: bool,
 }
 
 /// A gainer's progress through a ring change: the stores and peers (replicas of partitions it
@@ -152,6 +154,7 @@ impl AntiEntropy {
             budget: Budget::new(bytes_per_second, now),
             shared: (0, BTreeMap::new()),
             receiving: None,
+            shed: false,
         }
     }
 
@@ -236,8 +239,10 @@ enum ScanFor {
     /// This node's side of its exchange.
     Exchange { records: Vec<(Vec<u8>, KeyRecord)> },
     /// A scrub: reading every record to find damaged ones (see [`super::damage`]) and the
-    /// tombstones to collect (see [`super::tombstones`]).
-    Scrub,
+    /// tombstones to collect (see [`super::tombstones`]); after a ring change was committed
+    /// (`shed`), also the records of keys this node no longer holds a replica of (see
+    /// `shed_record`).
+    Scrub { shed: bool },
 }
 
 impl Node {
@@ -252,13 +257,21 @@ impl Node {
         self.scan_every_store(false);
     }
 
+    /// After a ring change was committed: a scrub that also sheds the records of the
+    /// partitions this node lost (issue 9, 2.2).
+    pub(super) fn scrub_and_shed(&mut self) {
+        self.anti_entropy.shed = true;
+        self.scan_every_store(false);
+        self.anti_entropy.shed = false;
+    }
+
     fn scan_every_store(&mut self, build: bool) {
         let stores: Vec<StoreName> = self.view.stores().map(|(name, _)| name.clone()).collect();
         for store in stores {
             if build {
                 self.anti_entropy.trees.start_building(store.clone());
             }
-            let purpose = if build { ScanFor::Build } else { ScanFor::Scrub };
+            let purpose = if build { ScanFor::Build } else { ScanFor::Scrub { shed: self.anti_entropy.shed } };
             let ranges = alloc::vec![TokenRange::FULL];
             self.start_scan(Scan { store, ranges, leaves: Vec::new(), found: BTreeMap::new(), purpose });
         }
@@ -669,7 +682,7 @@ impl Node {
                     self.reply(stream, id, Response::Error(reply));
                 }
                 ScanFor::Exchange { .. } => self.exchange_over(now),
-                ScanFor::Scrub => {}
+                ScanFor::Scrub { .. } => {}
             }
             return;
         };
@@ -684,16 +697,24 @@ impl Node {
             if !TokenRange::find(&scan.ranges, token) {
                 continue;
             }
-            if matches!(scan.purpose, ScanFor::Build | ScanFor::Scrub) && record.siblings.is_tombstone() {
+            if matches!(scan.purpose, ScanFor::Build | ScanFor::Scrub { .. }) && record.siblings.is_tombstone() {
                 self.tombstone_stored(now, &(scan.store.clone(), key.clone()), &record.siblings);
             }
             let digest = item(&key, &record.siblings);
             match scan.purpose {
                 ScanFor::Build => {
                     self.anti_entropy.trees.toggle(&scan.store, token, digest);
+                    // A node that was down at a commit, or restarted in a new incarnation (its
+                    // earlier incarnation's versions no longer keep a record), sheds at start.
+                    self.shed_record(&scan.store, key, record);
                     continue;
                 }
-                ScanFor::Scrub => continue,
+                ScanFor::Scrub { shed } => {
+                    if shed {
+                        self.shed_record(&scan.store, key, record);
+                    }
+                    continue;
+                }
                 _ => {}
             }
             // What a comparison reads from storage counts against the budget too.
@@ -705,7 +726,7 @@ impl Node {
             match &mut scan.purpose {
                 ScanFor::Answer { keys, .. } => keys.push((key, digest)),
                 ScanFor::Exchange { records } => records.push((key, record)),
-                ScanFor::Build | ScanFor::Scrub => {}
+                ScanFor::Build | ScanFor::Scrub { .. } => {}
             }
         }
         if let Some(from) = next {
@@ -730,7 +751,7 @@ impl Node {
                 self.reply(stream, id, Response::TreeKeys { leaves: scan.leaves, keys });
             }
             ScanFor::Exchange { records } => self.compare_keys(now, records),
-            ScanFor::Scrub => {}
+            ScanFor::Scrub { .. } => {}
         }
     }
 

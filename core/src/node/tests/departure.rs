@@ -264,3 +264,44 @@ fn a_gainer_reports_its_progress() {
     assert_eq!(done.bytes_left_estimate(), Some(0));
     assert!(h.nodes[3].status(h.now).transfer.is_none(), "no change under way");
 }
+
+/// 2.2: once a join is committed, the old owners remove the records of the keys they lost, but
+/// those holding a version they minted (see `node::shedding`); every acknowledged write still
+/// reads back.
+#[test]
+fn old_owners_shed_the_keys_they_lost_once_a_change_is_committed() {
+    let mut h = Harness::tuned(3, |c| c.anti_entropy_interval = Duration::ZERO);
+    let written = write_keys(&mut h, 150, &[0, 1, 2]);
+    let n3 = NodeInfo::new("n3", "addr-3", "z3", 1).unwrap().with_certificate(certificate("cert-3"));
+    h.add(n3);
+    for _ in 0..300 {
+        h.tick();
+        if h.nodes.iter().all(|n| n.view().transition().is_none() && n.view().ring().unwrap().nodes().len() == 4) {
+            break;
+        }
+    }
+    h.run();
+    let ring = h.nodes[0].view().ring().unwrap().clone();
+    let (mut shed, mut kept) = (0, 0);
+    for i in 0..3 {
+        let (id, actor) = (h.nodes[i].id().clone(), h.nodes[i].actor().clone());
+        for key in written.keys() {
+            if ring.preference_list(crate::token::Token::of(key.as_bytes()), 3, 0).is_primary(&id) {
+                continue;
+            }
+            match h.disks[i].get(&(StoreName::default_store(), key.as_bytes().to_vec())) {
+                None => shed += 1,
+                Some(record) => {
+                    assert!(record.siblings.history().counter(&actor) > 0, "n{i} kept {key}, which it did not mint");
+                    kept += 1;
+                }
+            }
+        }
+    }
+    assert!(shed > 20, "{shed} records shed, {kept} kept");
+    replicas_hold(&h, &[0, 1, 2, 3], &written);
+    for (i, (key, value)) in written.iter().enumerate() {
+        let read = state(h.ask_now(i % 4, 9000 + i as u64, get(key)));
+        assert_eq!(values(&read), vec![value.as_bytes().to_vec()], "{key}");
+    }
+}
