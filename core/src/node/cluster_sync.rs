@@ -78,7 +78,7 @@ impl Node {
                 self.gossip_with(now, &peer, Round::Broadcast);
             }
         }
-        self.tombstones_after_ring_change();
+        self.ring_committed();
         self.finish_leaving(now);
         save
     }

@@ -575,6 +575,8 @@ pub struct Node {
     purged: alloc::collections::BTreeSet<StoreName>,
     coordinations: BTreeMap<u64, Coordination>,
     joined: bool,
+    /// The committed ring this node last scanned its storage for (see `Node::ring_committed`).
+    scanned_ring: Option<crate::ring::RingVersion>,
     /// Whether [`Event::Left`] was reported.
     left_reported: bool,
     /// Why a seed refused this node's join for good (its id is taken), if one did.
@@ -663,6 +665,8 @@ impl Node {
             actor,
             rng: crate::mix::mix64(config.seed),
             joined: config.seeds.is_empty(),
+            // The scan that builds the trees at start covers the ring the view holds.
+            scanned_ring: view.ring().map(crate::ring::Ring::version),
             left_reported: false,
             join_refused: None,
             started_ms,
@@ -699,7 +703,6 @@ impl Node {
         node.save_view();
         node.issue_io(Io::LoadHints, IoOwner::Hints);
         node.build_trees();
-        node.tombstones_started();
         node.purge_dropped();
         node.handle_timeout(now);
         Ok(node)

@@ -21,6 +21,22 @@ use crate::token::Token;
 use crate::version::KeyRecord;
 
 impl Node {
+    /// After any change of the view: once a ring change is committed (a committed ring this
+    /// node has not scanned for yet), scans storage for what the new ring changes here, in one
+    /// scan: the records of keys this node lost go (see the module docs), and the tombstones it
+    /// now collects are tracked (a node that became the first primary of keys received their
+    /// tombstones during the change, when it did not collect them, and the former collector
+    /// gives them up: found by the simulation with `elastic`, where tombstones stayed for good
+    /// after a leave). At start the scan that builds the trees does both.
+    pub(super) fn ring_committed(&mut self) {
+        let ring = self.view.ring().map(crate::ring::Ring::version);
+        if self.view.transition().is_some() || ring == self.scanned_ring {
+            return;
+        }
+        self.scanned_ring = ring;
+        self.scrub_and_shed();
+    }
+
     /// Removes `key`'s record if this node lost the key (see the module docs); the removal is
     /// a replica step that checks again, in the key's queue, that the record is unchanged and
     /// the node still no replica.

@@ -29,7 +29,8 @@
 //! ([`Siblings::apply_above`](crate::version::Siblings::apply_above)).
 //!
 //! After a ring change is committed each node scans its storage for the tombstones it collects
-//! in the new ring (it may have received them before it was their collector).
+//! in the new ring (it may have received them before it was their collector; see
+//! `Node::ring_committed` in `node::shedding`).
 //!
 //! Copies of the key on nodes outside the preference list (a caller using more fallbacks than
 //! the nodes do, a ring change) are not asked: the nodes and clients of a cluster use the same
@@ -118,8 +119,6 @@ pub(super) struct Collector {
     /// When the next checkpoint is due, and whether one is in flight.
     next_checkpoint: Duration,
     checkpointing: bool,
-    /// The committed ring the candidates were tracked under (see `tombstones_after_ring_change`).
-    ring: Option<crate::ring::RingVersion>,
 }
 
 impl Node {
@@ -146,27 +145,6 @@ impl Node {
                 self.tombstones.candidates.insert(key.clone(), candidate);
             }
         }
-    }
-
-    /// After a ring change was committed: a node that became the first primary of keys
-    /// received their tombstones before it was (during the change), when it did not collect
-    /// them, and the former collector gives them up; a scan of storage finds the tombstones it
-    /// collects now (found by the simulation with `elastic`: tombstones stayed for good after
-    /// a leave).
-    pub(super) fn tombstones_after_ring_change(&mut self) {
-        let ring = self.view.ring().map(crate::ring::Ring::version);
-        if self.view.transition().is_some() || ring == self.tombstones.ring {
-            return;
-        }
-        self.tombstones.ring = ring;
-        // The same scan sheds the records of the keys this node lost (see `shedding`).
-        self.scrub_and_shed();
-    }
-
-    /// At start: the scan that builds the trees finds the tombstones this node collects in its
-    /// ring.
-    pub(super) fn tombstones_started(&mut self) {
-        self.tombstones.ring = self.view.ring().map(crate::ring::Ring::version);
     }
 
     /// Whether `key` is a tombstone this node tracks for collection.

@@ -109,8 +109,6 @@ pub(super) struct AntiEntropy {
     /// What this node still compares before it has received the partitions it gains in the
     /// ring change under way (see `receive`).
     receiving: Option<Receiving>,
-    /// Set while the scans `scrub_and_shed` starts are made.
-    shed: bool,
 }
 
 /// A gainer's progress through a ring change: the stores and peers (replicas of partitions it
@@ -154,7 +152,6 @@ impl AntiEntropy {
             budget: Budget::new(bytes_per_second, now),
             shared: (0, BTreeMap::new()),
             receiving: None,
-            shed: false,
         }
     }
 
@@ -249,29 +246,28 @@ impl Node {
     /// Starts building the trees of every store in the view from storage (at start); the same
     /// scan finds the tombstones to collect.
     pub(super) fn build_trees(&mut self) {
-        self.scan_every_store(true);
+        self.scan_every_store(true, false);
     }
 
     /// Reads every store, finding damaged records and tombstones to collect.
     pub(super) fn scrub(&mut self) {
-        self.scan_every_store(false);
+        self.scan_every_store(false, false);
     }
 
     /// After a ring change was committed: a scrub that also sheds the records of the
     /// partitions this node lost (issue 9, 2.2).
     pub(super) fn scrub_and_shed(&mut self) {
-        self.anti_entropy.shed = true;
-        self.scan_every_store(false);
-        self.anti_entropy.shed = false;
+        self.scan_every_store(false, true);
     }
 
-    fn scan_every_store(&mut self, build: bool) {
+    /// Scans every store: to build its trees, or to scrub it (and, with `shed`, to shed).
+    fn scan_every_store(&mut self, build: bool, shed: bool) {
         let stores: Vec<StoreName> = self.view.stores().map(|(name, _)| name.clone()).collect();
         for store in stores {
             if build {
                 self.anti_entropy.trees.start_building(store.clone());
             }
-            let purpose = if build { ScanFor::Build } else { ScanFor::Scrub { shed: self.anti_entropy.shed } };
+            let purpose = if build { ScanFor::Build } else { ScanFor::Scrub { shed } };
             let ranges = alloc::vec![TokenRange::FULL];
             self.start_scan(Scan { store, ranges, leaves: Vec::new(), found: BTreeMap::new(), purpose });
         }
