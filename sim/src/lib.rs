@@ -213,16 +213,13 @@ pub struct RunStats {
     pub tombstones_collected: u64,
     /// Virtual time simulated, in milliseconds.
     pub virtual_ms: u64,
-    /// Copies of keys left on nodes that are no replica of them once the ring changes finished
-    /// (`elastic`; see `World::leftover_copies`).
-    pub leftover_copies: usize,
 }
 
 impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} tombstones collected, {} copies left on non-replicas, {} ms simulated",
+            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} tombstones collected, {} ms simulated",
             self.requests,
             self.acknowledged,
             self.maybe,
@@ -232,7 +229,6 @@ impl fmt::Display for RunStats {
             self.peers_down,
             self.hints_delivered,
             self.tombstones_collected,
-            self.leftover_copies,
             self.virtual_ms
         )
     }

@@ -539,11 +539,7 @@ impl World {
         self.run_until(end);
         violations.extend(self.converged());
         violations.extend(self.membership_settled());
-        let leftovers = self.leftover_copies();
-        self.stats.leftover_copies = leftovers.len();
-        for line in leftovers {
-            self.note(|| format!("left over: {line}"));
-        }
+        violations.extend(self.leftover_copies());
         let finals = self.final_reads(end);
         violations.extend(self.ids_held());
         violations.extend(check::check(&self.history, &finals, &self.clients_pending()));

@@ -128,9 +128,18 @@ impl Node {
                 self.anti_entropy.trees.toggle(&key.0, token, crate::mix::mix64(token.0 as u64 ^ 0xda3a_9ed0));
             }
         }
+        let (Some(ring), Ok(config)) = (self.view.ring(), self.store_config(&key.0)) else { return };
+        if !self.keeps_copy(key, &config) {
+            // A copy of a key this node lost (a ring change took it, and the shed has not
+            // passed yet), holding no hint: the replicas hold what it held, so it goes rather
+            // than being rebuilt (found by the simulation with `elastic`, where rebuilt copies
+            // stayed on nodes that were no replica of their keys).
+            self.damage.unrepaired.insert(key.clone(), 0);
+            self.enqueue(key.0.clone(), key.1.clone(), config, ReplicaStep::DropDamaged, Completion::Nothing);
+            return;
+        }
         // Every other node that may hold a copy: the primaries, and the fallbacks coordinators
         // use (a fallback's hinted copy may be the one to rebuild from, or the one rebuilt).
-        let (Some(ring), Ok(config)) = (self.view.ring(), self.store_config(&key.0)) else { return };
         let prefs = ring.preference_list(token, config.n(), self.config.fallbacks);
         let others: Vec<(NodeId, super::Destination)> = prefs
             .primaries()
@@ -159,7 +168,19 @@ impl Node {
             *in_flight = in_flight.saturating_sub(1);
         }
         let (Ok(Response::State(Some(state))), Ok(config)) = (answer, self.store_config(&key.0)) else { return };
-        self.enqueue(key.0, key.1, config, ReplicaStep::Merge(state.siblings), Completion::Nothing);
+        let step = if self.keeps_copy(&key, &config) {
+            ReplicaStep::Merge(state.siblings)
+        } else {
+            // A ring change took the key from this node while the rebuild was under way.
+            ReplicaStep::DropDamaged
+        };
+        self.enqueue(key.0, key.1, config, step, Completion::Nothing);
+    }
+
+    /// Whether this node keeps a copy of `key`: it is a replica of it (or a pending owner), or
+    /// holds a hint of it.
+    pub(super) fn keeps_copy(&self, key: &KeyName, config: &crate::store::StoreConfig) -> bool {
+        self.holds_any_hint(key) || self.is_replica_or_pending_owner(key, config)
     }
 
     /// Storage could read nothing in `range` of `store` (see [`Event::DamagedRange`]): the

@@ -187,6 +187,8 @@ impl Harness {
                             IoOutput::Done
                         }
                         Io::Remove { store, key, .. } => {
+                            self.damaged[i].remove(&(store.clone(), key.clone()));
+                            self.unreadable[i].remove(&(store.clone(), key.clone()));
                             self.disks[i].remove(&(store, key));
                             IoOutput::Done
                         }

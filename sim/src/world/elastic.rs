@@ -191,12 +191,11 @@ impl World {
         violations
     }
 
-    /// With `elastic`, at the same moment: the copies live nodes hold of keys they are no
-    /// replica of, for no hint they hold and with no version they minted in this incarnation
+    /// With `elastic`, at the same moment, check 17: no live node holds a copy of a key it is
+    /// no replica of, for no hint it holds and with no version it minted in this incarnation
     /// (those are kept on purpose: see `node::shedding`). Old owners shed what they lose once a
-    /// change is committed, and at every start; copies left over are counted (not a violation
-    /// yet: a hint held when the shed scan passed, handed back later while the copy had changed,
-    /// leaves one behind; see `docs/simulation.md`).
+    /// change is committed and at every start, drop a damaged copy rather than rebuild it, and
+    /// shed a write planned under the previous ring that lands after the shed.
     pub(super) fn leftover_copies(&self) -> Vec<String> {
         let mut leftovers = Vec::new();
         if !self.options.faults.contains(&Fault::Elastic) {
@@ -215,7 +214,7 @@ impl World {
                 let minted = actor.as_ref().is_some_and(|a| record.siblings.history().counter(a) > 0);
                 if !owner && !hinted && !minted {
                     leftovers.push(format!(
-                        "n{i} holds {}/{}, which it is no replica of",
+                        "n{i} holds {}/{}, which it is no replica of, after the ring changes finished",
                         key.0,
                         String::from_utf8_lossy(&key.1)
                     ));
