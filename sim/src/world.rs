@@ -1231,6 +1231,7 @@ impl World {
                 self.run_until(end);
                 self.clients[checker].pending = None;
                 if let Some(state) = self.history[op].read.clone() {
+                    self.note(|| format!("final read of {}/{}: {state:?}", key.0, String::from_utf8_lossy(&key.1)));
                     reads.insert(key.clone(), state);
                     break;
                 }

@@ -396,9 +396,12 @@ impl PutCoordinator {
             }
         };
         self.replicas.send(node.clone(), hint_for.clone(), now);
-        // A mint that could not lead to W acknowledgements even if it succeeded is not sent: the
-        // put fails without leaving the write anywhere.
-        if self.best_case() < self.config.w() {
+        // A mint that could not lead to W acknowledgements (in each set of a joint quorum) even
+        // if it succeeded is not sent: the put fails without leaving the write anywhere. (Sent
+        // when only the joint quorum was out of reach, the put failed naming no minter while
+        // the mint was in flight, and a retry had another replica mint the same write: found
+        // by the simulation with `elastic`, seed 1212.)
+        if self.best_case() < self.config.w() || !self.joint_reachable() {
             self.replicas.slots.pop();
             return;
         }
@@ -555,8 +558,16 @@ impl PutCoordinator {
                     Phase::Replicate { minter, .. } => Some(minter.clone()),
                     _ => None,
                 };
-                let error = match &self.refusal {
-                    Some(reason) if self.only_refusals && acknowledged == 0 => PutError::Refused(reason.clone()),
+                // A mint still in flight may apply the write: a retry must go to that node.
+                let minting = match &self.phase {
+                    Phase::Mint { .. } => self.replicas.slots.iter().find(|s| matches!(s.state, State::Pending { .. })),
+                    _ => None,
+                };
+                let error = match (&self.refusal, minting) {
+                    (_, Some(slot)) => PutError::Indeterminate { minter: slot.node.clone() },
+                    (Some(reason), None) if self.only_refusals && acknowledged == 0 => {
+                        PutError::Refused(reason.clone())
+                    }
                     _ => PutError::Unavailable { required, acknowledged, minter, quorum: self.config.quorum_kind() },
                 };
                 self.shell.reply(Err(error));

@@ -919,3 +919,36 @@ fn a_put_asks_a_primary_held_down_only_when_w_cannot_be_met_without_it() {
     put.handle_reply(Duration::ZERO, &node("p2"), Err(ReplicaFailure::Unavailable));
     assert!(matches!(put.poll_action(), Some(ForwardAction::Send { to, .. }) if to == node("p0")));
 }
+
+/// Issue 9, 2.1 (regression): during a ring change a put counts W in both rings' replica sets.
+/// Once two failed mints left one set unable to reach its W, the next primary was still asked to
+/// mint, and the put failed at once naming no minter while that mint was in flight: a retry then
+/// had another replica mint the same write, leaving two versions of one put (the simulation
+/// with `elastic`, seed 1212). The mint that cannot lead to a joint quorum is not sent.
+#[test]
+fn a_put_whose_joint_quorum_is_out_of_reach_sends_no_mint_it_cannot_use() {
+    let primaries = alloc::vec![node("n0"), node("n4"), node("n2"), node("n5")];
+    let prefs = PreferenceList::from_parts(Token(0), primaries, Vec::new());
+    let joint = JointQuorum {
+        sets: [
+            (alloc::vec![node("n0"), node("n4"), node("n2")], 2),
+            (alloc::vec![node("n0"), node("n4"), node("n5")], 2),
+        ],
+    };
+    let write = Write::put(b"v".to_vec(), CausalContext::empty(), 1).with_id(crate::version::WriteId(7));
+    let config = StoreConfig::strict().for_transition(4);
+    let mut put = PutCoordinator::new(&prefs, &config, &[], write, TIMEOUT, Duration::ZERO).with_joint_quorum(joint);
+    for n in ["n0", "n4"] {
+        let Some(PutAction::Send { to, request: PutRequest::Mint { .. } }) = put.poll_action() else {
+            panic!("expected a mint at {n}")
+        };
+        assert_eq!(to, node(n));
+        put.handle_reply(Duration::ZERO, &to, Err(ReplicaFailure::Unavailable));
+    }
+    // {n0, n4, n2} can hold at most one acknowledgement now: n2 is not asked to mint.
+    let actions: Vec<PutAction> = core::iter::from_fn(|| put.poll_action()).collect();
+    assert!(!actions.iter().any(|a| matches!(a, PutAction::Send { .. })), "{actions:?}");
+    let [PutAction::Reply(Err(e))] = actions.as_slice() else { panic!("{actions:?}") };
+    assert_eq!(e.minter(), None, "nobody applied the write");
+    assert!(put.is_finished());
+}

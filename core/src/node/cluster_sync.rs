@@ -80,6 +80,7 @@ impl Node {
         }
         self.ring_committed();
         self.finish_leaving(now);
+        self.rerun_stale_coordinations(now);
         save
     }
 

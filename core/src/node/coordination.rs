@@ -1,6 +1,14 @@
 //! Coordination for callers that cannot route: the node runs core's get and put coordinators
 //! (the same machines the smart client runs), one per request, and performs what they emit —
 //! replica requests to peers, or replica steps on itself when it is one of the replicas.
+//!
+//! A coordination that fails (unavailable or indeterminate) after a replica answered
+//! `StaleRing` ran with a ring this node had not caught up with yet (a ring change had reached
+//! the replicas first): the node pulls the newer view, and once its routing version moves it
+//! runs the request once more with the new plan, as a smart client does after refreshing its
+//! view. A put runs again as a retry at the replica that minted it, when one may have (the
+//! write marked resent), so it is never applied twice. If the view does not move within the
+//! replica timeout, the caller gets the first failure.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -12,6 +20,7 @@ use crate::coordinator::{
     self, Action, Coordinator, GetCoordinator, GetError, PutCoordinator, PutError, PutRequest, ReplicaFailure,
 };
 use crate::identity::NodeId;
+use crate::ring::RingVersion;
 use crate::store::{QuorumKind, StoreConfig, StoreName};
 use crate::token::Token;
 use crate::version::{SealedState, Siblings, Write};
@@ -27,6 +36,15 @@ pub(super) struct Coordination {
     key: Vec<u8>,
     config: StoreConfig,
     machine: Machine,
+    /// The routing version the request was planned with.
+    planned: Option<RingVersion>,
+    /// A replica answered `StaleRing`: this node's ring was behind.
+    stale: bool,
+    /// What to run again once the ring catches up (`None` once it ran again: once only).
+    again: Option<Job>,
+    /// The failure it finished with after a `StaleRing`, held until the ring moves or the
+    /// time given.
+    parked: Option<(Response, Duration)>,
 }
 
 #[derive(Debug)]
@@ -37,6 +55,9 @@ enum Machine {
 
 impl Coordination {
     pub(super) fn poll_timeout(&self) -> Option<Duration> {
+        if let Some((_, until)) = &self.parked {
+            return Some(*until);
+        }
         match &self.machine {
             Machine::Get(m) => m.poll_timeout(),
             Machine::Put(m) => m.poll_timeout(),
@@ -60,6 +81,7 @@ enum Step {
 }
 
 /// What a plain caller asked this node to coordinate.
+#[derive(Clone, Debug)]
 pub(super) enum Job {
     Get,
     /// A put or delete; `minter` is set on a retry (see [`PutCoordinator::retry`]).
@@ -70,7 +92,8 @@ pub(super) enum Job {
 }
 
 impl Node {
-    /// Starts coordinating a get, put or delete for a plain caller.
+    /// Starts coordinating a get, put or delete for a plain caller; one that may run again
+    /// after a `StaleRing` (`again`: not itself a run again) keeps its job for that.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn coordinate(
         &mut self,
@@ -81,7 +104,9 @@ impl Node {
         key: Vec<u8>,
         config: StoreConfig,
         job: Job,
+        again: bool,
     ) -> Result<(), ErrorReply> {
+        let kept = again.then(|| job.clone());
         // Reads go to the current ring's replicas; writes, during a ring change, to both rings'
         // (see `ClusterView::write_plan`).
         let (prefs, counted, joint) = match &job {
@@ -125,9 +150,48 @@ impl Node {
         };
         let number = self.next_coordination;
         self.next_coordination += 1;
-        self.coordinations.insert(number, Coordination { stream, id, store, key, config, machine });
+        let planned = self.view.routing_version();
+        let coordination =
+            Coordination { stream, id, store, key, config, machine, planned, stale: false, again: kept, parked: None };
+        self.coordinations.insert(number, coordination);
         self.drive(now, number);
         Ok(())
+    }
+
+    /// After the view changed: runs again each coordination that failed after a `StaleRing`
+    /// once this node's routing version has moved past the one it was planned with.
+    pub(super) fn rerun_stale_coordinations(&mut self, now: Duration) {
+        let routing = self.view.routing_version();
+        let ready: Vec<u64> = self
+            .coordinations
+            .iter()
+            .filter(|(_, c)| c.parked.is_some() && c.planned != routing)
+            .map(|(&n, _)| n)
+            .collect();
+        for number in ready {
+            let Some(c) = self.coordinations.remove(&number) else { continue };
+            let (Some(job), Some((failure, _))) = (c.again, c.parked) else { continue };
+            let job = match (job, &failure) {
+                // The minter the failure names may have applied the write: only it is asked.
+                (Job::Put { write, minter }, Response::Error(reply)) => {
+                    Job::Put { write: write.resend(), minter: reply.minter.clone().or(minter) }
+                }
+                (job, _) => job,
+            };
+            self.stats.coordinations_rerun += 1;
+            let minter = match &job {
+                Job::Put { minter, .. } => minter.clone(),
+                Job::Get => None,
+            };
+            self.events.push_back(Event::CoordinationRerun { store: c.store.clone(), key: c.key.clone(), minter });
+            if self.coordinate(now, c.stream, c.id, c.store, c.key, c.config, job, false).is_err() {
+                // Not with the new ring (the replica that minted the write is none of the key's
+                // now): the caller gets the first failure, which names that replica, so that it
+                // never asks another to apply the write (found by the simulation, seed 697,
+                // where the refusal, naming no minter, had a second replica mint it).
+                self.reply(c.stream, c.id, failure);
+            }
+        }
     }
 
     fn preference_list(&self, key: &[u8], config: &StoreConfig) -> Result<crate::ring::PreferenceList, ErrorReply> {
@@ -152,6 +216,9 @@ impl Node {
             self.gossip_with(now, &from.clone(), super::cluster_sync::Round::Pull);
         }
         let Some(coordination) = self.coordinations.get_mut(&number) else { return };
+        if let Ok(Response::Error(reply)) = &answer {
+            coordination.stale |= reply.kind == ErrorKind::StaleRing;
+        }
         match (&mut coordination.machine, call) {
             (Machine::Get(machine), ReplicaCall::Read) => {
                 let answer = answer.and_then(coordinator::read_answer);
@@ -176,6 +243,13 @@ impl Node {
             .collect();
         for number in due {
             if let Some(coordination) = self.coordinations.get_mut(&number) {
+                if let Some((failure, _)) = coordination.parked.take() {
+                    // The ring did not move in time: the caller gets the failure.
+                    let (stream, id) = (coordination.stream, coordination.id);
+                    self.coordinations.remove(&number);
+                    self.reply(stream, id, failure);
+                    continue;
+                }
                 match &mut coordination.machine {
                     Machine::Get(m) => m.handle_timeout(now),
                     Machine::Put(m) => m.handle_timeout(now),
@@ -193,6 +267,11 @@ impl Node {
                 |siblings: Siblings| self.config.context_key.seal(&coordination.store, &coordination.key, siblings);
             let Some(action) = next_action(&mut coordination.machine, seal) else { break };
             if let Step::Reply(body) = action {
+                if coordination.stale && coordination.again.is_some() && worth_again(&body) {
+                    // Held until this node's ring catches up (see the module docs).
+                    coordination.parked = Some((body, now.saturating_add(self.config.replica_timeout)));
+                    continue;
+                }
                 let (stream, id) = (coordination.stream, coordination.id);
                 self.reply(stream, id, body);
                 continue;
@@ -262,10 +341,18 @@ impl Node {
                 }
             }
         }
-        if self.coordinations.get(&number).is_some_and(Coordination::is_finished) {
+        if self.coordinations.get(&number).is_some_and(|c| c.is_finished() && c.parked.is_none()) {
             self.coordinations.remove(&number);
+        } else if self.coordinations.get(&number).is_some_and(|c| c.parked.is_some()) {
+            // The newer view may be here already.
+            self.rerun_stale_coordinations(now);
         }
     }
+}
+
+/// Whether a failure is one that running again with a newer ring may mend.
+fn worth_again(body: &Response) -> bool {
+    matches!(body, Response::Error(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Indeterminate))
 }
 
 /// The next action of `machine`; a get's reply carries the merged state sealed with `seal`.

@@ -101,7 +101,7 @@ impl Node {
                 self.stats.coordinated += 1;
                 let config = self.store_config(&store)?;
                 self.check_key(&key)?;
-                self.coordinate(now, stream, id, store, key, config, Job::Get)?;
+                self.coordinate(now, stream, id, store, key, config, Job::Get, true)?;
                 Ok(None)
             }
             Request::CoordinatePut { store, key, write, minter } => {
@@ -112,7 +112,7 @@ impl Node {
                 // A write the caller did not name gets a name here, so that its sends to the
                 // replicas are one write.
                 let write = if write.id.is_none() { write.with_id(self.new_write_id()) } else { write };
-                self.coordinate(now, stream, id, store, key, config, Job::Put { write, minter })?;
+                self.coordinate(now, stream, id, store, key, config, Job::Put { write, minter }, true)?;
                 Ok(None)
             }
             Request::CreateStore { name, config } => self.create_store(now, stream, from_node, id, name, config),

@@ -319,6 +319,17 @@ pub enum Event {
         /// The stale replica (this node itself, or a peer).
         replica: NodeId,
     },
+    /// A request this node coordinates failed after a replica answered `StaleRing`, and runs
+    /// again now that this node caught up with the newer ring (see `node::coordination`); a
+    /// put goes to `minter` only, when one may have applied it.
+    CoordinationRerun {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// The replica asked to apply the write again, if one may have applied it.
+        minter: Option<NodeId>,
+    },
     /// This node's verdict on a peer changed (see [`crate::liveness`]).
     PeerState {
         /// The peer.
@@ -436,6 +447,9 @@ pub struct NodeStats {
     pub stale_routed: u64,
     /// Requests this node coordinated for plain callers.
     pub coordinated: u64,
+    /// Coordinations run again with a newer ring after a replica answered `StaleRing` (see
+    /// `node::coordination`).
+    pub coordinations_rerun: u64,
     /// Replica requests this node sent to other nodes while coordinating.
     pub forwarded: u64,
     /// Requests refused as malformed, over a limit, or with an invalid context.

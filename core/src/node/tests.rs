@@ -17,6 +17,7 @@ mod damage;
 mod departure;
 mod handoff;
 mod mints;
+mod ring_change;
 mod tombstones;
 
 /// The cluster secret of the nodes these tests run.

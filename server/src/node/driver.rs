@@ -355,6 +355,13 @@ impl Driver {
                 %replica,
                 "read repair of a stale replica"
             ),
+            Event::CoordinationRerun { store, key, minter } => tracing::debug!(
+                node = %self.machine.id(),
+                %store,
+                key = %key[..key.len().min(64)].escape_ascii(),
+                minter = ?minter.as_ref().map(|m| m.as_str()),
+                "a request routed with an older ring runs again with the newer one"
+            ),
             Event::IncompatiblePeer { address, reason } => {
                 tracing::warn!("peer {address} has an incompatible view: {reason}")
             }

@@ -11,7 +11,8 @@
 //!   0.5 suspect, 0 down), `quickv_hints_pending{peer}`, and the counters `quickv_hints_delivered_total`,
 //!   `quickv_hints_dropped_total`, `quickv_replica_requests_total`, `quickv_misrouted_total`,
 //!   `quickv_stale_routed_total`,
-//!   `quickv_coordinated_total`, `quickv_forwarded_total`, `quickv_refused_total`, and for
+//!   `quickv_coordinated_total`, `quickv_coordinations_rerun_total` (run again with a newer
+//!   ring after a replica answered `StaleRing`), `quickv_forwarded_total`, `quickv_refused_total`, and for
 //!   anti-entropy `quickv_anti_entropy_exchanges_total`, `quickv_anti_entropy_pulled_total` and
 //!   `quickv_anti_entropy_pushed_total` (keys moved) and `quickv_anti_entropy_bytes_total`;
 //!   tombstones collected and fallback copies dropped after handoff
@@ -140,6 +141,7 @@ impl Metrics {
             ("quickv_misrouted_total", stats.misrouted),
             ("quickv_stale_routed_total", stats.stale_routed),
             ("quickv_coordinated_total", stats.coordinated),
+            ("quickv_coordinations_rerun_total", stats.coordinations_rerun),
             ("quickv_forwarded_total", stats.forwarded),
             ("quickv_refused_total", stats.refused),
             ("quickv_anti_entropy_exchanges_total", stats.anti_entropy_exchanges),

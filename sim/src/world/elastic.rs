@@ -191,11 +191,12 @@ impl World {
         violations
     }
 
-    /// With `elastic`, at the same moment, check 17: no live node holds a copy of a key it is
-    /// no replica of, for no hint it holds and with no version it minted in this incarnation
-    /// (those are kept on purpose: see `node::shedding`). Old owners shed what they lose once a
-    /// change is committed and at every start, drop a damaged copy rather than rebuild it, and
-    /// shed a write planned under the previous ring that lands after the shed.
+    /// With `elastic`, at the same moment (check 15 of `docs/simulation.md`): no live node
+    /// holds a copy of a key it is no replica of, for no hint it holds and with no version it
+    /// minted in this incarnation (those are kept on purpose: see `node::shedding`). Old owners
+    /// shed what they lose once a change is committed and at every start, drop a damaged copy
+    /// rather than rebuild it, and shed a write planned under the previous ring that lands
+    /// after the shed.
     pub(super) fn leftover_copies(&self) -> Vec<String> {
         let mut leftovers = Vec::new();
         if !self.options.faults.contains(&Fault::Elastic) {

@@ -305,3 +305,73 @@ fn old_owners_shed_the_keys_they_lost_once_a_change_is_committed() {
         assert_eq!(values(&read), vec![value.as_bytes().to_vec()], "{key}");
     }
 }
+
+/// Restarts node `i` from its folder (its view and storage) as a new incarnation.
+fn restart(h: &mut Harness, i: usize) {
+    let mut config = NodeConfig::new(h.nodes[i].info().clone(), secret());
+    config.seeds = vec![String::from("addr-0")];
+    config.seed = i as u64;
+    config.incarnation = 2;
+    (h.tune)(&mut config);
+    let view = h.nodes[i].view().clone();
+    h.nodes[i] = Node::new(config, view, h.now).unwrap();
+}
+
+/// 2.2: a transfer resumes after a restart of either side. The gainer, restarted partway
+/// through (its budget lets it pull a few keys a second), keeps what it received and pulls only
+/// the rest; a source restarted at the same moment serves it again; the change is committed
+/// with every key on its new replicas.
+#[test]
+fn a_transfer_resumes_after_a_restart_of_the_gainer_and_of_a_source() {
+    let mut h = Harness::tuned(3, |c| {
+        c.anti_entropy_interval = Duration::ZERO;
+        c.anti_entropy_budget = 400;
+    });
+    let written = write_keys(&mut h, 120, &[0, 1, 2]);
+    let n3 = NodeInfo::new("n3", "addr-3", "z3", 1).unwrap().with_certificate(certificate("cert-3"));
+    h.add(n3);
+    let mut partway = None;
+    for _ in 0..300 {
+        h.tick();
+        let report = h.nodes[3].status(h.now).transfer;
+        if let Some(r) = report.filter(|r| r.keys_received >= 5 && r.partitions_received < r.partitions_gained) {
+            partway = Some(r);
+            break;
+        }
+    }
+    let partway = partway.expect("n3 stopped partway through its transfer");
+    let held = h.disks[3].len();
+    assert!(held >= 5, "n3 holds what it received ({partway:?})");
+    restart(&mut h, 3);
+    restart(&mut h, 1);
+    events(&mut h.nodes[3]);
+    let mut done = None;
+    for _ in 0..600 {
+        h.tick();
+        for event in events(&mut h.nodes[3]) {
+            if let Event::Receiving { progress, done: true } = event {
+                done = Some(progress);
+            }
+        }
+        if h.nodes.iter().all(|n| n.view().transition().is_none() && n.view().ring().unwrap().nodes().len() == 4) {
+            break;
+        }
+    }
+    let done = done.expect("the restarted gainer finished its transfer");
+    assert_eq!(ring_ids(&h, 0), ["n0", "n1", "n2", "n3"], "the change was committed");
+    let ring = h.nodes[3].view().ring().unwrap().clone();
+    let id = h.nodes[3].id().clone();
+    let owned =
+        written.keys().filter(|k| ring.preference_list(crate::token::Token::of(k.as_bytes()), 3, 0).is_primary(&id));
+    let owned = owned.count();
+    assert!(
+        done.keys_received as usize <= owned - held,
+        "after the restart n3 pulled {} keys: only the {} of its {owned} it lacked",
+        done.keys_received,
+        owned - held
+    );
+    replicas_hold(&h, &[0, 1, 2, 3], &written);
+    for (i, (key, value)) in written.iter().enumerate() {
+        assert_eq!(values(&state(h.ask_now(i % 4, 9000 + i as u64, get(key)))), vec![value.as_bytes().to_vec()]);
+    }
+}
