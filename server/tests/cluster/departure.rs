@@ -87,3 +87,62 @@ async fn a_node_leaves_another_is_removed_and_every_write_reads_back() {
     client.close();
     cluster.shutdown().await;
 }
+
+/// Issue 9, 2.5: while a ring change is under way `locate` names the key's pending owners (the
+/// next ring's replicas that are not primaries yet) and what each holds: a write made during the
+/// change reaches them. Once the change is committed they are primaries and nobody is pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_shows_a_keys_pending_owners_during_a_ring_change() {
+    use quickv_client::Holding;
+    use quickv_core::token::Token;
+    let mut cluster = Cluster::start(3).await;
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    // With n2 stopped, the change that brings n3 in waits for it (a current replica of every
+    // partition n3 gains): it stays under way.
+    cluster.stop(2).await;
+    cluster.add_node().await;
+    let n3 = NodeId::new("n3").unwrap();
+    let mut under_way = false;
+    for _ in 0..200 {
+        client.refresh().await.unwrap();
+        if client.view().transition().is_some() {
+            under_way = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(under_way, "the change that brings n3 in started");
+    let view = client.view();
+    let config = store.config();
+    let gains = |key: &String| {
+        view.write_plan(Token::of(key.as_bytes()), &config, 0)
+            .is_some_and(|plan| plan.joint.is_some() && plan.prefs.primaries().contains(&n3))
+    };
+    let key = (0..).map(|i| format!("cart{i}")).find(gains).expect("a key n3 gains");
+    store.put(&key, b"apples".to_vec(), &CausalContext::empty()).await.unwrap();
+    let one = Holding::Versions { count: 1, tombstone: false };
+    let mut location = None;
+    for _ in 0..100 {
+        let l = store.locate(&key).await.unwrap();
+        if l.pending.iter().any(|(id, holding)| *id == n3 && *holding == one) {
+            location = Some(l);
+            break;
+        }
+        location = Some(l);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let location = location.unwrap();
+    assert_eq!(location.pending, [(n3.clone(), one.clone())], "{location:?}");
+    assert!(location.primaries.iter().all(|(id, _)| *id != n3), "{location:?}");
+
+    // n2 back: the change completes, and n3 is a primary of the key holding the write.
+    cluster.restart(2).await;
+    wait_for_ring(&client, &["n0", "n1", "n2", "n3"]).await;
+    let location = store.locate(&key).await.unwrap();
+    assert!(location.pending.is_empty(), "{location:?}");
+    assert!(location.primaries.contains(&(n3, one)), "{location:?}");
+    assert_eq!(store.get(&key).await.unwrap().values, vec![b"apples".to_vec().into()]);
+    client.close();
+    cluster.shutdown().await;
+}

@@ -57,7 +57,7 @@ async fn put_get_delete_and_siblings() {
     cluster.shutdown().await;
 }
 
-/// Issue 9, 2.5 (without pending owners yet): `locate` names a key's token, its N primaries and
+/// Issue 9, 2.5: `locate` names a key's token, its N primaries and
 /// its fallbacks under the client's ring, and what each holds: after a put, every primary holds
 /// the version; after a delete, the primaries hold the tombstone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
