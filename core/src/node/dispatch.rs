@@ -85,7 +85,16 @@ impl Node {
             // Replica writes come from nodes only: a plain caller asks a node to coordinate.
             Request::Mint { store, key, write, hint_for } => {
                 nodes_only(from_node)?;
-                let config = self.replica_checks(now, peer, &store, &key, routed)?;
+                let config = match self.replica_checks(now, peer, &store, &key, routed) {
+                    // The key's queue tells whether a copy of it was applied already.
+                    Err(stale) if stale.kind == ErrorKind::StaleRing => {
+                        let config = self.store_config(&store)?;
+                        let step = ReplicaStep::StaleMint { write: write.id, stale };
+                        self.enqueue(store, key, config, step, done);
+                        return Ok(None);
+                    }
+                    checked => checked?,
+                };
                 self.check_value(write.payload.value())?;
                 self.enqueue_hinted(store, key, config, ReplicaStep::Mint(write), done, hint_for);
                 Ok(None)

@@ -46,6 +46,15 @@ pub(super) enum ReplicaStep {
     /// Remove the record if it is damaged, no hint of the key is held and this node is no
     /// replica of the key (see [`Node::record_damaged`]).
     DropDamaged,
+    /// A mint routed with a ring older than this node's: answered `stale` (`StaleRing`) unless
+    /// the write is applied here already (a copy of the request, delivered twice by the
+    /// network, was minted under the older ring), when the state is the answer: a refusal
+    /// would tell the coordinator the write was not applied, and another replica would mint
+    /// it again (found by the simulation, seed 5576).
+    StaleMint {
+        write: crate::version::WriteId,
+        stale: ErrorReply,
+    },
 }
 
 /// Where a replica step's answer goes.
@@ -188,7 +197,8 @@ impl Node {
             (Ok(IoOutput::Loaded(current)), None) => {
                 self.damage.intact(&key);
                 // A read stores nothing: only a write needs the digest its tree update takes out.
-                let writes = !matches!(head.step, ReplicaStep::Read | ReplicaStep::Held);
+                let writes =
+                    !matches!(head.step, ReplicaStep::Read | ReplicaStep::Held | ReplicaStep::StaleMint { .. });
                 let before =
                     current.as_ref().filter(|_| writes).map(|r| super::anti_entropy::item(&key.1, &r.siblings));
                 self.loaded(now, &key, &head, current, before)
@@ -226,6 +236,11 @@ impl Node {
                 self.loaded(now, key, head, None, None)
             }
             ReplicaStep::Mint(_) => Some(Err(self.no_mint_of_damaged())),
+            // Whether a copy of it was minted here is lost with the record.
+            ReplicaStep::StaleMint { .. } => Some(Err(ErrorReply::new(
+                ErrorKind::Indeterminate,
+                "routed with an older ring, and this node's record of the key is damaged: it cannot tell whether                  it applied the write",
+            ))),
             _ => Some(Err(ErrorReply::new(
                 ErrorKind::Internal,
                 "this node's record of the key is damaged; the key's other replicas serve it and rebuild it here",
@@ -356,14 +371,20 @@ impl Node {
                 }
                 let mut state = current.unwrap_or_default();
                 self.check_resent(&state, write)?;
+                // A write applied here before (a retry) is answered with the state as it is:
+                // the key may have grown since by other writes, but this one adds nothing.
+                let applied_before = state.applied(write.id).is_some();
                 state.apply_above(&self.actor, write, head.config.conflicts(), self.counter_floor).map_err(|e| {
                     self.stats.refused += 1;
                     ErrorReply::new(ErrorKind::InvalidContext, format!("invalid causal context: {e}"))
                 })?;
                 // Every key stays readable: a write that would make its state larger than a
                 // frame carries is refused, and nothing changes (the state is not stored).
+                // (Refusing a retry of a write applied before would tell the caller that nothing
+                // changed, and it would have another node mint the write: found by the
+                // simulation, seed 4763.)
                 let (size, limit) = (state.siblings.size_bound(), self.config.limits.max_state());
-                if size > limit {
+                if size > limit && !applied_before {
                     self.stats.refused += 1;
                     return Err(ErrorReply::new(
                         ErrorKind::TooLarge,
@@ -399,6 +420,12 @@ impl Node {
                 }
                 Some(_) => Step::Answer(Response::Collected(false)),
             }),
+            ReplicaStep::StaleMint { write, stale } => match current {
+                Some(record) if record.applied(*write).is_some() => {
+                    Ok(Step::Answer(Response::State(Some(self.seal(key, record.siblings)))))
+                }
+                _ => Err(stale.clone()),
+            },
             // Intact after all: the write that replaced it shed it if it is not this node's.
             ReplicaStep::DropDamaged => Ok(Step::Answer(Response::Collected(current.is_none()))),
         }

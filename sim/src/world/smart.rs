@@ -96,7 +96,9 @@ impl World {
     /// A replica's answer (or the transport's report that there is none) to a smart op.
     pub(super) fn smart_answer(&mut self, op: usize, to: NodeId, frame: Result<Vec<u8>, Missing>) {
         let now = self.now;
-        let Some(smart) = self.smart.get_mut(&op) else { return };
+        if !self.smart.contains_key(&op) {
+            return;
+        }
         let answer = match frame {
             Ok(frame) => match wire::decode(&frame) {
                 Ok(Message::Response { body, .. }) => Ok(body),
@@ -105,6 +107,8 @@ impl World {
             Err(Missing::NotDelivered) => Err(ReplicaFailure::Unavailable),
             Err(Missing::NoAnswer) => Err(ReplicaFailure::NoAnswer),
         };
+        self.note(|| format!("op {op} answered by {to}: {answer:?}"));
+        let Some(smart) = self.smart.get_mut(&op) else { return };
         match &mut smart.machine {
             Machine::Get { machine, .. } => machine.handle_reply(now, &to, answer.and_then(coordinator::read_answer)),
             Machine::Put { machine, .. } => machine.handle_reply(now, &to, answer.and_then(coordinator::handed_answer)),
@@ -154,6 +158,7 @@ impl World {
                     }
                 }
                 Step::Put(Action::Send { to, request: write }) => {
+                    self.note(|| format!("op {op} handed to {to}"));
                     self.send_smart(op, to.clone(), Request::CoordinatePut { store, key, write, minter: Some(to) });
                 }
                 // A forwarded put never repairs, and neither machine keeps hints (the node that
@@ -172,9 +177,9 @@ impl World {
                         Some(minter) if *retries > 0 && e.is_retryable() => {
                             *retries -= 1;
                             let write: Write = machine.write().clone();
-                            *machine = ForwardPut::new(&prefs, &config, &[], write, Some(minter));
+                            *machine = ForwardPut::new(&prefs, &config, &[], write, Some(minter.clone()));
                             self.stats.retries += 1;
-                            self.note(|| format!("c{client} op {op} retried"));
+                            self.note(|| format!("c{client} op {op} retried at {minter} ({e})"));
                         }
                         _ => self.finish_smart(op, client, Status::Failed(format!("{e}")), None),
                     }

@@ -93,3 +93,40 @@ fn a_copy_of_a_refused_mint_is_refused_even_once_the_write_would_fit() {
     assert_eq!(serve_io(&mut node, &mut vec![None]).len(), 1);
     assert!(matches!(answers(&mut node).as_slice(), [(9, Response::State(Some(_)))]));
 }
+
+/// Regression (issue 9, the simulation's seed 4763): a retry of a write this node had minted
+/// came after other writes had grown the key past the state limit, and was refused as too large,
+/// though the write was there: told that nothing changed, the caller had another node mint it,
+/// and one put left two versions. A write applied before is answered with the state as it is.
+#[test]
+fn a_retry_of_a_write_applied_before_is_answered_though_the_key_grew_past_the_limit() {
+    let mut node = small_node();
+    let peer = certificate("coordinator");
+    let write = Write::put(vec![b'w'; 1000], CausalContext::empty(), 2).with_id(WriteId(7));
+    node.handle_message(Duration::ZERO, Origin::peer(1, peer), Message::Request { id: 5, body: mint_of(&write) });
+    let stored = serve_io(&mut node, &mut vec![None]);
+    assert_eq!(stored.len(), 1);
+    assert!(matches!(answers(&mut node).as_slice(), [(5, Response::State(Some(_)))]));
+    // Other writes merged in since: the key now holds more than a new write could add to.
+    let mut grown = stored[0].clone();
+    grown.siblings.merge(&large_record().siblings, crate::store::ConflictPolicy::Siblings);
+    let mut big = large_record().siblings;
+    let third = Write::put(vec![b'z'; 2000], CausalContext::empty(), 3).with_id(WriteId(98));
+    big.apply(&NodeId::new("n8#1").unwrap(), &third, crate::store::ConflictPolicy::Siblings).unwrap();
+    grown.siblings.merge(&big, crate::store::ConflictPolicy::Siblings);
+    assert!(grown.siblings.size_bound() > Limits { max_key: 64, max_value: 4096 }.max_state());
+
+    // The retry (the same write, resent): answered with the state holding it, not refused.
+    let retry = write.clone().resend();
+    node.handle_message(Duration::ZERO, Origin::peer(2, peer), Message::Request { id: 6, body: mint_of(&retry) });
+    serve_io(&mut node, &mut vec![Some(grown.clone())]);
+    let answered = answers(&mut node);
+    let [(6, Response::State(Some(state)))] = answered.as_slice() else { panic!("{answered:?}") };
+    assert_eq!(state.siblings.versions().iter().filter(|v| v.write == WriteId(7)).count(), 1, "one version");
+    // A new write to that key is still refused.
+    let other = Write::put(vec![b'x'; 100], CausalContext::empty(), 4).with_id(WriteId(11));
+    node.handle_message(Duration::ZERO, Origin::peer(3, peer), Message::Request { id: 7, body: mint_of(&other) });
+    assert!(serve_io(&mut node, &mut vec![Some(grown)]).is_empty(), "nothing stored");
+    let answered = answers(&mut node);
+    assert!(answered.len() == 1 && too_large(&answered[0].1), "{answered:?}");
+}

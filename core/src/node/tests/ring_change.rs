@@ -39,3 +39,34 @@ fn a_node_behind_a_ring_change_runs_the_request_again_with_the_new_ring() {
     let get = Request::CoordinateGet { store: StoreName::default_store(), key: b"cart".to_vec() };
     assert_eq!(values(&state(h.ask_now(0, 2, get))), vec![b"apples".to_vec()]);
 }
+
+/// Regression (the simulation's seed 5576): the network delivered a mint twice; the copy was
+/// minted under the older ring, the replica's ring moved, and the original, routed with the
+/// older ring, was answered `StaleRing`. Told that the write was not applied, the coordinator
+/// had another replica mint it: one put, two versions. A mint routed with an older ring whose
+/// write is applied here is answered with the state; any other is still answered `StaleRing`
+/// and changes nothing.
+#[test]
+fn a_stale_copy_of_a_mint_applied_here_is_answered_with_the_state() {
+    let mut h = Harness::new(3);
+    let mine = h.nodes[0].view().ring().unwrap().version();
+    let older = RingVersion { epoch: mine.epoch - 1, ..mine };
+    let name = (StoreName::default_store(), b"cart".to_vec());
+    let mint = |h: &mut Harness, stream: u64, ring: RingVersion, id: u64| {
+        let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1).with_id(WriteId(id as u128));
+        let body = Request::Mint { store: name.0.clone(), key: name.1.clone(), write, hint_for: None };
+        let origin = Origin::peer(PEER_STREAMS + stream * 16, certificate("cert-1"));
+        h.nodes[0].handle_message(h.now, origin, Message::Routed { id: stream, ring, body });
+        h.settle();
+        h.answered.iter().rev().find(|(from, _)| *from == 0).cloned().expect("an answer").1
+    };
+    assert!(matches!(mint(&mut h, 1, mine, 7), Response::State(Some(_))));
+    // The same write again, routed with the older ring: its state, with the write once.
+    let again = mint(&mut h, 2, older, 7);
+    let Response::State(Some(state)) = again else { panic!("{again:?}") };
+    assert_eq!(state.siblings.versions().iter().filter(|v| v.write == WriteId(7)).count(), 1);
+    // Another write routed with the older ring: refused, nothing stored.
+    let other = mint(&mut h, 3, older, 8);
+    assert!(matches!(&other, Response::Error(e) if e.kind == ErrorKind::StaleRing), "{other:?}");
+    assert!(h.disks[0][&name].siblings.versions().iter().all(|v| v.write != WriteId(8)));
+}
