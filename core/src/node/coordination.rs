@@ -209,16 +209,13 @@ impl Node {
         call: &ReplicaCall,
         answer: Result<Response, ReplicaFailure>,
     ) {
-        if let Ok(Response::Error(reply)) = &answer
-            && reply.kind == ErrorKind::StaleRing
-        {
+        let stale = matches!(&answer, Ok(Response::Error(reply)) if reply.kind == ErrorKind::StaleRing);
+        if stale {
             // The peer's ring is newer than ours: catch up with it.
             self.gossip_with(now, &from.clone(), super::cluster_sync::Round::Pull);
         }
         let Some(coordination) = self.coordinations.get_mut(&number) else { return };
-        if let Ok(Response::Error(reply)) = &answer {
-            coordination.stale |= reply.kind == ErrorKind::StaleRing;
-        }
+        coordination.stale |= stale;
         match (&mut coordination.machine, call) {
             (Machine::Get(machine), ReplicaCall::Read) => {
                 let answer = answer.and_then(coordinator::read_answer);

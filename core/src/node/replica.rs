@@ -260,14 +260,19 @@ impl Node {
             return Some(Ok(Response::Collected(false)));
         }
         self.damage.intact(key);
-        if let Some(queue) = self.keys.get_mut(key) {
-            // The tree never held it (scans skip damaged records, and a load that finds one
-            // disturbs its leaf).
-            queue.removing = Some(None);
-        }
-        let io = Io::Remove { store: key.0.clone(), key: key.1.clone(), counter_floor: self.counter_floor };
-        self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
+        // The tree never held it (scans skip damaged records, and a load that finds one
+        // disturbs its leaf).
+        self.remove_record(key, None, self.counter_floor);
         None
+    }
+
+    /// Starts removing the head step's record of `key` (whose tree digest is `before`).
+    fn remove_record(&mut self, key: &(StoreName, Vec<u8>), before: Option<u64>, counter_floor: u64) {
+        if let Some(queue) = self.keys.get_mut(key) {
+            queue.removing = Some(before);
+        }
+        let io = Io::Remove { store: key.0.clone(), key: key.1.clone(), counter_floor };
+        self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
     }
 
     pub(super) fn no_mint_of_damaged(&self) -> ErrorReply {
@@ -301,11 +306,7 @@ impl Node {
                 // Dots this node minted for the key stay taken after the record is gone.
                 let floor = self.counter_floor.max(record.siblings.history().counter(&self.actor));
                 self.counter_floor = floor;
-                if let Some(queue) = self.keys.get_mut(key) {
-                    queue.removing = Some(before);
-                }
-                let io = Io::Remove { store: key.0.clone(), key: key.1.clone(), counter_floor: floor };
-                self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
+                self.remove_record(key, before, floor);
                 None
             }
             Ok(Step::Store(state)) => {
