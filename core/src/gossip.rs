@@ -174,7 +174,8 @@ pub struct GossipDigest {
 /// Every node with the same member list computes the same circle.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Watch {
-    circle: Vec<NodeId>,
+    /// The members in circle order: by fingerprint of the id, then id.
+    circle: Vec<(u64, NodeId)>,
     count: usize,
 }
 
@@ -184,31 +185,49 @@ impl Watch {
         let mut circle: Vec<(u64, NodeId)> = members.into_iter().map(|id| (fingerprint(&id), id)).collect();
         circle.sort();
         circle.dedup_by(|a, b| a.1 == b.1);
-        Watch { circle: circle.into_iter().map(|(_, id)| id).collect(), count }
+        Watch { circle, count }
     }
 
     /// The peers `id` watches (none if it is not on the circle).
     pub fn watched_by(&self, id: &NodeId) -> Vec<NodeId> {
-        self.around(id, true)
+        self.around(id, true).collect()
     }
 
     /// The peers that watch `id`.
     pub fn watchers_of(&self, id: &NodeId) -> Vec<NodeId> {
-        self.around(id, false)
+        self.around(id, false).collect()
+    }
+
+    /// Whether `id` is on the circle.
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// Whether `watcher` watches `id`.
+    pub fn watches(&self, watcher: &NodeId, id: &NodeId) -> bool {
+        self.around(id, false).any(|w| w == *watcher)
     }
 
     /// Whether `a` and `b` are close: one watches the other.
     pub fn close(&self, a: &NodeId, b: &NodeId) -> bool {
-        a != b && (self.watched_by(a).contains(b) || self.watched_by(b).contains(a))
+        a != b && (self.watches(a, b) || self.watches(b, a))
     }
 
-    fn around(&self, id: &NodeId, forward: bool) -> Vec<NodeId> {
+    /// The members on either side of `id`, nearest first (found in the circle by its
+    /// fingerprint: a lookup, not a walk, so a node of a large cluster pays little for it).
+    fn around(&self, id: &NodeId, forward: bool) -> impl Iterator<Item = NodeId> + '_ {
         let len = self.circle.len();
-        let Some(at) = self.circle.iter().position(|n| n == id) else { return Vec::new() };
-        (1..len.min(self.count.saturating_add(1)))
-            .map(|step| if forward { (at + step) % len } else { (at + len - step) % len })
-            .map(|i| self.circle[i].clone())
-            .collect()
+        let at = self.position(id);
+        let steps = if at.is_some() { len.min(self.count.saturating_add(1)) } else { 0 };
+        let at = at.unwrap_or(0);
+        (1..steps)
+            .map(move |step| if forward { (at + step) % len } else { (at + len - step) % len })
+            .map(|i| self.circle[i].1.clone())
+    }
+
+    fn position(&self, id: &NodeId) -> Option<usize> {
+        let key = fingerprint(id);
+        self.circle.binary_search_by(|(f, n)| (*f, n).cmp(&(key, id))).ok()
     }
 }
 

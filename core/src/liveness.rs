@@ -56,7 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterView;
 use crate::failure::{PhiAccrualDetector, PhiConfig};
-use crate::gossip::{Heartbeat, Verdict};
+use crate::gossip::{Heartbeat, Verdict, Watch};
 use crate::identity::NodeId;
 
 /// A node's verdict on a peer.
@@ -291,6 +291,10 @@ pub struct Liveness {
     peers: BTreeMap<NodeId, Peer>,
     /// Whether peers start close (judged by their detector): a node's do, a client's do not.
     detect: bool,
+    /// This node and the watch circle, once the node has set them ([`Liveness::set_watch`]):
+    /// they say which peers are close and who watches each, so a far peer needs no record
+    /// until there is word of it.
+    watch: Option<(NodeId, Watch)>,
     /// Whether something other than time changed a verdict's inputs since the last pass, and
     /// when time alone next calls for one (see [`update`](Self::update)).
     dirty: bool,
@@ -300,14 +304,14 @@ pub struct Liveness {
 impl Liveness {
     /// Tracks no peer yet.
     pub fn new(config: LivenessConfig) -> Liveness {
-        Liveness { config, peers: BTreeMap::new(), detect: true, dirty: true, next_pass: Duration::ZERO }
+        Liveness { config, peers: BTreeMap::new(), detect: true, watch: None, dirty: true, next_pass: Duration::ZERO }
     }
 
     /// Tracks no peer yet, and judges peers only by the verdicts it
     /// [adopts](Self::adopt) and by requests, never by silence: for a client, which hears no
     /// heartbeats.
     pub fn without_detector(config: LivenessConfig) -> Liveness {
-        Liveness { config, peers: BTreeMap::new(), detect: false, dirty: true, next_pass: Duration::ZERO }
+        Liveness { config, peers: BTreeMap::new(), detect: false, watch: None, dirty: true, next_pass: Duration::ZERO }
     }
 
     /// Starts tracking `id` at `now` if it is not tracked (assumed up from now).
@@ -398,10 +402,38 @@ impl Liveness {
         self.dirty = true;
     }
 
+    /// Sets this node's id and the watch circle of the members (see [`crate::gossip::Watch`]),
+    /// and forgets peers that are no longer members. Each peer held is told whether it is
+    /// close and who its watchers are (as [`set_close`](Self::set_close)); a peer close to
+    /// this node is tracked from `now`; a far peer is tracked only once there is word of it (a
+    /// heartbeat, an answer, a failure, a verdict of one of its watchers): until then it is up,
+    /// as a far peer with no verdict is. So a node holds records of the peers it hears of, not
+    /// of every member (in a cluster of 10,000, a few dozen rather than 9,999).
+    pub fn set_watch(&mut self, now: Duration, me: &NodeId, watch: Watch) {
+        let before = self.peers.len();
+        self.peers.retain(|id, _| watch.contains(id) && id != me);
+        self.dirty |= self.peers.len() != before;
+        let close: Vec<NodeId> = watch.watched_by(me).into_iter().chain(watch.watchers_of(me)).collect();
+        let mut ids: Vec<NodeId> = self.peers.keys().cloned().collect();
+        ids.extend(close.iter().filter(|id| !self.peers.contains_key(*id)).cloned());
+        for id in &ids {
+            let observers = observers_of(&watch, me, id);
+            let near = close.contains(id);
+            self.set_close(now, id, near, observers);
+        }
+        self.watch = Some((me.clone(), watch));
+    }
+
     /// A watcher's verdict on a peer reached this node at `now`. Returns whether it was news (a
     /// later verdict of that observer than the one held, from one of the peer's watchers): news
     /// is spread on.
     pub fn handle_verdict(&mut self, now: Duration, verdict: &Verdict) -> bool {
+        let watched = self.watch.as_ref().is_some_and(|(me, watch)| {
+            verdict.subject != *me && verdict.observer != *me && watch.watches(&verdict.observer, &verdict.subject)
+        });
+        if watched {
+            self.peer(now, &verdict.subject);
+        }
         let Some(peer) = self.peers.get_mut(&verdict.subject) else { return false };
         if !peer.observers.contains(&verdict.observer) {
             return false;
@@ -498,6 +530,11 @@ impl Liveness {
         self.peers.get(id)?.last_heard
     }
 
+    /// How many peers this node holds a record of (see [`set_watch`](Self::set_watch)).
+    pub fn tracked(&self) -> usize {
+        self.peers.len()
+    }
+
     /// The report on `id` at `now` (hints counted by the caller).
     pub fn report(&self, now: Duration, id: &NodeId, hints: u64) -> PeerReport {
         PeerReport {
@@ -511,8 +548,12 @@ impl Liveness {
 
     fn peer(&mut self, now: Duration, id: &NodeId) -> &mut Peer {
         let config = self.config.phi;
-        let close = self.detect;
+        let (detect, watch) = (self.detect, &self.watch);
         self.peers.entry(id.clone()).or_insert_with(|| {
+            let (close, observers) = match watch {
+                Some((me, watch)) => (detect && watch.close(me, id), observers_of(watch, me, id)),
+                None => (detect, Vec::new()),
+            };
             let mut detector = PhiAccrualDetector::new(config);
             // Assumed alive from the moment it is first tracked: silence from then on counts.
             detector.handle_heartbeat(now);
@@ -524,12 +565,17 @@ impl Liveness {
                 state: PeerState::Up,
                 failure: None,
                 close,
-                observers: Vec::new(),
+                observers,
                 verdicts: BTreeMap::new(),
                 adopted: None,
             }
         })
     }
+}
+
+/// The watchers of `id` other than `me`.
+fn observers_of(watch: &Watch, me: &NodeId, id: &NodeId) -> Vec<NodeId> {
+    watch.watchers_of(id).into_iter().filter(|o| o != me).collect()
 }
 
 #[cfg(test)]
@@ -717,5 +763,55 @@ mod tests {
         }
         l.update(ms(11_000));
         assert_eq!(l.state(&p), PeerState::Up, "1 s of quiet after steady traffic is not suspicious");
+    }
+
+    /// With the watch set, a node of a large cluster holds records of the peers close to it
+    /// and of those it hears of, not of every member: a far peer's own word makes a record
+    /// that silence does not take down; a verdict of one of its watchers makes one and counts;
+    /// a verdict of another node does not; a member that leaves the circle is forgotten.
+    #[test]
+    fn a_node_tracks_the_peers_it_hears_of_not_every_member() {
+        let members: Vec<NodeId> = (0..1000).map(|i| id(&alloc::format!("n{i}"))).collect();
+        let me = members[0].clone();
+        let watch = Watch::new(members.clone(), 3);
+        let mut l = Liveness::new(LivenessConfig::default());
+        l.set_watch(ms(0), &me, watch.clone());
+        let close: alloc::collections::BTreeSet<NodeId> =
+            watch.watched_by(&me).into_iter().chain(watch.watchers_of(&me)).collect();
+        assert_eq!(l.tracked(), close.len());
+        assert_eq!(close.len(), 6);
+        // A far peer speaks once, then is silent: up, and held.
+        let far = members.iter().find(|m| **m != me && !close.contains(*m)).unwrap().clone();
+        l.handle_heartbeat(ms(1000), &far, Heartbeat { generation: 1, beat: 1 }, true);
+        l.update(ms(60_000));
+        assert_eq!(l.state(&far), PeerState::Up, "silence says nothing of a far peer");
+        assert_eq!(l.tracked(), close.len() + 1);
+        // A verdict on another far peer: from one of its watchers it counts, from another
+        // node it is not even held.
+        let subject = members
+            .iter()
+            .find(|m| **m != me && **m != far && !close.contains(*m) && !watch.watchers_of(m).contains(&me))
+            .unwrap()
+            .clone();
+        let watcher = watch.watchers_of(&subject)[0].clone();
+        let stranger = members.iter().find(|m| !watch.watchers_of(&subject).contains(m) && **m != subject).unwrap();
+        let verdict = |observer: &NodeId| Verdict {
+            subject: subject.clone(),
+            observer: observer.clone(),
+            at: Heartbeat { generation: 1, beat: 5 },
+            state: PeerState::Down,
+        };
+        assert!(!l.handle_verdict(ms(61_000), &verdict(stranger)));
+        assert_eq!(l.tracked(), close.len() + 1);
+        assert!(l.handle_verdict(ms(61_000), &verdict(&watcher)));
+        assert_eq!(l.tracked(), close.len() + 2);
+        l.update(ms(61_000));
+        assert_eq!(l.state(&subject), PeerState::Up, "its other watchers have not said so");
+        // `far` leaves: forgotten.
+        let rest: Vec<NodeId> = members.iter().filter(|m| **m != far).cloned().collect();
+        l.set_watch(ms(62_000), &me, Watch::new(rest, 3));
+        assert_eq!(l.state(&far), PeerState::Up);
+        assert!(l.heartbeat(&far).is_none());
+        assert_eq!(l.tracked(), close.len() + 1);
     }
 }

@@ -73,15 +73,16 @@ fn a_foreign_context_is_refused_and_loses_nothing() {
 /// are asked when the quorum needs them, the first seed that shows it was 773; since a node
 /// that starts compares every store with every peer at once, one in the first 5,000 does,
 /// seed 2443; since only the claimant moves the ring, seeds 815, 2319 and 2635 do; since nodes
-/// scan for the tombstones they collect after each ring change, seeds 1000, 1992 and 2177 do,
-/// so the search starts at the first.)
+/// scan for the tombstones they collect after each ring change, seeds 1000, 1992 and 2177 do;
+/// since anti-entropy rounds pick peers that share partitions and far peers are tracked only
+/// once heard of, seeds 2699, 3516 and 3809 do, so the search starts near the first.)
 #[test]
 fn lww_is_causal() {
     let faults = [Fault::Delay, Fault::Crash, Fault::Skew, Fault::Lww];
     let outcome = run(&with(117, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     let faults = [Fault::Delay, Fault::Drop, Fault::Crash, Fault::Skew, Fault::Lww];
-    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 1_000..1_100);
+    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 2_650..2_750);
 }
 
 /// Regression and teeth (issue 7, 3.2): a node started with n1's id, its own certificate and a
@@ -248,7 +249,8 @@ fn deletes_are_collected_and_stay_deleted() {
 /// tables may hold the older value, and it comes back (seed 198 of these faults, the first;
 /// since joins go through ring changes, seed 1048; since restarted nodes also ask the members they
 /// know to let them join, seed 1808; since nodes scan for the tombstones they collect after each
-/// ring change, seed 369).
+/// ring change, seed 369; since anti-entropy rounds pick peers that share partitions and far
+/// peers are tracked only once heard of, seed 169).
 #[test]
 fn a_lost_journal_brings_back_no_collected_delete() {
     let faults = [Fault::Delay, Fault::Crash, Fault::LoseJournal];
@@ -256,7 +258,7 @@ fn a_lost_journal_brings_back_no_collected_delete() {
         let outcome = run(&with(seed, &faults));
         assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
     }
-    teeth_in(&faults, Mechanism::Checkpoint, "came back", 300..400);
+    teeth_in(&faults, Mechanism::Checkpoint, "came back", 100..200);
 }
 
 /// Issue 8, 3.4: records damaged on disk (the `damage` fault, in the defaults) are found,

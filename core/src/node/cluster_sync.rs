@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 
 use super::{Destination, Event, IoId, Node, Purpose};
 use crate::cluster::{ClusterView, ViewError};
@@ -150,22 +150,24 @@ impl Node {
             return;
         }
         self.heartbeat.beat += 1;
-        let peers = self.peers();
-        for peer in &peers {
-            self.liveness.track(now, peer);
-        }
-        let known: BTreeSet<&NodeId> = peers.iter().collect();
-        self.liveness.retain(|id| known.contains(id));
-        self.refresh_watch(now, &peers);
+        self.refresh_watch(now);
         for peer in self.spread.watched.clone() {
             self.gossip_with(now, &peer, Round::Usual);
         }
         // One more peer at random, that this node does not watch: views and verdicts mix
-        // across the whole cluster.
-        let others: Vec<&NodeId> = peers.iter().filter(|p| !self.spread.watched.contains(p)).collect();
-        if !others.is_empty() {
-            let pick = others[(self.random() % others.len() as u64) as usize].clone();
-            self.gossip_with(now, &pick, Round::Usual);
+        // across the whole cluster. (Drawn again while it is one watched: the few watched are
+        // a small part of a large cluster, and a small one is not all watched but for one or
+        // two members.)
+        let members = self.spread.members.len();
+        if members > self.spread.watched.len() {
+            for _ in 0..8 {
+                let at = (self.random() % members as u64) as usize;
+                let pick = self.spread.members[at].clone();
+                if !self.spread.watched.contains(&pick) {
+                    self.gossip_with(now, &pick, Round::Usual);
+                    break;
+                }
+            }
         }
         self.update_liveness(now);
         self.deliver_hints(now);
@@ -188,28 +190,29 @@ impl Node {
     }
 
     /// Works out again whom this node watches and, for each peer, whether it is close and who
-    /// watches it, when the members changed.
-    fn refresh_watch(&mut self, now: Duration, peers: &[NodeId]) {
-        if self.spread.members.as_slice() == peers && self.spread.watch_count == Some(self.config.watch_count) {
+    /// watches it, when the members changed (the view's summary moved: otherwise nothing is
+    /// walked, so a round costs the same in a cluster of any size).
+    fn refresh_watch(&mut self, now: Duration) {
+        let unchanged =
+            self.spread.members_of == Some(self.summary) && self.spread.watch_count == Some(self.config.watch_count);
+        if unchanged {
             return;
         }
-        let watch = Watch::new(peers.iter().cloned().chain([self.id.clone()]), self.config.watch_count);
-        let watched = watch.watched_by(&self.id);
-        let watchers = watch.watchers_of(&self.id);
-        for peer in peers {
-            let close = watched.contains(peer) || watchers.contains(peer);
-            let observers = watch.watchers_of(peer).into_iter().filter(|o| *o != self.id).collect();
-            self.liveness.set_close(now, peer, close, observers);
+        let peers = self.peers();
+        if self.spread.members != peers || self.spread.watch_count != Some(self.config.watch_count) {
+            let watch = Watch::new(peers.iter().cloned().chain([self.id.clone()]), self.config.watch_count);
+            self.spread.watched = watch.watched_by(&self.id);
+            self.liveness.set_watch(now, &self.id, watch);
+            self.spread.members = peers;
+            self.spread.watch_count = Some(self.config.watch_count);
         }
-        self.spread.watched = watched;
-        self.spread.members = peers.to_vec();
-        self.spread.watch_count = Some(self.config.watch_count);
+        self.spread.members_of = Some(self.summary);
     }
 
     /// How many messages each piece of news or verdict rides on from this node: a few times
     /// the log2 of the cluster's size, so it reaches every node with high probability (SWIM).
     fn spread_budget(&self) -> u32 {
-        let members = self.view.membership().nodes().count() as u32;
+        let members = self.view.membership().len() as u32;
         3 * (u32::BITS - members.leading_zeros()).max(1)
     }
 
@@ -418,9 +421,11 @@ pub(super) struct Spread {
     verdicts: BTreeMap<(NodeId, NodeId), (Verdict, u32)>,
     /// The peers this node watches.
     pub(super) watched: Vec<NodeId>,
-    /// The peers the watch was worked out for, and with what count.
+    /// The peers the watch was worked out for, with what count, and the summary of the view
+    /// they were taken from.
     members: Vec<NodeId>,
     watch_count: Option<usize>,
+    members_of: Option<crate::gossip::ViewSummary>,
 }
 
 impl Spread {

@@ -101,11 +101,12 @@ pub(super) struct AntiEntropy {
     scans: BTreeMap<u64, Scan>,
     next_scan: u64,
     pub(super) budget: Budget,
-    /// The partitions this node shares with each peer for a replication factor, under the ring
+    /// The partitions this node shares with each peer, per replication factor, under the ring
     /// (or ring change) whose routing digest is the first field: working them out walks the ring
-    /// once per partition (65,536 by default), so it is done once per ring, not once per
-    /// comparison.
-    shared: (u64, BTreeMap<(NodeId, usize), Shared>),
+    /// once (65,536 partitions by default), so it is done once per ring and replication factor
+    /// for every peer at once, not once per peer (a walk per peer cost a 10,000-node cluster
+    /// about 10,000 walks per node and ring).
+    shared: (u64, BTreeMap<usize, BTreeMap<NodeId, Shared>>),
     /// What this node still compares before it has received the partitions it gains in the
     /// ring change under way (see `receive`).
     receiving: Option<Receiving>,
@@ -491,13 +492,20 @@ impl Node {
             Some(pair) => pair,
             None => {
                 let stores: Vec<StoreName> = self.view.stores().map(|(s, _)| s.clone()).collect();
-                let up: Vec<NodeId> =
-                    self.peers().into_iter().filter(|p| self.liveness.state(p) == PeerState::Up).collect();
-                if stores.is_empty() || up.is_empty() {
+                if stores.is_empty() {
                     return;
                 }
                 let store = stores[self.anti_entropy.next_store % stores.len()].clone();
                 self.anti_entropy.next_store = self.anti_entropy.next_store.wrapping_add(1);
+                let Ok(config) = self.store_config(&store) else { return };
+                // A peer up that shares a partition with this node for the store: picking among
+                // every member would, in a large cluster, almost never find one (a node shares
+                // partitions with a few dozen of 10,000).
+                let sharing: Vec<NodeId> = self.sharing(config.n()).keys().cloned().collect();
+                let up: Vec<NodeId> = sharing.into_iter().filter(|p| self.liveness.state(p) == PeerState::Up).collect();
+                if up.is_empty() {
+                    return;
+                }
                 let peer = up[(self.random() % up.len() as u64) as usize].clone();
                 (store, peer)
             }
@@ -532,19 +540,24 @@ impl Node {
     /// ring, and during a ring change in either ring (so a gainer compares with the partitions'
     /// current replicas).
     fn shared_with(&mut self, n: usize, peer: &NodeId) -> Shared {
+        self.sharing(n).get(peer).cloned().unwrap_or_default()
+    }
+
+    /// Every peer that shares a partition with this node for `n` replicas, with the partitions
+    /// (see `shared_with`), worked out once per ring.
+    fn sharing(&mut self, n: usize) -> &BTreeMap<NodeId, Shared> {
         let routing = self.view.routing_version().map_or(0, |v| v.digest);
         let (digest, cache) = &mut self.anti_entropy.shared;
         if *digest != routing {
             *digest = routing;
             cache.clear();
         }
-        let (Some(ring), next) = (self.view.ring(), self.view.transition().map(|t| &t.next)) else {
-            return Shared::default();
-        };
-        cache
-            .entry((peer.clone(), n))
-            .or_insert_with(|| alloc::sync::Arc::new(shared_partitions(ring, next, n, &self.id, peer)))
-            .clone()
+        let ring = self.view.ring();
+        let next = self.view.transition().map(|t| &t.next);
+        cache.entry(n).or_insert_with(|| match ring {
+            Some(ring) => shared_partitions(ring, next, n, &self.id),
+            None => BTreeMap::new(),
+        })
     }
 
     /// The digest of each bucket of `bucket` shared partitions: their non-zero roots folded in
@@ -967,25 +980,37 @@ fn replica_peers(ring: &crate::ring::Ring, n: usize, me: &NodeId) -> alloc::coll
     peers
 }
 
-/// The partitions whose primaries for `n` replicas include both `a` and `b`, in `ring` or (during
-/// a ring change) in either `ring` or `next`, in order.
+/// For each other node, the partitions whose primaries for `n` replicas include both it and
+/// `me`, in `ring` or (during a ring change) in either `ring` or `next`, in order: one walk of
+/// the ring for every peer.
 fn shared_partitions(
     ring: &crate::ring::Ring,
     next: Option<&crate::ring::Ring>,
     n: usize,
-    a: &NodeId,
-    b: &NodeId,
-) -> Vec<u32> {
-    (0..ring.partition_count())
-        .filter(|&p| {
-            let token = ring.partition_range(p).first();
-            let prefs = ring.preference_list(token, n, 0);
-            let later = next.map(|r| r.preference_list(token, n, 0));
-            let holds = |id: &NodeId| prefs.is_primary(id) || later.as_ref().is_some_and(|l| l.is_primary(id));
-            holds(a) && holds(b)
-        })
-        .map(|p| p as u32)
-        .collect()
+    me: &NodeId,
+) -> BTreeMap<NodeId, Shared> {
+    let mut shared: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+    let mut holders: Vec<NodeId> = Vec::new();
+    for p in 0..ring.partition_count() {
+        let token = ring.partition_range(p).first();
+        let prefs = ring.preference_list(token, n, 0);
+        let later = next.map(|r| r.preference_list(token, n, 0));
+        let in_later = later.as_ref().is_some_and(|l| l.is_primary(me));
+        if !prefs.is_primary(me) && !in_later {
+            continue;
+        }
+        holders.clear();
+        holders.extend(prefs.primaries().iter().take(n).cloned());
+        if let Some(later) = &later {
+            holders.extend(later.primaries().iter().take(n).cloned());
+        }
+        holders.sort();
+        holders.dedup();
+        for holder in holders.iter().filter(|h| *h != me) {
+            shared.entry(holder.clone()).or_default().push(p as u32);
+        }
+    }
+    shared.into_iter().map(|(peer, partitions)| (peer, alloc::sync::Arc::new(partitions))).collect()
 }
 
 /// The partitions `me` becomes a replica of in `next` (for `n` replicas), counted by their

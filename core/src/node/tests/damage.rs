@@ -12,7 +12,7 @@ fn mint(h: &mut Harness, node: usize, id: u64, value: &[u8]) -> Response {
     let (store, key) = record();
     let write = Write::put(value.to_vec(), CausalContext::empty(), id);
     let body = Request::Mint { store, key, write, hint_for: None };
-    let stream = PEER_STREAMS + id * 16;
+    let stream = PEER_STREAMS + id * MAX_NODES;
     h.nodes[node].handle_message(h.now, Origin::peer(stream, certificate("cert-0")), Message::Request { id, body });
     h.settle();
     let (_, answer) = h.answered.iter().rev().find(|(from, _)| *from == node).cloned().expect("an answer");
@@ -169,7 +169,7 @@ fn a_late_write_to_a_node_that_lost_the_key_is_shed() {
     let body = Request::Replicate { store, key, siblings, hint_for: None };
     h.nodes[3].handle_message(
         h.now,
-        Origin::peer(PEER_STREAMS + 16, certificate("cert-0")),
+        Origin::peer(PEER_STREAMS + MAX_NODES, certificate("cert-0")),
         Message::Request { id: 9, body },
     );
     h.settle();

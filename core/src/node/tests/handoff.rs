@@ -19,7 +19,7 @@ fn a_fallback_that_minted_a_hinted_write_keeps_its_copy_and_loses_nothing() {
     let mint_at_fallback = |h: &mut Harness, id: u64, value: &[u8]| {
         let write = Write::put(value.to_vec(), CausalContext::empty(), id);
         let body = Request::Mint { store: store.clone(), key: key.clone(), write, hint_for: Some(n3.clone()) };
-        let from = Origin::peer(PEER_STREAMS + id * 16, certificate("cert-0"));
+        let from = Origin::peer(PEER_STREAMS + id * MAX_NODES, certificate("cert-0"));
         h.nodes[f].handle_message(h.now, from, Message::Request { id, body });
         h.settle();
     };

@@ -55,7 +55,7 @@ fn a_stale_copy_of_a_mint_applied_here_is_answered_with_the_state() {
     let mint = |h: &mut Harness, stream: u64, ring: RingVersion, id: u64| {
         let write = Write::put(b"apples".to_vec(), CausalContext::empty(), 1).with_id(WriteId(id as u128));
         let body = Request::Mint { store: name.0.clone(), key: name.1.clone(), write, hint_for: None };
-        let origin = Origin::peer(PEER_STREAMS + stream * 16, certificate("cert-1"));
+        let origin = Origin::peer(PEER_STREAMS + stream * MAX_NODES, certificate("cert-1"));
         h.nodes[0].handle_message(h.now, origin, Message::Routed { id: stream, ring, body });
         h.settle();
         h.answered.iter().rev().find(|(from, _)| *from == 0).cloned().expect("an answer").1

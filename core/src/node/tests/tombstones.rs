@@ -155,7 +155,7 @@ fn a_collect_removes_only_the_expected_tombstone_and_only_for_nodes() {
     let from_caller = h.ask(0, 2, collect(written.siblings.clone()));
     assert!(matches!(from_caller, Response::Error(ref e) if e.kind == ErrorKind::NotPermitted), "{from_caller:?}");
     // From a node: the record is not what the collector expects, so it stays.
-    let peer = Origin::peer(PEER_STREAMS + 16, certificate("cert-0"));
+    let peer = Origin::peer(PEER_STREAMS + MAX_NODES, certificate("cert-0"));
     h.nodes[0].handle_message(h.now, peer, Message::Request { id: 1, body: collect(Siblings::new()) });
     h.settle();
     assert!(h.disks[0].contains_key(&record(b"k")));
