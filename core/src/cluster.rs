@@ -25,6 +25,7 @@
 //! property test).
 
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,10 @@ use crate::store::{StoreConfig, StoreName};
 pub struct ClusterView {
     partition_bits: u8,
     membership: Membership,
-    ring: Option<Ring>,
+    /// Shared, not copied, by clones of the view and by the deltas and news made from it (a
+    /// ring of 65,536 partitions and thousands of members is hundreds of kilobytes); encoded
+    /// as the ring itself.
+    ring: Option<Arc<Ring>>,
     stores: BTreeMap<StoreName, StoreConfig>,
     /// Boxed: most views have none, and views travel inside messages.
     transition: Option<alloc::boxed::Box<Transition>>,
@@ -64,8 +68,9 @@ pub struct WritePlan {
 /// it: the next ring becomes the ring, one epoch later.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {
-    /// The ring the change moves to (one epoch above the current ring).
-    pub next: Ring,
+    /// The ring the change moves to (one epoch above the current ring), shared as the view's
+    /// ring is.
+    pub next: Arc<Ring>,
     /// The nodes that become replicas of partitions they were not replicas of, for the stores'
     /// replication factors when the change started.
     pub gainers: BTreeSet<NodeId>,
@@ -189,10 +194,10 @@ impl ClusterView {
     /// the transition moves): `None` when there is nothing to do.
     pub fn plan(&self, n: usize) -> Result<Option<crate::ring::RingPlan>, ViewError> {
         if let Some(t) = &self.transition {
-            return Ok(Some(crate::ring::RingPlan::between(self.ring.as_ref(), &t.next, n)?));
+            return Ok(Some(crate::ring::RingPlan::between(self.ring.as_deref(), &t.next, n)?));
         }
         let Some(next) = self.next_ring()? else { return Ok(None) };
-        Ok(Some(crate::ring::RingPlan::between(self.ring.as_ref(), &next, n)?))
+        Ok(Some(crate::ring::RingPlan::between(self.ring.as_deref(), &next, n)?))
     }
 
     /// The claimant's step, if `by` is the [claimant](Self::claimant); nodes call it after
@@ -216,13 +221,13 @@ impl ClusterView {
                 return Ok(false);
             }
             let next = t.next.with_epoch(t.next.epoch() + 1);
-            self.ring = Some(next);
+            self.ring = Some(Arc::new(next));
             self.transition = None;
             return Ok(true);
         }
         let Some(next) = self.next_ring()? else { return Ok(false) };
         let Some(current) = &self.ring else {
-            self.ring = Some(next);
+            self.ring = Some(Arc::new(next));
             return Ok(true);
         };
         let mut gainers = BTreeSet::new();
@@ -232,8 +237,9 @@ impl ClusterView {
             gainers.extend(plan.nodes.into_iter().filter(|node| node.gained > 0).map(|node| node.id));
         }
         if gainers.is_empty() {
-            self.ring = Some(next);
+            self.ring = Some(Arc::new(next));
         } else {
+            let next = Arc::new(next);
             self.transition = Some(alloc::boxed::Box::new(Transition { next, gainers, received: BTreeSet::new() }));
         }
         Ok(true)
@@ -295,13 +301,13 @@ impl ClusterView {
     pub fn routing_version(&self) -> Option<crate::ring::RingVersion> {
         match &self.transition {
             Some(t) => Some(t.next.version()),
-            None => self.ring.as_ref().map(Ring::version),
+            None => self.ring.as_deref().map(Ring::version),
         }
     }
 
     /// The ring, once the cluster has a node that owns partitions.
     pub fn ring(&self) -> Option<&Ring> {
-        self.ring.as_ref()
+        self.ring.as_deref()
     }
 
     /// Every store and its settings, by name (dropped stores left out).
@@ -496,7 +502,7 @@ pub struct ViewBeforeTransitions {
 impl From<ViewBeforeTransitions> for ClusterView {
     fn from(old: ViewBeforeTransitions) -> ClusterView {
         let ViewBeforeTransitions { partition_bits, membership, ring, stores } = old;
-        ClusterView { partition_bits, membership, ring, stores, transition: None }
+        ClusterView { partition_bits, membership, ring: ring.map(Arc::new), stores, transition: None }
     }
 }
 
@@ -521,7 +527,7 @@ impl From<ViewBeforeCertificates> for ClusterView {
         ClusterView {
             partition_bits: old.partition_bits,
             membership,
-            ring: old.ring,
+            ring: old.ring.map(Arc::new),
             stores: old.stores,
             transition: None,
         }
@@ -669,7 +675,7 @@ mod tests {
         assert!(view.advance_ring(&n0).unwrap());
         assert!(view.transition().is_none());
         assert_eq!(view.ring().unwrap().epoch(), t.next.epoch() + 1);
-        assert_eq!(view.ring().unwrap().with_epoch(t.next.epoch()), t.next);
+        assert_eq!(view.ring().unwrap().with_epoch(t.next.epoch()), *t.next);
     }
 
     /// Regression (issue 9, 1.1): two joins through two seeds made two rings of one epoch, each

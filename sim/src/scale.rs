@@ -52,10 +52,13 @@ pub struct ScaleReport {
     pub lookup_ns: f64,
 }
 
-/// The frames in flight, by delivery time.
+/// The messages in flight, by delivery time. They travel as values, not frames: what one
+/// node sends is what another takes, so the parts of a view they share (a ring, in an `Arc`)
+/// stay one copy in memory, as they would be one copy per process in a real cluster. Their
+/// encoded size is what is counted as sent. (The simulation of faults, `world`, sends frames.)
 enum Delivery {
-    Request { to: usize, from: usize, stream: u64, frame: Vec<u8> },
-    Answer { to: usize, frame: Vec<u8> },
+    Request { to: usize, from: usize, stream: u64, message: Message },
+    Answer { to: usize, message: Message },
 }
 
 struct Net {
@@ -156,11 +159,11 @@ impl Net {
         }
         while self.nodes[i].poll_event().is_some() {}
         while let Some(t) = self.nodes[i].poll_transmit() {
-            let frame = wire::encode(&t.message);
-            self.sent[i] += frame.len() as u64;
+            self.sent[i] += wire::encode(&t.message).len() as u64;
+            let message = t.message;
             let delivery = match t.to {
                 Destination::Reply(stream) => match self.streams.remove(&stream) {
-                    Some(asker) => Delivery::Answer { to: asker, frame },
+                    Some(asker) => Delivery::Answer { to: asker, message },
                     None => continue,
                 },
                 Destination::Node { address, .. } => {
@@ -168,7 +171,7 @@ impl Net {
                     let stream = self.next_stream;
                     self.next_stream += 1;
                     self.streams.insert(stream, i);
-                    Delivery::Request { to, from: i, stream, frame }
+                    Delivery::Request { to, from: i, stream, message }
                 }
             };
             self.seq += 1;
@@ -206,13 +209,13 @@ impl Net {
             let Some(Reverse((_, seq))) = self.queue.pop() else { break };
             match self.deliveries.remove(&seq) {
                 Some(Delivery::Request { to, .. } | Delivery::Answer { to, .. }) if self.stopped[to] => {}
-                Some(Delivery::Request { to, from, stream, frame }) => {
+                Some(Delivery::Request { to, from, stream, message }) => {
                     let origin = Origin::peer(stream, self.certificates[from]);
-                    self.nodes[to].handle_frame(self.now, origin, &frame);
+                    self.nodes[to].handle_message(self.now, origin, message);
                     self.drain(to);
                 }
-                Some(Delivery::Answer { to, frame }) => {
-                    self.nodes[to].handle_frame(self.now, Origin::Answer, &frame);
+                Some(Delivery::Answer { to, message }) => {
+                    self.nodes[to].handle_message(self.now, Origin::Answer, message);
                     self.drain(to);
                 }
                 None => {}

@@ -553,7 +553,7 @@ impl Node {
             cache.clear();
         }
         let ring = self.view.ring();
-        let next = self.view.transition().map(|t| &t.next);
+        let next = self.view.transition().map(|t| &*t.next);
         cache.entry(n).or_insert_with(|| match ring {
             Some(ring) => shared_partitions(ring, next, n, &self.id),
             None => BTreeMap::new(),
