@@ -441,9 +441,9 @@ impl ClusterView {
             let same = theirs
                 .entry(&entry.id)
                 .is_some_and(|e| e.version == entry.version && e.fingerprint == entry.fingerprint);
-            if let (false, Some(node)) = (same, self.membership.node(&entry.id)) {
+            if let (false, Some(node)) = (same, self.membership.shared(&entry.id)) {
                 // Entries of one view never conflict with each other.
-                let _ = delta.membership.upsert(node.clone());
+                let _ = delta.membership.upsert_shared(node);
                 any = true;
             }
         }

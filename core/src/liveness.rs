@@ -138,7 +138,9 @@ enum Failure {
 
 #[derive(Clone, Debug)]
 struct Peer {
-    detector: PhiAccrualDetector,
+    /// Only for a close peer (a far one's heartbeats come now and then and say nothing of the
+    /// interval it will keep once close).
+    detector: Option<PhiAccrualDetector>,
     heartbeat: Option<Heartbeat>,
     /// When this node last had word of the peer (a newer heartbeat or an answer).
     last_heard: Option<Duration>,
@@ -354,7 +356,9 @@ impl Liveness {
         }
         // Heartbeats that arrive in a burst (gossip from several peers) feed the detector once.
         if now >= peer.fed.saturating_add(min_interval) {
-            peer.detector.handle_heartbeat(now);
+            if let Some(detector) = &mut peer.detector {
+                detector.handle_heartbeat(now);
+            }
             peer.fed = now;
         }
         self.dirty |= dirty;
@@ -392,9 +396,11 @@ impl Liveness {
         let config = self.config.phi;
         let peer = self.peer(now, id);
         if close && !peer.close {
-            peer.detector = PhiAccrualDetector::new(config);
-            peer.detector.handle_heartbeat(now);
+            peer.detector = Some(started(config, now));
             peer.fed = now;
+        }
+        if !close {
+            peer.detector = None;
         }
         peer.close = close;
         peer.verdicts.retain(|observer, _| observers.contains(observer));
@@ -477,7 +483,7 @@ impl Liveness {
             .values()
             .map(|peer| {
                 let by_silence = if peer.close {
-                    let phi = peer.detector.phi(now);
+                    let phi = peer.detector.as_ref().map_or(0.0, |d| d.phi(now));
                     if phi >= config.down_phi {
                         PeerState::Down
                     } else if phi >= config.suspect_phi {
@@ -554,11 +560,9 @@ impl Liveness {
                 Some((me, watch)) => (detect && watch.close(me, id), observers_of(watch, me, id)),
                 None => (detect, Vec::new()),
             };
-            let mut detector = PhiAccrualDetector::new(config);
-            // Assumed alive from the moment it is first tracked: silence from then on counts.
-            detector.handle_heartbeat(now);
             Peer {
-                detector,
+                // Assumed alive from the moment it is first tracked: silence from then on counts.
+                detector: close.then(|| started(config, now)),
                 heartbeat: None,
                 last_heard: None,
                 fed: now,
@@ -571,6 +575,13 @@ impl Liveness {
             }
         })
     }
+}
+
+/// A detector that has heard from its peer at `now`.
+fn started(config: PhiConfig, now: Duration) -> PhiAccrualDetector {
+    let mut detector = PhiAccrualDetector::new(config);
+    detector.handle_heartbeat(now);
+    detector
 }
 
 /// The watchers of `id` other than `me`.

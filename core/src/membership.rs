@@ -26,6 +26,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -189,9 +190,14 @@ impl NodeInfo {
 }
 
 /// A view of the cluster: one entry per node ever seen.
+///
+/// The entries, and the map of them, are shared (`Arc`) between clones and with the views
+/// merged from: a node of a large cluster copies the map (pointers, not entries) when its
+/// membership changes, and an entry learnt from a peer is the peer's. Encoded as a map of
+/// entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
-    nodes: BTreeMap<NodeId, NodeInfo>,
+    nodes: Arc<BTreeMap<NodeId, Arc<NodeInfo>>>,
 }
 
 impl Membership {
@@ -203,31 +209,33 @@ impl Membership {
     /// Adds an entry, keeping the winner if the node is already known. Returns whether the view
     /// changed; an entry naming another certificate than the one held for its id is refused.
     pub fn upsert(&mut self, info: NodeInfo) -> Result<bool, alloc::boxed::Box<IdTaken>> {
-        match self.nodes.get_mut(&info.id) {
-            Some(current) => {
-                if let Some(taken) = current.conflict(&info) {
-                    return Err(taken.into());
-                }
-                if !info.supersedes(current) {
-                    return Ok(false);
-                }
-                *current = info;
-                Ok(true)
+        self.upsert_shared(&Arc::new(info))
+    }
+
+    /// [`upsert`](Self::upsert) of an entry held elsewhere too (kept shared).
+    pub(crate) fn upsert_shared(&mut self, info: &Arc<NodeInfo>) -> Result<bool, alloc::boxed::Box<IdTaken>> {
+        if let Some(current) = self.nodes.get(&info.id) {
+            if let Some(taken) = current.conflict(info) {
+                return Err(taken.into());
             }
-            None => {
-                self.nodes.insert(info.id.clone(), info);
-                Ok(true)
+            if !info.supersedes(current) {
+                return Ok(false);
             }
         }
+        Arc::make_mut(&mut self.nodes).insert(info.id.clone(), info.clone());
+        Ok(true)
     }
 
     /// Merges another view into this one (see the module docs for the laws), leaving out the
     /// entries that conflict with this view's certificates ([`Membership::conflicts`] lists them).
     /// Returns whether this view changed.
     pub fn merge(&mut self, other: &Membership) -> bool {
+        if Arc::ptr_eq(&self.nodes, &other.nodes) {
+            return false;
+        }
         let mut changed = false;
         for info in other.nodes.values() {
-            changed |= self.upsert(info.clone()).unwrap_or(false);
+            changed |= self.upsert_shared(info).unwrap_or(false);
         }
         changed
     }
@@ -238,19 +246,24 @@ impl Membership {
         other.nodes.values().filter_map(|claim| self.nodes.get(&claim.id)?.conflict(claim))
     }
 
+    /// The entry of `id`, as shared (see [`Membership`]).
+    pub(crate) fn shared(&self, id: &NodeId) -> Option<&Arc<NodeInfo>> {
+        self.nodes.get(id)
+    }
+
     /// The entry of one node.
     pub fn node(&self, id: &NodeId) -> Option<&NodeInfo> {
-        self.nodes.get(id)
+        self.nodes.get(id).map(|n| &**n)
     }
 
     /// Every entry, ordered by node id.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values()
+        self.nodes.values().map(|n| &**n)
     }
 
     /// The entries that own a share of the ring, ordered by node id.
     pub fn ring_members(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values().filter(|n| n.status.owns_partitions())
+        self.nodes().filter(|n| n.status.owns_partitions())
     }
 
     /// Number of entries.

@@ -358,6 +358,9 @@ impl Node {
         };
         if self.merge_from(now, &seed, &theirs) && !self.joined {
             self.joined = true;
+            // What the seed's view brought is news to this node only: its news begins at the
+            // view it joined with (else a joiner spreads the whole view to every peer).
+            self.spread.forget_news();
             self.events.push_back(Event::Joined { seed });
             if self.claim_ring() {
                 self.view_changed(now);
@@ -441,6 +444,13 @@ impl Spread {
             }
         }
         Some(out)
+    }
+
+    /// Drops the news: the view as it is now is the base of the next.
+    fn forget_news(&mut self) {
+        self.news = None;
+        self.news_base = None;
+        self.news_left = 0;
     }
 
     /// Spreads `verdict` (replacing an earlier one of its observer on its subject).

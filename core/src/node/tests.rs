@@ -1520,3 +1520,27 @@ fn anti_entropy_rounds_pick_a_peer_that_shares_partitions() {
         }
     }
 }
+
+/// A node that joins learns the whole view from its seed; none of it is news to the others.
+/// The joiner spread it as news all the same (its news began at its empty view), to every peer
+/// at once when it noted it had received its partitions: in a cluster of 10,000, a few
+/// megabytes to each of 10,000 peers. Its news now begins at the view it joined with.
+#[test]
+fn a_joiner_does_not_spread_the_view_it_joined_with_as_news() {
+    let mut h = Harness::new(12);
+    h.sent.clear();
+    let info = NodeInfo::new("n12", "addr-12", "z12", 1).unwrap().with_certificate(certificate("cert-12"));
+    let joiner = h.add(info);
+    h.run();
+    let joiner_id = h.nodes[joiner].id().clone();
+    assert!(h.nodes[0].view().ring().is_some_and(|r| r.nodes().iter().any(|n| n.id == joiner_id)), "n12 is in");
+    let mut gossip = 0;
+    for (_, _, request) in h.sent.iter().filter(|(from, _, _)| *from == joiner) {
+        if let Request::Gossip { digest, .. } = request {
+            gossip += 1;
+            let news = digest.news.as_ref().map_or(0, |n| n.membership().nodes().filter(|e| e.id != joiner_id).count());
+            assert_eq!(news, 0, "n12 spread {news} entries of other nodes as news");
+        }
+    }
+    assert!(gossip > 10, "n12 gossiped {gossip} times");
+}
