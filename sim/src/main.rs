@@ -135,7 +135,8 @@ fn gossip_scale(sizes: &str, plot: Option<&str>) -> ExitCode {
         let started = Instant::now();
         let r = quickv_sim::scale::measure(nodes);
         println!(
-            "{nodes} nodes: steady {:.0} B/s per node (max {:.0}), {} live peers held down; a store create reached every node in {:.1} s at {:.0} B/s per node; a join was agreed by every node in {:.1} s at {:.0} B/s per node; a preference-list lookup took {:.0} ns; a stopped node was down at every node in {:.1} s ({} live peers held down) ({:.1} s to simulate)",
+            "{nodes} nodes, 2^{} partitions: steady {:.0} B/s per node (max {:.0}), {} live peers held down; a store create reached every node in {:.1} s at {:.0} B/s per node; a join was agreed by every node in {:.1} s at {:.0} B/s per node; a preference-list lookup took {:.0} ns; a stopped node was down at every node in {:.1} s ({} live peers held down) ({:.1} s to simulate)",
+            r.partition_bits,
             r.steady_bytes_per_node_per_sec,
             r.steady_max_bytes_per_node_per_sec,
             r.steady_false_downs,

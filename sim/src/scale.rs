@@ -1,12 +1,18 @@
-//! Gossip at scale: what membership costs each node as the cluster grows (issue 8, 1.1).
+//! Gossip at scale: what membership costs each node as the cluster grows (issue 8, 1.1; issue
+//! 9, 3.2).
 //!
 //! Runs `nodes` real node machines that start from one agreed view (no data, no faults, every
-//! message delivered after 1 ms), lets them gossip for a while at the default interval (1 s),
-//! and counts the bytes of every frame each node sends (gossip requests, answers and pushes).
-//! Then one node creates a store and the run measures how long the change takes to reach every
-//! node, and what that costs.
+//! message delivered after 1 ms; 2^12 partitions, or at least 4 a node: 2^16 at 10,000), lets
+//! them gossip for a while at the default interval (1 s), and counts the encoded bytes of every
+//! message each node sends (gossip requests, answers and pushes). Then one node creates a store
+//! and the run measures how long the change takes to reach every node, and what that costs;
+//! then a node joins, and the run measures until every node holds the ring with it.
 //!
-//! `quickv-sim --gossip-scale 10,100,1000` prints one line per size; the figures go in
+//! Messages are handed over as values, not frames, so what simulated nodes share (a ring, the
+//! entries of the membership) is held once, as it would be once per process in a real cluster:
+//! 10,000 node machines fit in one process of a few gigabytes.
+//!
+//! `quickv-sim --gossip-scale 10,100,1000,10000` prints one line per size; the figures go in
 //! `docs/cluster.md`.
 
 use std::cmp::Reverse;
@@ -27,6 +33,8 @@ use quickv_core::wire::{self, Message, Request};
 pub struct ScaleReport {
     /// Nodes in the cluster.
     pub nodes: usize,
+    /// log2 of the ring's partition count ([`partition_bits_for`]).
+    pub partition_bits: u8,
     /// Bytes each node sent per second with an unchanging view (mean over nodes).
     pub steady_bytes_per_node_per_sec: f64,
     /// The most any one node sent per second with an unchanging view.
@@ -100,7 +108,7 @@ impl Net {
     }
 
     fn new(count: usize) -> Net {
-        let mut view = ClusterView::new(12);
+        let mut view = ClusterView::new(partition_bits_for(count));
         let mut infos = Vec::new();
         let mut certificates = Vec::new();
         for i in 0..count {
@@ -239,9 +247,20 @@ impl Net {
     }
 }
 
-/// Measures a cluster of `nodes` nodes: see the module docs.
+/// The partitions a cluster of `nodes` is simulated with: 2^12, or more so that there are at
+/// least 4 a node (2^16, the default of real clusters, at 10,000 nodes).
+pub fn partition_bits_for(nodes: usize) -> u8 {
+    let wanted = (nodes.max(1) * 4).next_power_of_two().trailing_zeros() as u8;
+    wanted.clamp(12, 16)
+}
+
+/// Measures a cluster of `nodes` nodes: see the module docs. Reports each phase on stderr as
+/// it ends (a run of thousands of nodes takes minutes).
 pub fn measure(nodes: usize) -> ScaleReport {
+    let started = std::time::Instant::now();
+    let phase = |name: &str| eprintln!("  {nodes} nodes: {name} ({:.1} s)", started.elapsed().as_secs_f64());
     let mut net = Net::new(nodes);
+    phase("started");
     let warm = Duration::from_secs(5);
     let window = Duration::from_secs(20);
     net.run_until(warm);
@@ -271,6 +290,7 @@ pub fn measure(nodes: usize) -> ScaleReport {
         }
     }
     let spread = spread.unwrap_or(limit - begun);
+    phase("steady window and store create");
     let change_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
     let steady_false_downs = net.false_downs();
     // A node joins: how long until every node holds the ring with it, no change under way.
@@ -296,6 +316,7 @@ pub fn measure(nodes: usize) -> ScaleReport {
         }
     }
     let agreed = agreed.unwrap_or(limit - begun);
+    phase("join");
     let join_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
     let members = net.nodes.len() as f64;
     let lookup_ns = lookup_ns(net.nodes[0].view().ring().expect("a ring"));
@@ -315,8 +336,10 @@ pub fn measure(nodes: usize) -> ScaleReport {
             break;
         }
     }
+    phase("stop");
     ScaleReport {
         nodes,
+        partition_bits: net.nodes[0].view().partition_bits(),
         steady_bytes_per_node_per_sec: steady,
         steady_max_bytes_per_node_per_sec: steady_max,
         change_spread_secs: spread.as_secs_f64(),
@@ -500,6 +523,12 @@ mod tests {
         assert_eq!(report.stop_false_downs, 0, "{report:?}");
         assert!(report.join_agreed_secs < 10.0, "{report:?}");
         assert!(report.lookup_ns > 0.0, "{report:?}");
+        assert_eq!(report.partition_bits, 12, "{report:?}");
+        assert_eq!(
+            [100, 1_000, 2_000, 10_000, 100_000].map(super::partition_bits_for),
+            [12, 12, 13, 16, 16],
+            "2^12 partitions, or at least 4 a node up to the default 2^16"
+        );
         let svg = super::plot(&[report.clone(), super::ScaleReport { nodes: 100, ..report }]);
         assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
     }

@@ -45,7 +45,7 @@ impl Node {
 
     /// After any change of the view: makes its digest again, and adds what changed to the news.
     pub(super) fn view_digested(&mut self) {
-        let digest = self.view.digest();
+        let digest = alloc::sync::Arc::new(self.view.digest());
         let base = self.spread.news_base.take().unwrap_or_else(|| self.digest.clone());
         // The news is the current view's parts that differ from the view before the first
         // change still in spread: always parts of one consistent view.
@@ -244,7 +244,7 @@ impl Node {
     /// What this node sends in a gossip message: its view (`whole`: every entry), its
     /// heartbeat, its news (on every message of a broadcast) and verdicts.
     fn gossip_digest(&mut self, whole: bool, broadcast: bool) -> GossipDigest {
-        let view = if whole { ViewWord::Whole(self.digest.clone()) } else { ViewWord::Summary(self.summary) };
+        let view = if whole { ViewWord::Whole((*self.digest).clone()) } else { ViewWord::Summary(self.summary) };
         GossipDigest {
             view,
             heartbeat: self.heartbeat,
@@ -418,7 +418,7 @@ pub(super) struct Spread {
     /// Parts of the view that changed lately (since the view `news_base` digests), and on how
     /// many more messages they ride.
     news: Option<ClusterView>,
-    news_base: Option<ViewDigest>,
+    news_base: Option<alloc::sync::Arc<ViewDigest>>,
     news_left: u32,
     /// Verdicts in spread, by subject and observer, with the messages left for each.
     verdicts: BTreeMap<(NodeId, NodeId), (Verdict, u32)>,

@@ -603,7 +603,8 @@ pub struct Node {
     /// The verdict on each peer.
     liveness: Liveness,
     /// The view's digest and summary, made again on every change of the view.
-    digest: crate::gossip::ViewDigest,
+    /// Shared with the news base while no change has come since (see `cluster_sync`).
+    digest: alloc::sync::Arc<crate::gossip::ViewDigest>,
     summary: crate::gossip::ViewSummary,
     /// Gossip's news and verdicts in spread, and the peers this node watches (see
     /// [`cluster_sync`]).
@@ -668,7 +669,7 @@ impl Node {
         }
         let started_ms = config.wall_clock_origin_ms.saturating_add(now.as_millis() as u64);
         let partition_bits = view.partition_bits();
-        let digest = view.digest();
+        let digest = alloc::sync::Arc::new(view.digest());
         let mut node = Node {
             heartbeat: Heartbeat { generation: started_ms, beat: 0 },
             liveness: Liveness::new(LivenessConfig::for_interval(config.sync_interval)),
