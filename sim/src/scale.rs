@@ -84,6 +84,8 @@ struct Net {
     sent: Vec<u64>,
     /// Nodes stopped: they take no message and run no timer.
     stopped: Vec<bool>,
+    /// Changes of a node's view, over every node (reported with each phase).
+    view_changes: u64,
 }
 
 impl Net {
@@ -142,6 +144,7 @@ impl Net {
             next_stream: 1,
             sent: vec![0; count],
             stopped: vec![false; count],
+            view_changes: 0,
         };
         for (i, info) in infos.into_iter().enumerate() {
             net.addresses.insert(info.address.clone(), i);
@@ -165,7 +168,11 @@ impl Net {
             };
             self.nodes[i].handle_io(self.now, id, Ok(out));
         }
-        while self.nodes[i].poll_event().is_some() {}
+        while let Some(event) = self.nodes[i].poll_event() {
+            if matches!(event, quickv_core::node::Event::ViewChanged) {
+                self.view_changes += 1;
+            }
+        }
         while let Some(t) = self.nodes[i].poll_transmit() {
             self.sent[i] += wire::encode(&t.message).len() as u64;
             let message = t.message;
@@ -258,9 +265,12 @@ pub fn partition_bits_for(nodes: usize) -> u8 {
 /// it ends (a run of thousands of nodes takes minutes).
 pub fn measure(nodes: usize) -> ScaleReport {
     let started = std::time::Instant::now();
-    let phase = |name: &str| eprintln!("  {nodes} nodes: {name} ({:.1} s)", started.elapsed().as_secs_f64());
+    let phase = |name: &str, net: &Net| {
+        let (at, changes) = (started.elapsed().as_secs_f64(), net.view_changes);
+        eprintln!("  {nodes} nodes: {name} ({at:.1} s, {changes} view changes so far over every node)")
+    };
     let mut net = Net::new(nodes);
-    phase("started");
+    phase("started", &net);
     let warm = Duration::from_secs(5);
     let window = Duration::from_secs(20);
     net.run_until(warm);
@@ -269,6 +279,7 @@ pub fn measure(nodes: usize) -> ScaleReport {
     let per_node: Vec<f64> = net.sent.iter().zip(&before).map(|(a, b)| (a - b) as f64 / window.as_secs_f64()).collect();
     let steady = per_node.iter().sum::<f64>() / nodes as f64;
     let steady_max = per_node.iter().copied().fold(0.0, f64::max);
+    phase(&format!("steady window, {steady:.0} B/s per node (max {steady_max:.0})"), &net);
     // A store created at one node: how long until every view holds it.
     let carts = StoreName::new("carts").expect("valid");
     let begun = net.now;
@@ -290,7 +301,7 @@ pub fn measure(nodes: usize) -> ScaleReport {
         }
     }
     let spread = spread.unwrap_or(limit - begun);
-    phase("steady window and store create");
+    phase("store create", &net);
     let change_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
     let steady_false_downs = net.false_downs();
     // A node joins: how long until every node holds the ring with it, no change under way.
@@ -316,7 +327,7 @@ pub fn measure(nodes: usize) -> ScaleReport {
         }
     }
     let agreed = agreed.unwrap_or(limit - begun);
-    phase("join");
+    phase("join", &net);
     let join_bytes = (net.sent.iter().sum::<u64>() - sent_before) as f64;
     let members = net.nodes.len() as f64;
     let lookup_ns = lookup_ns(net.nodes[0].view().ring().expect("a ring"));
@@ -336,7 +347,7 @@ pub fn measure(nodes: usize) -> ScaleReport {
             break;
         }
     }
-    phase("stop");
+    phase("stop", &net);
     ScaleReport {
         nodes,
         partition_bits: net.nodes[0].view().partition_bits(),
