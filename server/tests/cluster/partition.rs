@@ -102,8 +102,7 @@ impl Net {
         if i > 0 {
             command.args(["--seeds", &self.addr(0)]);
         }
-        let log = std::fs::File::create(folder.path().join(format!("log{i}"))).unwrap();
-        command.env("QUICKV_LOG", "debug").stdout(Stdio::null()).stderr(log).spawn().unwrap()
+        command.env("QUICKV_LOG", "debug").stdout(Stdio::null()).stderr(folder.log(i)).spawn().unwrap()
     }
 }
 
@@ -185,7 +184,7 @@ fn writes_on_both_sides_of_a_partition_reach_every_replica_after_it_heals() {
         // acknowledged is lost.
         if !refused.is_empty() {
             println!("refused: {refused:?}");
-            print_logs(&folder);
+            folder.print_logs();
         }
         for side in ["a-", "b-"] {
             assert!(acknowledged.iter().any(|(k, _)| k.starts_with(side)), "no write acknowledged on side {side}");
@@ -222,17 +221,8 @@ fn writes_on_both_sides_of_a_partition_reach_every_replica_after_it_heals() {
     }));
     crate::process::stop_all(&mut nodes);
     drop(net);
+    // A panic raised again shows the nodes' logs as the folder is dropped.
     if let Err(panic) = result {
-        print_logs(&folder);
         std::panic::resume_unwind(panic);
-    }
-}
-
-/// Prints the last lines of each node's log, debug lines left out.
-fn print_logs(folder: &Folder) {
-    for i in 0..4 {
-        let log = std::fs::read_to_string(folder.path().join(format!("log{i}"))).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();
-        println!("n{i}'s log, last lines but debug:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
     }
 }

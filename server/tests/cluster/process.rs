@@ -148,7 +148,41 @@ impl Folder {
         let mut command = Command::new(env!("CARGO_BIN_EXE_quickv-node"));
         command.arg("run").arg("--dir").arg(self.path().join(format!("n{i}"))).arg("--ca-dir").arg(self.path());
         command.args(["--listen", listen]).args(args);
-        command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        command.env("QUICKV_LOG", "debug").stdout(Stdio::null()).stderr(self.log(i)).spawn().unwrap()
+    }
+
+    /// The log file of node `i`, for its stderr: appended to, so that a restarted node's log
+    /// follows its earlier one.
+    pub(crate) fn log(&self, i: u16) -> std::fs::File {
+        let path = self.path().join(format!("log{i}"));
+        std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap()
+    }
+
+    /// Prints the last lines of each node's log, debug lines left out.
+    pub(crate) fn print_logs(&self) {
+        let mut logs: Vec<_> = std::fs::read_dir(self.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("log")))
+            .collect();
+        logs.sort();
+        for path in logs {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("DEBUG")).collect();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            println!("{name}, last lines but debug:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
+        }
+    }
+}
+
+/// A test that fails shows what its nodes logged last.
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_logs();
+        }
     }
 }
 
@@ -574,7 +608,8 @@ fn a_killed_node_is_shown_down_and_requests_skip_it() {
                 for k in 0..30 {
                     let key = format!("r{round}-k{k}");
                     let begun = Instant::now();
-                    store.put(&key, b"v".to_vec(), &quickv_client::CausalContext::empty()).await.expect("put");
+                    let put = store.put(&key, b"v".to_vec(), &quickv_client::CausalContext::empty()).await;
+                    put.unwrap_or_else(|e| panic!("put of {key} failed after {:?}: {e:?}", begun.elapsed()));
                     took.push(begun.elapsed());
                 }
                 for k in 0..30 {
