@@ -11,6 +11,7 @@
 //!   store list
 //!   status
 //!   cluster plan | commit                          the pending ring change; apply it
+//!   bench --workload load|a|b|c|d|ping [--via ADDR] [--plot FILE.svg]   load, percentiles (see `bench`)
 //! ```
 //!
 //! KEY is text; with `--key-hex` it is hex digits, for keys that are not UTF-8.
@@ -30,6 +31,7 @@ use quickv_client::{
 };
 use serde_json::json;
 
+mod bench;
 mod key;
 mod ring_plan;
 use key::KeyArg;
@@ -103,6 +105,9 @@ enum Command {
     },
     /// Every node: address, zone, capacity, state and share of the ring.
     Status,
+    /// Load in the YCSB tradition (workloads load, a, b, c, d) and `ping`, the transport's
+    /// ceiling: ops/s and latency percentiles, as a table or JSON, and a plot.
+    Bench(bench::BenchArgs),
     /// Where a key lives: its token, its primaries and fallbacks, and what each of them holds.
     Locate {
         /// The store.
@@ -190,7 +195,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(cli: &Cli) -> Result<Client> {
+async fn connect(cli: &Cli) -> Result<(Client, ClusterCa)> {
     if cli.seeds.is_empty() {
         bail!("no seeds: pass --seeds or set QUICKV_SEEDS (quickv-node dev prints the line)");
     }
@@ -201,12 +206,13 @@ async fn connect(cli: &Cli) -> Result<Client> {
             ca.display()
         )
     })?;
-    Ok(Client::builder().seeds(cli.seeds.clone()).ca_cert(ca).build().await?)
+    Ok((Client::builder().seeds(cli.seeds.clone()).ca_cert(ca.clone()).build().await?, ca))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let client = connect(&cli).await?;
+    let (client, ca) = connect(&cli).await?;
     let code = match &cli.command {
+        Command::Bench(args) => bench::run(&client, &ca, args.clone(), cli.json).await?,
         Command::Put { store, key, value, context } => {
             let value = if value == "-" {
                 let mut buf = Vec::new();

@@ -519,6 +519,37 @@ impl Store {
         Ok(location)
     }
 
+    /// A no-op request to the first replica of `key` this client holds up (`quickv bench
+    /// --workload ping`): it passes the request path up to the storage call, carrying `payload`,
+    /// and is answered without touching storage. Returns the node that answered. The ceiling
+    /// every other request is measured against.
+    pub async fn ping(&self, key: impl AsRef<[u8]>, payload: Vec<u8>) -> Result<NodeId, GetError> {
+        let key = key.as_ref();
+        self.client.inner.options.limits.check_key(key).map_err(GetError::InvalidKey)?;
+        let quorum = self.config.quorum_kind();
+        let unavailable = GetError::Unavailable { required: 1, answered: 0, quorum };
+        self.retrying(
+            key,
+            |caller, target| {
+                let (payload, unavailable) = (payload.clone(), unavailable.clone());
+                async move {
+                    let primaries = target.prefs.primaries();
+                    let up = primaries.iter().find(|n| !target.held_down.contains(n));
+                    let Some(to) = up.or(primaries.first()).cloned() else { return Err(GetError::NoNodes) };
+                    let request = Request::Ping { store: target.store, key: target.key, payload };
+                    match caller.call(to.clone(), request).await {
+                        Ok(Response::Ack) => Ok(to),
+                        Ok(Response::Error(e)) if !e.kind.is_retryable() => Err(GetError::Refused(e.into_refusal())),
+                        Ok(_) | Err(_) => Err(unavailable),
+                    }
+                }
+            },
+            GetError::is_retryable,
+            GetError::NoNodes,
+        )
+        .await
+    }
+
     /// The store's settings, fixed at creation.
     pub fn config(&self) -> StoreConfig {
         self.config

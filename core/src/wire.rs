@@ -235,6 +235,18 @@ pub enum Request {
         /// The node to remove.
         node: NodeId,
     },
+    /// A no-op on the request path (`quickv bench ping`): passes the checks a replica read of
+    /// `key` passes (store, key limits, the routing check of a [`Message::Routed`] request),
+    /// then is answered `Ack` without touching storage. `payload` is carried and dropped, so a
+    /// ping can weigh what a write of that value weighs on the wire: the transport's ceiling.
+    Ping {
+        /// The store.
+        store: StoreName,
+        /// The key.
+        key: Vec<u8>,
+        /// Bytes carried and dropped.
+        payload: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -260,6 +272,7 @@ impl Request {
             Request::CommitRing { .. } => "commit_ring",
             Request::Leave { .. } => "leave",
             Request::RemoveNode { .. } => "remove_node",
+            Request::Ping { .. } => "ping",
         }
     }
 }
@@ -524,7 +537,8 @@ fn check(message: &Message) -> Result<(), DecodeError> {
             | Request::TreeBuckets { .. }
             | Request::TreeLeaves { .. }
             | Request::TombstoneCheck { .. }
-            | Request::DropStore { .. } => Ok(()),
+            | Request::DropStore { .. }
+            | Request::Ping { .. } => Ok(()),
         },
         Message::Response { body: Response::Gossip { digest, delta }, .. } => {
             digest_ok(digest)?;

@@ -175,6 +175,12 @@ impl Node {
             Request::CommitRing { plan } => self.commit_ring(now, stream, id, plan),
             Request::Leave { node } => self.leave(now, stream, id, node),
             Request::RemoveNode { node } => self.remove_node(now, stream, id, node),
+            Request::Ping { store, key, payload } => {
+                self.replica_checks(now, peer, &store, &key, routed)?;
+                let too_large = |e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}"));
+                self.config.limits.check_value(&payload).map_err(too_large)?;
+                Ok(Some(Response::Ack))
+            }
             Request::Collect { store, key, siblings } => {
                 nodes_only(from_node)?;
                 let config = self.store_config(&store)?;

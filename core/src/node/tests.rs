@@ -540,6 +540,47 @@ fn a_request_routed_with_another_ring_is_answered_stale_ring() {
     assert_eq!(h.nodes[0].stats().stale_routed, 3);
 }
 
+/// Issue 10, 1.2: a ping passes what a replica read passes (a store it knows, a key within
+/// limits, a routing check), is answered `Ack`, and touches no storage; its payload is held to
+/// the value limit.
+#[test]
+fn a_ping_is_answered_on_the_request_path_without_storage() {
+    let mut h = Harness::new(3);
+    let mine = h.nodes[0].view().ring().unwrap().version();
+    let ping = |store: &str, key: &[u8], payload: usize| Request::Ping {
+        store: StoreName::new(store).unwrap(),
+        key: key.to_vec(),
+        payload: alloc::vec![7; payload],
+    };
+    let asked = |h: &mut Harness, stream: u64, message: Message| {
+        h.nodes[0].handle_message(h.now, Origin::caller(stream), message);
+        // Nothing to store or load: the answer is out at once.
+        assert!(h.nodes[0].poll_io().is_none(), "a ping asked for storage");
+        h.settle();
+        h.answers.remove(&stream).expect("an answer")
+    };
+    let body = ping("default", b"k", 1024);
+    assert_eq!(asked(&mut h, 1, Message::Request { id: 1, body: body.clone() }), Response::Ack);
+    assert_eq!(asked(&mut h, 2, Message::Routed { id: 1, ring: mine, body: body.clone() }), Response::Ack);
+    let stale = RingVersion { digest: mine.digest ^ 1, ..mine };
+    let refused = |answer: Response| match answer {
+        Response::Error(e) => e.kind,
+        other => panic!("answered {other:?}"),
+    };
+    assert_eq!(refused(asked(&mut h, 3, Message::Routed { id: 1, ring: stale, body })), ErrorKind::StaleRing);
+    assert_eq!(
+        refused(asked(&mut h, 4, Message::Request { id: 1, body: ping("nope", b"k", 0) })),
+        ErrorKind::UnknownStore
+    );
+    assert_eq!(
+        refused(asked(&mut h, 5, Message::Request { id: 1, body: ping("default", b"", 0) })),
+        ErrorKind::Malformed
+    );
+    let limit = h.nodes[0].config.limits.max_value;
+    let over = ping("default", b"k", limit + 1);
+    assert_eq!(refused(asked(&mut h, 6, Message::Request { id: 1, body: over })), ErrorKind::TooLarge);
+}
+
 /// 3.2: a node started with an id that another node holds (another certificate, another
 /// address) is refused with a clear error, stops trying, and the cluster is unaffected.
 #[test]

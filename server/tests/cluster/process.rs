@@ -250,6 +250,56 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim().to_owned()
 }
 
+/// Issue 10, 1.1 to 1.4: `quickv bench` against a dev cluster: `load` inserts the records,
+/// every other workload finds them (no read comes back empty), `ping` answers, `--via` sends
+/// through one node, `--json` is one object with the figures, `--plot` writes an SVG, and a
+/// workload against a store that does not exist fails with a clear error.
+#[test]
+fn quickv_bench_runs_every_workload_and_reports_it() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Dev::start(dir.path(), test_port(9));
+    let bench = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json", "bench", "--records", "300", "--ops", "400", "--concurrency", "8"];
+        all.extend(args);
+        let out = dev.quickv(&all, None);
+        assert!(out.status.success(), "quickv {all:?}: {}{}", text(&out.stdout), text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+    };
+    let load = bench(&["-w", "load"]);
+    assert_eq!((load["ops"].as_u64(), load["errors"].as_u64()), (Some(300), Some(0)), "{load}");
+    assert!(load["by_op"]["insert"]["p99_ms"].as_f64().is_some_and(|p99| p99 > 0.0), "{load}");
+    let plot = dir.path().join("a.svg");
+    for args in [
+        &["-w", "a"][..],
+        &["-w", "b", "--distribution", "uniform"],
+        &["-w", "c", "--via", &dev.seeds],
+        &["-w", "d"],
+        &["-w", "ping"],
+        &["-w", "ping", "--via", &dev.seeds],
+        &["-w", "a", "--plot", plot.to_str().unwrap()],
+    ] {
+        let report = bench(args);
+        assert_eq!(report["ops"].as_u64(), Some(400), "{args:?}: {report}");
+        assert_eq!((report["errors"].as_u64(), report["timeouts"].as_u64()), (Some(0), Some(0)), "{args:?}");
+        assert_eq!(report["absent"].as_u64(), Some(0), "{args:?}: a read found a loaded record absent");
+        assert_eq!(report["mode"], if args.contains(&"--via") { "via" } else { "smart" }, "{args:?}");
+        for field in ["ops_per_sec", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"] {
+            assert!(report[field].as_f64().is_some_and(|v| v > 0.0), "{args:?}: {field} in {report}");
+        }
+    }
+    let svg = std::fs::read_to_string(&plot).expect("the plot is written");
+    assert!(svg.starts_with("<svg") && svg.contains("update") && svg.contains("throughput"));
+    let table = dev.quickv(&["bench", "-w", "c", "--records", "300", "--ops", "100"], None);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    for column in ["p50", "p90", "p99", "p99.9", "max", "100 ops in"] {
+        assert!(text(&table.stdout).contains(column), "no {column} in {}", text(&table.stdout));
+    }
+    let unknown = dev.quickv(&["bench", "-w", "c", "--store", "nope"], None);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("nope"), "{}", text(&unknown.stderr));
+}
+
 #[test]
 fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
     let _serial = one_at_a_time();
