@@ -4,8 +4,10 @@
 //! request read by the endpoint, the answer (or silence) of a peer to a request the node sent, a
 //! storage step that finished. The driver feeds it to the machine, then performs what the
 //! machine emits: answers go back to the stream's task, requests to peers go out on the
-//! transport (each in a task of its own, reporting back), storage steps run on the blocking pool,
-//! and view saves run one after another in the order the machine emitted them. Between inputs
+//! transport (each in a task of its own, reporting back), record writes and loads go to the
+//! node's committer and reader threads ([`super::committer`]), scans and whole-store steps run
+//! on the blocking pool, and view saves run one after another in the order the machine emitted
+//! them. Between inputs
 //! it sleeps until the machine's next timeout. It decides nothing itself.
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use quickv_net::transport::{CallError, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::committer::{Load, StorageThreads, Write};
 use super::metrics::Metrics;
 use super::saved_view::SavedView;
 use super::steps;
@@ -99,8 +102,6 @@ impl Observed {
 /// The driver task's state.
 pub(crate) struct Driver {
     machine: quickv_core::node::Node,
-    /// The incarnation the node runs in (its counter floor is saved for it).
-    incarnation: u64,
     origin: Instant,
     inputs: mpsc::UnboundedReceiver<Input>,
     /// For the tasks the driver starts, to report back.
@@ -110,6 +111,8 @@ pub(crate) struct Driver {
     next_stream: u64,
     transport: Arc<Transport>,
     engine: Arc<dyn Engine>,
+    /// The committer and the reader: every record write and load.
+    storage: StorageThreads,
     saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
     observed: Arc<Observed>,
     /// The node's metrics, if it serves them; the arrival and name of each request awaiting its
@@ -130,8 +133,9 @@ impl Driver {
         engine: Arc<dyn Engine>,
         saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
         metrics: Option<Metrics>,
-    ) -> (Driver, mpsc::UnboundedSender<Input>, Arc<Observed>) {
+    ) -> std::io::Result<(Driver, mpsc::UnboundedSender<Input>, Arc<Observed>)> {
         let (report, inputs) = mpsc::unbounded_channel();
+        let storage = StorageThreads::start(machine.id(), engine.clone(), incarnation, report.clone())?;
         let observed = Arc::new(Observed {
             view: RwLock::new(Arc::new(machine.view().clone())),
             stats: Mutex::new(machine.stats()),
@@ -140,7 +144,6 @@ impl Driver {
         });
         let driver = Driver {
             machine,
-            incarnation,
             origin,
             inputs,
             report: report.clone(),
@@ -148,13 +151,14 @@ impl Driver {
             next_stream: 1,
             transport,
             engine,
+            storage,
             saves,
             observed: observed.clone(),
             metrics,
             arrivals: HashMap::new(),
             figures_taken: origin,
         };
-        (driver, report, observed)
+        Ok((driver, report, observed))
     }
 
     fn now(&self) -> std::time::Duration {
@@ -254,34 +258,15 @@ impl Driver {
             Io::SaveView(view) => {
                 let _ = self.saves.send((id, view));
             }
-            Io::Load { store, key } => {
-                tokio::task::spawn_blocking(move || {
-                    let result = steps::load(&*engine, &store, &key);
-                    let _ = report.send(Input::Io { id, result });
-                });
+            Io::Load { store, key } => self.storage.load(id, Load { store, key }),
+            Io::Store { store, key, state, hint } => self.storage.write(id, Write::Store { store, key, state, hint }),
+            Io::Remove { store, key, counter_floor } => {
+                self.storage.write(id, Write::Remove { store, key, counter_floor })
             }
-            Io::Store { store, key, state, hint } => {
-                tokio::task::spawn_blocking(move || {
-                    let result = steps::store(&*engine, &store, &key, &state, hint.as_ref());
-                    let _ = report.send(Input::Io { id, result });
-                });
-            }
+            Io::DropHint(hint) => self.storage.write(id, Write::DropHint(hint)),
             Io::Scan { store, ranges, from, limit } => {
                 tokio::task::spawn_blocking(move || {
                     let result = steps::scan(&*engine, &store, &ranges, &from, limit);
-                    let _ = report.send(Input::Io { id, result });
-                });
-            }
-            Io::Remove { store, key, counter_floor } => {
-                let incarnation = self.incarnation;
-                tokio::task::spawn_blocking(move || {
-                    let result = steps::remove(&*engine, &store, &key, incarnation, counter_floor);
-                    let _ = report.send(Input::Io { id, result });
-                });
-            }
-            Io::DropHint(hint) => {
-                tokio::task::spawn_blocking(move || {
-                    let result = steps::drop_hint(&*engine, &hint);
                     let _ = report.send(Input::Io { id, result });
                 });
             }

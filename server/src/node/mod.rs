@@ -1,12 +1,14 @@
 //! The node process: a QUIC endpoint and a storage engine around core's node machine.
 //!
 //! Every decision (what to answer, whom to ask, what to store, when to exchange views) is made
-//! by [`quickv_core::node::Node`]. This module is the glue around it, in three parts: the
+//! by [`quickv_core::node::Node`]. This module is the glue around it, in four parts: the
 //! [`endpoint`] reads requests off QUIC streams, the [`driver`] task owns the machine and
-//! performs what it emits (answers, requests to peers, storage [`steps`] on the blocking pool,
-//! view saves in order), and [`saved_view`] is the view file.
+//! performs what it emits (answers, requests to peers, storage [`steps`], view saves in order),
+//! the [`committer`] and its reader thread run record writes (one batch and one sync at a time)
+//! and loads, and [`saved_view`] is the view file.
 
 pub mod bounds;
+mod committer;
 mod driver;
 mod endpoint;
 mod incarnation;
@@ -196,6 +198,12 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// The node's storage threads could not be started.
+    #[error("cannot start the storage threads: {source}")]
+    Threads {
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The endpoint could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -335,7 +343,8 @@ impl Node {
             None => (None, None),
         };
         let (driver, inputs, observed) =
-            driver::Driver::new(machine, incarnation, origin, transport.clone(), engine.clone(), saves, metrics);
+            driver::Driver::new(machine, incarnation, origin, transport.clone(), engine.clone(), saves, metrics)
+                .map_err(|source| StartError::Threads { source })?;
         let mut tasks = vec![
             tokio::spawn(driver::save_views(file, saves_rx, inputs.clone())),
             tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),

@@ -10,7 +10,7 @@ use quickv_core::store::StoreName;
 use quickv_core::token::TokenRange;
 use quickv_core::version::KeyRecord;
 
-use crate::storage::{Engine, ScanItem, StorageError, layout, record};
+use crate::storage::{Change, Engine, ScanItem, StorageError, layout, record};
 
 /// Reads the stored state of `key`; a record that fails its checks is reported damaged, never
 /// returned as data.
@@ -39,6 +39,7 @@ const HINT_VERSION: u8 = 2;
 
 /// Stores `state` as the record of `key`, and `hint` with it, durably per the engine's sync
 /// policy, before answering.
+#[cfg(test)]
 pub(crate) fn store(
     engine: &dyn Engine,
     store: &StoreName,
@@ -46,14 +47,24 @@ pub(crate) fn store(
     state: &KeyRecord,
     hint: Option<&Hint>,
 ) -> Result<IoOutput, IoError> {
-    engine.put(&layout::space(store), &layout::record_key(key), &record::encode(key, state)).map_err(failed)?;
+    engine.apply(&store_changes(store, key, state, hint)).map_err(failed)?;
+    Ok(IoOutput::Done)
+}
+
+/// What storing `state` as the record of `key`, with `hint`, writes.
+pub(crate) fn store_changes(store: &StoreName, key: &[u8], state: &KeyRecord, hint: Option<&Hint>) -> Vec<Change> {
+    let mut changes = vec![Change::Put {
+        space: layout::space(store),
+        key: layout::record_key(key),
+        value: record::encode(key, state),
+    }];
     if let Some(hint) = hint {
         let mut value = vec![HINT_VERSION];
         value.extend_from_slice(&hint.created_ms.to_le_bytes());
         value.extend_from_slice(&hint.bytes.to_le_bytes());
-        engine.put(HINTS_SPACE, &hint_key(hint), &value).map_err(failed)?;
+        changes.push(Change::Put { space: HINTS_SPACE.into(), key: hint_key(hint), value });
     }
-    Ok(IoOutput::Done)
+    changes
 }
 
 /// The space of the node's own small records: no store name starts with `_`.
@@ -68,7 +79,9 @@ const FLOOR_VERSION: u8 = 1;
 
 /// Saves `counter_floor` for `incarnation` (unless a higher one is saved already), then
 /// removes the record of `key` (a collected tombstone, a fallback's copy handed back), both
-/// durably per the engine's sync policy. Removals run concurrently: the floor only rises.
+/// durably per the engine's sync policy, in one write. The node's committer runs removals one
+/// batch at a time (see `committer`): the floor only rises.
+#[cfg(test)]
 pub(crate) fn remove(
     engine: &dyn Engine,
     store: &StoreName,
@@ -76,18 +89,32 @@ pub(crate) fn remove(
     incarnation: u64,
     counter_floor: u64,
 ) -> Result<IoOutput, IoError> {
-    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    {
-        let _one_at_a_time = SAVING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if counter_floor > self::counter_floor(engine, incarnation).map_err(failed)? {
-            let mut value = vec![FLOOR_VERSION];
-            value.extend_from_slice(&incarnation.to_le_bytes());
-            value.extend_from_slice(&counter_floor.to_le_bytes());
-            engine.put(NODE_SPACE, FLOOR_KEY, &value).map_err(failed)?;
-        }
-    }
-    engine.remove(&layout::space(store), &layout::record_key(key)).map_err(failed)?;
+    let mut changes: Vec<Change> =
+        floor_change(engine, incarnation, counter_floor).map_err(failed)?.into_iter().collect();
+    changes.push(remove_change(store, key));
+    engine.apply(&changes).map_err(failed)?;
     Ok(IoOutput::Done)
+}
+
+/// What removing the record of `key` writes.
+pub(crate) fn remove_change(store: &StoreName, key: &[u8]) -> Change {
+    Change::Remove { space: layout::space(store), key: layout::record_key(key) }
+}
+
+/// The write that saves `counter_floor` for `incarnation`, unless a floor as high is saved
+/// already.
+pub(crate) fn floor_change(
+    engine: &dyn Engine,
+    incarnation: u64,
+    counter_floor: u64,
+) -> Result<Option<Change>, StorageError> {
+    if counter_floor <= self::counter_floor(engine, incarnation)? {
+        return Ok(None);
+    }
+    let mut value = vec![FLOOR_VERSION];
+    value.extend_from_slice(&incarnation.to_le_bytes());
+    value.extend_from_slice(&counter_floor.to_le_bytes());
+    Ok(Some(Change::Put { space: NODE_SPACE.into(), key: FLOOR_KEY.to_vec(), value }))
 }
 
 /// The counter floor saved for `incarnation` (0 if none was, or it was saved in another
@@ -111,9 +138,15 @@ pub(crate) fn counter_floor(engine: &dyn Engine, incarnation: u64) -> Result<u64
 }
 
 /// Removes a hint.
+#[cfg(test)]
 pub(crate) fn drop_hint(engine: &dyn Engine, hint: &Hint) -> Result<IoOutput, IoError> {
-    engine.remove(HINTS_SPACE, &hint_key(hint)).map_err(failed)?;
+    engine.apply(&[drop_hint_change(hint)]).map_err(failed)?;
     Ok(IoOutput::Done)
+}
+
+/// What removing a hint writes.
+pub(crate) fn drop_hint_change(hint: &Hint) -> Change {
+    Change::Remove { space: HINTS_SPACE.into(), key: hint_key(hint) }
 }
 
 /// Moves what only the journal holds into table files (`Engine::checkpoint`): the node asks
@@ -240,7 +273,7 @@ pub(crate) fn drop_store(engine: &dyn Engine, store: &StoreName) -> Result<IoOut
     Ok(IoOutput::Done)
 }
 
-fn failed(e: StorageError) -> IoError {
+pub(crate) fn failed(e: StorageError) -> IoError {
     IoError(e.to_string())
 }
 

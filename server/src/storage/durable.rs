@@ -3,7 +3,9 @@
 //! Each space is a fjall keyspace. A write is appended to fjall's journal (handed to the
 //! operating system) before `put` returns; under [`SyncPolicy::Always`] it is also fsynced, and
 //! concurrent writers share fsyncs: each write takes a sequence number after it is journaled,
-//! and a writer whose number an fsync already covered returns without one (group commit).
+//! and a writer whose number an fsync already covered returns without one. The node writes
+//! through [`Engine::apply`]: one journal write and one fsync for a whole batch of changes,
+//! gathered by its committer thread (group commit without a thread per write).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +16,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::quarantine::JournalLoss;
 use super::table_damage::{first_readable_after, is_damage};
-use super::{Engine, ScanItem, StorageError, SyncPolicy, check_space};
+use super::{Change, Engine, ScanItem, StorageError, SyncPolicy, check_space};
 
 /// The default engine: fjall on local disk.
 pub struct DurableEngine {
@@ -140,6 +142,31 @@ impl Engine for DurableEngine {
         let Some(ks) = self.space(space, false)? else { return Ok(()) };
         ks.remove(key).map_err(engine_error)?;
         let seq = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        self.commit(seq)
+    }
+
+    fn apply(&self, changes: &[Change]) -> Result<(), StorageError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        for change in changes {
+            match change {
+                Change::Put { space, key, value } => {
+                    let Some(ks) = self.space(space, true)? else {
+                        return Err(StorageError::InvalidSpace(space.clone()));
+                    };
+                    batch.insert(&ks, key.as_slice(), value.as_slice());
+                }
+                Change::Remove { space, key } => {
+                    if let Some(ks) = self.space(space, false)? {
+                        batch.remove(&ks, key.as_slice());
+                    }
+                }
+            }
+        }
+        batch.commit().map_err(engine_error)?;
+        let seq = self.written.fetch_add(changes.len() as u64, Ordering::AcqRel) + changes.len() as u64;
         self.commit(seq)
     }
 

@@ -104,6 +104,27 @@ pub enum ScanItem<'a> {
     },
 }
 
+/// One change of a batch written with [`Engine::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Store `value` under `key` in `space`, replacing any value.
+    Put {
+        /// The space.
+        space: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` from `space`.
+    Remove {
+        /// The space.
+        space: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
 /// A storage engine: spaces of byte keys and byte values. Object safe; shared across threads.
 pub trait Engine: Send + Sync + fmt::Debug {
     /// The value of `key` in `space`, if any. A space never written reads as empty.
@@ -115,6 +136,21 @@ pub trait Engine: Send + Sync + fmt::Debug {
 
     /// Removes `key`; durable per the engine's [`SyncPolicy`] when it returns.
     fn remove(&self, space: &str, key: &[u8]) -> Result<(), StorageError>;
+
+    /// Applies `changes` in order as one write, durable per the engine's [`SyncPolicy`] when
+    /// it returns: the node's committer gathers the writes that wait into one batch, so that
+    /// one sync serves them all (group commit). The durable engine writes the batch to its
+    /// journal at once (all of it or none after a crash) and syncs once; the default applies
+    /// the changes one by one.
+    fn apply(&self, changes: &[Change]) -> Result<(), StorageError> {
+        for change in changes {
+            match change {
+                Change::Put { space, key, value } => self.put(space, key, value)?,
+                Change::Remove { space, key } => self.remove(space, key)?,
+            }
+        }
+        Ok(())
+    }
 
     /// Calls `visit` on each entry of `space` whose key is `from` or after it, in key order,
     /// until it returns `false` (`from` empty: every entry).

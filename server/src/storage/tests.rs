@@ -47,6 +47,32 @@ fn conformance(open: fn(&Path) -> Box<dyn Engine>) {
     engine.drop_space("gone").unwrap();
     engine.remove("kept", b"a").unwrap();
 
+    // A batch applies its changes in order, across spaces; removing from a space never
+    // written is no error; an empty batch changes nothing; a bad space refuses the batch.
+    let put = |space: &str, key: &[u8], value: &[u8]| Change::Put {
+        space: space.into(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+    };
+    let remove = |space: &str, key: &[u8]| Change::Remove { space: space.into(), key: key.to_vec() };
+    engine
+        .apply(&[
+            put("b1", b"x", b"1"),
+            put("b2", b"y", b"2"),
+            put("b1", b"x", b"3"),
+            put("b1", b"z", b"4"),
+            remove("b1", b"z"),
+            remove("never-written", b"k"),
+        ])
+        .unwrap();
+    assert_eq!(engine.get("b1", b"x").unwrap().as_deref(), Some(&b"3"[..]), "the later change wins");
+    assert_eq!(engine.get("b2", b"y").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(engine.get("b1", b"z").unwrap(), None);
+    engine.apply(&[]).unwrap();
+    assert!(matches!(engine.apply(&[put("", b"k", b"v")]), Err(StorageError::InvalidSpace(_))));
+    engine.apply(&[remove("b1", b"x"), remove("b2", b"y")]).unwrap();
+    assert_eq!((entries(&*engine, "b1"), entries(&*engine, "b2")), (0, 0));
+
     // Absent keys and spaces read as empty.
     assert_eq!(engine.get("s", b"k").unwrap(), None);
     engine.remove("never", b"k").unwrap();
