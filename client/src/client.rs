@@ -627,8 +627,7 @@ impl Store {
         let mut attempt = 0;
         loop {
             let topology = inner.topology();
-            let n = self.config.n();
-            let Some(prefs) = topology.preference_list(key, n, inner.options.fallbacks) else {
+            let Some(prefs) = topology.preferences(key, &self.config, inner.options.fallbacks) else {
                 return Err(no_nodes);
             };
             let held_down = prefs.primaries().iter().chain(prefs.fallbacks());

@@ -34,7 +34,7 @@ use crate::gossip::{EntryDigest, ViewDigest, fingerprint};
 use crate::identity::NodeId;
 use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates};
 use crate::ring::{Ring, RingError, RingNode};
-use crate::store::{StoreConfig, StoreName};
+use crate::store::{QuorumKind, StoreConfig, StoreName};
 
 /// Membership, ring and store catalogue, as one node or client sees them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +294,30 @@ impl ClusterView {
             config: counted,
             joint: Some(crate::coordinator::JointQuorum { sets: [(old, w_old), (new, w_new)] }),
         })
+    }
+
+    /// The preference list a read of `token` uses: the current ring's (reads go there until a
+    /// ring change is committed). While a change is under way, a sloppy store's list goes on
+    /// with the key's pending owners (replicas in the next ring that are not in the current
+    /// one) after its fallbacks: they stand in for current replicas that do not answer, as
+    /// fallbacks do, with what they have received so far. Without them, a current replica lost
+    /// in the middle of a change left a sloppy store unreadable until the change ended (which
+    /// waits for that replica). A strict store never counts anything but its replicas.
+    pub fn read_preferences(
+        &self,
+        token: crate::token::Token,
+        config: &StoreConfig,
+        fallbacks: usize,
+    ) -> Option<crate::ring::PreferenceList> {
+        let current = self.ring.as_ref()?.preference_list(token, config.n(), fallbacks);
+        let Some(t) = self.transition.as_ref().filter(|_| config.quorum_kind() == QuorumKind::Sloppy) else {
+            return Some(current);
+        };
+        let next = t.next.preference_list(token, config.n(), 0);
+        let pending = next.primaries().iter().filter(|id| !current.is_primary(id) && !current.fallbacks().contains(id));
+        let mut stand_ins = current.fallbacks().to_vec();
+        stand_ins.extend(pending.cloned());
+        Some(crate::ring::PreferenceList::from_parts(token, current.primaries().to_vec(), stand_ins))
     }
 
     /// The version of the ring requests are routed with: during a transition the next ring's

@@ -75,6 +75,18 @@ impl RoutingTable {
     pub fn preference_list(&self, key: &[u8], n: usize, fallbacks: usize) -> Option<PreferenceList> {
         Some(self.view.ring()?.preference_list(Token::of(key), n, fallbacks))
     }
+
+    /// The preference list requests of `key` in a store with `config` are routed with: its
+    /// replicas, then up to `fallbacks` stand-ins and, while a ring change is under way, a
+    /// sloppy store's pending owners (see [`ClusterView::read_preferences`]).
+    pub fn preferences(
+        &self,
+        key: &[u8],
+        config: &crate::store::StoreConfig,
+        fallbacks: usize,
+    ) -> Option<PreferenceList> {
+        self.view.read_preferences(Token::of(key), config, fallbacks)
+    }
 }
 
 #[cfg(test)]

@@ -195,9 +195,9 @@ impl Node {
     }
 
     fn preference_list(&self, key: &[u8], config: &StoreConfig) -> Result<crate::ring::PreferenceList, ErrorReply> {
-        let ring =
-            self.view.ring().ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))?;
-        Ok(ring.preference_list(Token::of(key), config.n(), self.config.fallbacks))
+        self.view
+            .read_preferences(Token::of(key), config, self.config.fallbacks)
+            .ok_or_else(|| ErrorReply::new(ErrorKind::Unavailable, "the cluster has no ring yet"))
     }
 
     /// An answer to a replica request of coordination `number` (from a peer or from this node).
