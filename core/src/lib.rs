@@ -128,4 +128,4 @@ pub mod token;
 pub mod version;
 pub mod wire;
 
-mod mix;
+pub mod mix;

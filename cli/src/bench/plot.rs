@@ -36,13 +36,7 @@ pub fn draw(
     };
     let series: Vec<(&str, Vec<(f64, f64)>)> = curves.iter().map(|(name, h)| (*name, points(h))).collect();
     let top = series.iter().flat_map(|(_, p)| p.iter().map(|(_, ms)| *ms)).fold(0.1f64, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("latency by percentile", ("sans-serif", 15))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..NINES, 0f64..top)
-        .map_err(|e| failed(&e))?;
+    let mut chart = panel(&left, "latency by percentile", 0f64..NINES, 0f64..top).map_err(|e| failed(&e))?;
     let percentile = |nines: &f64| match nines.round() as i32 {
         0 => "0%".to_owned(),
         n => format!("{}%", 100.0 - 100.0 * 10f64.powi(-n)),
@@ -74,17 +68,32 @@ pub fn draw(
     // Operations per second over the run.
     let end = throughput.last().map_or(1.0, |(t, _)| *t).max(0.1);
     let peak = throughput.iter().map(|(_, rate)| *rate).fold(1.0f64, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&right)
-        .caption("throughput over the run", ("sans-serif", 15))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..end, 0f64..peak)
-        .map_err(|e| failed(&e))?;
+    let mut chart = panel(&right, "throughput over the run", 0f64..end, 0f64..peak).map_err(|e| failed(&e))?;
     chart.configure_mesh().x_desc("seconds").y_desc("ops/s").draw().map_err(|e| failed(&e))?;
     chart.draw_series(LineSeries::new(throughput.iter().copied(), BLUE.stroke_width(2))).map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))?;
     Ok(())
+}
+
+type Panel<'a> = ChartContext<
+    'a,
+    SVGBackend<'a>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// One of the two charts: its caption and axes' ranges, the same margins and label areas.
+fn panel<'a>(
+    area: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Panel<'a>, DrawingAreaErrorKind<std::io::Error>> {
+    ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
 }
 
 #[cfg(test)]

@@ -95,14 +95,14 @@ impl Node {
                     }
                     checked => checked?,
                 };
-                self.check_value(write.payload.value())?;
+                self.check_value(write.payload.value().map(Value::as_ref))?;
                 self.enqueue_hinted(store, key, config, ReplicaStep::Mint(write), done, hint_for);
                 Ok(None)
             }
             Request::Replicate { store, key, siblings, hint_for } => {
                 nodes_only(from_node)?;
                 let config = self.replica_checks(now, peer, &store, &key, routed)?;
-                siblings.values().try_for_each(|v| self.check_value(Some(v)))?;
+                siblings.values().try_for_each(|v| self.check_value(Some(v.as_ref())))?;
                 self.enqueue_hinted(store, key, config, ReplicaStep::Merge(siblings), done, hint_for);
                 Ok(None)
             }
@@ -117,7 +117,7 @@ impl Node {
                 self.stats.coordinated += 1;
                 let config = self.store_config(&store)?;
                 self.check_key(&key)?;
-                self.check_value(write.payload.value())?;
+                self.check_value(write.payload.value().map(Value::as_ref))?;
                 // A write the caller did not name gets a name here, so that its sends to the
                 // replicas are one write.
                 let write = if write.id.is_none() { write.with_id(self.new_write_id()) } else { write };
@@ -177,8 +177,7 @@ impl Node {
             Request::RemoveNode { node } => self.remove_node(now, stream, id, node),
             Request::Ping { store, key, payload } => {
                 self.replica_checks(now, peer, &store, &key, routed)?;
-                let too_large = |e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}"));
-                self.config.limits.check_value(&payload).map_err(too_large)?;
+                self.check_value(Some(&payload))?;
                 Ok(Some(Response::Ack))
             }
             Request::Collect { store, key, siblings } => {
@@ -268,9 +267,9 @@ impl Node {
         })
     }
 
-    fn check_value(&self, value: Option<&Value>) -> Result<(), ErrorReply> {
+    fn check_value(&self, value: Option<&[u8]>) -> Result<(), ErrorReply> {
         let Some(value) = value else { return Ok(()) };
-        self.config.limits.check_value(value.as_ref()).map_err(|e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}")))
+        self.config.limits.check_value(value).map_err(|e| ErrorReply::new(ErrorKind::TooLarge, format!("{e}")))
     }
 }
 
