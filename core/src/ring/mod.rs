@@ -29,7 +29,7 @@ use crate::token::{Token, TokenRange};
 
 pub use diff::{OwnershipChange, ReplicaChange};
 pub use plan::{PlannedNode, RingPlan};
-pub use preference::{PreferenceList, Walk};
+pub use preference::{INLINE_NODES, PreferenceList, Walk};
 
 /// Fewest partition bits accepted (16 partitions).
 pub const MIN_PARTITION_BITS: u8 = 4;

@@ -196,12 +196,65 @@ fn zone_of(m: &Membership, node: &NodeId) -> String {
     String::from(m.node(node).unwrap().zone.as_str())
 }
 
+/// The preference list as first written (a walk with a set sized to the ring, vectors for
+/// everything): what the allocation-free [`Ring::preference_list`] must equal.
+fn reference_preference_list(ring: &Ring, m: &Membership, token: Token, n: usize, max_fallbacks: usize) -> Vec<NodeId> {
+    let n = n.min(ring.nodes().len());
+    let target_zones = n.min(ring.zone_count());
+    let mut walk = ring.walk(token);
+    let (mut primaries, mut zones, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    while primaries.len() < n {
+        let Some(node) = walk.next() else { break };
+        let zone = zone_of(m, node);
+        if zones.len() < target_zones && zones.contains(&zone) {
+            skipped.push(node.clone());
+            continue;
+        }
+        primaries.push(node.clone());
+        if !zones.contains(&zone) {
+            zones.push(zone);
+        }
+        if zones.len() >= target_zones {
+            let room = (n - primaries.len()).min(skipped.len());
+            primaries.extend(skipped.drain(..room));
+        }
+    }
+    let mut fallbacks = skipped;
+    fallbacks.truncate(max_fallbacks);
+    fallbacks.extend(walk.take(max_fallbacks - fallbacks.len()).cloned());
+    primaries.extend(fallbacks);
+    primaries.push(NodeId::new(&format!("primaries-{n}")).unwrap());
+    primaries
+}
+
 /// How far outside [floor, ceil] a node may end after a change, when holding the band exactly
 /// would move data between unchanged nodes (see `balance.rs`).
 const SLACK: u64 = 1;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The inline, allocation-free preference list (issue 10) is the one the reference walk
+    /// gives, on rings of up to 60 nodes in up to 6 zones, for N up to 8 and up to 10
+    /// fallbacks (lists longer than the inline room included).
+    #[test]
+    fn preference_lists_equal_the_reference_walk(
+        caps in proptest::collection::vec(1u32..5, 1..60),
+        zones in 1usize..7,
+        n in 1usize..9,
+        fallbacks in 0usize..11,
+        keys in proptest::collection::vec(any::<u64>(), 1..20),
+    ) {
+        let m = cluster(&caps, zones);
+        let ring = Ring::build(&m, 10).unwrap();
+        for key in keys {
+            let token = Token::of(&key.to_le_bytes());
+            let prefs = ring.preference_list(token, n, fallbacks);
+            let mut got: Vec<NodeId> = prefs.primaries().iter().chain(prefs.fallbacks()).cloned().collect();
+            got.push(NodeId::new(&format!("primaries-{}", prefs.primaries().len())).unwrap());
+            prop_assert_eq!(got, reference_preference_list(&ring, &m, token, n, fallbacks));
+        }
+    }
 
     #[test]
     fn preference_lists_hold_distinct_nodes_across_zones(

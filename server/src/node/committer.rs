@@ -1,18 +1,19 @@
-//! The node's two storage threads: the **committer**, which makes every write the machine asks
-//! for (records, hints, removals) durable, and the **reader**, which loads records.
+//! The node's **committer**: the thread that makes every write the machine asks for (records,
+//! hints, removals) durable.
 //!
 //! The committer gathers the writes that wait for it into one batch and writes the batch with
 //! one [`Engine::apply`]: one journal write and, under `SyncPolicy::Always`, one fsync for all
 //! of them (group commit). While it syncs, the next writes queue up and go together in the next
-//! batch, so under load a sync serves many writes and no write waits on a thread of its own: the
-//! driver hands a write over on a channel and hears back on its input channel, two hand-offs
-//! whatever the load. Each write is answered only once its batch is durable; a batch that fails
-//! fails every write in it (none is answered done). Removals raise the counter floor first, in
-//! the same batch: one floor write for the highest floor any removal of the batch asked for.
+//! batch, so under load a sync serves many writes and no write waits on a thread of its own.
+//! The driver hands over everything one of its steps emitted at once (one message, one
+//! wake-up of the thread), and the committer reports a whole batch at once (one input for the
+//! driver). Each write is answered only once its batch is durable; a batch that fails fails
+//! every write in it (none is answered done). Removals raise the counter floor first, in the
+//! same batch: one floor write for the highest floor any removal of the batch asked for.
 //!
-//! The reader loads records one after the other, beside the committer: a load never waits for
-//! a sync. (The machine never loads a key while a write of it is on its way to storage.)
-//! Scans, view saves and the rare whole-store steps still run on tokio's blocking pool.
+//! Loads do not come here: the driver runs them itself ([`super::driver`]), since a load from
+//! the engine's memory tables or block cache costs less than the two thread hand-offs it would
+//! take. Scans, view saves and the rare whole-store steps run on tokio's blocking pool.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -42,68 +43,63 @@ pub(crate) enum Write {
     DropHint(Hint),
 }
 
-/// A load for the reader.
+/// The sender to the committer and the writes waiting to be handed over; dropping it ends the
+/// thread once it is done.
 #[derive(Debug)]
-pub(crate) struct Load {
-    pub(crate) store: StoreName,
-    pub(crate) key: Vec<u8>,
+pub(crate) struct Committer {
+    writes: Sender<Vec<(IoId, Write)>>,
+    queued: Vec<(IoId, Write)>,
 }
 
-/// The senders to the two threads; dropping them ends the threads once they are done.
-#[derive(Debug)]
-pub(crate) struct StorageThreads {
-    writes: Sender<(IoId, Write)>,
-    loads: Sender<(IoId, Load)>,
-}
-
-impl StorageThreads {
-    /// Starts the threads of node `node`, writing to `engine` in `incarnation` and reporting
-    /// each step's result on `report`.
+impl Committer {
+    /// Starts the committer of node `node`, writing to `engine` in `incarnation` and reporting
+    /// each write's result on `report`.
     pub(crate) fn start(
         node: &NodeId,
         engine: Arc<dyn Engine>,
         incarnation: u64,
         report: UnboundedSender<Input>,
-    ) -> std::io::Result<StorageThreads> {
-        let (writes, pending_writes) = channel();
-        let (loads, pending_loads) = channel();
-        let (committer_engine, committer_report) = (engine.clone(), report.clone());
+    ) -> std::io::Result<Committer> {
+        let (writes, pending) = channel();
         std::thread::Builder::new()
             .name(format!("{node}-committer"))
-            .spawn(move || commit(&*committer_engine, incarnation, pending_writes, committer_report))?;
-        std::thread::Builder::new()
-            .name(format!("{node}-reader"))
-            .spawn(move || read(&*engine, pending_loads, report))?;
-        Ok(StorageThreads { writes, loads })
+            .spawn(move || commit(&*engine, incarnation, pending, report))?;
+        Ok(Committer { writes, queued: Vec::new() })
     }
 
-    /// Hands a write to the committer. Once the threads are gone (the node is stopping), the
-    /// write is never answered, as if the process had stopped before it.
-    pub(crate) fn write(&self, id: IoId, write: Write) {
-        let _ = self.writes.send((id, write));
+    /// Queues a write, until the next [`Committer::hand_over`].
+    pub(crate) fn write(&mut self, id: IoId, write: Write) {
+        self.queued.push((id, write));
     }
 
-    /// Hands a load to the reader.
-    pub(crate) fn load(&self, id: IoId, load: Load) {
-        let _ = self.loads.send((id, load));
+    /// Hands the queued writes to the thread, in one message. Once the thread is gone (the node
+    /// is stopping), they are never answered, as if the process had stopped before them.
+    pub(crate) fn hand_over(&mut self) {
+        if !self.queued.is_empty() {
+            let _ = self.writes.send(std::mem::take(&mut self.queued));
+        }
     }
 }
 
-/// The committer's loop: a batch of whatever waits, one write, each answered.
-fn commit(engine: &dyn Engine, incarnation: u64, pending: Receiver<(IoId, Write)>, report: UnboundedSender<Input>) {
-    while let Ok(first) = pending.recv() {
-        let mut batch = vec![first];
+/// The committer's loop: a batch of whatever waits (about [`MAX_BATCH`] writes at most), one
+/// write, all answered at once.
+fn commit(
+    engine: &dyn Engine,
+    incarnation: u64,
+    pending: Receiver<Vec<(IoId, Write)>>,
+    report: UnboundedSender<Input>,
+) {
+    while let Ok(mut batch) = pending.recv() {
         while batch.len() < MAX_BATCH {
             match pending.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
         let (ids, result) = commit_batch(engine, incarnation, batch);
-        for id in ids {
-            if report.send(Input::Io { id, result: result.clone() }).is_err() {
-                return; // the driver is gone
-            }
+        let answers = ids.into_iter().map(|id| (id, result.clone())).collect();
+        if report.send(Input::Ios(answers)).is_err() {
+            return; // the driver is gone
         }
     }
 }
@@ -139,16 +135,6 @@ fn commit_batch(
         .map(|()| IoOutput::Done)
         .map_err(steps::failed);
     (ids, result)
-}
-
-/// The reader's loop.
-fn read(engine: &dyn Engine, pending: Receiver<(IoId, Load)>, report: UnboundedSender<Input>) {
-    while let Ok((id, Load { store, key })) = pending.recv() {
-        let result = steps::load(engine, &store, &key);
-        if report.send(Input::Io { id, result }).is_err() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,14 @@
 //! request read by the endpoint, the answer (or silence) of a peer to a request the node sent, a
 //! storage step that finished. The driver feeds it to the machine, then performs what the
 //! machine emits: answers go back to the stream's task, requests to peers go out on the
-//! transport (each in a task of its own, reporting back), record writes and loads go to the
-//! node's committer and reader threads ([`super::committer`]), scans and whole-store steps run
-//! on the blocking pool, and view saves run one after another in the order the machine emitted
-//! them. Between inputs
-//! it sleeps until the machine's next timeout. It decides nothing itself.
+//! transport (each in a task of its own, reporting back), record writes go to the node's
+//! committer thread ([`super::committer`]), scans and whole-store steps run on the blocking
+//! pool, and view saves run one after another in the order the machine emitted them. Record
+//! loads the driver runs itself, at once: a load served from the engine's memory tables or
+//! block cache takes a few microseconds, less than handing it to a thread and hearing back
+//! (measured in `docs/performance.md`); a load that must read the disk holds the node's
+//! driver for that read. Between inputs it sleeps until the machine's next timeout. It
+//! decides nothing itself.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,7 +26,7 @@ use quickv_net::transport::{CallError, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::committer::{Load, StorageThreads, Write};
+use super::committer::{Committer, Write};
 use super::metrics::Metrics;
 use super::saved_view::SavedView;
 use super::steps;
@@ -59,6 +62,8 @@ pub(crate) enum Input {
     Answer { id: u64, answer: Result<Message, Missing> },
     /// A storage step (or view save) finished.
     Io { id: IoId, result: Result<IoOutput, IoError> },
+    /// Writes finished, reported together by the committer.
+    Ios(Vec<(IoId, Result<IoOutput, IoError>)>),
 }
 
 /// What the rest of the process may look at: the view and the counters, as of the driver's
@@ -111,8 +116,8 @@ pub(crate) struct Driver {
     next_stream: u64,
     transport: Arc<Transport>,
     engine: Arc<dyn Engine>,
-    /// The committer and the reader: every record write and load.
-    storage: StorageThreads,
+    /// Every record write goes through it.
+    committer: Committer,
     saves: mpsc::UnboundedSender<(IoId, ClusterView)>,
     observed: Arc<Observed>,
     /// The node's metrics, if it serves them; the arrival and name of each request awaiting its
@@ -135,7 +140,7 @@ impl Driver {
         metrics: Option<Metrics>,
     ) -> std::io::Result<(Driver, mpsc::UnboundedSender<Input>, Arc<Observed>)> {
         let (report, inputs) = mpsc::unbounded_channel();
-        let storage = StorageThreads::start(machine.id(), engine.clone(), incarnation, report.clone())?;
+        let committer = Committer::start(machine.id(), engine.clone(), incarnation, report.clone())?;
         let observed = Arc::new(Observed {
             view: RwLock::new(Arc::new(machine.view().clone())),
             stats: Mutex::new(machine.stats()),
@@ -151,7 +156,7 @@ impl Driver {
             next_stream: 1,
             transport,
             engine,
-            storage,
+            committer,
             saves,
             observed: observed.clone(),
             metrics,
@@ -222,6 +227,11 @@ impl Driver {
             Input::Answer { id, answer: Err(Missing::NotDelivered) } => self.machine.handle_unreachable(now, id),
             Input::Answer { id, answer: Err(Missing::NoAnswer) } => self.machine.handle_no_answer(now, id),
             Input::Io { id, result } => self.machine.handle_io(now, id, result),
+            Input::Ios(results) => {
+                for (id, result) in results {
+                    self.machine.handle_io(now, id, result);
+                }
+            }
         }
     }
 
@@ -238,6 +248,7 @@ impl Driver {
                 break;
             }
         }
+        self.committer.hand_over();
         *self.observed.stats.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.stats();
         if self.figures_taken.elapsed() >= std::time::Duration::from_secs(1) {
             self.figures_taken = Instant::now();
@@ -258,12 +269,16 @@ impl Driver {
             Io::SaveView(view) => {
                 let _ = self.saves.send((id, view));
             }
-            Io::Load { store, key } => self.storage.load(id, Load { store, key }),
-            Io::Store { store, key, state, hint } => self.storage.write(id, Write::Store { store, key, state, hint }),
-            Io::Remove { store, key, counter_floor } => {
-                self.storage.write(id, Write::Remove { store, key, counter_floor })
+            Io::Load { store, key } => {
+                let result = steps::load(&*self.engine, &store, &key);
+                let now = self.now();
+                self.machine.handle_io(now, id, result);
             }
-            Io::DropHint(hint) => self.storage.write(id, Write::DropHint(hint)),
+            Io::Store { store, key, state, hint } => self.committer.write(id, Write::Store { store, key, state, hint }),
+            Io::Remove { store, key, counter_floor } => {
+                self.committer.write(id, Write::Remove { store, key, counter_floor })
+            }
+            Io::DropHint(hint) => self.committer.write(id, Write::DropHint(hint)),
             Io::Scan { store, ranges, from, limit } => {
                 tokio::task::spawn_blocking(move || {
                     let result = steps::scan(&*engine, &store, &ranges, &from, limit);
