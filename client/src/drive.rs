@@ -7,10 +7,13 @@
 //! running in the background after the reply, to finish replication and read repair.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use quickv_core::coordinator::{
     self, Action, Coordinator, ForwardPut, GetCoordinator, GetError, GetOutcome, PutError, Read, ReplicaFailure,
 };
@@ -19,7 +22,6 @@ use quickv_core::ring::PreferenceList;
 use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::version::{SealedState, Write};
 use quickv_core::wire::{ErrorKind, Request, Response};
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use quickv_net::transport::CallError;
@@ -127,18 +129,22 @@ pub async fn put<C: NodeCaller>(
     .unwrap_or(Err(PutError::Unavailable { required, acknowledged: 0, minter: None, quorum }))
 }
 
-/// The one driver loop: runs `machine` in a task of its own to its end, sending each request
-/// (`request` builds it for its destination) in a task of its own and feeding back the answers
-/// (read by `answer`, core's reading of a replica's answer) and the timeouts. Returns the reply
-/// as soon as the machine emits it (`None` if it never did: it always does); the machine goes on
-/// in the background after that, to finish repairs. A repair is sent as the request `repair`
-/// returns for the stale replica, if any; nobody waits for its answer.
+/// The one driver loop: runs `machine`, sending each request (`request` builds it for its
+/// destination) and feeding back the answers (read by `answer`, core's reading of a replica's
+/// answer) and the timeouts, in the caller's task until the machine emits the reply; if the
+/// machine still has work then (waiting for the last replicas, repairs), that goes on in a task
+/// of its own with the requests in flight. Returns the reply (`None` if the machine never
+/// emitted one: it always does). A repair is sent as the request `repair` returns for the stale
+/// replica, if any; nobody waits for its answer.
+///
+/// Requests in flight are futures polled together by the loop, not tasks: a request costs no
+/// task of its own and its answer no hand-off between tasks.
 async fn run<C, M>(
     caller: Arc<C>,
     mut machine: M,
     request: impl Fn(&NodeId, M::Request) -> Request + Send + 'static,
     answer: fn(Response) -> Result<M::Answer, ReplicaFailure>,
-    mut repair: impl FnMut(&NodeId) -> Option<Request> + Send + 'static,
+    repair: impl FnMut(&NodeId) -> Option<Request> + Send + 'static,
 ) -> Option<M::Outcome>
 where
     C: NodeCaller,
@@ -147,87 +153,98 @@ where
     M::Answer: Send + 'static,
     M::Outcome: Send + 'static,
 {
-    let (reply_tx, reply_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let origin = Instant::now();
-        let (answers_tx, mut answers) = mpsc::unbounded_channel();
-        let mut reply_tx = Some(reply_tx);
-        loop {
-            while let Some(action) = machine.poll_action() {
-                match action {
-                    Action::Send { to, request: what } => {
-                        send(&caller, &answers_tx, to.clone(), request(&to, what), answer);
-                    }
-                    Action::Reply(outcome) => {
-                        if let Some(tx) = reply_tx.take() {
-                            let _ = tx.send(outcome);
-                        }
-                    }
-                    // Only a node's put coordinator keeps last-resort hints: the smart client
-                    // hands every put to a replica that coordinates it (core's `ForwardPut`).
-                    Action::Hint { .. } => {}
-                    Action::Repair { to, .. } => {
-                        if let Some(request) = repair(&to) {
-                            let caller = caller.clone();
-                            tokio::spawn(async move {
-                                let _ = caller.call(to, request).await;
-                            });
-                        }
+    let mut glue = Glue { caller, request, answer, repair, origin: Instant::now(), calls: FuturesUnordered::new() };
+    let mut reply = None;
+    loop {
+        glue.perform(&mut machine, &mut reply);
+        if reply.is_some() || machine.is_finished() {
+            break;
+        }
+        glue.wait(&mut machine).await;
+    }
+    if !machine.is_finished() {
+        tokio::spawn(async move {
+            loop {
+                glue.perform(&mut machine, &mut None);
+                if machine.is_finished() {
+                    break;
+                }
+                glue.wait(&mut machine).await;
+            }
+        });
+    }
+    reply
+}
+
+/// A request in flight: its destination and the answer, read.
+type Call<T> = Pin<Box<dyn Future<Output = (NodeId, Result<T, ReplicaFailure>)> + Send>>;
+
+/// What [`run`] sends with and the requests it has in flight.
+struct Glue<C, R, P, T> {
+    caller: Arc<C>,
+    request: R,
+    answer: fn(Response) -> Result<T, ReplicaFailure>,
+    repair: P,
+    origin: Instant,
+    calls: FuturesUnordered<Call<T>>,
+}
+
+impl<C, R, P, T> Glue<C, R, P, T>
+where
+    C: NodeCaller,
+    T: Send + 'static,
+    P: FnMut(&NodeId) -> Option<Request>,
+{
+    /// Performs what `machine` emits; the reply goes to `reply`.
+    fn perform<M>(&mut self, machine: &mut M, reply: &mut Option<M::Outcome>)
+    where
+        M: Coordinator<Answer = T>,
+        R: Fn(&NodeId, M::Request) -> Request,
+    {
+        while let Some(action) = machine.poll_action() {
+            match action {
+                Action::Send { to, request: what } => {
+                    let (caller, request, answer) = (self.caller.clone(), (self.request)(&to, what), self.answer);
+                    self.calls.push(Box::pin(async move {
+                        let answer = caller.call(to.clone(), request).await.and_then(answer);
+                        (to, answer)
+                    }));
+                }
+                Action::Reply(outcome) => *reply = reply.take().or(Some(outcome)),
+                // Only a node's put coordinator keeps last-resort hints: the smart client
+                // hands every put to a replica that coordinates it (core's `ForwardPut`).
+                Action::Hint { .. } => {}
+                Action::Repair { to, .. } => {
+                    if let Some(request) = (self.repair)(&to) {
+                        let caller = self.caller.clone();
+                        tokio::spawn(async move {
+                            let _ = caller.call(to, request).await;
+                        });
                     }
                 }
             }
-            if machine.is_finished() {
-                break;
-            }
-            match next_event(&mut answers, machine.poll_timeout(), origin).await {
-                Event::Answer(from, answer) => machine.handle_reply(origin.elapsed(), &from, answer),
-                Event::Timeout => machine.handle_timeout(origin.elapsed()),
-            }
         }
-    });
-    reply_rx.await.ok()
-}
+    }
 
-type Answer<T> = (NodeId, Result<T, ReplicaFailure>);
-
-enum Event<T> {
-    Answer(NodeId, Result<T, ReplicaFailure>),
-    Timeout,
-}
-
-/// Sends one request in its own task; the answer, mapped by `expect` (core's reading of a
-/// replica's answer), comes back on `answers`.
-fn send<C: NodeCaller, T: Send + 'static>(
-    caller: &Arc<C>,
-    answers: &mpsc::UnboundedSender<Answer<T>>,
-    to: NodeId,
-    request: Request,
-    expect: impl FnOnce(Response) -> Result<T, ReplicaFailure> + Send + 'static,
-) {
-    let (caller, answers) = (caller.clone(), answers.clone());
-    tokio::spawn(async move {
-        let answer = caller.call(to.clone(), request).await.and_then(expect);
-        let _ = answers.send((to, answer));
-    });
-}
-
-async fn next_event<T>(
-    answers: &mut mpsc::UnboundedReceiver<Answer<T>>,
-    deadline: Option<Duration>,
-    origin: Instant,
-) -> Event<T> {
-    let sleep = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(origin + at).await,
-            None => std::future::pending().await,
+    /// Waits for the next answer or the machine's next timeout, and hands it to `machine`.
+    async fn wait<M: Coordinator<Answer = T>>(&mut self, machine: &mut M) {
+        let (deadline, origin, calls) = (machine.poll_timeout(), self.origin, &mut self.calls);
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(origin + at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let answered = async {
+            match calls.next().await {
+                Some(answered) => answered,
+                // Nothing in flight: only time passes.
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            (from, answer) = answered => machine.handle_reply(origin.elapsed(), &from, answer),
+            () = sleep => machine.handle_timeout(origin.elapsed()),
         }
-    };
-    tokio::select! {
-        answer = answers.recv() => match answer {
-            Some((from, answer)) => Event::Answer(from, answer),
-            // Unreachable while the machine holds a sender; treat as time passing.
-            None => Event::Timeout,
-        },
-        () = sleep => Event::Timeout,
     }
 }

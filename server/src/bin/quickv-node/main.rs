@@ -10,6 +10,12 @@
 //! `RUST_LOG` may also hold `RUST_LOG`-style directives (`RUST_LOG=quickv=debug,quinn=info`).
 //! Default: quickv at `info`, other crates at `warn`.
 
+/// mimalloc: the request path allocates per message, and glibc's allocator cost 8-15% of the
+/// CPU under load. Built without transparent huge pages (feature `no_thp`): with them a node
+/// held 65-91 MiB before any request (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
