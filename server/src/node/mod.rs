@@ -3,9 +3,9 @@
 //! Every decision (what to answer, whom to ask, what to store, when to exchange views) is made
 //! by [`quickv_core::node::Node`]. This module is the glue around it, in four parts: the
 //! [`endpoint`] reads requests off QUIC streams, the [`driver`] task owns the machine and
-//! performs what it emits (answers, requests to peers, storage [`steps`], view saves in order),
-//! the [`committer`] and its reader thread run record writes (one batch and one sync at a time)
-//! and loads, and [`saved_view`] is the view file.
+//! performs what it emits (answers, requests to peers, storage [`steps`], view saves in order;
+//! record loads it runs itself), the [`committer`] thread runs record writes (one batch and one
+//! sync at a time), and [`saved_view`] is the view file.
 
 pub mod bounds;
 mod committer;
