@@ -138,7 +138,9 @@ pub async fn put<C: NodeCaller>(
 /// replica, if any; nobody waits for its answer.
 ///
 /// Requests in flight are futures polled together by the loop, not tasks: a request costs no
-/// task of its own and its answer no hand-off between tasks.
+/// task of its own and its answer no hand-off between tasks. Dropping the returned future
+/// before the reply drops the requests in flight with it: as after a timeout, the caller then
+/// knows nothing of the outcome (a put may or may not have been applied).
 async fn run<C, M>(
     caller: Arc<C>,
     mut machine: M,
