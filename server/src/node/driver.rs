@@ -495,3 +495,41 @@ pub(crate) async fn save_views(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quickv_core::membership::NodeInfo;
+
+    use super::*;
+
+    /// What a clean stop relies on (`Node::shutdown` waits for the saver instead of aborting
+    /// it): once the driver's sender is gone, the saver saves what was queued, answers each
+    /// save, and ends; the file holds the last view.
+    #[tokio::test]
+    async fn the_saver_saves_what_is_queued_then_ends_when_the_driver_is_gone() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let file = Arc::new(SavedView::new(dir.path().join("view")));
+        let (saves, saves_rx) = mpsc::unbounded_channel();
+        let (report, mut reports) = mpsc::unbounded_channel();
+        let mut view = ClusterView::new(6);
+        for i in 0..3u64 {
+            let info = NodeInfo::new(&format!("n{i}"), "127.0.0.1:7101", "z", 1).expect("valid");
+            view.upsert_node(info).expect("no conflict");
+            saves.send((IoId(i), view.clone())).expect("the saver is there");
+        }
+        drop(saves);
+        let saver = tokio::spawn(save_views(file.clone(), saves_rx, report));
+        tokio::time::timeout(std::time::Duration::from_secs(10), saver)
+            .await
+            .expect("the saver ends once the driver's sender is gone")
+            .expect("it did not panic");
+        assert_eq!(file.load().expect("readable"), Some(view), "the last view queued is on disk");
+        let mut answered = Vec::new();
+        while let Ok(Input::Io { id, result }) = reports.try_recv() {
+            assert_eq!(result, Ok(IoOutput::Done));
+            answered.push(id);
+        }
+        answered.sort();
+        assert_eq!(answered, vec![IoId(0), IoId(1), IoId(2)], "every save is answered");
+    }
+}
