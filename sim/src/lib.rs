@@ -209,6 +209,9 @@ pub struct RunStats {
     pub peers_down: usize,
     /// Hinted writes handed back to their primaries.
     pub hints_delivered: usize,
+    /// Mints of puts a node coordinated whose state went to the other replicas while the
+    /// node's own store was under way.
+    pub mints_released: u64,
     /// Records removed by tombstone collection, on every node.
     pub tombstones_collected: u64,
     /// Virtual time simulated, in milliseconds.
@@ -219,7 +222,7 @@ impl fmt::Display for RunStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} tombstones collected, {} ms simulated",
+            "{} requests, {} writes acknowledged, {} maybe applied, {} retries, {} node messages, {} faults, {} peers held down, {} hints handed back, {} mints released early, {} tombstones collected, {} ms simulated",
             self.requests,
             self.acknowledged,
             self.maybe,
@@ -228,6 +231,7 @@ impl fmt::Display for RunStats {
             self.faults,
             self.peers_down,
             self.hints_delivered,
+            self.mints_released,
             self.tombstones_collected,
             self.virtual_ms
         )

@@ -48,8 +48,8 @@ const MAX_IMPAIRED: usize = 1;
 #[derive(Debug, Default)]
 struct Disk {
     durable: BTreeMap<KeyId, KeyRecord>,
-    /// Written (`None`: removed) but not yet synced (the fragile node under `os-sync`); reads
-    /// see it.
+    /// Written (`None`: removed) but not yet synced: stores under way (until they complete)
+    /// and, on the fragile node under `os-sync`, what waits for its next sync; reads see it.
     unsynced: BTreeMap<KeyId, Option<KeyRecord>>,
     view: Option<ClusterView>,
     incarnation: u64,
@@ -198,6 +198,8 @@ enum Event {
         life: u64,
         id: IoId,
         result: Result<IoOutput, IoError>,
+        /// A store that becomes durable as it completes (see [`Disk::unsynced`]).
+        synced: Option<KeyId>,
     },
     ClientStep {
         client: usize,
@@ -223,6 +225,9 @@ enum FaultEvent {
     /// A record of this node's disk is damaged.
     Damage(usize),
     Crash(usize),
+    /// The crash a `Crash` put off until the node's next store is under way: it comes now,
+    /// before that store completes.
+    CrashMidStore(usize),
     Restart(usize),
     /// The impostor starts (see [`Fault::Impostor`]).
     ImpostorStarts(usize),
@@ -263,6 +268,10 @@ pub(crate) struct World {
     formed: bool,
     /// Nodes down or paused now, to bound concurrent node faults.
     impaired: BTreeSet<usize>,
+    /// A node whose crash waits for its next store (half the crashes): it comes while that
+    /// store is under way, so stores a crash loses (mints the node released to the other
+    /// replicas among them) are common, not a matter of luck. The node counts as impaired.
+    crash_at_store: Option<usize>,
     /// Nodes that refused to start (a violation: a node must restart from what it saved).
     broken: Vec<String>,
     /// The node whose disk may lose writes (with `os-sync` or `lose-disk`).
@@ -409,6 +418,7 @@ impl World {
             stats: RunStats::default(),
             formed: false,
             impaired: BTreeSet::new(),
+            crash_at_store: None,
             broken: Vec::new(),
             fragile,
             impostor,
@@ -544,6 +554,8 @@ impl World {
         violations.extend(self.ids_held());
         violations.extend(check::check(&self.history, &finals, &self.clients_pending()));
         self.stats.virtual_ms = self.now.as_millis() as u64;
+        self.stats.mints_released +=
+            self.nodes.iter().filter_map(|n| n.machine.as_ref()).map(|m| m.stats().mints_released).sum::<u64>();
         Outcome { violations, trace: self.trace, stats: self.stats }
     }
 
@@ -592,9 +604,10 @@ impl World {
             (saved_in, floor) if saved_in == node.disk.incarnation => floor,
             _ => 0,
         };
-        // A restart of the node whose disk loses writes follows a crash that may have lost some.
-        config.lost_records =
-            node.life > 0 && self.fragile == Some(i) && !self.options.disabled.contains(&Mechanism::LostRecords);
+        // A restart follows a crash, which may have lost writes: the fragile node's unsynced
+        // ones, any node's stores under way (among them mints it had released to the other
+        // replicas), as a server's start after a stop that was not clean.
+        config.lost_records = node.life > 0 && !self.options.disabled.contains(&Mechanism::LostRecords);
         match Node::new(config, view, self.now) {
             Ok(machine) => node.machine = Some(machine),
             // It left while it was down: the operator stops it for good.
@@ -686,13 +699,19 @@ impl World {
                 self.drain(target);
             }
             Event::Answer { requester, frame } => self.answer(requester, frame),
-            Event::Io { node, life, id, result } => {
+            Event::Io { node, life, id, result, synced } => {
                 if self.nodes[node].life != life {
                     return;
                 }
                 if self.nodes[node].paused {
-                    self.nodes[node].held.push(Event::Io { node, life, id, result });
+                    self.nodes[node].held.push(Event::Io { node, life, id, result, synced });
                     return;
+                }
+                if let Some(key) = synced {
+                    let disk = &mut self.nodes[node].disk;
+                    if let Some(Some(record)) = disk.unsynced.remove(&key) {
+                        disk.durable.insert(key, record);
+                    }
                 }
                 if let Some(m) = self.nodes[node].machine.as_mut() {
                     m.handle_io(self.now, id, result);
@@ -881,6 +900,8 @@ impl World {
         let forget = self.options.disabled.contains(&Mechanism::MintLog);
         let journal = self.fragile == Some(i) && self.options.faults.contains(&Fault::LoseJournal);
         let disk = &mut self.nodes[i].disk;
+        let mut synced = None;
+        let storing = matches!(io, Io::Store { .. });
         let result = match io {
             Io::Load { store, key } if disk.damaged.contains(&(store.clone(), key.clone())) => {
                 Ok(IoOutput::Damaged("checksum mismatch".into()))
@@ -890,8 +911,9 @@ impl World {
                 let record = if forget { record.map(|r| KeyRecord::new(r.siblings)) } else { record };
                 Ok(IoOutput::Loaded(record))
             }
-            // Writes are synced when they complete; a crash before that loses them (the
-            // completion is dropped with the node's life, so nothing acknowledged depends on it).
+            // Writes are synced when they complete; a crash before that may lose them (the
+            // completion is dropped with the node's life; what the node released before, a
+            // mint it coordinates, is at the other replicas).
             Io::Store { store, key, state, hint } => {
                 if journal && self.rng.chance(5) {
                     // The engine flushes a full memtable on its own.
@@ -908,7 +930,9 @@ impl World {
                     let at = Duration::from_millis(self.rng.range(10, 200));
                     self.schedule_in(at, Event::DiskSync { node: i, life });
                 } else {
-                    disk.durable.insert((store, key), state);
+                    // Written now (reads see it), durable once the store completes.
+                    synced = Some((store.clone(), key.clone()));
+                    disk.unsynced.insert((store, key), Some(state));
                 }
                 Ok(IoOutput::Done)
             }
@@ -955,7 +979,11 @@ impl World {
             Io::Scan { store, ranges, from, limit } => Ok(disk.scan(&store, &ranges, from, limit)),
         };
         let delay = Duration::from_micros(self.rng.range(50, 2000));
-        self.schedule_in(delay, Event::Io { node: i, life, id, result });
+        if storing && self.crash_at_store == Some(i) {
+            self.crash_at_store = None;
+            self.schedule_in(delay / 2, Event::Fault(FaultEvent::CrashMidStore(i)));
+        }
+        self.schedule_in(delay, Event::Io { node: i, life, id, result, synced });
     }
 
     fn reply(&mut self, from: usize, stream: u64, frame: Vec<u8>) {
@@ -1107,6 +1135,15 @@ impl World {
             FaultEvent::Crash(i) => {
                 if self.impaired.len() < MAX_IMPAIRED && self.nodes[i].machine.is_some() && self.impaired.insert(i) {
                     self.stats.faults += 1;
+                    if self.rng.chance(50) {
+                        self.crash_at_store = Some(i);
+                    } else {
+                        self.crash(i);
+                    }
+                }
+            }
+            FaultEvent::CrashMidStore(i) => {
+                if self.nodes[i].machine.is_some() {
                     self.crash(i);
                 }
             }
@@ -1121,6 +1158,11 @@ impl World {
             FaultEvent::Doom(i) => self.doom(i),
             FaultEvent::StopLeft(i) => self.stop_left(i),
             FaultEvent::CheckJoined(i) => self.check_joined(i),
+            FaultEvent::Restart(i) if self.crash_at_store == Some(i) => {
+                // It stored nothing in time: no crash after all.
+                self.crash_at_store = None;
+                self.impaired.remove(&i);
+            }
             FaultEvent::Restart(i) => {
                 if self.nodes[i].machine.is_none() && !self.nodes[i].gone {
                     self.impaired.remove(&i);
@@ -1177,10 +1219,26 @@ impl World {
 
     fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        node.machine = None;
+        if let Some(machine) = node.machine.take() {
+            self.stats.mints_released += machine.stats().mints_released;
+        }
         node.life += 1;
         node.held.clear();
-        if self.fragile == Some(i) {
+        if self.fragile != Some(i) {
+            // Stores under way when it crashed: each reached the disk, or not.
+            let under_way = std::mem::take(&mut self.nodes[i].disk.unsynced);
+            let lost = under_way.len();
+            for (key, record) in under_way {
+                if self.rng.chance(50) {
+                    let disk = &mut self.nodes[i].disk;
+                    match record {
+                        Some(record) => disk.durable.insert(key, record),
+                        None => disk.durable.remove(&key),
+                    };
+                }
+            }
+            self.note(|| format!("n{i} crashed with {lost} stores under way"));
+        } else {
             let faults = &self.options.faults;
             // Half the crashes lose the journal (the others, under `lose-disk`, every record).
             let journal = faults.contains(&Fault::LoseJournal) && self.rng.chance(50);

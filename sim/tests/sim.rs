@@ -82,7 +82,7 @@ fn lww_is_causal() {
     let outcome = run(&with(117, &faults));
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
     let faults = [Fault::Delay, Fault::Drop, Fault::Crash, Fault::Skew, Fault::Lww];
-    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 2_650..2_750);
+    teeth_in(&faults, Mechanism::ContextTimestamp, "came back", 1_050..1_150);
 }
 
 /// Regression and teeth (issue 7, 3.2): a node started with n1's id, its own certificate and a
@@ -187,6 +187,24 @@ fn a_node_that_lost_writes_mints_in_a_new_incarnation() {
     }
 }
 
+/// Teeth (issue 10): a node that coordinates a put of a key it holds mints it and sends the
+/// state to the other replicas while its own store is under way (`Node::release_mint`), so a
+/// crash may lose its copy of a dot the others hold (the simulation crashes half its victims
+/// while a store is under way, and a crash loses each store under way or not). With
+/// incarnations switched off, a node restarted after such a crash mints that dot again for
+/// another write, and one of two acknowledged writes is lost; no disk here loses anything it
+/// completed (no `os-sync`, no `lose-disk`).
+#[test]
+fn a_mint_released_before_its_store_is_never_minted_again() {
+    let faults = [Fault::Delay, Fault::Drop, Fault::Partition, Fault::Crash, Fault::SmartClients];
+    for seed in 0..3 {
+        let outcome = run(&with(seed, &faults));
+        assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
+        assert!(outcome.stats.mints_released > 50, "seed {seed}: {}", outcome.stats);
+    }
+    teeth(&faults, Mechanism::Incarnation, "is lost", 100);
+}
+
 /// Teeth (issue 8, 2.1 and 2.2): a sloppy store's fallbacks take the writes of unreachable
 /// primaries with hints and hand them all back once the primaries are up (nothing is left held
 /// once the cluster settles, and nothing acknowledged is lost); with handoff switched off the
@@ -258,7 +276,7 @@ fn a_lost_journal_brings_back_no_collected_delete() {
         let outcome = run(&with(seed, &faults));
         assert!(outcome.violations.is_empty(), "seed {seed}: {:?}", outcome.violations);
     }
-    teeth_in(&faults, Mechanism::Checkpoint, "came back", 100..200);
+    teeth_in(&faults, Mechanism::Checkpoint, "came back", 200..300);
 }
 
 /// Issue 8, 3.4: records damaged on disk (the `damage` fault, in the defaults) are found,

@@ -197,8 +197,35 @@ impl PutCoordinator {
         timeout: Duration,
         now: Duration,
     ) -> PutCoordinator {
+        let candidates = Self::minters(prefs, config, held_down);
+        let phase = Phase::Mint { candidates, pinned: false };
+        PutCoordinator::start(prefs, config, held_down, write, timeout, now, phase)
+    }
+
+    /// The primaries to ask to mint, in preference order, leaving out those held down.
+    fn minters(prefs: &PreferenceList, config: &StoreConfig, held_down: &[NodeId]) -> VecDeque<NodeId> {
         let primaries = prefs.primaries().iter().take(config.n());
-        let candidates = primaries.filter(|p| !held_down.contains(p)).cloned().collect();
+        primaries.filter(|p| !held_down.contains(p)).cloned().collect()
+    }
+
+    /// [`new`](Self::new) run by `local`, a node that may itself be a primary of the key: if it
+    /// is one and not held down, it is the first asked to mint (a node coordinating a write it
+    /// holds mints it itself, sparing a request, as a Riak coordinator does), the other
+    /// primaries after it in preference order.
+    pub fn at_node(
+        prefs: &PreferenceList,
+        config: &StoreConfig,
+        held_down: &[NodeId],
+        write: Write,
+        timeout: Duration,
+        now: Duration,
+        local: &NodeId,
+    ) -> PutCoordinator {
+        let mut candidates = Self::minters(prefs, config, held_down);
+        if let Some(at) = candidates.iter().position(|c| c == local) {
+            candidates.remove(at);
+            candidates.push_front(local.clone());
+        }
         let phase = Phase::Mint { candidates, pinned: false };
         PutCoordinator::start(prefs, config, held_down, write, timeout, now, phase)
     }
@@ -267,6 +294,27 @@ impl PutCoordinator {
     /// [`is_finished`](Coordinator::is_finished).
     pub fn hints(&self) -> &[Hint] {
         &self.hints
+    }
+
+    /// The node asked to mint, `from`, has applied the write and is making its copy durable:
+    /// `state` (what it will store) goes to the other replicas now, while the minter syncs.
+    /// Its answer to the mint, when it comes, is its acknowledgement (or its failure).
+    ///
+    /// Only a minter whose dots a lost write cannot be minted again may say so before its copy
+    /// is durable: a node that mints as `id#incarnation` and starts a new incarnation after
+    /// any start that may have lost a write, and that mints no write of the key again in this
+    /// incarnation if its store fails (the node machine, for the mints it coordinates itself).
+    /// Ignored unless `from` is the node asked to mint and has not answered yet.
+    pub fn handle_minted(&mut self, now: Duration, from: &NodeId, state: SealedState) {
+        if self.shell.is_done() || !matches!(self.phase, Phase::Mint { .. }) || self.replicas.pending(from).is_none() {
+            return;
+        }
+        if state.siblings.validate().is_err() {
+            return;
+        }
+        self.phase = Phase::Replicate { minted: state, minter: from.clone() };
+        self.replicate(now);
+        self.evaluate(now);
     }
 }
 

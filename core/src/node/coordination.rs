@@ -130,7 +130,8 @@ impl Node {
         let machine = match job {
             Job::Get => Machine::Get(GetCoordinator::new(&prefs, &config, &held_down, timeout, now)),
             Job::Put { write, minter: None } => {
-                Machine::Put(joined(PutCoordinator::new(&prefs, &counted, &held_down, write, timeout, now)))
+                let put = PutCoordinator::at_node(&prefs, &counted, &held_down, write, timeout, now, &self.id);
+                Machine::Put(joined(put))
             }
             Job::Put { write, minter: Some(minter) } => {
                 let fallback = config.quorum_kind() == QuorumKind::Sloppy && prefs.fallbacks().contains(&minter);
@@ -227,6 +228,15 @@ impl Node {
             }
             _ => return,
         }
+        self.drive(now, number);
+    }
+
+    /// This node, asked by coordination `number` to mint, has applied the write and is storing
+    /// it (see `Node::release_mint`): the put replicates the state now.
+    pub(super) fn minted_here(&mut self, now: Duration, number: u64, state: SealedState) {
+        let Some(coordination) = self.coordinations.get_mut(&number) else { return };
+        let Machine::Put(machine) = &mut coordination.machine else { return };
+        machine.handle_minted(now, &self.id, state);
         self.drive(now, number);
     }
 

@@ -82,6 +82,13 @@ impl Damage {
         self.found.contains(key)
     }
 
+    /// A store of `key` whose minted state other replicas may hold failed: this incarnation
+    /// mints no write of the key again (the dot it minted may be missing here and present
+    /// there). The driver makes the next start a new incarnation (`Event::StorageFailed`).
+    pub(super) fn mint_lost(&mut self, key: &KeyName) {
+        self.found.insert(key.clone());
+    }
+
     /// Whether `token` of `store` lies in a range found unreadable in this incarnation.
     pub(super) fn in_unreadable_range(&self, store: &StoreName, token: Token) -> bool {
         self.ranges.keys().any(|(s, range)| s == store && range.contains(token))

@@ -137,12 +137,13 @@ pub struct NodeConfig {
     /// mints a dot it may have minted before, and a state a crash took back (or that a read
     /// exposed before it was synced) can never be confused with a later write.
     pub incarnation: u64,
-    /// Whether this start follows a stop that may have lost records the node had acknowledged
-    /// (default false): a crash of a node that syncs only every so often (`--sync os`), or any
-    /// restart of a node on the memory engine. Its mint log may then lack writes it minted
-    /// before, so a [resent](crate::version::Write::resent) write it has no record of, stamped
-    /// before this start (plus `max_clock_skew`), is answered `Indeterminate`, never minted a
-    /// second time.
+    /// Whether this start follows a stop that may have lost writes the node minted (default
+    /// false): any stop that was not clean (a node releases the mints of puts it coordinates to
+    /// the other replicas before its own store finishes, see `Node::release_mint`; and a node
+    /// under `--sync os` acknowledges before syncing), or any restart of a node on the memory
+    /// engine. Its mint log may then lack writes it minted before, so a
+    /// [resent](crate::version::Write::resent) write it has no record of, stamped before this
+    /// start (plus `max_clock_skew`), is answered `Indeterminate`, never minted a second time.
     pub lost_records: bool,
     /// The wall-clock time, in milliseconds since the Unix epoch, at `now` = 0 (default 0): the
     /// node's clock for last-writer-wins timestamps is this plus `now`.
@@ -452,6 +453,9 @@ pub struct NodeStats {
     pub coordinations_rerun: u64,
     /// Replica requests this node sent to other nodes while coordinating.
     pub forwarded: u64,
+    /// Mints of puts this node coordinated whose state went to the other replicas while its own
+    /// store was under way (see `Node::release_mint`).
+    pub mints_released: u64,
     /// Requests refused as malformed, over a limit, or with an invalid context.
     pub refused: u64,
     /// Hinted writes handed back to their primaries.

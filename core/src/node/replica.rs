@@ -2,7 +2,8 @@
 //!
 //! - **read** loads the stored state of a key;
 //! - **mint** loads the state, applies the caller's write with this node as the actor (minting
-//!   the write's dot), stores the result, then answers with it;
+//!   the write's dot), stores the result, then answers with it (a put this node coordinates
+//!   gets the minted state as soon as the store starts, see [`Node::release_mint`]);
 //! - **merge** loads the state, folds another replica's state in and stores the result if it
 //!   changed;
 //! - **held** loads the stored state and answers it unsealed, with whether the node holds a
@@ -102,6 +103,9 @@ pub(super) struct KeyQueue {
     storing: Option<(KeyRecord, Option<Hint>, Option<u64>)>,
     /// Once the head step asked for its record's removal: the tree digest of that record.
     removing: Option<Option<u64>>,
+    /// The head step is a mint whose state went to its coordination before the store finished
+    /// (see [`Node::release_mint`]).
+    released: bool,
 }
 
 impl Node {
@@ -157,8 +161,13 @@ impl Node {
         let Some(queue) = self.keys.get_mut(&key) else { return };
         let Some(head) = queue.steps.front().cloned() else { return };
         let removing = queue.removing.take();
+        let released = core::mem::take(&mut queue.released);
         let answer = match (result, queue.storing.take()) {
             (Err(IoError(reason)), _) => {
+                if released {
+                    // Other replicas may hold the dot this store was to keep: never minted again.
+                    self.damage.mint_lost(&key);
+                }
                 Some(Err(ErrorReply::new(ErrorKind::Internal, format!("storage failed: {reason}"))))
             }
             // The removal finished: the step is done.
@@ -278,8 +287,8 @@ impl Node {
     pub(super) fn no_mint_of_damaged(&self) -> ErrorReply {
         ErrorReply::new(
             ErrorKind::Unavailable,
-            "this node found its record of the key damaged and mints no write of it until it restarts in a new \
-             incarnation: another replica takes the write",
+            "this node found its record of the key damaged (or failed to store it) and mints no write of it until \
+             it restarts in a new incarnation: another replica takes the write",
         )
     }
 
@@ -315,10 +324,14 @@ impl Node {
                 let hint = head.hint_for.as_ref().and_then(|target| self.new_hint(now, target, key, bytes));
                 let io =
                     Io::Store { store: key.0.clone(), key: key.1.clone(), state: state.clone(), hint: hint.clone() };
+                let minted = matches!(head.step, ReplicaStep::Mint(_)).then(|| state.siblings.clone());
                 if let Some(queue) = self.keys.get_mut(key) {
                     queue.storing = Some((state, hint, before));
                 }
                 self.issue_io(io, IoOwner::Key(key.0.clone(), key.1.clone()));
+                if let (Some(siblings), Completion::Coordination { coordination, .. }) = (minted, &head.done) {
+                    self.release_mint(now, key, *coordination, siblings);
+                }
                 None
             }
             Err(reply) => Some(Err(reply)),
@@ -454,6 +467,24 @@ impl Node {
     /// taken by any node of the cluster for this key only.
     fn seal(&self, key: &(StoreName, Vec<u8>), state: Siblings) -> SealedState {
         self.config.context_key.seal(&key.0, &key.1, state)
+    }
+
+    /// The head step of `key` minted a write that a coordination of this node (`coordination`)
+    /// asked for, and its store is under way: the coordination gets the minted state now, so
+    /// the other replicas store it while this node syncs, and this node's acknowledgement
+    /// follows once the store finishes. A put then waits for one sync after another node's,
+    /// not for two in a row. This may go before the store is durable because no dot minted
+    /// here is ever minted again, whatever becomes of the store: a start that may have lost a
+    /// write begins a new incarnation (see [`NodeConfig::incarnation`](super::NodeConfig::incarnation)),
+    /// and a store that fails stops this incarnation from minting the key again
+    /// ([`super::damage`]). Mints a peer asked for are answered only once durable.
+    fn release_mint(&mut self, now: Duration, key: &(StoreName, Vec<u8>), coordination: u64, siblings: Siblings) {
+        if let Some(queue) = self.keys.get_mut(key) {
+            queue.released = true;
+        }
+        self.stats.mints_released += 1;
+        let state = self.seal(key, siblings);
+        self.minted_here(now, coordination, state);
     }
 
     /// Delivers the head step's answer and starts the next step of the key, if any.

@@ -17,6 +17,7 @@ mod damage;
 mod departure;
 mod handoff;
 mod mints;
+mod released_mints;
 mod ring_change;
 mod tombstones;
 

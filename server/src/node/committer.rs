@@ -72,8 +72,8 @@ impl Committer {
         self.queued.push((id, write));
     }
 
-    /// Hands the queued writes to the thread, in one message. Once the thread is gone (the node
-    /// is stopping), they are never answered, as if the process had stopped before them.
+    /// Hands the queued writes to the thread, in one message. The thread writes everything
+    /// handed over, and ends once this sender is dropped and nothing is left.
     pub(crate) fn hand_over(&mut self) {
         if !self.queued.is_empty() {
             let _ = self.writes.send(std::mem::take(&mut self.queued));
@@ -98,9 +98,11 @@ fn commit(
         }
         let (ids, result) = commit_batch(engine, incarnation, batch);
         let answers = ids.into_iter().map(|id| (id, result.clone())).collect();
-        if report.send(Input::Ios(answers)).is_err() {
-            return; // the driver is gone
-        }
+        // Once the driver is gone (the node is stopping) nobody hears the answers, but what it
+        // handed over is still written: a mint it coordinated may have gone to other replicas
+        // before its store here finished (`quickv_core::node`'s early release), and a clean
+        // stop, which keeps the incarnation, waits for this thread to end.
+        let _ = report.send(Input::Ios(answers));
     }
 }
 

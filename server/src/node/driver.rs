@@ -74,9 +74,10 @@ pub(crate) struct Observed {
     stats: Mutex<NodeStats>,
     /// Why the node's join was refused for good, once it was.
     refused: tokio::sync::watch::Sender<Option<String>>,
-    /// A record or a range of them was found damaged: the next start must begin a new
-    /// incarnation (see `Event::DamagedRecord`, `Event::DamagedRange`).
-    damage_found: std::sync::atomic::AtomicBool,
+    /// A record or a range of them was found damaged, or a storage step failed: the next
+    /// start must begin a new incarnation (see `Event::DamagedRecord`, `Event::DamagedRange`,
+    /// `Event::StorageFailed`).
+    renew_incarnation: std::sync::atomic::AtomicBool,
 }
 
 impl Observed {
@@ -98,9 +99,10 @@ impl Observed {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a damaged record was found since the node started.
-    pub(crate) fn damage_found(&self) -> bool {
-        self.damage_found.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether the next start must begin a new incarnation (a damaged record was found, or a
+    /// storage step failed, since the node started).
+    pub(crate) fn renew_incarnation(&self) -> bool {
+        self.renew_incarnation.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -145,7 +147,7 @@ impl Driver {
             view: RwLock::new(Arc::new(machine.view().clone())),
             stats: Mutex::new(machine.stats()),
             refused: tokio::sync::watch::Sender::new(None),
-            damage_found: std::sync::atomic::AtomicBool::new(false),
+            renew_incarnation: std::sync::atomic::AtomicBool::new(false),
         });
         let driver = Driver {
             machine,
@@ -365,7 +367,12 @@ impl Driver {
             Event::IncompatiblePeer { address, reason } => {
                 tracing::warn!("peer {address} has an incompatible view: {reason}")
             }
-            Event::StorageFailed { reason } => tracing::error!("storage step failed: {reason}"),
+            Event::StorageFailed { reason } => {
+                // A failed store may have held a dot other replicas have: the node mints no
+                // write of that key again, and the next start begins a new incarnation.
+                self.observed.renew_incarnation.store(true, std::sync::atomic::Ordering::Release);
+                tracing::error!("storage step failed: {reason}")
+            }
             Event::HintDelivered { target, store, key } => tracing::debug!(
                 node = %self.machine.id(),
                 %target,
@@ -374,7 +381,7 @@ impl Driver {
                 "hinted write handed back"
             ),
             Event::DamagedRecord { store, key, reason } => {
-                self.observed.damage_found.store(true, std::sync::atomic::Ordering::Release);
+                self.observed.renew_incarnation.store(true, std::sync::atomic::Ordering::Release);
                 tracing::error!(
                     node = %self.machine.id(),
                     %store,
@@ -384,7 +391,7 @@ impl Driver {
                 )
             }
             Event::DamagedRange { store, range } => {
-                self.observed.damage_found.store(true, std::sync::atomic::Ordering::Release);
+                self.observed.renew_incarnation.store(true, std::sync::atomic::Ordering::Release);
                 tracing::error!(
                     node = %self.machine.id(),
                     %store,

@@ -12,7 +12,9 @@
 //!   `quickv_hints_dropped_total`, `quickv_replica_requests_total`, `quickv_misrouted_total`,
 //!   `quickv_stale_routed_total`,
 //!   `quickv_coordinated_total`, `quickv_coordinations_rerun_total` (run again with a newer
-//!   ring after a replica answered `StaleRing`), `quickv_forwarded_total`, `quickv_refused_total`, and for
+//!   ring after a replica answered `StaleRing`), `quickv_forwarded_total`,
+//!   `quickv_mints_released_total` (mints of coordinated puts replicated while the node's own
+//!   store was under way), `quickv_refused_total`, and for
 //!   anti-entropy `quickv_anti_entropy_exchanges_total`, `quickv_anti_entropy_pulled_total` and
 //!   `quickv_anti_entropy_pushed_total` (keys moved) and `quickv_anti_entropy_bytes_total`;
 //!   tombstones collected and fallback copies dropped after handoff
@@ -143,6 +145,7 @@ impl Metrics {
             ("quickv_coordinated_total", stats.coordinated),
             ("quickv_coordinations_rerun_total", stats.coordinations_rerun),
             ("quickv_forwarded_total", stats.forwarded),
+            ("quickv_mints_released_total", stats.mints_released),
             ("quickv_refused_total", stats.refused),
             ("quickv_anti_entropy_exchanges_total", stats.anti_entropy_exchanges),
             ("quickv_anti_entropy_pulled_total", stats.anti_entropy_pulled),

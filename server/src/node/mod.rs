@@ -305,9 +305,10 @@ impl Node {
         machine_config.sync_interval = config.sync_interval;
         machine_config.seed = RandomState::new().hash_one(&id);
         machine_config.incarnation = incarnation;
-        // Records are lost in a stop only if they were not synced when acknowledged.
-        let syncs_every_write = config.engine == EngineKind::Durable && config.sync == SyncPolicy::Always;
-        machine_config.lost_records = (after_loss && !syncs_every_write) || !loss.is_empty();
+        // Any stop that was not clean may have lost a mint: one not synced when acknowledged
+        // (`--sync os`), or one the node released to the other replicas before its own store
+        // finished (sync always too: see `quickv_core::node`'s early release).
+        machine_config.lost_records = after_loss || !loss.is_empty();
         machine_config.max_stores = config.max_stores;
         machine_config.max_clock_skew = config.max_clock_skew;
         machine_config.default_store = Some(config.default_store);
@@ -410,7 +411,7 @@ impl Node {
         if tokio::time::timeout(SAVER_DRAIN, saver).await.is_err() {
             tracing::warn!(node = %id, "the last view saves did not finish in time at shutdown");
         }
-        let damaged = observed.damage_found();
+        let renew = observed.renew_incarnation();
         drop(observed);
         endpoint.close(0u32.into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
@@ -423,12 +424,22 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The committer holds the engine until it has written everything handed to it: a write
+        // still under way may hold a dot other replicas have (a mint released before its store
+        // finished), so the incarnation goes on only once the committer is done.
+        let writing = Arc::strong_count(&engine) > 1;
         // Only once everything is flushed may the next start go on in this incarnation.
         match tokio::task::spawn_blocking(move || engine.flush()).await {
-            // A damaged record may have held dots this incarnation minted: it must not go on.
-            Ok(Ok(())) if damaged => {
-                tracing::warn!(node = %id, "node stopped; damaged records were found, so the next start begins a new incarnation")
-            }
+            // A damaged record, or a store that failed, may have held dots this incarnation
+            // minted: it must not go on.
+            Ok(Ok(())) if renew => tracing::warn!(
+                node = %id,
+                "node stopped; a record was found damaged or a store failed, so the next start begins a new incarnation"
+            ),
+            Ok(Ok(())) if writing => tracing::warn!(
+                node = %id,
+                "node stopped; writes were still under way, so the next start begins a new incarnation"
+            ),
             Ok(Ok(())) => match incarnations.end_cleanly(incarnation) {
                 Ok(()) => tracing::info!(node = %id, "node stopped"),
                 Err(e) => tracing::warn!(node = %id, "node stopped; the next start begins a new incarnation: {e}"),
