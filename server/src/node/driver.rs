@@ -4,7 +4,8 @@
 //! request read by the endpoint, the answer (or silence) of a peer to a request the node sent, a
 //! storage step that finished. The driver feeds it to the machine, then performs what the
 //! machine emits: answers go back to the stream's task, requests to peers go out on the
-//! transport (each in a task of its own, reporting back), record writes go to the node's
+//! transport (each exchange a future the driver polls itself, beside its inputs: no task and
+//! no channel per request), record writes go to the node's
 //! committer thread ([`super::committer`]), scans and whole-store steps run on the blocking
 //! pool, and view saves run one after another in the order the machine emitted them. Record
 //! loads the driver runs itself, at once: a load served from the engine's memory tables or
@@ -14,8 +15,13 @@
 //! decides nothing itself.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::CertificateDigest;
@@ -34,6 +40,9 @@ use crate::storage::Engine;
 
 /// How many queued inputs the driver takes before it performs what they caused.
 const BATCH: usize = 64;
+
+/// A request to a peer under way: its id, and the answer or why there is none.
+type Exchange = Pin<Box<dyn Future<Output = (u64, Result<Message, Missing>)> + Send>>;
 
 /// A request as the endpoint read it.
 #[derive(Debug)]
@@ -117,6 +126,8 @@ pub(crate) struct Driver {
     streams: HashMap<u64, oneshot::Sender<Message>>,
     next_stream: u64,
     transport: Arc<Transport>,
+    /// Requests to peers under way, polled by the driver's loop.
+    exchanges: FuturesUnordered<Exchange>,
     engine: Arc<dyn Engine>,
     /// Every record write goes through it.
     committer: Committer,
@@ -157,6 +168,7 @@ impl Driver {
             streams: HashMap::new(),
             next_stream: 1,
             transport,
+            exchanges: FuturesUnordered::new(),
             engine,
             committer,
             saves,
@@ -172,27 +184,38 @@ impl Driver {
         self.origin.elapsed()
     }
 
-    /// Runs until the task is aborted.
+    /// Runs until the task is aborted (the requests to peers under way go with it).
     pub(crate) async fn run(mut self) {
         loop {
             self.perform();
-            let input = match self.machine.poll_timeout() {
-                Some(at) => tokio::select! {
-                    input = self.inputs.recv() => input,
-                    () = tokio::time::sleep_until(self.origin + at) => {
-                        let now = self.now();
-                        self.machine.handle_timeout(now);
-                        continue;
-                    }
-                },
-                None => self.inputs.recv().await,
+            let deadline = self.machine.poll_timeout().map(|at| self.origin + at);
+            let timer = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
             };
-            let Some(input) = input else { return };
-            self.handle(input);
+            tokio::select! {
+                input = self.inputs.recv() => {
+                    let Some(input) = input else { return };
+                    self.handle(input);
+                }
+                Some((id, answer)) = self.exchanges.next(), if !self.exchanges.is_empty() => {
+                    self.handle(Input::Answer { id, answer });
+                }
+                () = timer => {
+                    let now = self.now();
+                    self.machine.handle_timeout(now);
+                    continue;
+                }
+            }
             for _ in 1..BATCH {
-                match self.inputs.try_recv() {
-                    Ok(input) => self.handle(input),
-                    Err(_) => break,
+                if let Ok(input) = self.inputs.try_recv() {
+                    self.handle(input);
+                } else if let Some(Some((id, answer))) = self.exchanges.next().now_or_never() {
+                    self.handle(Input::Answer { id, answer });
+                } else {
+                    break;
                 }
             }
             // A node busy with inputs still keeps its timers.
@@ -326,14 +349,14 @@ impl Driver {
             }
             Destination::Node { address, .. } => {
                 let (Message::Request { id, .. } | Message::Routed { id, .. }) = message else { return };
-                let (transport, report) = (self.transport.clone(), self.report.clone());
-                tokio::spawn(async move {
+                let transport = self.transport.clone();
+                self.exchanges.push(Box::pin(async move {
                     let answer = match address.parse::<SocketAddr>() {
                         Ok(addr) => exchange(&transport, addr, id, &message).await,
                         Err(_) => Err(Missing::NotDelivered),
                     };
-                    let _ = report.send(Input::Answer { id, answer });
-                });
+                    (id, answer)
+                }));
             }
         }
     }
