@@ -5,12 +5,14 @@
 //! [`endpoint`] reads requests off QUIC streams, the [`driver`] task owns the machine and
 //! performs what it emits (answers, requests to peers, storage [`steps`], view saves in order;
 //! record loads it runs itself), the [`committer`] thread runs record writes (one batch and one
-//! sync at a time), and [`saved_view`] is the view file.
+//! sync at a time), and [`saved_view`] is the view file. [`http`] serves the HTTPS API,
+//! handing each request to the driver as the endpoint does.
 
 pub mod bounds;
 mod committer;
 mod driver;
 mod endpoint;
+pub mod http;
 mod incarnation;
 pub mod metrics;
 mod saved_view;
@@ -84,6 +86,10 @@ pub struct NodeConfig {
     pub default_store: StoreConfig,
     /// Where to serve Prometheus metrics over HTTP (default: nowhere; see [`metrics`]).
     pub metrics: Option<SocketAddr>,
+    /// Where to serve the HTTPS API (default: nowhere; see [`http`] and `docs/http-api.md`).
+    pub http: Option<SocketAddr>,
+    /// The browser origins the HTTPS API answers (CORS; default any).
+    pub http_origins: http::AllowedOrigins,
     /// How often, about, the node compares its Merkle trees of a store with a peer (default 1 s;
     /// zero switches anti-entropy off).
     pub anti_entropy_interval: Duration,
@@ -142,6 +148,8 @@ impl NodeConfig {
             max_clock_skew: Duration::from_secs(60),
             default_store: StoreConfig::quorum(),
             metrics: None,
+            http: None,
+            http_origins: http::AllowedOrigins::Any,
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_budget: 1024 * 1024,
             max_hints: 100_000,
@@ -207,6 +215,14 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The HTTPS API could not listen.
+    #[error("cannot serve the HTTPS API on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The endpoint could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -230,6 +246,8 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
     /// The view saver: left to finish at shutdown, not aborted.
     saver: JoinHandle<()>,
+    /// Where the HTTPS API listens, if it does.
+    http: Option<SocketAddr>,
 }
 
 impl Node {
@@ -352,14 +370,27 @@ impl Node {
             driver::Driver::new(machine, incarnation, origin, transport.clone(), engine.clone(), saves, metrics)
                 .map_err(|source| StartError::Threads { source })?;
         let saver = tokio::spawn(driver::save_views(file, saves_rx, inputs.clone()));
+        let mut http_addr = None;
+        let mut http_task = None;
+        if let Some(addr) = config.http {
+            let http_error = |source| StartError::Http { addr, source };
+            let listener = std::net::TcpListener::bind(addr).map_err(http_error)?;
+            listener.set_nonblocking(true).map_err(http_error)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(http_error)?;
+            http_addr = Some(listener.local_addr().map_err(http_error)?);
+            let api =
+                Arc::new(http::Api::new(inputs.clone(), observed.clone(), max_frame, config.http_origins.clone()));
+            http_task = Some(tokio::spawn(http::serve(listener, http::tls_config(&identity)?, api)));
+        }
         let mut tasks = vec![
             tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),
             tokio::spawn(driver.run()),
         ];
         tasks.extend(metrics_server);
+        tasks.extend(http_task);
         tracing::info!(node = %id, addr = %advertise, incarnation, "node started");
         let transport = Arc::downgrade(&transport);
-        Ok(Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks, saver })
+        Ok(Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks, saver, http: http_addr })
     }
 
     /// The node's id.
@@ -375,6 +406,11 @@ impl Node {
     /// The address the node listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.endpoint.local_addr().ok()
+    }
+
+    /// Where the HTTPS API listens (`None` unless [`NodeConfig::http`] is set).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
     }
 
     /// The node's current cluster view.
@@ -396,7 +432,7 @@ impl Node {
     /// Stops serving: closes connections, stops the driver, saves every view the machine asked
     /// to save and flushes storage.
     pub async fn shutdown(self) {
-        let Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks, saver } = self;
+        let Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks, saver, .. } = self;
         for task in &tasks {
             task.abort();
         }

@@ -5,6 +5,7 @@
 mod damage;
 mod departure;
 mod elastic;
+mod http;
 mod partition;
 mod process;
 mod support;

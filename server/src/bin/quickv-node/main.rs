@@ -24,6 +24,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use quickv_core::store::Limits;
 use quickv_server::node::bounds::Bounds;
+use quickv_server::node::http::AllowedOrigins;
 use quickv_server::node::{Node, NodeConfig};
 use quickv_server::pki;
 use quickv_server::storage::{EngineKind, SyncPolicy};
@@ -52,6 +53,9 @@ enum Command {
         /// base port + 100).
         #[arg(long)]
         metrics_port: Option<u16>,
+        /// Port of the first node's HTTPS API; the others follow (default: the base port + 1000).
+        #[arg(long)]
+        http_port: Option<u16>,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -64,7 +68,7 @@ enum Command {
         dir: PathBuf,
     },
     /// Run one node.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -179,6 +183,13 @@ struct RunArgs {
     /// 127.0.0.1:9101.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Serve the HTTPS API (docs/http-api.md) at this address, for example 0.0.0.0:8101.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// A browser origin the HTTPS API answers (CORS), for example https://app.example.com;
+    /// repeat for several. Default: any origin.
+    #[arg(long = "http-allow-origin", value_name = "ORIGIN")]
+    http_allow_origins: Vec<String>,
     /// log2 of the partition count, for the first node of a new cluster.
     #[arg(long, default_value_t = quickv_core::ring::DEFAULT_PARTITION_BITS)]
     partition_bits: u8,
@@ -205,9 +216,14 @@ fn main() -> Result<()> {
                 );
                 Ok(())
             }
-            Command::Run(args) => run(args).await,
-            Command::Dev { nodes, dir, base_port, metrics_port, storage } => {
-                dev(nodes, dir, base_port, metrics_port.unwrap_or(base_port.saturating_add(100)), storage).await
+            Command::Run(args) => run(*args).await,
+            Command::Dev { nodes, dir, base_port, metrics_port, http_port, storage } => {
+                let ports = DevPorts {
+                    base: base_port,
+                    metrics: metrics_port.unwrap_or(base_port.saturating_add(100)),
+                    http: http_port.unwrap_or(base_port.saturating_add(1000)),
+                };
+                dev(nodes, dir, ports, storage).await
             }
         }
     })
@@ -267,6 +283,10 @@ async fn run(args: RunArgs) -> Result<()> {
     config.id = args.id;
     config.partition_bits = args.partition_bits;
     config.metrics = args.metrics;
+    config.http = args.http;
+    if !args.http_allow_origins.is_empty() {
+        config.http_origins = AllowedOrigins::Only(args.http_allow_origins);
+    }
     apply_storage(&mut config, &args.storage);
     let node = Node::start(config).await.with_context(|| format!("starting the node in {}", args.dir.display()))?;
     let refused = tokio::select! {
@@ -280,7 +300,15 @@ async fn run(args: RunArgs) -> Result<()> {
     }
 }
 
-async fn dev(count: u16, dir: PathBuf, base_port: u16, metrics_port: u16, storage: StorageArgs) -> Result<()> {
+/// The first port of each kind a dev cluster uses; node i takes the first + i.
+struct DevPorts {
+    base: u16,
+    metrics: u16,
+    http: u16,
+}
+
+async fn dev(count: u16, dir: PathBuf, ports: DevPorts, storage: StorageArgs) -> Result<()> {
+    let DevPorts { base: base_port, metrics: metrics_port, http: http_port } = ports;
     anyhow::ensure!(count >= 1, "--nodes must be at least 1");
     pki::init_cluster(&dir).with_context(|| format!("creating the cluster CA in {}", dir.display()))?;
     // The printed line must work from any folder.
@@ -292,6 +320,7 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, metrics_port: u16, storag
         let mut config = NodeConfig::new(dir.join(format!("n{}", i + 1)), &dir, addr);
         config.zone = format!("zone-{}", i + 1);
         config.metrics = Some(([127, 0, 0, 1], metrics_port + i).into());
+        config.http = Some(([127, 0, 0, 1], http_port + i).into());
         // A default store whose writes one or two nodes can meet.
         config.default_store = quickv_core::store::StoreConfig::quorum_for(usize::from(count));
         if i > 0 {
@@ -324,6 +353,10 @@ async fn dev(count: u16, dir: PathBuf, base_port: u16, metrics_port: u16, storag
     println!(
         "metrics (Prometheus): http://127.0.0.1:{metrics_port}/metrics .. http://127.0.0.1:{}/metrics",
         metrics_port + count - 1
+    );
+    println!(
+        "HTTPS API: https://127.0.0.1:{http_port} .. https://127.0.0.1:{} (trust ca.pem; certificate name quickv-node)",
+        http_port + count - 1
     );
     println!("export QUICKV_SEEDS={first} QUICKV_CA={}", dir.join(pki::CA_CERT).display());
     wait_for_stop().await;

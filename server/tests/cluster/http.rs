@@ -1,0 +1,210 @@
+//! The HTTPS API against in-process nodes: every route, siblings, contexts, the error codes and
+//! CORS (`docs/http-api.md`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use quickv_client::{CausalContext, ClusterCa};
+use quickv_core::store::Limits;
+use quickv_server::node::NodeConfig;
+use quickv_server::node::bounds::Bounds;
+use quickv_server::node::http::{AllowedOrigins, CONTEXT_HEADER};
+
+use super::support::Cluster;
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn context(&self) -> Option<String> {
+        self.headers.get(CONTEXT_HEADER).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// The stable code of a JSON error.
+    fn code(&self) -> String {
+        let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        json["code"].as_str().unwrap().to_owned()
+    }
+}
+
+/// One request over a fresh HTTPS connection (HTTP/1.1) to `addr`, trusting the cluster CA.
+async fn call(
+    addr: SocketAddr,
+    ca: &ClusterCa,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let provider = quickv_client::tls::provider();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("quickv-node").unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::builder().method(method).uri(path).header("host", "quickv-node");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(Full::new(Bytes::copy_from_slice(body))).unwrap()).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+}
+
+/// A request and the status and code it must be answered with.
+type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], Vec<u8>, StatusCode, &'a str);
+
+fn with_http(config: &mut NodeConfig) {
+    config.http = Some("127.0.0.1:0".parse().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_puts_gets_and_deletes_with_siblings_and_contexts() {
+    let cluster = Cluster::start_tweaked(3, Limits::default(), Bounds::default(), with_http).await;
+    let (ca, http) = (cluster.ca(), cluster.node(0).http_addr().expect("an HTTPS address"));
+    let key = "/v1/stores/default/keys/cart%3A42";
+
+    let put = call(http, &ca, Method::PUT, key, &[], b"apples").await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT);
+    assert!(put.context().is_some(), "a write answers the new context");
+    let read = call(http, &ca, Method::GET, "/v1/stores/default/keys/cart:42", &[], b"").await;
+    assert_eq!((read.status, &read.body[..]), (StatusCode::OK, &b"apples"[..]));
+    assert_eq!(read.headers["content-type"], "application/octet-stream");
+
+    // A blind write beside it: two siblings, answered 300 multipart/mixed.
+    assert_eq!(call(http, &ca, Method::PUT, key, &[], b"pears").await.status, StatusCode::NO_CONTENT);
+    let read = call(http, &ca, Method::GET, key, &[], b"").await;
+    assert_eq!(read.status, StatusCode::MULTIPLE_CHOICES);
+    let kind = read.headers["content-type"].to_str().unwrap().to_owned();
+    let boundary = kind.strip_prefix("multipart/mixed; boundary=").expect("multipart");
+    let text = String::from_utf8(read.body.to_vec()).unwrap();
+    let parts: Vec<&str> = text.split(&format!("--{boundary}")).filter(|p| p.contains("\r\n\r\n")).collect();
+    let mut values: Vec<&str> = parts.iter().map(|p| p.split("\r\n\r\n").nth(1).unwrap().trim_end()).collect();
+    values.sort();
+    assert_eq!(values, ["apples", "pears"]);
+
+    // A write with the read's context replaces both; the Rust client reads it.
+    let context = read.context().unwrap();
+    let put = call(http, &ca, Method::PUT, key, &[(CONTEXT_HEADER, &context)], b"plums").await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT);
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    let versions = store.get("cart:42").await.unwrap();
+    assert_eq!(versions.values.iter().map(|v| v.as_ref().to_vec()).collect::<Vec<_>>(), vec![b"plums".to_vec()]);
+
+    // Keys are bytes: percent-encoded, a slash included; what the Rust client writes, HTTP reads.
+    store.put(b"\x00\xffa/b".to_vec(), b"bytes".to_vec(), &CausalContext::empty()).await.unwrap();
+    let read = call(http, &ca, Method::GET, "/v1/stores/default/keys/%00%FFa%2Fb", &[], b"").await;
+    assert_eq!((read.status, &read.body[..]), (StatusCode::OK, &b"bytes"[..]));
+
+    // A delete needs the context of a read; then the key is absent (404, with the context).
+    let context = call(http, &ca, Method::GET, key, &[], b"").await.context().unwrap();
+    let refused = call(http, &ca, Method::DELETE, key, &[], b"").await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::BAD_REQUEST, "context_required".into()));
+    let deleted = call(http, &ca, Method::DELETE, key, &[(CONTEXT_HEADER, &context)], b"").await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = call(http, &ca, Method::GET, key, &[], b"").await;
+    assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "not_found".into()));
+    assert!(gone.context().is_some(), "a deleted key's context comes with the 404");
+    assert!(store.get("cart:42").await.unwrap().is_absent());
+
+    // Stores: listed, created once, refused with other settings.
+    let listed = call(http, &ca, Method::GET, "/v1/stores", &[], b"").await;
+    let json: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(json["stores"][0]["name"], "default");
+    let create = br#"{"name":"carts","n":3,"r":2,"w":2,"quorum":"strict"}"#;
+    let created = call(http, &ca, Method::POST, "/v1/stores", &[], create).await;
+    let json: serde_json::Value = serde_json::from_slice(&created.body).unwrap();
+    assert_eq!((created.status, &json["created"], &json["quorum"]), (StatusCode::OK, &true.into(), &"strict".into()));
+    let again = call(http, &ca, Method::POST, "/v1/stores", &[], create).await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.body).unwrap()["created"], false);
+    let other = call(http, &ca, Method::POST, "/v1/stores", &[], br#"{"name":"carts","n":3,"r":1,"w":2}"#).await;
+    assert_eq!((other.status, other.code()), (StatusCode::CONFLICT, "store_conflict".into()));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_errors_carry_stable_codes_and_change_nothing() {
+    let limits = Limits { max_key: 64, max_value: 1024 };
+    let mut cluster = Cluster::start_tweaked(3, limits, Bounds::default(), with_http).await;
+    let (ca, http) = (cluster.ca(), cluster.node(0).http_addr().unwrap());
+    let cases: [Case<'_>; 9] = [
+        (Method::GET, "/v1/stores/nostore/keys/a", &[], vec![], StatusCode::NOT_FOUND, "unknown_store"),
+        (Method::GET, "/v1/stores/default/keys/a%zz", &[], vec![], StatusCode::BAD_REQUEST, "malformed"),
+        (
+            Method::PUT,
+            "/v1/stores/default/keys/a",
+            &[(CONTEXT_HEADER, "garbage!")],
+            b"x".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_context",
+        ),
+        (Method::PUT, "/v1/stores/default/keys/a", &[], vec![b'v'; 2048], StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        (
+            Method::PUT,
+            &format!("/v1/stores/default/keys/{}", "k".repeat(100)),
+            &[],
+            b"x".to_vec(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (Method::POST, "/v1/stores", &[], b"not json".to_vec(), StatusCode::BAD_REQUEST, "malformed"),
+        (Method::PATCH, "/v1/stores/default/keys/a", &[], vec![], StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (Method::GET, "/v2/anything", &[], vec![], StatusCode::NOT_FOUND, "not_found"),
+        (Method::GET, "/v1/stores/default/keys/", &[], vec![], StatusCode::BAD_REQUEST, "malformed"),
+    ];
+    for (method, path, headers, body, status, code) in cases {
+        let answer = call(http, &ca, method.clone(), path, headers, &body).await;
+        assert_eq!((answer.status, answer.code()), (status, code.to_owned()), "{method} {path}");
+        assert_eq!(answer.headers["content-type"], "application/json");
+    }
+    // Nothing was written by any of them.
+    let client = cluster.client().await;
+    assert!(client.store("default").await.unwrap().get("a").await.unwrap().is_absent());
+
+    // Not enough replicas: a strict store of W=3 with a node stopped answers 503, retryable.
+    let strict = br#"{"name":"all","n":3,"r":2,"w":3,"quorum":"strict"}"#;
+    assert_eq!(call(http, &ca, Method::POST, "/v1/stores", &[], strict).await.status, StatusCode::OK);
+    cluster.stop(2).await;
+    let answer = call(http, &ca, Method::PUT, "/v1/stores/all/keys/k", &[], b"v").await;
+    assert_eq!((answer.status, answer.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into()));
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(json["retryable"], true);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_answers_browser_origins_it_allows() {
+    fn only(config: &mut NodeConfig) {
+        config.http = Some("127.0.0.1:0".parse().unwrap());
+        config.http_origins = AllowedOrigins::Only(vec!["https://app.example".into()]);
+    }
+    let cluster = Cluster::start_tweaked(1, Limits::default(), Bounds::default(), only).await;
+    let (ca, http) = (cluster.ca(), cluster.node(0).http_addr().unwrap());
+    let preflight = [("origin", "https://app.example"), ("access-control-request-method", "PUT")];
+    let answer = call(http, &ca, Method::OPTIONS, "/v1/stores/default/keys/a", &preflight, b"").await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    assert_eq!(answer.headers["access-control-allow-origin"], "https://app.example");
+    assert!(answer.headers["access-control-allow-methods"].to_str().unwrap().contains("PUT"));
+    assert!(answer.headers["access-control-allow-headers"].to_str().unwrap().contains(CONTEXT_HEADER));
+    let read = call(http, &ca, Method::GET, "/v1/stores", &[("origin", "https://app.example")], b"").await;
+    assert_eq!(read.headers["access-control-expose-headers"], CONTEXT_HEADER);
+    let other = call(http, &ca, Method::GET, "/v1/stores", &[("origin", "https://evil.example")], b"").await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert!(other.headers.get("access-control-allow-origin").is_none(), "an origin not allowed gets no CORS grant");
+    cluster.shutdown().await;
+}
