@@ -21,6 +21,17 @@ test("keyToken is MD5 of the key bytes", () => {
   assert.equal(keyTokenOfText("cart:42"), keyToken(new TextEncoder().encode("cart:42")));
 });
 
+test("keys are strings (their UTF-8 bytes) or Uint8Arrays; other types throw a TypeError", () => {
+  const bytes = new TextEncoder().encode("café:42");
+  assert.equal(keyToken("café:42"), keyToken(bytes));
+  const ring = new Ring(nodes, 8);
+  assert.deepEqual(ring.preferenceList("café:42", 3).primaries, ring.preferenceList(bytes, 3).primaries);
+  for (const wrong of [42, null, undefined, {}, [1, 2], new ArrayBuffer(2)]) {
+    assert.throws(() => keyToken(wrong), TypeError);
+    assert.throws(() => ring.preferenceList(wrong, 3), /key must be a string or a Uint8Array/);
+  }
+});
+
 test("preference lists hold distinct nodes in distinct zones", () => {
   const ring = new Ring(nodes, 12);
   assert.equal(ring.partitionCount, 4096);
@@ -51,5 +62,6 @@ test("bad input throws an Error with a clear message", () => {
 test("TypeScript types are shipped", () => {
   const dts = readFileSync(`${pkg}/quickv_wasm.d.ts`, "utf8");
   assert.match(dts, /export interface NodeSpec/);
-  assert.match(dts, /preferenceList\(key: Uint8Array, n: number, fallbacks\?: number/);
+  assert.match(dts, /preferenceList\(key: string \| Uint8Array, n: number, fallbacks\?: number/);
+  assert.match(dts, /keyToken\(key: string \| Uint8Array\): string/);
 });

@@ -1,6 +1,6 @@
 //! Every conversion between JavaScript values and core types.
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Object, Reflect, TypeError, Uint8Array};
 use quickv_core::identity::NodeId;
 use quickv_core::membership::{Membership, NodeInfo};
 use quickv_core::ring::PreferenceList;
@@ -38,6 +38,21 @@ impl PreferenceListJs {
     pub fn fallbacks(&self) -> Vec<String> {
         self.fallbacks.clone()
     }
+}
+
+/// The bytes of a key or value given as a string (its UTF-8 bytes) or a `Uint8Array` (its
+/// bytes); anything else throws a `TypeError` naming `what` (a number or an object would
+/// otherwise stand for bytes nobody meant).
+pub(crate) fn bytes(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
+    if let Some(text) = value.as_string() {
+        return Ok(text.into_bytes());
+    }
+    if let Some(array) = value.dyn_ref::<Uint8Array>() {
+        return Ok(array.to_vec());
+    }
+    let got = value.js_typeof().as_string().unwrap_or_default();
+    let got = if value.is_null() { "null".to_owned() } else { got };
+    Err(TypeError::new(&format!("{what} must be a string or a Uint8Array, not {got}")).into())
 }
 
 pub(crate) fn preference_list(prefs: &PreferenceList) -> PreferenceListJs {

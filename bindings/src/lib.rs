@@ -10,12 +10,14 @@
 //!   { id: "b", address: "10.0.0.2:7100", zone: "z2", capacity: 2 },
 //!   { id: "c", address: "10.0.0.3:7100", zone: "z3", capacity: 1 },
 //! ]);
-//! const { primaries, fallbacks } = ring.preferenceList(new TextEncoder().encode("cart:42"), 3, 2);
+//! const { primaries, fallbacks } = ring.preferenceList("cart:42", 3, 2); // or a Uint8Array
 //! ```
 //!
-//! The HTTPS client that routes requests to preference-list nodes arrives with the gateway.
-//! Every conversion between JS values and Rust types lives in `convert.rs`; errors become JS
-//! exceptions (`Error`) with the core error's message.
+//! Keys are strings (their UTF-8 bytes) or `Uint8Array`s; any other type throws a `TypeError`.
+//! The client that reads and writes from JavaScript is not here yet (issue 11); the nodes'
+//! HTTPS API (`docs/http-api.md`) serves JavaScript callers meanwhile. Every conversion between
+//! JS values and Rust types lives in `convert.rs`; errors become JS exceptions (`Error`, or
+//! `TypeError` for a wrong type) with the core error's message.
 
 mod convert;
 
@@ -25,13 +27,16 @@ use wasm_bindgen::prelude::*;
 
 pub use convert::PreferenceListJs;
 
-/// The 128-bit ring token of a key (MD5 of its bytes), as 32 lowercase hex digits.
+/// The 128-bit ring token of a key (MD5 of its bytes), as 32 lowercase hex digits. The key is a
+/// string (its UTF-8 bytes) or a `Uint8Array`; anything else throws a `TypeError`.
 #[wasm_bindgen(js_name = keyToken)]
-pub fn key_token(#[wasm_bindgen(unchecked_param_type = "Uint8Array")] key: &[u8]) -> String {
-    Token::of(key).to_string()
+pub fn key_token(
+    #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] key: &JsValue,
+) -> Result<String, JsValue> {
+    Ok(Token::of(&convert::bytes(key, "key")?).to_string())
 }
 
-/// The ring token of a text key (its UTF-8 bytes).
+/// The ring token of a text key (its UTF-8 bytes); the same as `keyToken` with a string.
 #[wasm_bindgen(js_name = keyTokenOfText)]
 pub fn key_token_of_text(key: &str) -> String {
     Token::of(key.as_bytes()).to_string()
@@ -57,16 +62,18 @@ impl Ring {
         Ok(Ring { inner })
     }
 
-    /// The `n` replicas of `key` and up to `fallbacks` fallback nodes (default `n`).
+    /// The `n` replicas of `key` (a string or a `Uint8Array`; anything else throws a
+    /// `TypeError`) and up to `fallbacks` fallback nodes (default `n`).
     #[wasm_bindgen(js_name = preferenceList)]
     pub fn preference_list(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] key: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] key: &JsValue,
         n: usize,
         fallbacks: Option<usize>,
-    ) -> PreferenceListJs {
-        let prefs = self.inner.preference_list(Token::of(key), n, fallbacks.unwrap_or(n));
-        convert::preference_list(&prefs)
+    ) -> Result<PreferenceListJs, JsValue> {
+        let token = Token::of(&convert::bytes(key, "key")?);
+        let prefs = self.inner.preference_list(token, n, fallbacks.unwrap_or(n));
+        Ok(convert::preference_list(&prefs))
     }
 
     /// Each node's share of the ring, as `{ id: fraction }`.

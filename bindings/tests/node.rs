@@ -26,8 +26,12 @@ fn nodes(list: &[(&str, &str, f64)]) -> JsValue {
 
 #[wasm_bindgen_test]
 fn key_tokens_match_core() {
-    assert_eq!(key_token(b""), "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(key_token_of_text("cart:42"), key_token(b"cart:42"));
+    let bytes = |b: &[u8]| JsValue::from(js_sys::Uint8Array::from(b));
+    assert_eq!(key_token(&bytes(b"")).unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(key_token_of_text("cart:42"), key_token(&bytes(b"cart:42")).unwrap());
+    assert_eq!(key_token(&JsValue::from_str("cart:42")).unwrap(), key_token(&bytes(b"cart:42")).unwrap());
+    let wrong = key_token(&JsValue::from_f64(42.0)).unwrap_err();
+    assert!(wasm_bindgen::JsCast::is_instance_of::<js_sys::TypeError>(&wrong), "{wrong:?}");
 }
 
 #[wasm_bindgen_test]
@@ -35,10 +39,12 @@ fn preference_lists_match_core() {
     let spec = [("a", "z1", 1.0), ("b", "z2", 2.0), ("c", "z3", 1.0), ("d", "z1", 1.0)];
     let ring = Ring::new(&nodes(&spec), Some(10)).unwrap();
     assert_eq!(ring.partition_count(), 1024);
-    let prefs = ring.preference_list(b"cart:42", 3, Some(1));
+    let prefs = ring.preference_list(&js_sys::Uint8Array::from(&b"cart:42"[..]).into(), 3, Some(1)).unwrap();
     let mut membership = quickv_core::membership::Membership::new();
     for (id, zone, c) in spec {
-        membership.upsert(quickv_core::membership::NodeInfo::new(id, "127.0.0.1:7100", zone, c as u32).unwrap());
+        membership
+            .upsert(quickv_core::membership::NodeInfo::new(id, "127.0.0.1:7100", zone, c as u32).unwrap())
+            .unwrap();
     }
     let core = quickv_core::ring::Ring::build(&membership, 10).unwrap();
     let expected = core.preference_list(quickv_core::token::Token::of(b"cart:42"), 3, 1);
