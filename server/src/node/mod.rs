@@ -370,6 +370,8 @@ impl Node {
             driver::Driver::new(machine, incarnation, origin, transport.clone(), engine.clone(), saves, metrics)
                 .map_err(|source| StartError::Threads { source })?;
         let saver = tokio::spawn(driver::save_views(file, saves_rx, inputs.clone()));
+        // One budget of connections and request bytes for every caller, over QUIC or HTTPS.
+        let held = bounds::Held::new(config.bounds);
         let mut http_addr = None;
         let mut http_task = None;
         if let Some(addr) = config.http {
@@ -378,14 +380,17 @@ impl Node {
             listener.set_nonblocking(true).map_err(http_error)?;
             let listener = tokio::net::TcpListener::from_std(listener).map_err(http_error)?;
             http_addr = Some(listener.local_addr().map_err(http_error)?);
-            let api =
-                Arc::new(http::Api::new(inputs.clone(), observed.clone(), max_frame, config.http_origins.clone()));
-            http_task = Some(tokio::spawn(http::serve(listener, http::tls_config(&identity)?, api)));
+            let api = Arc::new(http::Api::new(
+                inputs.clone(),
+                observed.clone(),
+                max_frame,
+                config.http_origins.clone(),
+                held.clone(),
+            ));
+            http_task = Some(tokio::spawn(http::serve(listener, http::tls_config(&identity)?, api, held.clone())));
         }
-        let mut tasks = vec![
-            tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, bounds::Held::new(config.bounds))),
-            tokio::spawn(driver.run()),
-        ];
+        let mut tasks =
+            vec![tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, held)), tokio::spawn(driver.run())];
         tasks.extend(metrics_server);
         tasks.extend(http_task);
         tracing::info!(node = %id, addr = %advertise, incarnation, "node started");

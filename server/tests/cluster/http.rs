@@ -34,15 +34,8 @@ impl Answer {
     }
 }
 
-/// One request over a fresh HTTPS connection (HTTP/1.1) to `addr`, trusting the cluster CA.
-async fn call(
-    addr: SocketAddr,
-    ca: &ClusterCa,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
+/// A TLS connection (ALPN `http/1.1`) to the node's HTTPS port, trusting the cluster CA.
+async fn connect(addr: SocketAddr, ca: &ClusterCa) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let provider = quickv_client::tls::provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -53,7 +46,19 @@ async fn call(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("quickv-node").unwrap();
-    let stream = connector.connect(name, tcp).await.unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// One request over a fresh HTTPS connection (HTTP/1.1) to `addr`, trusting the cluster CA.
+async fn call(
+    addr: SocketAddr,
+    ca: &ClusterCa,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let stream = connect(addr, ca).await;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let mut request = Request::builder().method(method).uri(path).header("host", "quickv-node");
@@ -206,5 +211,45 @@ async fn https_answers_browser_origins_it_allows() {
     let other = call(http, &ca, Method::GET, "/v1/stores", &[("origin", "https://evil.example")], b"").await;
     assert_eq!(other.status, StatusCode::OK);
     assert!(other.headers.get("access-control-allow-origin").is_none(), "an origin not allowed gets no CORS grant");
+    cluster.shutdown().await;
+}
+
+/// Slow or oversized callers are held to the node's bounds: headers not sent within the read
+/// deadline close the connection, a body not sent within it is answered 408 `timeout`, a body
+/// declared over the frame limit 413 at once; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_callers_are_held_to_the_nodes_bounds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bounds = Bounds { read_deadline: std::time::Duration::from_millis(300), ..Bounds::default() };
+    let cluster = Cluster::start_tweaked(3, Limits::default(), bounds, with_http).await;
+    let (ca, http) = (cluster.ca(), cluster.node(0).http_addr().unwrap());
+    let answer_within = |limit: u64| std::time::Duration::from_secs(limit);
+
+    // Headers that never end: the node closes the connection.
+    let mut slow = connect(http, &ca).await;
+    slow.write_all(b"GET /v1/stores HTTP/1.1\r\nhost: quickv-node\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(answer_within(5), slow.read_to_end(&mut seen)).await;
+    assert!(read.is_ok(), "the node kept a connection whose headers never came");
+
+    // A body shorter than it said: 408 timeout.
+    let mut short = connect(http, &ca).await;
+    let head = "PUT /v1/stores/default/keys/slow HTTP/1.1\r\nhost: quickv-node\r\ncontent-length: 10\r\n\r\nabc";
+    short.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(answer_within(5), short.read(&mut answer)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 408") && text.contains("\"code\":\"timeout\""), "{text}");
+
+    // A body declared over the frame limit: 413 before any of it is read.
+    let huge = format!("{}", 64 * 1024 * 1024);
+    let answer = call(http, &ca, Method::PUT, "/v1/stores/default/keys/huge", &[("content-length", &huge)], b"").await;
+    assert_eq!((answer.status, answer.code()), (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into()));
+
+    let client = cluster.client().await;
+    let store = client.store("default").await.unwrap();
+    for key in ["slow", "huge"] {
+        assert!(store.get(key).await.unwrap().is_absent(), "{key} was written");
+    }
     cluster.shutdown().await;
 }

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
 use super::key_path::decode_segment;
+use crate::node::bounds::{Bounds, ConnectionSlot, Held};
 use crate::node::driver::{Frame, Input, Observed};
 
 /// The header that carries a key's causal context (base64url, as `quickv` prints it).
@@ -49,6 +50,8 @@ pub(crate) struct Api {
     /// The largest request body taken (the node's frame limit).
     max_body: usize,
     origins: AllowedOrigins,
+    /// The node's bounds, shared with its QUIC endpoint.
+    held: Arc<Held>,
     next_id: AtomicU64,
 }
 
@@ -58,14 +61,21 @@ impl Api {
         observed: Arc<Observed>,
         max_body: usize,
         origins: AllowedOrigins,
+        held: Arc<Held>,
     ) -> Api {
-        Api { inputs, observed, max_body, origins, next_id: AtomicU64::new(1) }
+        Api { inputs, observed, max_body, origins, held, next_id: AtomicU64::new(1) }
     }
 
-    /// Answers one request (never fails: an error is an answer too).
-    pub(crate) async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// The bounds the node holds its callers to.
+    pub(crate) fn bounds(&self) -> &Bounds {
+        self.held.bounds()
+    }
+
+    /// Answers one request of the connection holding `slot` (never fails: an error is an
+    /// answer too).
+    pub(crate) async fn handle(&self, request: Request<Incoming>, slot: &ConnectionSlot) -> Response<Full<Bytes>> {
         let origin = request.headers().get(header::ORIGIN).cloned();
-        let mut response = match self.route(request).await {
+        let mut response = match self.route(request, slot).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
@@ -73,7 +83,11 @@ impl Api {
         response
     }
 
-    async fn route(&self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        slot: &ConnectionSlot,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
         let path = request.uri().path().to_owned();
         let segments: Vec<&str> = path.strip_prefix("/v1/").unwrap_or("").split('/').collect();
         if request.method() == Method::OPTIONS {
@@ -81,13 +95,13 @@ impl Api {
         }
         match (request.method().clone(), segments.as_slice()) {
             (Method::GET, ["stores"]) => Ok(self.stores()),
-            (Method::POST, ["stores"]) => self.create_store(request).await,
+            (Method::POST, ["stores"]) => self.create_store(request, slot).await,
             (method, ["stores", store, "keys", key]) => {
                 let store = store_name(store)?;
                 let key = decode_segment(key).map_err(|e| ApiError::malformed(format!("the key in the path: {e}")))?;
                 match method {
                     Method::GET => self.get(store, key).await,
-                    Method::PUT => self.put(store, key, request).await,
+                    Method::PUT => self.put(store, key, request, slot).await,
                     Method::DELETE => self.delete(store, key, request.headers()).await,
                     _ => Err(not_allowed("GET, PUT, DELETE")),
                 }
@@ -142,9 +156,10 @@ impl Api {
         store: StoreName,
         key: Vec<u8>,
         request: Request<Incoming>,
+        slot: &ConnectionSlot,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let context = context_of(request.headers())?.unwrap_or_else(CausalContext::empty);
-        let value = self.body(request).await?;
+        let value = self.body(request, slot).await?;
         let write = Write::put(value.to_vec(), context, wall_clock_ms());
         self.write(store, key, write).await
     }
@@ -183,8 +198,12 @@ impl Api {
         json(StatusCode::OK, &serde_json::json!({ "stores": stores }))
     }
 
-    async fn create_store(&self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
-        let body = self.body(request).await?;
+    async fn create_store(
+        &self,
+        request: Request<Incoming>,
+        slot: &ConnectionSlot,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let body = self.body(request, slot).await?;
         let (name, config) = parse_store(&body)?;
         let existed = self.observed.view().store(&name) == Some(&config);
         match self.ask(wire::Request::CreateStore { name: name.clone(), config }).await? {
@@ -197,18 +216,44 @@ impl Api {
         }
     }
 
-    /// The whole request body, refused past the node's frame limit.
-    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, ApiError> {
-        let limited = Limited::new(request.into_body(), self.max_body);
-        match limited.collect().await {
+    /// The whole request body, refused past the node's frame limit, read within the read
+    /// deadline once room for it is held in the node's byte budgets (the length it declares,
+    /// or the frame limit when it declares none).
+    async fn body(&self, request: Request<Incoming>, slot: &ConnectionSlot) -> Result<Bytes, ApiError> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|len| len > self.max_body) {
+            return Err(self.too_large());
+        }
+        let want = declared.unwrap_or(self.max_body).max(1);
+        let deadline = self.bounds().read_deadline;
+        let timed_out = || {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the request was not sent within {} ms", deadline.as_millis()),
+            )
+        };
+        let room = tokio::time::timeout(deadline, self.held.room(slot, want)).await;
+        let _room = room.map_err(|_| timed_out())?.ok_or_else(ApiError::stopping)?;
+        let limited = Limited::new(request.into_body(), want);
+        let collected = tokio::time::timeout(deadline, limited.collect()).await.map_err(|_| timed_out())?;
+        match collected {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the request body is over the {} bytes a request may carry", self.max_body),
-            )),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(self.too_large()),
             Err(e) => Err(ApiError::malformed(format!("the request body could not be read: {e}"))),
         }
+    }
+
+    fn too_large(&self) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over the {} bytes a request may carry", self.max_body),
+        )
     }
 
     /// Adds the CORS headers for a caller from `origin`.
