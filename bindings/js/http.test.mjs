@@ -105,3 +105,13 @@ test("binary keys and values, and errors with stable codes", async () => {
     assert.equal(JSON.parse(answer.body).code, code, `${method} ${path}`);
   }
 });
+
+test("the ring and the stores as the node knows them", async () => {
+  const ring = JSON.parse((await request("GET", "/v1/ring")).body);
+  assert.equal(ring.nodes.length, 3);
+  assert.ok(ring.nodes.every((n) => n.status === "up" && n.address.startsWith("127.0.0.1:")));
+  assert.ok(ring.ring.epoch >= 1);
+  assert.match(ring.view, /^[A-Za-z0-9_-]+$/);
+  const stores = JSON.parse((await request("GET", "/v1/stores")).body).stores;
+  assert.deepEqual(stores.map((s) => s.name), ["default"]);
+});

@@ -139,6 +139,28 @@ async fn https_puts_gets_and_deletes_with_siblings_and_contexts() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.body).unwrap()["created"], false);
     let other = call(http, &ca, Method::POST, "/v1/stores", &[], br#"{"name":"carts","n":3,"r":1,"w":2}"#).await;
     assert_eq!((other.status, other.code()), (StatusCode::CONFLICT, "store_conflict".into()));
+
+    // The ring: membership and version for people, and the view itself for core to route with.
+    let ring = call(http, &ca, Method::GET, "/v1/ring", &[], b"").await;
+    let json: serde_json::Value = serde_json::from_slice(&ring.body).unwrap();
+    let mut addresses: Vec<&str> =
+        json["nodes"].as_array().unwrap().iter().map(|n| n["address"].as_str().unwrap()).collect();
+    addresses.sort();
+    let mut expected: Vec<String> = cluster.addrs.iter().map(|a| a.to_string()).collect();
+    expected.sort();
+    assert_eq!(addresses, expected);
+    assert!(json["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "up"));
+    use base64::Engine as _;
+    let frame = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(json["view"].as_str().unwrap()).unwrap();
+    let Ok(quickv_core::wire::Message::Response { body: quickv_core::wire::Response::Cluster(view), .. }) =
+        quickv_core::wire::decode(&frame)
+    else {
+        panic!("the view field is not a cluster frame");
+    };
+    let version = view.routing_version().expect("a ring");
+    assert_eq!(Some(version), cluster.node(0).view().routing_version());
+    assert_eq!(json["ring"]["epoch"], version.epoch);
+    assert!(view.store(&quickv_core::store::StoreName::new("carts").unwrap()).is_some());
     cluster.shutdown().await;
 }
 

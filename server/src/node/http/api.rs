@@ -5,6 +5,7 @@
 //! | `GET /v1/stores/{store}/keys/{key}` | `CoordinateGet` | 200, the value; 300 `multipart/mixed` with every sibling; 404 `not_found` when absent |
 //! | `PUT /v1/stores/{store}/keys/{key}` | `CoordinatePut` (a put) | 204 |
 //! | `DELETE /v1/stores/{store}/keys/{key}` | `CoordinatePut` (a delete) | 204 |
+//! | `GET /v1/ring` | (the node's view) | 200, JSON: membership, ring version, stores, and the view as core decodes it |
 //! | `GET /v1/stores` | (the node's view) | 200, JSON |
 //! | `POST /v1/stores` | `CreateStore` | 200, JSON |
 //!
@@ -20,6 +21,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use quickv_core::cluster::ClusterView;
+use quickv_core::membership::NodeStatus;
 use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::version::{CausalContext, SealedState, Write};
 use quickv_core::wire::{self, Message};
@@ -94,6 +97,7 @@ impl Api {
             return Ok(preflight());
         }
         match (request.method().clone(), segments.as_slice()) {
+            (Method::GET, ["ring"]) => Ok(self.ring()),
             (Method::GET, ["stores"]) => Ok(self.stores()),
             (Method::POST, ["stores"]) => self.create_store(request, slot).await,
             (method, ["stores", store, "keys", key]) => {
@@ -107,6 +111,7 @@ impl Api {
                 }
             }
             (_, ["stores"]) => Err(not_allowed("GET, POST")),
+            (_, ["ring"]) => Err(not_allowed("GET")),
             _ => Err(ApiError::not_found(format!("no such resource: {path}"))),
         }
     }
@@ -190,6 +195,42 @@ impl Api {
             }
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// The node's view: what a client needs to route with core (the `view` field: a wire frame,
+    /// `Response::Cluster`, base64url), and a summary of it for people and scripts.
+    fn ring(&self) -> Response<Full<Bytes>> {
+        use base64::Engine as _;
+        let view = self.observed.view();
+        let nodes: Vec<serde_json::Value> = view
+            .membership()
+            .nodes()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id.as_str(),
+                    "address": n.address,
+                    "zone": n.zone.as_str(),
+                    "capacity": n.capacity,
+                    "status": status_name(n.status),
+                })
+            })
+            .collect();
+        let ring = view.routing_version().map(|v| {
+            let partitions = view.ring().map_or(0, |r| r.partition_count());
+            serde_json::json!({ "epoch": v.epoch, "digest": format!("{:016x}", v.digest), "partitions": partitions })
+        });
+        let stores: Vec<serde_json::Value> = view.stores().map(|(name, config)| store_json(name, config)).collect();
+        let frame =
+            wire::encode(&Message::Response { id: 0, body: wire::Response::Cluster(ClusterView::clone(&view)) });
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(frame);
+        let answer = serde_json::json!({
+            "ring": ring,
+            "changing": view.transition().is_some(),
+            "nodes": nodes,
+            "stores": stores,
+            "view": encoded,
+        });
+        json(StatusCode::OK, &answer)
     }
 
     fn stores(&self) -> Response<Full<Bytes>> {
@@ -282,6 +323,18 @@ fn preflight() -> Response<Full<Bytes>> {
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-quickv-context"));
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     response
+}
+
+fn status_name(status: NodeStatus) -> &'static str {
+    match status {
+        NodeStatus::Joining => "joining",
+        NodeStatus::Up => "up",
+        NodeStatus::Leaving => "leaving",
+        NodeStatus::Removed => "removed",
+        // A state this build does not know yet.
+        #[allow(unreachable_patterns)]
+        _ => "unknown",
+    }
 }
 
 fn not_allowed(allowed: &'static str) -> ApiError {
