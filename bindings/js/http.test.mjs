@@ -3,7 +3,7 @@
 // target/debug/quickv-node) and stops by its PID. Run by scripts/test-all.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -114,4 +114,14 @@ test("the ring and the stores as the node knows them", async () => {
   assert.match(ring.view, /^[A-Za-z0-9_-]+$/);
   const stores = JSON.parse((await request("GET", "/v1/stores")).body).stores;
   assert.deepEqual(stores.map((s) => s.name), ["default"]);
+});
+
+test("fetch in Node reaches a node by its address, trusting the cluster CA", () => {
+  // NODE_EXTRA_CA_CERTS is read as Node starts, so the fetch runs in a child process.
+  const script = `fetch("https://127.0.0.1:${port}/v1/stores").then(async (r) => console.log(r.status, await r.text()))`;
+  const out = execFileSync(process.execPath, ["-e", script], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, "c", "ca.pem") },
+    timeout: 20000,
+  }).toString();
+  assert.match(out, /^200 \{"stores":\[/);
 });

@@ -148,8 +148,11 @@ fn parse_secret(text: &str) -> Option<ContextKey> {
 }
 
 /// The node's identity from its folder, issuing a certificate signed by the CA in `ca_dir` first
-/// if the folder has none.
-pub fn node_identity(node_dir: &Path, ca_dir: &Path) -> Result<NodeIdentity, PkiError> {
+/// if the folder has none: for the name `quickv-node` (what QUIC peers and clients check) and
+/// the IP `addresses` the node is reached at (so that an HTTPS caller dialling
+/// `https://127.0.0.1:8101` with the cluster CA, such as `fetch` in Node.js, finds the name it
+/// dialled; unspecified addresses are left out). A certificate issued before is kept as it is.
+pub fn node_identity(node_dir: &Path, ca_dir: &Path, addresses: &[std::net::IpAddr]) -> Result<NodeIdentity, PkiError> {
     let (cert_path, key_path) = (node_dir.join(NODE_CERT), node_dir.join(NODE_KEY));
     if !(cert_path.exists() && key_path.exists()) {
         let ca_key_path = ca_dir.join(CA_KEY);
@@ -158,7 +161,13 @@ pub fn node_identity(node_dir: &Path, ca_dir: &Path) -> Result<NodeIdentity, Pki
         }
         let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io("reading", &ca_key_path))?;
         let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&ca_key_pem)?);
-        let mut params = CertificateParams::new(vec![NODE_SERVER_NAME.to_owned()])?;
+        let mut names = vec![NODE_SERVER_NAME.to_owned()];
+        for ip in addresses.iter().filter(|ip| !ip.is_unspecified()) {
+            if !names.contains(&ip.to_string()) {
+                names.push(ip.to_string());
+            }
+        }
+        let mut params = CertificateParams::new(names)?;
         params.distinguished_name.push(DnType::CommonName, NODE_SERVER_NAME);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];

@@ -264,7 +264,9 @@ impl Node {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| StartError::SavedView { path: config.dir.clone(), reason: e.to_string() })?;
         let ca = ClusterCa::from_pem_file(config.ca_dir.join(pki::CA_CERT))?;
-        let identity = pki::node_identity(&config.dir, &config.ca_dir)?;
+        let addresses: Vec<std::net::IpAddr> =
+            [Some(config.listen), config.advertise, config.http].into_iter().flatten().map(|a| a.ip()).collect();
+        let identity = pki::node_identity(&config.dir, &config.ca_dir, &addresses)?;
         let secret = pki::cluster_secret(&config.dir, &config.ca_dir)?;
         let mut transport = quickv_net::transport::transport_config();
         transport.max_concurrent_bidi_streams(config.bounds.streams_per_connection.into());

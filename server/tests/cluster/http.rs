@@ -34,8 +34,18 @@ impl Answer {
     }
 }
 
-/// A TLS connection (ALPN `http/1.1`) to the node's HTTPS port, trusting the cluster CA.
+/// A TLS connection (ALPN `http/1.1`) to the node's HTTPS port, trusting the cluster CA and
+/// checking the name `quickv-node`.
 async fn connect(addr: SocketAddr, ca: &ClusterCa) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    connect_as(addr, ca, "quickv-node").await.unwrap()
+}
+
+/// The same, checking `name` (a DNS name or an IP address) instead.
+async fn connect_as(
+    addr: SocketAddr,
+    ca: &ClusterCa,
+    name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let provider = quickv_client::tls::provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -45,8 +55,8 @@ async fn connect(addr: SocketAddr, ca: &ClusterCa) -> tokio_rustls::client::TlsS
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("quickv-node").unwrap();
-    connector.connect(name, tcp).await.unwrap()
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    connector.connect(name, tcp).await
 }
 
 /// One request over a fresh HTTPS connection (HTTP/1.1) to `addr`, trusting the cluster CA.
@@ -233,6 +243,10 @@ async fn https_answers_browser_origins_it_allows() {
     let other = call(http, &ca, Method::GET, "/v1/stores", &[("origin", "https://evil.example")], b"").await;
     assert_eq!(other.status, StatusCode::OK);
     assert!(other.headers.get("access-control-allow-origin").is_none(), "an origin not allowed gets no CORS grant");
+
+    // The node's certificate also names the address it is dialled at (as fetch checks it).
+    assert!(connect_as(http, &ca, "127.0.0.1").await.is_ok(), "the certificate names 127.0.0.1");
+    assert!(connect_as(http, &ca, "127.0.0.2").await.is_err(), "and not another address");
     cluster.shutdown().await;
 }
 

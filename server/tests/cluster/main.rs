@@ -485,7 +485,7 @@ async fn callers_and_peers_outside_the_cluster_ca_are_refused() {
     assert!(err.to_string().contains("seed \"nohost\" is not a node address"), "{err}");
     assert!(err.to_string().contains("for example 127.0.0.1:7101"), "{err}");
     // A "node" with a certificate from another CA is refused in the handshake.
-    let identity = quickv_server::pki::node_identity(&other.path().join("rogue"), other.path()).unwrap();
+    let identity = quickv_server::pki::node_identity(&other.path().join("rogue"), other.path(), &[]).unwrap();
     let config = quickv_client::tls::client_config(&cluster.ca(), Some(&identity)).unwrap();
     let rogue =
         quickv_client::transport::Transport::client(config, "127.0.0.1:0".parse().unwrap(), Duration::from_secs(2))

@@ -355,7 +355,7 @@ async fn dev(count: u16, dir: PathBuf, ports: DevPorts, storage: StorageArgs) ->
         metrics_port + count - 1
     );
     println!(
-        "HTTPS API: https://127.0.0.1:{http_port} .. https://127.0.0.1:{} (trust ca.pem; certificate name quickv-node)",
+        "HTTPS API: https://127.0.0.1:{http_port} .. https://127.0.0.1:{} (trust ca.pem; see docs/http-api.md)",
         http_port + count - 1
     );
     println!("export QUICKV_SEEDS={first} QUICKV_CA={}", dir.join(pki::CA_CERT).display());
