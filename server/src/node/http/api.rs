@@ -188,8 +188,7 @@ impl Api {
     async fn write(&self, store: StoreName, key: Vec<u8>, write: Write) -> Result<Response<Full<Bytes>>, ApiError> {
         match self.ask(wire::Request::CoordinatePut { store, key, write, minter: None }).await? {
             wire::Response::State(Some(state)) => {
-                let mut response = Response::new(Full::new(Bytes::new()));
-                *response.status_mut() = StatusCode::NO_CONTENT;
+                let mut response = answer(StatusCode::NO_CONTENT, Bytes::new(), None);
                 set_context(response.headers_mut(), &state);
                 Ok(response)
             }
@@ -219,7 +218,7 @@ impl Api {
             let partitions = view.ring().map_or(0, |r| r.partition_count());
             serde_json::json!({ "epoch": v.epoch, "digest": format!("{:016x}", v.digest), "partitions": partitions })
         });
-        let stores: Vec<serde_json::Value> = view.stores().map(|(name, config)| store_json(name, config)).collect();
+        let stores = stores_json(&view);
         let frame =
             wire::encode(&Message::Response { id: 0, body: wire::Response::Cluster(ClusterView::clone(&view)) });
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(frame);
@@ -234,9 +233,7 @@ impl Api {
     }
 
     fn stores(&self) -> Response<Full<Bytes>> {
-        let view = self.observed.view();
-        let stores: Vec<serde_json::Value> = view.stores().map(|(name, config)| store_json(name, config)).collect();
-        json(StatusCode::OK, &serde_json::json!({ "stores": stores }))
+        json(StatusCode::OK, &serde_json::json!({ "stores": stores_json(&self.observed.view()) }))
     }
 
     async fn create_store(
@@ -316,8 +313,7 @@ impl Api {
 }
 
 fn preflight() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::NO_CONTENT;
+    let mut response = answer(StatusCode::NO_CONTENT, Bytes::new(), None);
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, PUT, DELETE, POST, OPTIONS"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-quickv-context"));
@@ -368,9 +364,16 @@ fn set_context(headers: &mut HeaderMap, state: &SealedState) {
 }
 
 fn octets(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    answer(status, body, Some("application/octet-stream"))
+}
+
+/// An answer with `status`, `body`, and its `Content-Type` if it has one.
+fn answer(status: StatusCode, body: Bytes, content_type: Option<&'static str>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Some(kind) = content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    }
     response
 }
 
@@ -402,11 +405,13 @@ fn boundary_for(values: &[Bytes]) -> String {
         .unwrap_or_default()
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+pub(super) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    answer(status, Bytes::from(value.to_string()), Some("application/json"))
+}
+
+/// Every store of `view`, as `GET /v1/stores` lists them.
+fn stores_json(view: &ClusterView) -> Vec<serde_json::Value> {
+    view.stores().map(|(name, config)| store_json(name, config)).collect()
 }
 
 fn store_json(name: &StoreName, config: &StoreConfig) -> serde_json::Value {

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Response, StatusCode, header};
+use hyper::{Response, StatusCode};
 use quickv_core::wire::{ErrorKind, ErrorReply};
 
 /// A failed request, as the API answers it.
@@ -73,10 +73,7 @@ impl ApiError {
         if let Some(minter) = self.minter {
             body["minter"] = serde_json::Value::String(minter);
         }
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-        *response.status_mut() = self.status;
-        response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-        response
+        super::api::json(self.status, &body)
     }
 }
 
