@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gossip::{EntryDigest, ViewDigest, fingerprint};
 use crate::identity::NodeId;
-use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates};
+use crate::membership::{IdTaken, Membership, NodeInfo, NodeInfoBeforeCertificates, NodeInfoBeforeWebAccess};
 use crate::ring::{Ring, RingError, RingNode};
 use crate::store::{QuorumKind, StoreConfig, StoreName};
 
@@ -514,11 +514,31 @@ impl ClusterView {
     }
 }
 
+/// A view as encoded before node entries published their web access (saved-view format 3):
+/// decode it with postcard, then turn it into today's view, whose entries publish none until
+/// their nodes next start.
+#[derive(Debug, Deserialize)]
+pub struct ViewBeforeWebAccess {
+    partition_bits: u8,
+    membership: BTreeMap<NodeId, NodeInfoBeforeWebAccess>,
+    ring: Option<Ring>,
+    stores: BTreeMap<StoreName, StoreConfig>,
+    transition: Option<alloc::boxed::Box<Transition>>,
+}
+
+impl From<ViewBeforeWebAccess> for ClusterView {
+    fn from(old: ViewBeforeWebAccess) -> ClusterView {
+        let ViewBeforeWebAccess { partition_bits, membership, ring, stores, transition } = old;
+        let membership = membership_of(membership.into_values().map(NodeInfo::from));
+        ClusterView { partition_bits, membership, ring: ring.map(Arc::new), stores, transition }
+    }
+}
+
 /// A view as encoded before ring changes were staged (saved-view format 2): no transition.
 #[derive(Debug, Deserialize)]
 pub struct ViewBeforeTransitions {
     partition_bits: u8,
-    membership: Membership,
+    membership: BTreeMap<NodeId, NodeInfoBeforeWebAccess>,
     ring: Option<Ring>,
     stores: BTreeMap<StoreName, StoreConfig>,
 }
@@ -526,7 +546,7 @@ pub struct ViewBeforeTransitions {
 impl From<ViewBeforeTransitions> for ClusterView {
     fn from(old: ViewBeforeTransitions) -> ClusterView {
         let ViewBeforeTransitions { partition_bits, membership, ring, stores } = old;
-        ClusterView { partition_bits, membership, ring: ring.map(Arc::new), stores, transition: None }
+        ViewBeforeWebAccess { partition_bits, membership, ring, stores, transition: None }.into()
     }
 }
 
@@ -536,26 +556,31 @@ impl From<ViewBeforeTransitions> for ClusterView {
 #[derive(Debug, Deserialize)]
 pub struct ViewBeforeCertificates {
     partition_bits: u8,
-    membership: BTreeMap<crate::identity::NodeId, NodeInfoBeforeCertificates>,
+    membership: BTreeMap<NodeId, NodeInfoBeforeCertificates>,
     ring: Option<Ring>,
     stores: BTreeMap<StoreName, StoreConfig>,
 }
 
 impl From<ViewBeforeCertificates> for ClusterView {
     fn from(old: ViewBeforeCertificates) -> ClusterView {
-        let mut membership = Membership::new();
-        for info in old.membership.into_values() {
-            // Entries without certificates never conflict.
-            let _ = membership.upsert(info.into());
-        }
         ClusterView {
             partition_bits: old.partition_bits,
-            membership,
+            membership: membership_of(old.membership.into_values().map(NodeInfo::from)),
             ring: old.ring.map(Arc::new),
             stores: old.stores,
             transition: None,
         }
     }
+}
+
+/// A membership of entries decoded from an older format (one entry per id, as they were saved).
+fn membership_of(entries: impl Iterator<Item = NodeInfo>) -> Membership {
+    let mut membership = Membership::new();
+    for info in entries {
+        // The entries of one saved view agree on each id's certificate.
+        let _ = membership.upsert(info);
+    }
+    membership
 }
 
 #[cfg(test)]

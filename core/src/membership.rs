@@ -27,6 +27,7 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,74 @@ pub struct NodeInfo {
     /// The digest of the certificate the node presents (`None` in entries saved before nodes
     /// recorded it). See the module docs.
     pub certificate: Option<CertificateDigest>,
+    /// How JavaScript callers reach the node (empty in entries saved before nodes published it).
+    pub web: WebAccess,
+}
+
+/// Most browser certificate hashes an entry publishes: the one served, the one before it (still
+/// in the views browsers loaded) and the next one (published before it is served).
+pub const MAX_WEB_CERTIFICATES: usize = 3;
+
+/// How JavaScript callers reach a node (issue 11): the address it serves its HTTPS API at, and
+/// the SHA-256 hashes of the short-lived certificates its QUIC address serves WebTransport
+/// sessions with (a browser passes them as `serverCertificateHashes`; none when the node takes
+/// no WebTransport session). During a rotation the old and the new hash are both published.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "WebAccessFields")]
+pub struct WebAccess {
+    https: Option<String>,
+    webtransport: Vec<CertificateDigest>,
+}
+
+/// [`WebAccess`] as decoded, before its bounds are checked.
+#[derive(Deserialize)]
+struct WebAccessFields {
+    https: Option<String>,
+    webtransport: Vec<CertificateDigest>,
+}
+
+impl TryFrom<WebAccessFields> for WebAccess {
+    type Error = WebAccessError;
+    fn try_from(fields: WebAccessFields) -> Result<WebAccess, WebAccessError> {
+        WebAccess::new(fields.https.as_deref(), fields.webtransport)
+    }
+}
+
+/// Why a [`WebAccess`] cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebAccessError {
+    /// The HTTPS address is not a valid name.
+    #[error("invalid HTTPS address: {0}")]
+    Address(NameError),
+    /// More certificate hashes than a rotation needs.
+    #[error("{0} WebTransport certificate hashes: a node publishes at most {MAX_WEB_CERTIFICATES}")]
+    TooManyCertificates(usize),
+}
+
+impl WebAccess {
+    /// A node's web access: its HTTPS address (`host:port`), and the hashes of the certificates
+    /// its WebTransport sessions may be served with, oldest first.
+    pub fn new(https: Option<&str>, webtransport: Vec<CertificateDigest>) -> Result<WebAccess, WebAccessError> {
+        if let Some(address) = https {
+            check_name(address).map_err(WebAccessError::Address)?;
+        }
+        if webtransport.len() > MAX_WEB_CERTIFICATES {
+            return Err(WebAccessError::TooManyCertificates(webtransport.len()));
+        }
+        Ok(WebAccess { https: https.map(String::from), webtransport })
+    }
+
+    /// The address of the node's HTTPS API, if it serves one.
+    pub fn https(&self) -> Option<&str> {
+        self.https.as_deref()
+    }
+
+    /// The SHA-256 hashes of the certificates the node's WebTransport sessions may be served
+    /// with, oldest first; empty when it serves none.
+    pub fn webtransport(&self) -> &[CertificateDigest] {
+        &self.webtransport
+    }
 }
 
 /// A node entry as encoded before entries named their certificates (see
@@ -89,7 +158,27 @@ pub(crate) struct NodeInfoBeforeCertificates {
 impl From<NodeInfoBeforeCertificates> for NodeInfo {
     fn from(old: NodeInfoBeforeCertificates) -> NodeInfo {
         let NodeInfoBeforeCertificates { version, id, address, zone, capacity, status } = old;
-        NodeInfo { version, id, address, zone, capacity, status, certificate: None }
+        NodeInfo { version, id, address, zone, capacity, status, certificate: None, web: WebAccess::default() }
+    }
+}
+
+/// A node entry as encoded before entries published their web access (saved-view format 3,
+/// wire version 8; see [`crate::cluster::ViewBeforeWebAccess`]).
+#[derive(Debug, Deserialize)]
+pub(crate) struct NodeInfoBeforeWebAccess {
+    version: u64,
+    id: NodeId,
+    address: String,
+    zone: Zone,
+    capacity: u32,
+    status: NodeStatus,
+    certificate: Option<CertificateDigest>,
+}
+
+impl From<NodeInfoBeforeWebAccess> for NodeInfo {
+    fn from(old: NodeInfoBeforeWebAccess) -> NodeInfo {
+        let NodeInfoBeforeWebAccess { version, id, address, zone, capacity, status, certificate } = old;
+        NodeInfo { version, id, address, zone, capacity, status, certificate, web: WebAccess::default() }
     }
 }
 
@@ -156,7 +245,14 @@ impl NodeInfo {
             capacity,
             status: NodeStatus::Up,
             certificate: None,
+            web: WebAccess::default(),
         })
+    }
+
+    /// This entry, publishing how JavaScript callers reach its node.
+    pub fn with_web(mut self, web: WebAccess) -> NodeInfo {
+        self.web = web;
+        self
     }
 
     /// This entry, naming the certificate its node presents.

@@ -38,7 +38,7 @@ mod v2;
 mod v6;
 
 /// Version of the frame format this build speaks.
-pub const WIRE_VERSION: u8 = 8;
+pub const WIRE_VERSION: u8 = 9;
 
 /// Largest frame a node accepts by default: the default value limit (16 MiB) plus room for the
 /// key (65,535 bytes, the most the engine takes) and the message around them.
@@ -400,6 +400,12 @@ pub enum DecodeError {
         "frame has wire version {0}, whose node entries name no certificate; membership is exchanged only at version {WIRE_VERSION}: upgrade the node that sent it"
     )]
     MembershipBeforeCertificates(u8),
+    /// A membership message of a version before node entries published their web access
+    /// (before 9): nodes exchange membership only with nodes of this version.
+    #[error(
+        "frame has wire version {0}, whose node entries publish no web access; membership is exchanged only at version {WIRE_VERSION}: upgrade the node that sent it"
+    )]
+    MembershipBeforeWebAccess(u8),
     /// A request routed with a ring's epoch only (before 7): replicas compare the ring's epoch
     /// and digest.
     #[error(
@@ -420,6 +426,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
     let (message, rest) = match version {
         WIRE_VERSION => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::Malformed)?,
+        // Version 8 differs from 9 in node entries only (9's publish the node's web access): its
+        // other frames read unchanged, its membership frames are refused below.
+        8 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(8))?,
         // Version 7 differs from 8 in status answers only (8's end with the node's transfer
         // progress): its other frames read unchanged, its status answers do not decode.
         7 => postcard::take_from_bytes::<Message>(body).map_err(|_| DecodeError::UnsupportedVersion(7))?,
@@ -456,6 +465,9 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
     if version < 6 && is_gossip_round(&message) {
         return Err(DecodeError::GossipBeforeVerdicts(version));
     }
+    if version < 9 && carries_node_entries(&message) {
+        return Err(DecodeError::MembershipBeforeWebAccess(version));
+    }
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
@@ -482,7 +494,7 @@ fn is_gossip_round(message: &Message) -> bool {
     }
 }
 
-/// Whether a message carries node entries (whose layout changed in version 4).
+/// Whether a message carries node entries (whose layout changed in versions 4 and 9).
 fn carries_node_entries(message: &Message) -> bool {
     match message {
         Message::Request { body, .. } | Message::Routed { body, .. } => {
@@ -751,6 +763,8 @@ mod tests {
             v5[0] = 5;
             if is_gossip_round(&message) {
                 assert_eq!(decode(&v5), Err(DecodeError::GossipBeforeVerdicts(5)));
+            } else if carries_node_entries(&message) {
+                assert_eq!(decode(&v5), Err(DecodeError::MembershipBeforeWebAccess(5)));
             } else {
                 assert_eq!(decode(&v5), Ok(message));
             }
@@ -786,6 +800,9 @@ mod tests {
                     v6.truncate(v6.len() - 1 - 3);
                     assert_eq!(decode(&v6), Err(DecodeError::UnsupportedVersion(6)));
                 }
+                message if carries_node_entries(&message) => {
+                    assert_eq!(decode(&v6), Err(DecodeError::MembershipBeforeWebAccess(6)));
+                }
                 message => assert_eq!(decode(&v6), Ok(message)),
             }
         }
@@ -813,11 +830,63 @@ mod tests {
             match message {
                 Message::Response { body: Response::Status(_), .. } => {
                     v7.truncate(v7.len() - 1);
-                    assert_eq!(decode(&v7), Err(DecodeError::UnsupportedVersion(7)));
+                    assert!(decode(&v7).is_err());
+                }
+                message if carries_node_entries(&message) => {
+                    assert_eq!(decode(&v7), Err(DecodeError::MembershipBeforeWebAccess(7)));
                 }
                 message => assert_eq!(decode(&v7), Ok(message)),
             }
         }
+    }
+
+    /// Version 8 node entries publish no web access: its frames that carry node entries are
+    /// refused, saying to upgrade the sender; its other frames read unchanged.
+    #[test]
+    fn version_8_membership_frames_are_refused_and_its_other_frames_decode() {
+        for message in samples() {
+            let mut v8 = encode(&message);
+            v8[0] = 8;
+            if carries_node_entries(&message) {
+                assert!(decode(&v8).is_err(), "{message:?}");
+            } else {
+                assert_eq!(decode(&v8), Ok(message));
+            }
+        }
+        // A join as a version-8 node sends it: its entry ends at the certificate, which a
+        // version-9 entry follows with its web access (here, none: two zero bytes).
+        let join = Message::Request { id: 5, body: Request::Join { node: NodeInfo::new("a", "b:1", "z", 1).unwrap() } };
+        let mut v8 = encode(&join);
+        v8[0] = 8;
+        assert_eq!(decode(&v8), Err(DecodeError::MembershipBeforeWebAccess(8)));
+        v8.truncate(v8.len() - 2);
+        assert_eq!(decode(&v8), Err(DecodeError::UnsupportedVersion(8)));
+        assert!(alloc::format!("{}", DecodeError::MembershipBeforeWebAccess(8)).contains("upgrade the node"));
+    }
+
+    /// A node entry's web access is bounded: an HTTPS address that is not a name, or more
+    /// certificate hashes than a rotation needs, do not decode.
+    #[test]
+    fn web_access_past_its_bounds_does_not_decode() {
+        let hash = crate::identity::CertificateDigest::of(b"browser");
+        let web = crate::membership::WebAccess::new(Some("127.0.0.1:8101"), alloc::vec![hash; 3]).unwrap();
+        let join = |node| Message::Request { id: 5, body: Request::Join { node } };
+        let entry = NodeInfo::new("a", "b:1", "z", 1).unwrap().with_web(web.clone());
+        let frame = encode(&join(entry.clone()));
+        assert_eq!(decode(&frame), Ok(join(entry)));
+        // A fourth hash: the count is the byte before the first hash.
+        let mut four = frame.clone();
+        let at = four.len() - 3 * 32 - 1;
+        assert_eq!(four[at], 3);
+        four[at] = 4;
+        four.extend([7u8; 32]);
+        assert_eq!(decode(&four), Err(DecodeError::Malformed));
+        // A space in the HTTPS address.
+        let mut spaced = frame;
+        let colon = spaced.windows(5).position(|w| w == b":8101").unwrap();
+        spaced[colon] = b' ';
+        assert_eq!(decode(&spaced), Err(DecodeError::Malformed));
+        assert!(crate::membership::WebAccess::new(None, alloc::vec![hash; 4]).is_err());
     }
 
     /// A gossip message with more verdicts than any node sends, or a whole digest out of
@@ -859,7 +928,7 @@ mod tests {
     #[test]
     fn bad_frames_get_clear_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(decode(&[9, 0]), Err(DecodeError::UnsupportedVersion(9)));
+        assert_eq!(decode(&[10, 0]), Err(DecodeError::UnsupportedVersion(10)));
         // A store name that is not a valid name.
         let bad_name = [1u8, 0, 7, 0, 3, b'B', b'A', b'D', 1, b'k'];
         assert_eq!(decode(&bad_name), Err(DecodeError::Malformed));

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use quickv_core::cluster::ClusterView;
 use quickv_core::identity::NodeId;
+use quickv_core::membership::NodeInfo;
 use quickv_core::store::{StoreConfig, StoreName};
 use quickv_core::version::Siblings;
 
@@ -167,6 +169,24 @@ fn name(key: &KeyId) -> String {
     format!("{}/{}", key.0, String::from_utf8_lossy(&key.1))
 }
 
+/// Check 17: every view (of node `index`) holds, for each published entry, the web access its
+/// node last published.
+pub(crate) fn web_access_spread(views: &[(usize, &ClusterView)], published: &[&NodeInfo]) -> Vec<String> {
+    let mut violations = Vec::new();
+    for (index, view) in views {
+        for info in published {
+            let held = view.membership().node(&info.id).map(|n| &n.web);
+            if held != Some(&info.web) {
+                violations.push(format!(
+                    "n{index} holds {}'s web access as {held:?}, the node last published {:?}",
+                    info.id, info.web
+                ));
+            }
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +195,25 @@ mod tests {
     fn create(config: StoreConfig, status: Status) -> Op {
         let name = StoreName::new("race-0").unwrap();
         Op { key: (name, Vec::new()), kind: OpKind::Create(config), seen: BTreeSet::new(), status, read: None }
+    }
+
+    /// The web access checker bites: a view that holds an older access of a node is reported,
+    /// one that holds the last is not.
+    #[test]
+    fn a_view_behind_a_nodes_last_web_access_is_reported() {
+        use quickv_core::identity::CertificateDigest;
+        use quickv_core::membership::WebAccess;
+        let old = NodeInfo::new("n1", "a:1", "z", 1).unwrap();
+        let mut view = ClusterView::new(4);
+        view.upsert_node(old.clone()).unwrap();
+        let web = WebAccess::new(Some("a:2"), vec![CertificateDigest::of(b"browser")]).unwrap();
+        let mut published = old.with_web(web);
+        published.version += 1;
+        let reported = web_access_spread(&[(0, &view)], &[&published]);
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert!(reported[0].contains("n0 holds n1's web access"), "{reported:?}");
+        view.upsert_node(published.clone()).unwrap();
+        assert!(web_access_spread(&[(0, &view)], &[&published]).is_empty());
     }
 
     /// The create checker bites: two settings told "created", a node serving other settings,

@@ -68,6 +68,10 @@ pub enum Fault {
     /// holds it down. Ring changes move the data; the checkers also require every change to
     /// finish, the ring to be the live members, and the nodes that went to be removed everywhere.
     Elastic,
+    /// Every two seconds a node (each in turn) publishes new web access, as a node rotating its
+    /// browser certificate does (issue 11, 1.2): once the faults stop, every member's view holds
+    /// each member's last published access. Draws nothing from the run's randomness.
+    WebRotation,
 }
 
 impl Fault {
@@ -95,6 +99,7 @@ impl Fault {
         Fault::Sloppy,
         Fault::Damage,
         Fault::Elastic,
+        Fault::WebRotation,
     ];
 
     /// Faults that find holes still open (see `docs/simulation.md`): left out of the default
@@ -131,6 +136,7 @@ impl Fault {
             Fault::Sloppy => "sloppy",
             Fault::Damage => "damage",
             Fault::Elastic => "elastic",
+            Fault::WebRotation => "web-rotation",
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::{CertificateDigest, NodeId};
-use quickv_core::membership::NodeInfo;
+use quickv_core::membership::{NodeInfo, WebAccess};
 use quickv_core::node::{Destination, Hint, Io, IoError, IoId, IoOutput, Node, NodeConfig, Origin};
 use quickv_core::store::Limits;
 use quickv_core::store::{ConflictPolicy, QuorumKind, StoreConfig, StoreName};
@@ -243,6 +243,8 @@ enum FaultEvent {
     StopLeft(usize),
     /// A spare that has not joined yet is restarted with another seed (`elastic`).
     CheckJoined(usize),
+    /// A node publishes new web access, the `n`th of the run (`web-rotation`).
+    Rotate(usize, u64),
 }
 
 pub(crate) struct World {
@@ -513,6 +515,19 @@ impl World {
         violations
     }
 
+    /// With `web-rotation`, once the faults have stopped: every live member's view holds the
+    /// web access each live member last published (check 17 of `docs/simulation.md`).
+    fn web_access_spread(&self) -> Vec<String> {
+        if !self.options.faults.contains(&Fault::WebRotation) {
+            return Vec::new();
+        }
+        let live = self.live_members();
+        let views: Vec<(usize, &ClusterView)> =
+            live.iter().filter_map(|&i| Some((i, self.nodes[i].machine.as_ref()?.view()))).collect();
+        let published: Vec<&NodeInfo> = live.iter().map(|&i| &self.nodes[i].config.info).collect();
+        check::web_access_spread(&views, &published)
+    }
+
     /// The nodes that are or may become members: the original ones, then the spares (the
     /// impostor, if any, comes after them).
     fn members(&self) -> usize {
@@ -549,6 +564,7 @@ impl World {
         self.run_until(end);
         violations.extend(self.converged());
         violations.extend(self.membership_settled());
+        violations.extend(self.web_access_spread());
         violations.extend(self.leftover_copies());
         let finals = self.final_reads(end);
         violations.extend(self.ids_held());
@@ -1048,6 +1064,14 @@ impl World {
     fn plan_faults(&mut self) {
         let faults = self.options.faults.clone();
         let count = self.options.nodes;
+        if faults.contains(&Fault::WebRotation) {
+            // A fixed schedule: the run's randomness (and so every other schedule) is the same
+            // with the fault or without.
+            for n in 1..CHAOS.as_secs() / 2 {
+                let at = Duration::from_secs(2 * n);
+                self.schedule_at(at, Event::Fault(FaultEvent::Rotate(n as usize % count, n)));
+            }
+        }
         if let Some(impostor) = self.impostor {
             // It runs for a while in the chaos period, then stops for good.
             let at = Duration::from_millis(self.rng.range(1500, CHAOS.as_millis() as u64 / 2));
@@ -1158,6 +1182,7 @@ impl World {
             FaultEvent::Doom(i) => self.doom(i),
             FaultEvent::StopLeft(i) => self.stop_left(i),
             FaultEvent::CheckJoined(i) => self.check_joined(i),
+            FaultEvent::Rotate(i, n) => self.rotate(i, n),
             FaultEvent::Restart(i) if self.crash_at_store == Some(i) => {
                 // It stored nothing in time: no crash after all.
                 self.crash_at_store = None;
@@ -1170,6 +1195,26 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Node `i` publishes new web access: the next browser certificate beside the one before
+    /// (`web-rotation`). A node that is down misses its turn; a restart publishes the last
+    /// access the node published (as a server keeps its browser certificates in its folder).
+    fn rotate(&mut self, i: usize, n: u64) {
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        let Some(machine) = node.machine.as_mut().filter(|_| !node.paused && !node.gone) else { return };
+        let mut hashes = node.config.info.web.webtransport().to_vec();
+        hashes.push(certificate(&format!("browser-{i}-{n}")));
+        let keep = hashes.len().saturating_sub(2);
+        let web = WebAccess::new(Some(&format!("{}-https", address(i))), hashes.split_off(keep))
+            .expect("two hashes and a valid address");
+        node.config.info.web = web.clone();
+        if machine.set_web_access(now, web) {
+            self.stats.faults += 1;
+        }
+        self.note(|| format!("n{i} publishes web access {n}"));
+        self.drain(i);
     }
 
     /// A flipped byte on node `i`'s disk: one of its durable records fails its checks from now

@@ -129,14 +129,7 @@ impl Node {
 
     /// Raises this node's own entry to `status`. Returns whether the view changed.
     fn set_own_status(&mut self, status: NodeStatus) -> bool {
-        let Some(mut entry) = self.view.membership().node(&self.id).cloned() else { return false };
-        if entry.status == status {
-            return false;
-        }
-        entry.version = entry.version.saturating_add(1);
-        entry.status = status;
-        self.config.info = entry.clone();
-        self.view.upsert_node(entry).unwrap_or(false)
+        self.change_own_entry(|entry| core::mem::replace(&mut entry.status, status) != status)
     }
 
     /// A node still joining, or that left, decides no departure.

@@ -656,7 +656,8 @@ impl Node {
             let same = known.address == info.address
                 && known.zone == info.zone
                 && known.capacity == info.capacity
-                && known.certificate == info.certificate;
+                && known.certificate == info.certificate
+                && known.web == info.web;
             info.version = if same { known.version.max(info.version) } else { known.version.saturating_add(1) };
         }
         // A node with no seeds and a view without members founds the cluster: it creates the
@@ -735,6 +736,29 @@ impl Node {
     /// The actor that names the writes this node mints (`id#incarnation`).
     pub fn actor(&self) -> &NodeId {
         &self.actor
+    }
+
+    /// Publishes how JavaScript callers reach this node now (a rotated browser certificate, for
+    /// one): raises the node's entry, saves the view and tells every peer. Returns whether the
+    /// entry changed.
+    pub fn set_web_access(&mut self, now: Duration, web: crate::membership::WebAccess) -> bool {
+        let changed = self.change_own_entry(|entry| core::mem::replace(&mut entry.web, web.clone()) != web);
+        if changed {
+            self.view_changed(now);
+        }
+        changed
+    }
+
+    /// Applies `change` to this node's own entry; if it changed anything (returns true), raises
+    /// the entry's version and puts it in the view. Returns whether the view changed.
+    pub(crate) fn change_own_entry(&mut self, change: impl FnOnce(&mut NodeInfo) -> bool) -> bool {
+        let Some(mut entry) = self.view.membership().node(&self.id).cloned() else { return false };
+        if !change(&mut entry) {
+            return false;
+        }
+        entry.version = entry.version.saturating_add(1);
+        self.config.info = entry.clone();
+        self.view.upsert_node(entry).unwrap_or(false)
     }
 
     /// The node's entry as it announces it.

@@ -646,6 +646,38 @@ fn nodes_join_through_a_seed_and_agree_on_the_view() {
     }
 }
 
+/// Issue 11, 1.2: a node that publishes new web access (a rotated browser certificate) raises
+/// its entry, saves it, and every node learns it through gossip; the ring does not move, and
+/// publishing the same access again changes nothing. A restart with other web access raises the
+/// entry too.
+#[test]
+fn web_access_a_node_publishes_reaches_every_node_and_moves_no_ring() {
+    use crate::membership::WebAccess;
+    let mut h = Harness::new(4);
+    let ring = h.nodes[0].view().ring().map(|r| r.version());
+    let version = h.nodes[2].info().version;
+    let hashes = alloc::vec![certificate("browser-1"), certificate("browser-2")];
+    let web = WebAccess::new(Some("addr-2:8103"), hashes).unwrap();
+    let now = h.now;
+    assert!(h.nodes[2].set_web_access(now, web.clone()));
+    assert!(!h.nodes[2].set_web_access(now, web.clone()), "the same access again changes nothing");
+    assert_eq!(h.nodes[2].info().version, version + 1);
+    let saved = h.nodes[2].poll_io().map(|(_, io)| io);
+    assert!(matches!(saved, Some(Io::SaveView(ref v)) if v.membership().node(h.nodes[2].id()).unwrap().web == web));
+    h.run();
+    for node in &h.nodes {
+        let entry = node.view().membership().node(h.nodes[2].id()).unwrap();
+        assert_eq!((entry.version, &entry.web), (version + 1, &web), "at {}", node.id());
+        assert_eq!(node.view().ring().map(|r| r.version()), ring);
+    }
+    // The same node started again with other access (here, none) raises its entry once more.
+    let mut config = NodeConfig::new(h.nodes[2].info().clone().with_web(WebAccess::default()), secret());
+    config.seeds = alloc::vec!["addr-0".into()];
+    let restarted = Node::new(config, h.nodes[2].view().clone(), h.now).unwrap();
+    assert_eq!(restarted.info().version, version + 2);
+    assert_eq!(restarted.info().web, WebAccess::default());
+}
+
 /// Regression (issue 8, 1.1): when gossip's news deltas were merged into one another, nodes ran
 /// the ring's reconcile on a partial membership and minted ever newer rings: epochs climbed for
 /// ever with nothing changing. A settled cluster's ring stays the one it agreed on, round after
