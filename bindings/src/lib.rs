@@ -19,7 +19,13 @@
 //! JS values and Rust types lives in `convert.rs`; errors become JS exceptions (`Error`, or
 //! `TypeError` for a wrong type) with the core error's message.
 
+mod client;
 mod convert;
+mod drive;
+mod https;
+mod io;
+
+pub use client::Client;
 
 use quickv_core::ring::{DEFAULT_PARTITION_BITS, Ring as CoreRing};
 use quickv_core::token::Token;

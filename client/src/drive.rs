@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use quickv_core::coordinator::{
     self, Action, Coordinator, ForwardPut, GetCoordinator, GetError, GetOutcome, PutError, Read, ReplicaFailure,
+    RoutedRequests,
 };
 use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
@@ -81,23 +82,11 @@ pub struct Target {
 pub async fn get<C: NodeCaller>(caller: Arc<C>, target: Target) -> Result<GetOutcome, GetError> {
     let (required, quorum) = (target.config.r(), target.config.quorum_kind());
     let machine = GetCoordinator::new(&target.prefs, &target.config, &target.held_down, target.timeout, Duration::ZERO);
-    let (store, key) = (target.store, target.key);
-    let (read, repair) = ((store.clone(), key.clone()), (store, key));
-    let mut repair_asked = false;
-    run(
-        caller,
-        machine,
-        move |_to, _read: Read| Request::Get { store: read.0.clone(), key: read.1.clone() },
-        coordinator::read_answer,
-        // Only nodes write to replicas: the first stale replica is asked to coordinate a read of
-        // the key, which repairs every replica that answered with less.
-        move |_to| {
-            let ask = !std::mem::replace(&mut repair_asked, true);
-            ask.then(|| Request::CoordinateGet { store: repair.0.clone(), key: repair.1.clone() })
-        },
-    )
-    .await
-    .unwrap_or(Err(GetError::Unavailable { required, answered: 0, quorum }))
+    let read = RoutedRequests::new(target.store, target.key);
+    let mut repair = read.clone();
+    run(caller, machine, move |_to, _read: Read| read.read(), coordinator::read_answer, move |_to| repair.repair())
+        .await
+        .unwrap_or(Err(GetError::Unavailable { required, answered: 0, quorum }))
 }
 
 /// Puts or, with a tombstone write, deletes: hands the write to one replica of the key, which
@@ -112,16 +101,11 @@ pub async fn put<C: NodeCaller>(
 ) -> Result<SealedState, PutError> {
     let (required, quorum) = (target.config.w(), target.config.quorum_kind());
     let machine = ForwardPut::new(&target.prefs, &target.config, &target.held_down, write, minter);
-    let (store, key) = (target.store, target.key);
+    let requests = RoutedRequests::new(target.store, target.key);
     run(
         caller,
         machine,
-        move |to: &NodeId, write| Request::CoordinatePut {
-            store: store.clone(),
-            key: key.clone(),
-            write,
-            minter: Some(to.clone()),
-        },
+        move |to: &NodeId, write| requests.handed_put(to, write),
         coordinator::handed_answer,
         |_to| None,
     )

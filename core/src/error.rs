@@ -41,6 +41,25 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(self, ErrorKind::Unavailable | ErrorKind::Internal | ErrorKind::StaleRing | ErrorKind::Indeterminate)
     }
+
+    /// The stable code callers of the HTTPS API and of the JavaScript client see for this kind
+    /// (`docs/http-api.md`), and the HTTP status it is answered with. A code never changes
+    /// meaning.
+    pub fn code(self) -> (u16, &'static str) {
+        match self {
+            ErrorKind::Malformed => (400, "malformed"),
+            ErrorKind::UnknownStore => (404, "unknown_store"),
+            ErrorKind::TooLarge => (413, "too_large"),
+            ErrorKind::InvalidContext => (400, "invalid_context"),
+            ErrorKind::StoreConflict => (409, "store_conflict"),
+            ErrorKind::Unavailable => (503, "unavailable"),
+            ErrorKind::Internal => (500, "internal"),
+            ErrorKind::StaleRing => (503, "stale_ring"),
+            ErrorKind::NotPermitted => (403, "not_permitted"),
+            ErrorKind::Indeterminate => (503, "indeterminate"),
+            ErrorKind::NodeIdTaken => (409, "node_id_taken"),
+        }
+    }
 }
 
 /// A replica's (or node's) refusal of a request it judged invalid: the kind, and its message,

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use quickv_core::version::ContextKey;
 use quickv_net::tls::{self, ALPN, ClusterCa, NODE_SERVER_NAME, NodeIdentity, TlsError};
+
+use crate::node::browser_cert::{CertificateByProtocol, WEBTRANSPORT_ALPN};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -183,20 +185,34 @@ pub fn node_identity(node_dir: &Path, ca_dir: &Path, addresses: &[std::net::IpAd
 
 /// The QUIC server configuration of a node: presents `identity`, accepts callers without a
 /// certificate, refuses peers whose certificate does not chain to `ca`, and uses `transport`.
-pub fn server_config(
+///
+/// With `browser`, the endpoint also negotiates WebTransport (ALPN `h3`), whose handshakes get
+/// the browser certificate `browser` holds (see [`crate::node::browser_cert`]).
+pub(crate) fn server_config(
     ca: &ClusterCa,
     identity: &NodeIdentity,
     transport: quinn::TransportConfig,
+    browser: Option<Arc<CertificateByProtocol>>,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(ca.roots(), tls::provider())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Quic(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
+    let builder = rustls::ServerConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+        .with_client_cert_verifier(verifier);
+    let config = match browser {
+        Some(resolver) => {
+            let mut config = builder.with_cert_resolver(resolver);
+            config.alpn_protocols = vec![ALPN.to_vec(), WEBTRANSPORT_ALPN.to_vec()];
+            config
+        }
+        None => {
+            let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+            config.alpn_protocols = vec![ALPN.to_vec()];
+            config
+        }
+    };
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server.transport_config(Arc::new(transport));

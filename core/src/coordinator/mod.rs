@@ -25,6 +25,7 @@ mod forward;
 mod get;
 mod put;
 mod replicas;
+mod routed;
 mod shell;
 
 pub use crate::error::Refusal;
@@ -33,6 +34,7 @@ pub use answers::{Handed, handed_answer, read_answer, write_answer};
 pub use forward::{ForwardAction, ForwardPut};
 pub use get::{GetAction, GetCoordinator, GetError, GetOutcome};
 pub use put::{Hint, JointQuorum, PutAction, PutCoordinator, PutError, PutOutcome, PutRequest};
+pub use routed::RoutedRequests;
 pub use shell::{Action, Coordinator, Read};
 
 pub use crate::version::Write;

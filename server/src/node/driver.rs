@@ -73,6 +73,8 @@ pub(crate) enum Input {
     Io { id: IoId, result: Result<IoOutput, IoError> },
     /// Writes finished, reported together by the committer.
     Ios(Vec<(IoId, Result<IoOutput, IoError>)>),
+    /// The node's web access changed (its browser certificates rotated): publish it.
+    WebAccess(quickv_core::membership::WebAccess),
 }
 
 /// What the rest of the process may look at: the view and the counters, as of the driver's
@@ -252,6 +254,9 @@ impl Driver {
             Input::Answer { id, answer: Err(Missing::NotDelivered) } => self.machine.handle_unreachable(now, id),
             Input::Answer { id, answer: Err(Missing::NoAnswer) } => self.machine.handle_no_answer(now, id),
             Input::Io { id, result } => self.machine.handle_io(now, id, result),
+            Input::WebAccess(web) => {
+                self.machine.set_web_access(now, web);
+            }
             Input::Ios(results) => {
                 for (id, result) in results {
                     self.machine.handle_io(now, id, result);

@@ -7,6 +7,11 @@
 //! its answer, which is encoded here and written back on the same stream. The request keeps its
 //! room in the budget until the answer is written. Whether the caller is a node is decided by the
 //! handshake: a certificate of the cluster CA.
+//!
+//! A connection that negotiated WebTransport (ALPN `h3`: a browser, see
+//! [`browser_cert`](super::browser_cert)) opens a WebTransport session at
+//! [`WEBTRANSPORT_PATH`] within the read deadline, then carries the same requests on the
+//! session's bidirectional streams, one request and its answer per stream, as a caller's.
 
 use std::sync::Arc;
 
@@ -15,6 +20,7 @@ use quickv_core::wire::{self, Message};
 use tokio::sync::{mpsc, oneshot};
 
 use super::bounds::{ConnectionSlot, Held, Room};
+use super::browser_cert::WEBTRANSPORT_ALPN;
 use super::driver::{Frame, Input};
 
 /// The digest of the certificate the peer presented in the handshake (which checked that it
@@ -23,6 +29,9 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDigest>
     let chain = connection.peer_identity()?.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
     chain.first().map(|leaf| CertificateDigest::of(leaf))
 }
+
+/// The path browsers open their WebTransport sessions at: `https://HOST:PORT/v1/webtransport`.
+pub const WEBTRANSPORT_PATH: &str = "/v1/webtransport";
 
 /// Accepts connections until the endpoint closes.
 pub(crate) async fn accept(
@@ -47,12 +56,60 @@ pub(crate) async fn accept(
                     return;
                 }
             };
+            if negotiated(&connection).as_deref() == Some(WEBTRANSPORT_ALPN) {
+                return serve_session(connection, inputs, max_frame, held, slot).await;
+            }
             let peer = peer_certificate(&connection);
             while let Ok((send, recv)) = connection.accept_bi().await {
                 let stream = Stream { peer, max_frame, held: held.clone(), slot: slot.clone() };
                 tokio::spawn(serve_stream(inputs.clone(), send, recv, stream));
             }
         });
+    }
+}
+
+/// The protocol the handshake negotiated (ALPN).
+fn negotiated(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let data = connection.handshake_data()?.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?;
+    data.protocol
+}
+
+/// Serves a browser's WebTransport session: its CONNECT must come within the read deadline and
+/// name [`WEBTRANSPORT_PATH`]; then each bidirectional stream carries one request, as a
+/// caller's (a browser presents no node certificate).
+async fn serve_session(
+    connection: quinn::Connection,
+    inputs: mpsc::UnboundedSender<Input>,
+    max_frame: usize,
+    held: Arc<Held>,
+    slot: Arc<ConnectionSlot>,
+) {
+    let deadline = held.bounds().read_deadline;
+    let request = match tokio::time::timeout(deadline, web_transport_quinn::Request::accept(connection.clone())).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => {
+            tracing::debug!("WebTransport handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            connection.close(0u32.into(), b"no WebTransport session in time");
+            return;
+        }
+    };
+    if request.url.path() != WEBTRANSPORT_PATH {
+        let _ = request.reject(http::StatusCode::NOT_FOUND).await;
+        return;
+    }
+    let session = match request.ok().await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::debug!("WebTransport session refused: {e}");
+            return;
+        }
+    };
+    while let Ok((send, recv)) = session.accept_bi().await {
+        let stream = Stream { peer: None, max_frame, held: held.clone(), slot: slot.clone() };
+        tokio::spawn(serve_stream(inputs.clone(), send, recv, stream));
     }
 }
 
@@ -77,9 +134,57 @@ struct Stream {
 /// The most read at once from one stream.
 const CHUNK: usize = 64 * 1024;
 
+/// The two ends of a request's stream: a QUIC stream of a native caller, or a stream of a
+/// WebTransport session.
+trait RequestStream: Send + 'static {
+    /// The next bytes, at most `max` (`None` at the end of the stream).
+    fn chunk(&mut self, max: usize) -> impl Future<Output = Result<Option<bytes::Bytes>, ()>> + Send;
+    /// Stops reading: the caller learns its request was not read to the end.
+    fn stop(&mut self);
+}
+
+trait AnswerStream: Send + 'static {
+    /// Writes the answer, ends the stream and waits until the caller has it (or is gone).
+    fn answer(&mut self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
+}
+
+impl RequestStream for quinn::RecvStream {
+    async fn chunk(&mut self, max: usize) -> Result<Option<bytes::Bytes>, ()> {
+        self.read_chunk(max, true).await.map(|c| c.map(|c| c.bytes)).map_err(drop)
+    }
+    fn stop(&mut self) {
+        let _ = quinn::RecvStream::stop(self, 0u32.into());
+    }
+}
+
+impl AnswerStream for quinn::SendStream {
+    async fn answer(&mut self, bytes: Vec<u8>) {
+        let _ = self.write_all(&bytes).await;
+        let _ = self.finish();
+        let _ = self.stopped().await;
+    }
+}
+
+impl RequestStream for web_transport_quinn::RecvStream {
+    async fn chunk(&mut self, max: usize) -> Result<Option<bytes::Bytes>, ()> {
+        self.read_chunk(max, true).await.map(|c| c.map(|c| c.bytes)).map_err(drop)
+    }
+    fn stop(&mut self) {
+        let _ = web_transport_quinn::RecvStream::stop(self, 0);
+    }
+}
+
+impl AnswerStream for web_transport_quinn::SendStream {
+    async fn answer(&mut self, bytes: Vec<u8>) {
+        let _ = self.write_all(&bytes).await;
+        let _ = self.finish();
+        let _ = self.stopped().await;
+    }
+}
+
 /// Reads one request to the end of its stream. Room in the byte budgets is taken before each
 /// chunk is read, so what a stream holds is always counted.
-async fn read_request(recv: &mut quinn::RecvStream, stream: &Stream) -> Result<(Vec<u8>, Vec<Room>), Unread> {
+async fn read_request(recv: &mut impl RequestStream, stream: &Stream) -> Result<(Vec<u8>, Vec<Room>), Unread> {
     let mut chunks = Vec::new();
     let mut room = Vec::new();
     let (mut len, mut reserved) = (0usize, 0usize);
@@ -91,13 +196,13 @@ async fn read_request(recv: &mut quinn::RecvStream, stream: &Stream) -> Result<(
             room.push(stream.held.room(&stream.slot, more).await.ok_or(Unread::Gone)?);
             reserved += more;
         }
-        match recv.read_chunk(want, true).await {
+        match recv.chunk(want).await {
             Ok(Some(chunk)) => {
-                len += chunk.bytes.len();
+                len += chunk.len();
                 if len > stream.max_frame {
                     return Err(Unread::TooLong);
                 }
-                chunks.push(chunk.bytes);
+                chunks.push(chunk);
             }
             Ok(None) => {
                 let mut bytes = Vec::with_capacity(len);
@@ -111,8 +216,8 @@ async fn read_request(recv: &mut quinn::RecvStream, stream: &Stream) -> Result<(
 
 async fn serve_stream(
     inputs: mpsc::UnboundedSender<Input>,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: impl AnswerStream,
+    mut recv: impl RequestStream,
     stream: Stream,
 ) {
     let (peer, deadline) = (stream.peer, stream.held.bounds().read_deadline);
@@ -123,12 +228,12 @@ async fn serve_stream(
             Err(_) => (Frame::Undecodable(bytes), room),
         },
         Ok(Err(Unread::TooLong)) => {
-            let _ = recv.stop(0u32.into());
+            recv.stop();
             (Frame::Oversized, Vec::new())
         }
         // Too slow, or gone: stop reading and free the room.
         Ok(Err(Unread::Gone)) | Err(_) => {
-            let _ = recv.stop(0u32.into());
+            recv.stop();
             return;
         }
     };
@@ -137,7 +242,5 @@ async fn serve_stream(
         return;
     }
     let Ok(message) = answer.await else { return };
-    let _ = send.write_all(&wire::encode(&message)).await;
-    let _ = send.finish();
-    let _ = send.stopped().await;
+    send.answer(wire::encode(&message)).await;
 }

@@ -9,9 +9,10 @@
 //! handing each request to the driver as the endpoint does.
 
 pub mod bounds;
+pub mod browser_cert;
 mod committer;
 mod driver;
-mod endpoint;
+pub(crate) mod endpoint;
 pub mod http;
 mod incarnation;
 pub mod metrics;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::identity::NodeId;
-use quickv_core::membership::{NodeInfo, NodeInfoError};
+use quickv_core::membership::{NodeInfo, NodeInfoError, WebAccess, WebAccessError};
 use quickv_core::node::NodeError;
 pub use quickv_core::node::NodeStats;
 use quickv_core::ring::DEFAULT_PARTITION_BITS;
@@ -90,6 +91,12 @@ pub struct NodeConfig {
     pub http: Option<SocketAddr>,
     /// The browser origins the HTTPS API answers (CORS; default any).
     pub http_origins: http::AllowedOrigins,
+    /// Whether the QUIC endpoint also takes browsers' WebTransport sessions (ALPN `h3`, at
+    /// `https://ADDRESS/v1/webtransport`), served with short-lived certificates the node makes
+    /// and rotates (default yes; see [`browser_cert`]).
+    pub webtransport: bool,
+    /// How long each browser certificate is valid (default 10 days; 8 s to 13 days).
+    pub browser_cert_lifetime: Duration,
     /// How often, about, the node compares its Merkle trees of a store with a peer (default 1 s;
     /// zero switches anti-entropy off).
     pub anti_entropy_interval: Duration,
@@ -150,6 +157,8 @@ impl NodeConfig {
             metrics: None,
             http: None,
             http_origins: http::AllowedOrigins::Any,
+            webtransport: true,
+            browser_cert_lifetime: browser_cert::DEFAULT_LIFETIME,
             anti_entropy_interval: Duration::from_secs(1),
             anti_entropy_budget: 1024 * 1024,
             max_hints: 100_000,
@@ -215,6 +224,12 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The browser certificates could not be loaded, made or saved.
+    #[error(transparent)]
+    BrowserCert(#[from] browser_cert::BrowserCertError),
+    /// The node's web access is not publishable (an HTTPS address that is not a name).
+    #[error("invalid web access: {0}")]
+    Web(#[from] WebAccessError),
     /// The HTTPS API could not listen.
     #[error("cannot serve the HTTPS API on {addr}: {source}")]
     Http {
@@ -232,6 +247,10 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
+
+/// Unidirectional streams a WebTransport peer may open at once (HTTP/3's control stream, the
+/// two QPACK streams, and room to spare).
+const WEBTRANSPORT_UNI_STREAMS: u32 = 8;
 
 /// A running node.
 #[derive(Debug)]
@@ -272,11 +291,36 @@ impl Node {
         transport.max_concurrent_bidi_streams(config.bounds.streams_per_connection.into());
         transport.receive_window(config.bounds.receive_window.into());
         transport.stream_receive_window(config.bounds.receive_window.into());
+        if config.webtransport {
+            // HTTP/3 opens unidirectional streams (its control and QPACK streams) each way; the
+            // native protocol opens none. What a peer sends on them stays within the
+            // connection's receive window.
+            transport.max_concurrent_uni_streams(WEBTRANSPORT_UNI_STREAMS.into());
+        }
         let listen_error = |source| StartError::Listen { addr: config.listen, source };
         let socket = std::net::UdpSocket::bind(config.listen).map_err(listen_error)?;
+        let browser = match config.webtransport {
+            true => {
+                let certs = browser_cert::BrowserCertificates::open(
+                    &config.dir,
+                    config.browser_cert_lifetime,
+                    browser_cert::unix_now(),
+                )?;
+                let node_key = rustls::sign::CertifiedKey::from_der(
+                    identity.chain.clone(),
+                    identity.key.clone_key(),
+                    &quickv_net::tls::provider(),
+                )
+                .map_err(|e| tls::TlsError::Quic(e.to_string()))?;
+                let resolver = Arc::new(browser_cert::CertificateByProtocol::new(Arc::new(node_key)));
+                resolver.set_browser(certs.served()?);
+                Some((certs, resolver))
+            }
+            false => None,
+        };
         let mut endpoint = quinn::Endpoint::new(
             quickv_net::transport::endpoint_config(identity.key.secret_der()),
-            Some(pki::server_config(&ca, &identity, transport)?),
+            Some(pki::server_config(&ca, &identity, transport, browser.as_ref().map(|(_, r)| r.clone()))?),
             socket,
             Arc::new(quinn::TokioRuntime),
         )
@@ -285,8 +329,26 @@ impl Node {
         // Listening on port 0 picks a free port: advertise the one picked.
         let bound = endpoint.local_addr().unwrap_or(config.listen);
         let advertise = config.advertise.unwrap_or(bound);
+        let http_listener = match config.http {
+            Some(addr) => {
+                let http_error = |source| StartError::Http { addr, source };
+                let listener = std::net::TcpListener::bind(addr).map_err(http_error)?;
+                listener.set_nonblocking(true).map_err(http_error)?;
+                let local = listener.local_addr().map_err(http_error)?;
+                Some((tokio::net::TcpListener::from_std(listener).map_err(http_error)?, local))
+            }
+            None => None,
+        };
+        // Callers reach the HTTPS API at the advertised host when it listens on every address.
+        let https = http_listener.as_ref().map(|(_, local)| match local.ip().is_unspecified() {
+            true => SocketAddr::new(advertise.ip(), local.port()).to_string(),
+            false => local.to_string(),
+        });
+        let hashes = browser.as_ref().map(|(certs, _)| certs.hashes()).unwrap_or_default();
+        let web = WebAccess::new(https.as_deref(), hashes)?;
         let info = NodeInfo::new(&id, &advertise.to_string(), &config.zone, config.capacity)?
-            .with_certificate(identity.certificate_digest());
+            .with_certificate(identity.certificate_digest())
+            .with_web(web.clone());
         let opened = storage::open(config.engine, &config.dir, config.sync)?;
         let engine: Arc<dyn storage::Engine> = Arc::from(opened.engine);
         let loss = &opened.journal_loss;
@@ -376,12 +438,8 @@ impl Node {
         let held = bounds::Held::new(config.bounds);
         let mut http_addr = None;
         let mut http_task = None;
-        if let Some(addr) = config.http {
-            let http_error = |source| StartError::Http { addr, source };
-            let listener = std::net::TcpListener::bind(addr).map_err(http_error)?;
-            listener.set_nonblocking(true).map_err(http_error)?;
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(http_error)?;
-            http_addr = Some(listener.local_addr().map_err(http_error)?);
+        if let Some((listener, local)) = http_listener {
+            http_addr = Some(local);
             let api = Arc::new(http::Api::new(
                 inputs.clone(),
                 observed.clone(),
@@ -391,10 +449,14 @@ impl Node {
             ));
             http_task = Some(tokio::spawn(http::serve(listener, http::tls_config(&identity)?, api, held.clone())));
         }
+        let rotation = browser.map(|(certs, resolver)| {
+            tokio::spawn(browser_cert::rotate(certs, resolver, web, inputs.clone(), id.clone()))
+        });
         let mut tasks =
             vec![tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, held)), tokio::spawn(driver.run())];
         tasks.extend(metrics_server);
         tasks.extend(http_task);
+        tasks.extend(rotation);
         tracing::info!(node = %id, addr = %advertise, incarnation, "node started");
         let transport = Arc::downgrade(&transport);
         Ok(Node { id, incarnation, incarnations, endpoint, transport, engine, observed, tasks, saver, http: http_addr })

@@ -16,10 +16,10 @@ use quickv_server::node::http::{AllowedOrigins, CONTEXT_HEADER};
 
 use super::support::Cluster;
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 impl Answer {
@@ -60,7 +60,7 @@ async fn connect_as(
 }
 
 /// One request over a fresh HTTPS connection (HTTP/1.1) to `addr`, trusting the cluster CA.
-async fn call(
+pub(crate) async fn call(
     addr: SocketAddr,
     ca: &ClusterCa,
     method: Method,

@@ -9,6 +9,7 @@ mod http;
 mod partition;
 mod process;
 mod support;
+mod webtransport;
 
 use std::time::Duration;
 

@@ -58,6 +58,8 @@ enum Command {
         http_port: Option<u16>,
         #[command(flatten)]
         storage: StorageArgs,
+        #[command(flatten)]
+        web: WebArgs,
     },
     /// Create a cluster's certificate authority in DIR (ca.pem for clients, ca.key to issue node
     /// certificates) and its secret (cluster.secret, nodes only); adds what is missing to an
@@ -69,6 +71,23 @@ enum Command {
     },
     /// Run one node.
     Run(Box<RunArgs>),
+}
+
+/// How browsers reach the nodes.
+#[derive(Args, Clone)]
+struct WebArgs {
+    /// Do not take WebTransport sessions (browsers) on the QUIC port.
+    #[arg(long)]
+    no_webtransport: bool,
+    /// How long each browser certificate (WebTransport) is valid, in seconds; the node makes
+    /// the next one at half of it and serves it from three quarters. 8 to 1,123,200 (13 days).
+    #[arg(long, default_value_t = 10 * 24 * 3600)]
+    browser_cert_lifetime_secs: u64,
+}
+
+fn apply_web(config: &mut NodeConfig, web: &WebArgs) {
+    config.webtransport = !web.no_webtransport;
+    config.browser_cert_lifetime = Duration::from_secs(web.browser_cert_lifetime_secs);
 }
 
 #[derive(Args, Clone)]
@@ -195,6 +214,8 @@ struct RunArgs {
     partition_bits: u8,
     #[command(flatten)]
     storage: StorageArgs,
+    #[command(flatten)]
+    web: WebArgs,
 }
 
 fn main() -> Result<()> {
@@ -217,13 +238,13 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Run(args) => run(*args).await,
-            Command::Dev { nodes, dir, base_port, metrics_port, http_port, storage } => {
+            Command::Dev { nodes, dir, base_port, metrics_port, http_port, storage, web } => {
                 let ports = DevPorts {
                     base: base_port,
                     metrics: metrics_port.unwrap_or(base_port.saturating_add(100)),
                     http: http_port.unwrap_or(base_port.saturating_add(1000)),
                 };
-                dev(nodes, dir, ports, storage).await
+                dev(nodes, dir, ports, storage, web).await
             }
         }
     })
@@ -288,6 +309,7 @@ async fn run(args: RunArgs) -> Result<()> {
         config.http_origins = AllowedOrigins::Only(args.http_allow_origins);
     }
     apply_storage(&mut config, &args.storage);
+    apply_web(&mut config, &args.web);
     let node = Node::start(config).await.with_context(|| format!("starting the node in {}", args.dir.display()))?;
     let refused = tokio::select! {
         () = wait_for_stop() => None,
@@ -307,7 +329,7 @@ struct DevPorts {
     http: u16,
 }
 
-async fn dev(count: u16, dir: PathBuf, ports: DevPorts, storage: StorageArgs) -> Result<()> {
+async fn dev(count: u16, dir: PathBuf, ports: DevPorts, storage: StorageArgs, web: WebArgs) -> Result<()> {
     let DevPorts { base: base_port, metrics: metrics_port, http: http_port } = ports;
     anyhow::ensure!(count >= 1, "--nodes must be at least 1");
     pki::init_cluster(&dir).with_context(|| format!("creating the cluster CA in {}", dir.display()))?;
@@ -327,6 +349,7 @@ async fn dev(count: u16, dir: PathBuf, ports: DevPorts, storage: StorageArgs) ->
             config.seeds = vec![first];
         }
         apply_storage(&mut config, &storage);
+        apply_web(&mut config, &web);
         let node = Node::start(config).await.with_context(|| format!("starting node n{} on {addr}", i + 1))?;
         nodes.push(node);
     }
@@ -358,6 +381,12 @@ async fn dev(count: u16, dir: PathBuf, ports: DevPorts, storage: StorageArgs) ->
         "HTTPS API: https://127.0.0.1:{http_port} .. https://127.0.0.1:{} (trust ca.pem; see docs/http-api.md)",
         http_port + count - 1
     );
+    if !web.no_webtransport {
+        println!(
+            "WebTransport (browsers): https://127.0.0.1:{base_port}/v1/webtransport .. https://127.0.0.1:{}/v1/webtransport (certificate hashes in GET /v1/ring)",
+            base_port + count - 1
+        );
+    }
     println!("export QUICKV_SEEDS={first} QUICKV_CA={}", dir.join(pki::CA_CERT).display());
     wait_for_stop().await;
     for node in nodes {

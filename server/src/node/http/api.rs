@@ -33,6 +33,11 @@ use super::key_path::decode_segment;
 use crate::node::bounds::{Bounds, ConnectionSlot, Held};
 use crate::node::driver::{Frame, Input, Observed};
 
+/// Bytes as lowercase hex (certificate hashes, for browsers' `serverCertificateHashes`).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The header that carries a key's causal context (base64url, as `quickv` prints it).
 pub const CONTEXT_HEADER: &str = "x-quickv-context";
 
@@ -205,18 +210,34 @@ impl Api {
             .membership()
             .nodes()
             .map(|n| {
+                let hashes: Vec<String> = n.web.webtransport().iter().map(|h| hex(h.as_bytes())).collect();
+                let webtransport = (!hashes.is_empty()).then(|| {
+                    serde_json::json!({
+                        "url": format!("https://{}{}", n.address, crate::node::endpoint::WEBTRANSPORT_PATH),
+                        "certificate_hashes": hashes,
+                    })
+                });
                 serde_json::json!({
                     "id": n.id.as_str(),
                     "address": n.address,
                     "zone": n.zone.as_str(),
                     "capacity": n.capacity,
                     "status": status_name(n.status),
+                    "https": n.web.https().map(|a| format!("https://{a}")),
+                    "webtransport": webtransport,
                 })
             })
             .collect();
         let ring = view.routing_version().map(|v| {
             let partitions = view.ring().map_or(0, |r| r.partition_count());
-            serde_json::json!({ "epoch": v.epoch, "digest": format!("{:016x}", v.digest), "partitions": partitions })
+            let members: Vec<&str> =
+                view.ring().map(|r| r.nodes().iter().map(|n| n.id.as_str()).collect()).unwrap_or_default();
+            serde_json::json!({
+                "epoch": v.epoch,
+                "digest": format!("{:016x}", v.digest),
+                "partitions": partitions,
+                "members": members,
+            })
         });
         let stores = stores_json(&view);
         let frame =

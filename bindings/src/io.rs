@@ -1,0 +1,58 @@
+//! The JavaScript I/O the client uses (`io.js`): WebTransport sessions, fetch and timers.
+
+use js_sys::{Promise, Reflect};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/src/io.js")]
+extern "C" {
+    /// Whether the runtime has WebTransport.
+    #[wasm_bindgen(js_name = hasWebTransport)]
+    pub(crate) fn has_web_transport() -> bool;
+    /// Resolves after `ms` milliseconds.
+    pub(crate) fn sleep(ms: f64) -> Promise;
+    /// A monotonic clock, in milliseconds.
+    #[wasm_bindgen(js_name = monotonicMs)]
+    pub(crate) fn monotonic_ms() -> f64;
+    /// The wall clock, in milliseconds since the Unix epoch.
+    #[wasm_bindgen(js_name = wallMs)]
+    pub(crate) fn wall_ms() -> f64;
+    /// Fills `bytes` with random bytes.
+    #[wasm_bindgen(js_name = randomFill)]
+    pub(crate) fn random_fill(bytes: &mut [u8]);
+
+    /// One client's WebTransport sessions, one per node.
+    pub(crate) type Sessions;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new() -> Sessions;
+    /// Sends one frame on a new stream of the session to `url`; resolves the answer's bytes.
+    #[wasm_bindgen(method)]
+    pub(crate) fn call(this: &Sessions, url: &str, hashes: Vec<String>, frame: Vec<u8>, timeout_ms: f64) -> Promise;
+    /// Closes every session.
+    #[wasm_bindgen(method)]
+    pub(crate) fn close(this: &Sessions);
+
+    /// One HTTPS request; resolves `{ status, contentType, context, body }`.
+    #[wasm_bindgen(js_name = httpsCall)]
+    pub(crate) fn https_call(
+        fetch: &JsValue,
+        url: &str,
+        method: &str,
+        context: Option<String>,
+        body: Option<Vec<u8>>,
+        timeout_ms: f64,
+    ) -> Promise;
+}
+
+/// Whether a rejection of [`Sessions::call`] or [`https_call`] says the request never reached
+/// the node (no connection).
+pub(crate) fn failed_to_connect(failure: &JsValue) -> bool {
+    Reflect::get(failure, &JsValue::from_str("connect")).ok().and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// The message of a rejection of the I/O functions.
+pub(crate) fn failure_message(failure: &JsValue) -> String {
+    Reflect::get(failure, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| "request failed".into())
+}
