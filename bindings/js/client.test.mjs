@@ -92,6 +92,19 @@ test("a client loads the view from the ring JSON it is given", async () => {
   client.close();
 });
 
+test("the Node example runs against the cluster", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const { join } = await import("node:path");
+  const example = new URL("../examples/node.mjs", import.meta.url).pathname;
+  const out = execFileSync(process.execPath, [example], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: join(cluster.dir, "ca.pem"), QUICKV_HTTPS_SEEDS: cluster.seeds().join(","), QUICKV_JS_PKG: pkg },
+  }).toString();
+  assert.match(out, /cart:42 holds (apples and pears|pears and apples)/);
+  assert.match(out, /now: apples, pears/);
+  assert.match(out, /after delete: 0 values/);
+  assert.match(out, /unknown_store \(404\)/);
+});
+
 // Last: it stops a node.
 test("with the first preference-list node stopped, requests fail over along the list", async () => {
   const client = await connect();

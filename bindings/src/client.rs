@@ -17,7 +17,6 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use js_sys::Uint8Array;
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::{self, ForwardPut, GetCoordinator, GetOutcome, Read, RoutedRequests};
 use quickv_core::identity::NodeId;
@@ -525,9 +524,4 @@ fn new_write_id() -> WriteId {
     let mut bytes = [0u8; 16];
     io::random_fill(&mut bytes);
     WriteId(u128::from_le_bytes(bytes).max(1))
-}
-
-/// The bytes of a JS `Uint8Array` answer body.
-pub(crate) fn body_bytes(value: &JsValue) -> Vec<u8> {
-    Uint8Array::new(value).to_vec()
 }

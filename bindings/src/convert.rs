@@ -328,6 +328,50 @@ pub(crate) fn route(route: &crate::client::Route) -> JsValue {
     out.into()
 }
 
+/// What a node's HTTPS API answered (`io.js`'s `httpsCall`).
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) context: Option<String>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// The `{ status, contentType, context, body }` `httpsCall` resolves.
+pub(crate) fn https_answer(answer: &JsValue) -> Answer {
+    let field = |name: &str| Reflect::get(answer, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
+    Answer {
+        status: field("status").as_f64().unwrap_or(0.0) as u16,
+        content_type: field("contentType").as_string().unwrap_or_default(),
+        context: field("context").as_string(),
+        body: frame_bytes(&field("body")),
+    }
+}
+
+/// The bytes of a `Uint8Array` the I/O resolved (an answer frame or body).
+pub(crate) fn frame_bytes(value: &JsValue) -> Vec<u8> {
+    value.dyn_ref::<Uint8Array>().map(Uint8Array::to_vec).unwrap_or_default()
+}
+
+/// The cluster view in the body of a `GET /v1/ring` answer.
+pub(crate) fn view_of_ring_json(body: &[u8]) -> Result<quickv_core::cluster::ClusterView, JsValue> {
+    let json = js_sys::JSON::parse(&String::from_utf8_lossy(body))?;
+    view_of_ring(&json)
+}
+
+/// Whether a rejection of the I/O (`Sessions.call`, `httpsCall`) says the request never reached
+/// the node (no connection).
+pub(crate) fn failed_to_connect(failure: &JsValue) -> bool {
+    Reflect::get(failure, &JsValue::from_str("connect")).ok().and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// The message of a rejection of the I/O.
+pub(crate) fn failure_message(failure: &JsValue) -> String {
+    Reflect::get(failure, &JsValue::from_str("message"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_else(|| "request failed".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

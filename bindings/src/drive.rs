@@ -59,8 +59,8 @@ impl WebCaller {
         let timeout_ms = self.timeout.as_secs_f64() * 1000.0;
         let answer = JsFuture::from(self.sessions.call(&url, hashes, wire::encode(&message), timeout_ms)).await;
         let bytes = match answer {
-            Ok(bytes) => js_sys::Uint8Array::new(&bytes).to_vec(),
-            Err(failure) if io::failed_to_connect(&failure) => return Err(ReplicaFailure::Unavailable),
+            Ok(bytes) => crate::convert::frame_bytes(&bytes),
+            Err(failure) if crate::convert::failed_to_connect(&failure) => return Err(ReplicaFailure::Unavailable),
             Err(_) => return Err(ReplicaFailure::NoAnswer),
         };
         match wire::decode(&bytes) {

@@ -13,20 +13,11 @@ use quickv_core::ring::PreferenceList;
 use quickv_core::store::StoreName;
 use quickv_core::version::CausalContext;
 use quickv_core::wire::{self, Message, Response};
-use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::client::{Inner, body_bytes};
-use crate::convert::{self, ClientError};
+use crate::client::Inner;
+use crate::convert::{self, Answer, ClientError};
 use crate::io;
-
-/// What a node's HTTPS API answered.
-struct Answer {
-    status: u16,
-    content_type: String,
-    context: Option<String>,
-    body: Vec<u8>,
-}
 
 /// One request to `url`; `Err` when it got no answer (the message says why).
 async fn call(
@@ -38,14 +29,8 @@ async fn call(
 ) -> Result<Answer, String> {
     let timeout_ms = inner.timeout().as_secs_f64() * 1000.0 * 3.0;
     let promise = io::https_call(inner.fetch(), url, method, context, body, timeout_ms);
-    let answer = JsFuture::from(promise).await.map_err(|e| io::failure_message(&e))?;
-    let field = |name: &str| js_sys::Reflect::get(&answer, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED);
-    Ok(Answer {
-        status: field("status").as_f64().unwrap_or(0.0) as u16,
-        content_type: field("contentType").as_string().unwrap_or_default(),
-        context: field("context").as_string(),
-        body: body_bytes(&field("body")),
-    })
+    let answer = JsFuture::from(promise).await.map_err(|e| convert::failure_message(&e))?;
+    Ok(convert::https_answer(&answer))
 }
 
 /// The view a seed (`https://host:port`) serves at `GET /v1/ring`.
@@ -57,10 +42,8 @@ pub(crate) async fn ring(inner: &Inner, seed: &str) -> Result<ClusterView, Clien
     if answer.status != 200 {
         return Err(error_of(&answer));
     }
-    let text = String::from_utf8_lossy(&answer.body);
-    let json = js_sys::JSON::parse(&text)
-        .map_err(|_| ClientError::new(502, "malformed", &format!("{url} answered no JSON")))?;
-    convert::view_of_ring(&json).map_err(|_| ClientError::new(502, "malformed", &format!("{url} answered no view")))
+    convert::view_of_ring_json(&answer.body)
+        .map_err(|_| ClientError::new(502, "malformed", &format!("{url} answered no cluster view")))
 }
 
 /// The URL of `key` in `store` at the node's HTTPS address.

@@ -1,6 +1,6 @@
 //! The JavaScript I/O the client uses (`io.js`): WebTransport sessions, fetch and timers.
 
-use js_sys::{Promise, Reflect};
+use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/src/io.js")]
@@ -41,18 +41,4 @@ extern "C" {
         body: Option<Vec<u8>>,
         timeout_ms: f64,
     ) -> Promise;
-}
-
-/// Whether a rejection of [`Sessions::call`] or [`https_call`] says the request never reached
-/// the node (no connection).
-pub(crate) fn failed_to_connect(failure: &JsValue) -> bool {
-    Reflect::get(failure, &JsValue::from_str("connect")).ok().and_then(|v| v.as_bool()).unwrap_or(false)
-}
-
-/// The message of a rejection of the I/O functions.
-pub(crate) fn failure_message(failure: &JsValue) -> String {
-    Reflect::get(failure, &JsValue::from_str("message"))
-        .ok()
-        .and_then(|v| v.as_string())
-        .unwrap_or_else(|| "request failed".into())
 }

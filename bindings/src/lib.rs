@@ -1,7 +1,17 @@
 //! # quickv-wasm: quickv for JavaScript
 //!
-//! A thin wasm-bindgen layer over [`quickv_core`], so that browsers, edge workers and Node compute
-//! key tokens and preference lists exactly as the nodes and the Rust client do.
+//! A smart client for browsers, Node.js and edge runtimes, built from [`quickv_core`]: it
+//! computes each key's replicas exactly as the nodes and the Rust client do, and in a browser
+//! runs core's own coordinators over WebTransport (see `client.rs` and `bindings/README.md`).
+//!
+//! ```js
+//! const client = await Client.connect({ seeds: ["https://127.0.0.1:8101"] }); // or { ring }
+//! await client.put("default", "cart:42", "apples");
+//! const { values, context } = await client.get("default", "cart:42");
+//! await client.delete("default", "cart:42", context);
+//! ```
+//!
+//! Routing alone, without a cluster:
 //!
 //! ```js
 //! import { keyToken, Ring } from "quickv-wasm";
@@ -13,11 +23,12 @@
 //! const { primaries, fallbacks } = ring.preferenceList("cart:42", 3, 2); // or a Uint8Array
 //! ```
 //!
-//! Keys are strings (their UTF-8 bytes) or `Uint8Array`s; any other type throws a `TypeError`.
-//! The client that reads and writes from JavaScript is not here yet (issue 11); the nodes'
-//! HTTPS API (`docs/http-api.md`) serves JavaScript callers meanwhile. Every conversion between
-//! JS values and Rust types lives in `convert.rs`; errors become JS exceptions (`Error`, or
-//! `TypeError` for a wrong type) with the core error's message.
+//! Keys and values are strings (their UTF-8 bytes) or `Uint8Array`s; any other type throws a
+//! `TypeError`. The layers: `client.rs` (the API, routing, retries), `drive.rs` (core's
+//! coordinators over WebTransport), `https.rs` (the nodes' HTTPS API, for runtimes without
+//! WebTransport), `io.rs` + `io.js` (the I/O, in JavaScript), and `convert.rs`, where every
+//! conversion between JS values and Rust types lives; errors become JS exceptions (`TypeError`
+//! for a wrong type, else an `Error` named `QuickvError` with the HTTPS API's stable code).
 
 mod client;
 mod convert;
