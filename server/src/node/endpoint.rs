@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::bounds::{ConnectionSlot, Held, Room};
 use super::browser_cert::WEBTRANSPORT_ALPN;
 use super::driver::{Frame, Input};
+use super::http::AllowedOrigins;
 
 /// The digest of the certificate the peer presented in the handshake (which checked that it
 /// chains to the cluster CA), if it presented one.
@@ -39,6 +40,7 @@ pub(crate) async fn accept(
     inputs: mpsc::UnboundedSender<Input>,
     max_frame: usize,
     held: Arc<Held>,
+    origins: Arc<AllowedOrigins>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let Some(slot) = held.admit(incoming.remote_address().ip()) else {
@@ -46,7 +48,7 @@ pub(crate) async fn accept(
             incoming.refuse();
             continue;
         };
-        let (inputs, held) = (inputs.clone(), held.clone());
+        let (inputs, held, origins) = (inputs.clone(), held.clone(), origins.clone());
         tokio::spawn(async move {
             let slot = Arc::new(slot);
             let connection = match incoming.await {
@@ -57,7 +59,7 @@ pub(crate) async fn accept(
                 }
             };
             if negotiated(&connection).as_deref() == Some(WEBTRANSPORT_ALPN) {
-                return serve_session(connection, inputs, max_frame, held, slot).await;
+                return serve_session(connection, inputs, max_frame, held, slot, &origins).await;
             }
             let peer = peer_certificate(&connection);
             while let Ok((send, recv)) = connection.accept_bi().await {
@@ -74,15 +76,18 @@ fn negotiated(connection: &quinn::Connection) -> Option<Vec<u8>> {
     data.protocol
 }
 
-/// Serves a browser's WebTransport session: its CONNECT must come within the read deadline and
-/// name [`WEBTRANSPORT_PATH`]; then each bidirectional stream carries one request, as a
-/// caller's (a browser presents no node certificate).
+/// Serves a browser's WebTransport session: its CONNECT must come within the read deadline,
+/// name [`WEBTRANSPORT_PATH`] and, when the node answers only some browser origins
+/// (`--http-allow-origin`), come from a page of one of them (a CONNECT without an origin is not
+/// a browser's: it goes on); then each bidirectional stream carries one request, as a caller's
+/// (a browser presents no node certificate).
 async fn serve_session(
     connection: quinn::Connection,
     inputs: mpsc::UnboundedSender<Input>,
     max_frame: usize,
     held: Arc<Held>,
     slot: Arc<ConnectionSlot>,
+    origins: &AllowedOrigins,
 ) {
     let deadline = held.bounds().read_deadline;
     let request = match tokio::time::timeout(deadline, web_transport_quinn::Request::accept(connection.clone())).await {
@@ -98,6 +103,13 @@ async fn serve_session(
     };
     if request.url.path() != WEBTRANSPORT_PATH {
         let _ = request.reject(http::StatusCode::NOT_FOUND).await;
+        return;
+    }
+    if let Some(origin) = request.headers.get(http::header::ORIGIN)
+        && !origins.allows(origin.as_bytes())
+    {
+        tracing::debug!("WebTransport session from origin {origin:?} refused: not an allowed origin");
+        let _ = request.reject(http::StatusCode::FORBIDDEN).await;
         return;
     }
     let session = match request.ok().await {

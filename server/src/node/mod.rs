@@ -89,7 +89,8 @@ pub struct NodeConfig {
     pub metrics: Option<SocketAddr>,
     /// Where to serve the HTTPS API (default: nowhere; see [`http`] and `docs/http-api.md`).
     pub http: Option<SocketAddr>,
-    /// The browser origins the HTTPS API answers (CORS; default any).
+    /// The browser origins the HTTPS API answers (CORS) and the QUIC port takes WebTransport
+    /// sessions from (default any).
     pub http_origins: http::AllowedOrigins,
     /// Whether the QUIC endpoint also takes browsers' WebTransport sessions (ALPN `h3`, at
     /// `https://ADDRESS/v1/webtransport`), served with short-lived certificates the node makes
@@ -449,11 +450,14 @@ impl Node {
             ));
             http_task = Some(tokio::spawn(http::serve(listener, http::tls_config(&identity)?, api, held.clone())));
         }
+        let origins = Arc::new(config.http_origins.clone());
         let rotation = browser.map(|(certs, resolver)| {
             tokio::spawn(browser_cert::rotate(certs, resolver, web, inputs.clone(), id.clone()))
         });
-        let mut tasks =
-            vec![tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, held)), tokio::spawn(driver.run())];
+        let mut tasks = vec![
+            tokio::spawn(endpoint::accept(endpoint.clone(), inputs, max_frame, held, origins)),
+            tokio::spawn(driver.run()),
+        ];
         tasks.extend(metrics_server);
         tasks.extend(http_task);
         tasks.extend(rotation);

@@ -11,17 +11,31 @@ use quickv_core::version::{CausalContext, Write};
 use quickv_core::wire::{self, ErrorKind, Message, Request, Response};
 use quickv_server::node::NodeConfig;
 use quickv_server::node::bounds::Bounds;
+use quickv_server::node::http::AllowedOrigins;
 
 use super::http::call;
 use super::support::Cluster;
 
 /// Opens a WebTransport session to `url`, trusting only the certificates of `hashes`.
 async fn session(url: &str, hashes: &[CertificateDigest]) -> Result<web_transport_quinn::Session, String> {
+    session_from(url, hashes, None).await
+}
+
+/// The same, as a page of `origin` opens it (a browser names its page's origin).
+async fn session_from(
+    url: &str,
+    hashes: &[CertificateDigest],
+    origin: Option<&str>,
+) -> Result<web_transport_quinn::Session, String> {
     let client = web_transport_quinn::ClientBuilder::new()
         .with_server_certificate_hashes(hashes.iter().map(|h| h.as_bytes().to_vec()).collect())
         .map_err(|e| e.to_string())?;
     let url = url::Url::parse(url).map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(5), client.connect(url))
+    let mut request = web_transport_quinn::proto::ConnectRequest::new(url);
+    if let Some(origin) = origin {
+        request.headers.insert("origin", origin.parse().map_err(|_| "bad origin".to_string())?);
+    }
+    tokio::time::timeout(Duration::from_secs(5), client.connect(request))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())
@@ -97,7 +111,12 @@ async fn browsers_reach_every_node_over_webtransport_by_its_published_certificat
 }
 
 async fn session_of(url: &str, hashes: &[CertificateDigest]) -> Result<(), String> {
-    let session = session(url, hashes).await?;
+    session_of_origin(url, hashes, None).await
+}
+
+/// Whether a session opened as a page of `origin` serves a request.
+async fn session_of_origin(url: &str, hashes: &[CertificateDigest], origin: Option<&str>) -> Result<(), String> {
+    let session = session_from(url, hashes, origin).await?;
     // The handshake may pass and the session still be refused: ask.
     let (mut send, mut recv) = session.open_bi().await.map_err(|e| e.to_string())?;
     let get = Request::CoordinateGet { store: StoreName::default_store(), key: b"k".to_vec() };
@@ -161,5 +180,24 @@ async fn browser_certificates_rotate_with_old_and_new_published_together() {
     // (The next rotation may have come meanwhile: the one served before is still published.)
     let served = before.webtransport().last().unwrap();
     assert!(after.webtransport().contains(served), "a restart publishes what the node did before: {after:?}");
+    cluster.shutdown().await;
+}
+
+fn only_app_origin(config: &mut NodeConfig) {
+    config.http_origins = AllowedOrigins::Only(vec!["https://app.example".into()]);
+}
+
+/// A node that answers only some browser origins (`--http-allow-origin`) takes WebTransport
+/// sessions from pages of those origins only; a session that names no origin is no browser's
+/// and goes on, as over the native protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webtransport_sessions_come_only_from_allowed_origins() {
+    let cluster = Cluster::start_tweaked(1, Limits::default(), Bounds::default(), only_app_origin).await;
+    let n0 = quickv_core::identity::NodeId::new("n0").unwrap();
+    let hashes = cluster.node(0).view().membership().node(&n0).unwrap().web.webtransport().to_vec();
+    let url = format!("https://{}/v1/webtransport", cluster.addrs[0]);
+    assert!(session_of_origin(&url, &hashes, Some("https://app.example")).await.is_ok());
+    assert!(session_of_origin(&url, &hashes, Some("https://evil.example")).await.is_err(), "another origin");
+    assert!(session_of_origin(&url, &hashes, None).await.is_ok(), "no origin: not a browser");
     cluster.shutdown().await;
 }

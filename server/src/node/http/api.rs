@@ -41,7 +41,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The header that carries a key's causal context (base64url, as `quickv` prints it).
 pub const CONTEXT_HEADER: &str = "x-quickv-context";
 
-/// Which browser origins may call the API (CORS).
+/// Which browser origins may call the API (CORS) and open WebTransport sessions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum AllowedOrigins {
     /// Any origin (`Access-Control-Allow-Origin: *`); the default.
@@ -49,6 +49,16 @@ pub enum AllowedOrigins {
     Any,
     /// Only these origins (for example `https://app.example.com`).
     Only(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether a browser page of `origin` may call.
+    pub(crate) fn allows(&self, origin: &[u8]) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::Only(list) => list.iter().any(|o| o.as_bytes() == origin),
+        }
+    }
 }
 
 /// What the routes need of the node.
@@ -319,9 +329,7 @@ impl Api {
     fn cors(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
         let allowed = match (&self.origins, origin) {
             (AllowedOrigins::Any, _) => Some(HeaderValue::from_static("*")),
-            (AllowedOrigins::Only(list), Some(origin)) => {
-                list.iter().any(|o| o.as_bytes() == origin.as_bytes()).then(|| origin.clone())
-            }
+            (AllowedOrigins::Only(_), Some(origin)) => self.origins.allows(origin.as_bytes()).then(|| origin.clone()),
             (AllowedOrigins::Only(_), None) => None,
         };
         let Some(allowed) = allowed else { return };
