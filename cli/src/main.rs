@@ -16,12 +16,25 @@
 //!
 //! KEY is text; with `--key-hex` it is hex digits, for keys that are not UTF-8.
 //! Seeds and CA default to `QUICKV_SEEDS` and `QUICKV_CA` (what `quickv-node dev` prints).
+//! Exit status: 0, 1 for a key `get` finds absent, 2 for an error, 141 when the reader of its
+//! output went away (`quickv get k | head -c 1`), quietly, as a Unix tool stopped by SIGPIPE.
 
 /// mimalloc: the request path allocates per message, and glibc's allocator cost 8-15% of the
 /// CPU under load. Built without transparent huge pages (feature `no_thp`): with them a node
 /// held 65-91 MiB before any request (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `println!`, but a failed write is the command's error instead of a panic: a reader that went
+/// away (`quickv get k | head -c 1`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        {
+            use std::io::Write as _;
+            writeln!(std::io::stdout(), $($arg)*)?
+        }
+    };
+}
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -183,8 +196,28 @@ enum StoreCommand {
     },
 }
 
+/// The exit status of a command whose output nobody reads any more (its reader went away), as
+/// a Unix tool killed by SIGPIPE reports: 128 + 13, and nothing on stderr.
+const READER_GONE: u8 = 141;
+
+/// Whether `error` comes from writing to a pipe whose reader went away.
+fn reader_gone(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help, version, or a usage error: printed by clap, quietly if nobody reads it.
+        Err(e) => {
+            return match e.print() {
+                Err(io) if io.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(READER_GONE),
+                _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)),
+            };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -194,6 +227,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if reader_gone(&e) => ExitCode::from(READER_GONE),
         Err(e) => {
             eprintln!("quickv: {e:#}");
             ExitCode::from(2)
@@ -230,9 +264,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let store = client.store(store).await?;
             let context = store.put(key.bytes()?, value, &context.clone().unwrap_or_else(CausalContext::empty)).await?;
             if cli.json {
-                println!("{}", json!({ "key": key.shown(), "context": context.to_string() }));
+                outln!("{}", json!({ "key": key.shown(), "context": context.to_string() }));
             } else {
-                println!("{context}");
+                outln!("{context}");
             }
             ExitCode::SUCCESS
         }
@@ -241,7 +275,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let read = store.get(key.bytes()?).await?;
             if cli.json {
                 let values: Vec<String> = read.values.iter().map(|v| BASE64.encode(v)).collect();
-                println!("{}", json!({ "key": key.shown(), "values": values, "context": read.context.to_string() }));
+                outln!("{}", json!({ "key": key.shown(), "values": values, "context": read.context.to_string() }));
             } else if read.is_absent() {
                 eprintln!("{}: not found", key.shown());
             } else {
@@ -269,27 +303,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let after = store.delete(&bytes, &context).await?;
             if cli.json {
-                println!("{}", json!({ "key": key.shown(), "context": after.to_string() }));
+                outln!("{}", json!({ "key": key.shown(), "context": after.to_string() }));
             } else {
-                println!("{after}");
+                outln!("{after}");
             }
             ExitCode::SUCCESS
         }
         Command::Cluster { command: ClusterCommand::Plan } => {
             let change = client.plan_ring_change().await?;
-            ring_plan::print(change.as_ref(), cli.json);
+            ring_plan::print(change.as_ref(), cli.json)?;
             ExitCode::SUCCESS
         }
         Command::Cluster { command: ClusterCommand::Commit } => {
             let Some(change) = client.plan_ring_change().await? else {
-                ring_plan::print(None, cli.json);
+                ring_plan::print(None, cli.json)?;
                 return Ok(ExitCode::SUCCESS);
             };
             client.commit_ring_change(&change).await?;
             if cli.json {
-                println!("{}", json!({ "committed": true, "ring_epoch": change.plan.next.epoch }));
+                outln!("{}", json!({ "committed": true, "ring_epoch": change.plan.next.epoch }));
             } else {
-                println!("committed: the ring is at epoch {} (claimant {})", change.plan.next.epoch, change.claimant);
+                outln!("committed: the ring is at epoch {} (claimant {})", change.plan.next.epoch, change.claimant);
             }
             ExitCode::SUCCESS
         }
@@ -310,9 +344,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "removed: its partitions are being copied again from the surviving replicas"
             };
             if cli.json {
-                println!("{}", json!({ "node": node.as_str(), "leaving": leave, "removed": !leave }));
+                outln!("{}", json!({ "node": node.as_str(), "leaving": leave, "removed": !leave }));
             } else {
-                println!("{node} {done}");
+                outln!("{node} {done}");
             }
             ExitCode::SUCCESS
         }
@@ -333,11 +367,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 let out = json!({ "store": name.as_str(), "config": config.to_string(), "created": created,
                                   "warning": warning });
-                println!("{out}");
+                outln!("{out}");
             } else if created {
-                println!("created store {name}: {config}");
+                outln!("created store {name}: {config}");
             } else {
-                println!("store {name} already exists with these settings: {config}");
+                outln!("store {name} already exists with these settings: {config}");
             }
             if let (Some(warning), false) = (&warning, cli.json) {
                 eprintln!("warning: store {name}: {warning}");
@@ -348,9 +382,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let name = StoreName::new(name)?;
             client.drop_store(&name).await?;
             if cli.json {
-                println!("{}", json!({ "store": name.as_str(), "dropped": true }));
+                outln!("{}", json!({ "store": name.as_str(), "dropped": true }));
             } else {
-                println!("dropped store {name}");
+                outln!("dropped store {name}");
             }
             ExitCode::SUCCESS
         }
@@ -359,10 +393,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.json {
                 let stores: serde_json::Map<String, serde_json::Value> =
                     view.stores().map(|(n, c)| (n.to_string(), json!(c.to_string()))).collect();
-                println!("{}", json!({ "stores": stores }));
+                outln!("{}", json!({ "stores": stores }));
             } else {
                 for (name, config) in view.stores() {
-                    println!("{name}\t{config}");
+                    outln!("{name}\t{config}");
                 }
             }
             ExitCode::SUCCESS
@@ -392,14 +426,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         .collect()
                 };
                 let token = format!("{:032x}", location.token.0);
-                println!(
+                outln!(
                     "{}",
                     json!({ "key": key.shown(), "store": store.name().as_str(), "token": token, "ring_epoch": location.epoch,
                             "primaries": nodes(&location.primaries), "fallbacks": nodes(&location.fallbacks),
                             "pending": nodes(&location.pending) })
                 );
             } else {
-                println!(
+                outln!(
                     "{} in store {}: token {:032x}, ring epoch {}",
                     key.shown(),
                     store.name(),
@@ -410,9 +444,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let pending = [("pending owners (a ring change is under way)", &location.pending)];
                 let pending = pending.iter().filter(|(_, list)| !list.is_empty()).copied();
                 for (title, list) in lists.into_iter().chain(pending) {
-                    println!("{title}:");
+                    outln!("{title}:");
                     for (id, h) in list.iter() {
-                        println!("  {:<12} {:<22} {}", id.as_str(), address(id), holding(h));
+                        outln!("  {:<12} {:<22} {}", id.as_str(), address(id), holding(h));
                     }
                 }
             }
@@ -455,15 +489,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .collect();
                 let damage = json!({ "records": report.damage.records, "repaired": report.damage.repaired,
                                      "ranges": report.damage.ranges });
-                println!(
+                outln!(
                     "{}",
                     json!({ "seen_by": report.node.as_str(), "ring_epoch": epoch, "nodes": nodes, "damage": damage,
                             "ring_change": ring_plan::change_json(view, &transfers) })
                 );
             } else {
-                println!(
+                outln!(
                     "{:<12} {:<22} {:<10} {:>8} {:<8} {:>10} {:>6} {:>7}",
-                    "NODE", "ADDRESS", "ZONE", "CAPACITY", "STATE", "LAST HEARD", "HINTS", "SHARE"
+                    "NODE",
+                    "ADDRESS",
+                    "ZONE",
+                    "CAPACITY",
+                    "STATE",
+                    "LAST HEARD",
+                    "HINTS",
+                    "SHARE"
                 );
                 for (n, state, last_heard_ms, hints, share) in rows {
                     let heard = match last_heard_ms {
@@ -471,7 +512,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         Some(ms) => format!("{:.1}s ago", ms as f64 / 1000.0),
                         None => "never".to_string(),
                     };
-                    println!(
+                    outln!(
                         "{:<12} {:<22} {:<10} {:>8} {:<8} {:>10} {:>6} {:>6.1}%",
                         n.id.as_str(),
                         n.address,
@@ -483,19 +524,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         share * 100.0
                     );
                 }
-                println!("as seen by {}; ring epoch {epoch}, {} stores", report.node, view.stores().count());
+                outln!("as seen by {}; ring epoch {epoch}, {} stores", report.node, view.stores().count());
                 if let Some(line) = ring_plan::change_line(view) {
-                    println!("{line}");
+                    outln!("{line}");
                     for line in ring_plan::transfer_lines(&transfers) {
-                        println!("{line}");
+                        outln!("{line}");
                     }
                 }
                 let damage = report.damage;
                 if damage.records + damage.ranges > 0 {
-                    println!(
+                    outln!(
                         "storage damage at {} since it started: {} records found damaged ({} repaired), {} ranges \
                          it could not read (the other replicas serve them and anti-entropy rebuilds them)",
-                        report.node, damage.records, damage.repaired, damage.ranges
+                        report.node,
+                        damage.records,
+                        damage.repaired,
+                        damage.ranges
                     );
                 }
             }

@@ -68,14 +68,14 @@ pub fn change_json(view: &ClusterView, transfers: &BTreeMap<NodeId, Option<Trans
 }
 
 /// Prints `change` (`None`: nothing pending) as a table, or as one JSON object.
-pub fn print(change: Option<&PlannedChange>, as_json: bool) {
+pub fn print(change: Option<&PlannedChange>, as_json: bool) -> std::io::Result<()> {
     let Some(change) = change else {
         if as_json {
-            println!("{}", json!({ "pending": false }));
+            outln!("{}", json!({ "pending": false }));
         } else {
-            println!("no ring change pending: the ring matches the membership");
+            outln!("no ring change pending: the ring matches the membership");
         }
-        return;
+        return Ok(());
     };
     let plan = &change.plan;
     if as_json {
@@ -92,15 +92,15 @@ pub fn print(change: Option<&PlannedChange>, as_json: bool) {
         let out = json!({ "pending": true, "under_way": under_way, "claimant": change.claimant.as_str(),
                           "from_epoch": plan.current.map(|v| v.epoch), "to_epoch": plan.next.epoch,
                           "n": plan.n, "partitions": plan.partitions, "moves": plan.moves(), "nodes": nodes });
-        println!("{out}");
-        return;
+        outln!("{out}");
+        return Ok(());
     }
     let from = plan.current.map_or_else(|| "none".to_owned(), |v| v.epoch.to_string());
     let state = match change.under_way {
         Some((received, gainers)) => format!("under way ({received} of {gainers} new replicas have their partitions)"),
         None => "pending".to_owned(),
     };
-    println!(
+    outln!(
         "ring change {state} at the claimant {}: epoch {from} -> {} ({} of {} partitions' replicas move, N={})",
         change.claimant,
         plan.next.epoch,
@@ -108,22 +108,15 @@ pub fn print(change: Option<&PlannedChange>, as_json: bool) {
         plan.partitions,
         plan.n
     );
-    println!("{:<14} {:>10} {:>10} {:>10} {:>10} {:>14}", "node", "replicas", "after", "gains", "loses", "receives ~");
+    outln!("{:<14} {:>10} {:>10} {:>10} {:>10} {:>14}", "node", "replicas", "after", "gains", "loses", "receives ~");
     for n in &plan.nodes {
         let bytes = bytes(change.bytes_to_receive(&n.id));
-        println!(
-            "{:<14} {:>10} {:>10} {:>10} {:>10} {:>14}",
-            n.id.as_str(),
-            n.before,
-            n.after,
-            n.gained,
-            n.lost,
-            bytes
-        );
+        outln!("{:<14} {:>10} {:>10} {:>10} {:>10} {:>14}", n.id.as_str(), n.before, n.after, n.gained, n.lost, bytes);
     }
     if change.under_way.is_none() {
-        println!("apply it with: quickv cluster commit (nodes run with --commit-ring-changes wait for it)");
+        outln!("apply it with: quickv cluster commit (nodes run with --commit-ring-changes wait for it)");
     }
+    Ok(())
 }
 
 /// A byte count for people: B, KiB, MiB, GiB.

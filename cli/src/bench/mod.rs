@@ -308,11 +308,11 @@ pub async fn run(client: &Client, ca: &ClusterCa, args: BenchArgs, json: bool) -
         plot::draw(path, &title, &curves, &report.throughput)?;
     }
     if json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.table());
         if let Some(path) = &args.plot {
-            println!("plot: {}", path.display());
+            outln!("plot: {}", path.display());
         }
     }
     Ok(if report.errors + report.timeouts > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })

@@ -96,6 +96,16 @@ impl Dev {
         child.wait_with_output().unwrap()
     }
 
+    /// Runs `quickv` with its standard output a pipe whose reader is gone (closed first).
+    fn quickv_unread(&self, args: &[&str]) -> Output {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = Command::new(quickv_binary());
+        command.args(args).env("QUICKV_SEEDS", &self.seeds).env("QUICKV_CA", &self.ca);
+        command.stdin(Stdio::null()).stdout(Stdio::from(writer)).stderr(Stdio::piped());
+        command.output().unwrap()
+    }
+
     fn signal(&mut self, signal: &str) {
         let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
@@ -316,6 +326,13 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
     assert!(get.status.success(), "{}", text(&get.stderr));
     assert_eq!(get.stdout, b"hello", "byte-exact, no newline added (issue 9, 4.1)");
     assert!(text(&get.stderr).starts_with("context: "), "{}", text(&get.stderr));
+    // Its reader gone (`quickv get greeting | head -c 0`), quickv stops quietly, as Unix tools
+    // do: status 141, nothing on stderr (it printed "Broken pipe" and exited 2, or panicked).
+    for args in [&["get", "greeting"][..], &["put", "unread", "x"], &["status"]] {
+        let unread = dev.quickv_unread(args);
+        assert_eq!(unread.status.code(), Some(141), "{args:?}: {}", text(&unread.stderr));
+        assert!(!text(&unread.stderr).contains("pipe") && !text(&unread.stderr).contains("panicked"), "{args:?}");
+    }
 
     // Issue 9, 4.1: a key that is not UTF-8 (hex), a binary value from stdin, read back exactly.
     let value: &[u8] = b"\x00\xffbinary\n";
