@@ -94,7 +94,7 @@ impl Client {
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Result<Client, JsValue> {
         let options = convert::connect_options(&options)?;
-        let mode = match options.transport.as_deref() {
+        let mut mode = match options.transport.as_deref() {
             None | Some("auto") if io::has_web_transport() => Mode::WebTransport,
             None | Some("auto") | Some("https") => Mode::Https,
             Some("webtransport") if io::has_web_transport() => Mode::WebTransport,
@@ -127,6 +127,12 @@ impl Client {
             Some(ring) => convert::view_of_ring(&ring)?,
             None => inner.view_from_seeds().await?,
         };
+        // Nodes run with --no-webtransport publish no certificate hash: "auto" goes over HTTPS.
+        let auto = matches!(options.transport.as_deref(), None | Some("auto"));
+        if auto && !view.membership().nodes().any(|n| !n.web.webtransport().is_empty()) {
+            mode = Mode::Https;
+        }
+        let inner = Inner { mode, ..inner };
         inner.install(view);
         Ok(Client { inner: Rc::new(inner) })
     }
