@@ -484,7 +484,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .map(|(n, state, last_heard_ms, hints, share)| {
                         json!({ "id": n.id.as_str(), "address": n.address, "zone": n.zone.as_str(),
                                 "capacity": n.capacity, "state": state, "last_heard_ms": last_heard_ms,
-                                "hints": hints, "share": share, "seen_by_self": n.id == report.node })
+                                "hints": hints, "share": share, "seen_by_self": n.id == report.node,
+                                "https": n.web.https(),
+                                "webtransport_certificates": n.web.webtransport().iter().map(|h| h.to_string()).collect::<Vec<_>>() })
                     })
                     .collect();
                 let damage = json!({ "records": report.damage.records, "repaired": report.damage.repaired,

@@ -366,6 +366,13 @@ fn dev_cluster_serves_the_quickv_tool_and_keeps_writes_across_sigkill() {
 
     let status = dev.quickv(&["status"], None);
     assert!(text(&status.stdout).contains("33.3%"), "{}", text(&status.stdout));
+    // Each node's web access (issue 11): its HTTPS API and the browser certificate it serves.
+    let status = dev.quickv(&["--json", "status"], None);
+    let parsed: serde_json::Value = serde_json::from_slice(&status.stdout).expect("one JSON object");
+    for node in parsed["nodes"].as_array().unwrap() {
+        assert!(node["https"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{node}");
+        assert_eq!(node["webtransport_certificates"].as_array().map(Vec::len), Some(1), "{node}");
+    }
     // The dev cluster's joins applied themselves: no ring change pending (issue 9, 1.2).
     let plan = dev.quickv(&["cluster", "plan"], None);
     assert_eq!(text(&plan.stdout), "no ring change pending: the ring matches the membership", "{}", text(&plan.stderr));
