@@ -134,6 +134,23 @@ test("a browser that loaded a view before a node joined is told it is stale and 
   }
 });
 
+test("with the key's first replica stopped, the browser's coordinators go on with the others", { skip }, async () => {
+  // Where the key lives, by the same core in Node.
+  const { createRequire } = await import("node:module");
+  const { Client } = createRequire(import.meta.url)(join(root, "target/js-pkg/quickv_wasm.js"));
+  const key = `failover-${Date.now()}`;
+  const local = await Client.connect({ ring: await cluster.ring(0), transport: "https", fetch: cluster.fetch });
+  const first = local.preferenceList("default", key).primaries[0];
+  local.close();
+  await cluster.stop(Number(first.slice(1)) - 1);
+  const result = await runPage(`?key=${encodeURIComponent(key)}`);
+  assert.equal(result.ok, true, result.error);
+  assert.deepEqual(result.read, [result.value]);
+  assert.equal(result.putRoute[0], first, "the put went to the first replica first");
+  assert.ok(result.putRoute.length >= 2, `then to the next: ${result.putRoute}`);
+  assert.ok(result.getRoute.includes(first), "the get asked every replica, the stopped one too");
+});
+
 test("browser latency, WebTransport against HTTPS (QUICKV_BROWSER_BENCH rounds)", { skip: skip || !process.env.QUICKV_BROWSER_BENCH }, async () => {
   const rounds = Number(process.env.QUICKV_BROWSER_BENCH);
   const runs = [];
