@@ -18,8 +18,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quickv_core::cluster::ClusterView;
-use quickv_core::coordinator::{self, ForwardPut, GetCoordinator, GetOutcome, Read, RoutedRequests};
+use quickv_core::coordinator::{self, ForwardPut, GetCoordinator, GetOutcome, Read, ReplicaFailure, RoutedRequests};
 use quickv_core::identity::NodeId;
+use quickv_core::liveness::{Liveness, LivenessConfig, StatusReport};
 use quickv_core::ring::PreferenceList;
 use quickv_core::routing::RoutingTable;
 use quickv_core::store::{Limits, StoreConfig, StoreName};
@@ -36,9 +37,58 @@ use crate::io;
 /// How many times a request that failed in a way that may pass is tried again.
 const RETRIES: u32 = 2;
 
-/// How old the view may grow before a request loads it again first (nodes that joined or left
-/// since; a node that says the view is stale has it loaded again at once).
-const REFRESH_AFTER_MS: f64 = 30_000.0;
+/// How old the view may grow before a request has it loaded again in the background (nodes
+/// that joined or left since, and, over WebTransport, a node's verdicts on the others: a node
+/// this client holds down is back up once a node says so). A node that says the view is stale
+/// has it loaded again at once.
+const REFRESH_AFTER_MS: f64 = 5_000.0;
+
+/// What the client believes of each node: core's failure bookkeeping without a detector (as the
+/// Rust client keeps it), fed by the answers and failures of its requests and by the verdicts a
+/// node reports. Nodes held down are asked last: a key's coordinators try the others first.
+pub(crate) struct Health {
+    liveness: RefCell<Liveness>,
+    origin: f64,
+}
+
+impl Health {
+    fn new() -> Health {
+        let config = LivenessConfig::for_interval(Duration::from_millis(REFRESH_AFTER_MS as u64));
+        Health { liveness: RefCell::new(Liveness::without_detector(config)), origin: io::monotonic_ms() }
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_secs_f64(((io::monotonic_ms() - self.origin) / 1000.0).max(0.0))
+    }
+
+    /// A request to `node` was answered (`None`) or failed.
+    pub(crate) fn heard(&self, node: &NodeId, failure: Option<&ReplicaFailure>) {
+        let now = self.now();
+        let mut liveness = self.liveness.borrow_mut();
+        match failure {
+            None => liveness.handle_answer(now, node),
+            Some(failure) => liveness.handle_failure(now, node, *failure == ReplicaFailure::Unavailable),
+        }
+        liveness.update(now);
+    }
+
+    /// A node's report: it answered, and its verdicts on the others are this client's.
+    fn adopt(&self, report: &StatusReport) {
+        let now = self.now();
+        let mut liveness = self.liveness.borrow_mut();
+        liveness.handle_answer(now, &report.node);
+        for peer in &report.peers {
+            liveness.adopt(now, &peer.id, peer.state);
+        }
+        liveness.update(now);
+    }
+
+    /// The nodes of `prefs` held down.
+    pub(crate) fn held_down(&self, prefs: &PreferenceList) -> Vec<NodeId> {
+        let liveness = self.liveness.borrow();
+        prefs.primaries().iter().chain(prefs.fallbacks()).filter(|n| liveness.is_down(n)).cloned().collect()
+    }
+}
 
 /// How the client reaches the nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +125,9 @@ pub(crate) struct Inner {
     closed: Cell<bool>,
     /// When the view was loaded (the monotonic clock, ms).
     loaded_at: Cell<f64>,
+    /// A load of the view under way in the background.
+    refreshing: Cell<bool>,
+    health: Rc<Health>,
 }
 
 /// A quickv client for JavaScript. See the module docs and `bindings/README.md`.
@@ -122,6 +175,8 @@ impl Client {
             last_route: RefCell::new(None),
             closed: Cell::new(false),
             loaded_at: Cell::new(0.0),
+            refreshing: Cell::new(false),
+            health: Rc::new(Health::new()),
         };
         let view = match options.ring {
             Some(ring) => convert::view_of_ring(&ring)?,
@@ -147,6 +202,7 @@ impl Client {
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] key: &JsValue,
     ) -> Result<js_sys::Promise, JsValue> {
         let key = convert::bytes(key, "key")?;
+        Inner::refresh_if_old(&self.inner);
         let (inner, store) = (self.inner.clone(), store.to_owned());
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let (values, context) = inner.get(&store, key).await?;
@@ -167,6 +223,7 @@ impl Client {
     ) -> Result<js_sys::Promise, JsValue> {
         let key = convert::bytes(key, "key")?;
         let value = convert::bytes(value, "value")?;
+        Inner::refresh_if_old(&self.inner);
         let (inner, store) = (self.inner.clone(), store.to_owned());
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let context = inner.write(&store, key, Some(value), context).await?;
@@ -187,6 +244,7 @@ impl Client {
         let Some(context) = context.as_string() else {
             return Err(js_sys::TypeError::new("delete needs the context of a get of the key (a string)").into());
         };
+        Inner::refresh_if_old(&self.inner);
         let (inner, store) = (self.inner.clone(), store.to_owned());
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let context = inner.write(&store, key, None, Some(context)).await?;
@@ -241,6 +299,21 @@ impl Client {
 }
 
 impl Inner {
+    /// Has the view loaded again in the background if it is old (see [`REFRESH_AFTER_MS`]): the
+    /// request goes on with the view it has (an old view still routes: nodes coordinate what
+    /// reaches them, and say when it is stale).
+    fn refresh_if_old(this: &Rc<Inner>) {
+        if this.closed.get() || this.refreshing.get() || io::monotonic_ms() - this.loaded_at.get() <= REFRESH_AFTER_MS {
+            return;
+        }
+        this.refreshing.set(true);
+        let inner = this.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = inner.refresh().await;
+            inner.refreshing.set(false);
+        });
+    }
+
     fn install(&self, view: ClusterView) {
         *self.table.borrow_mut() = Rc::new(RoutingTable::new(view));
         self.loaded_at.set(io::monotonic_ms());
@@ -271,11 +344,6 @@ impl Inner {
         if self.closed.get() {
             return Err(ClientError::new(400, "closed", "the client is closed"));
         }
-        if io::monotonic_ms() - self.loaded_at.get() > REFRESH_AFTER_MS {
-            // An old view still routes (nodes coordinate what reaches them): a failure to load
-            // a new one is not the request's.
-            let _ = self.refresh().await;
-        }
         match self.store(name) {
             Err(e) if e.code == "unknown_store" => {
                 let _ = self.refresh().await;
@@ -301,7 +369,9 @@ impl Inner {
             Mode::WebTransport => {
                 let timeout = self.timeout;
                 let read = self
-                    .retrying(&key, &config, |caller, prefs| drive_get(caller, prefs, &name, &config, &key, timeout))
+                    .retrying(&key, &config, |caller, prefs, down| {
+                        drive_get(caller, prefs, down, &name, &config, &key, timeout)
+                    })
                     .await?;
                 let read = read.map_err(|e| ClientError::from_get(&e))?;
                 Ok(read_values(&read))
@@ -344,12 +414,12 @@ impl Inner {
                 let write = write.with_id(new_write_id());
                 let minter = RefCell::new(None::<NodeId>);
                 let state = self
-                    .retrying(&key, &config, |caller, prefs| {
+                    .retrying(&key, &config, |caller, prefs, down| {
                         let pinned = minter.borrow().clone();
                         let (write, minter) = (write.clone(), &minter);
                         let target = (&name, key.as_slice());
                         async move {
-                            let outcome = drive_put(caller, prefs, target, &config, write, pinned).await;
+                            let outcome = drive_put(caller, prefs, down, target, &config, write, pinned).await;
                             if let Some(node) = outcome.as_ref().err().and_then(|e| e.minter()) {
                                 *minter.borrow_mut() = Some(node.clone());
                             }
@@ -374,14 +444,15 @@ impl Inner {
     ) -> Result<Result<T, E>, ClientError>
     where
         E: Retryable,
-        F: Fn(Rc<WebCaller>, PreferenceList) -> Fut,
+        F: Fn(Rc<WebCaller>, PreferenceList, Vec<NodeId>) -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let (mut attempt, mut route) = (0, Vec::new());
         loop {
             let prefs = self.prefs(key, config)?;
+            let down = self.health.held_down(&prefs);
             let caller = self.caller();
-            let outcome = run(caller.clone(), prefs).await;
+            let outcome = run(caller.clone(), prefs, down).await;
             route.extend(caller.asked.borrow().iter().cloned());
             match outcome {
                 Err(e) if e.is_retryable() && attempt < RETRIES => {
@@ -404,6 +475,7 @@ impl Inner {
             next_id: self.next_id.clone(),
             stale: Cell::new(false),
             asked: RefCell::new(Vec::new()),
+            liveness: self.health.clone(),
         })
     }
 
@@ -421,12 +493,19 @@ impl Inner {
     /// the seeds.
     pub(crate) async fn refresh(&self) -> Result<(), ClientError> {
         if self.mode == Mode::WebTransport {
+            // A node's status: its view, and its verdicts on the others (held up first).
             let table = self.table();
             let caller = self.caller();
-            let nodes: Vec<NodeId> = table.view().membership().nodes().map(|n| n.id.clone()).collect();
-            for node in nodes {
-                if let Ok(Response::Cluster(view)) = caller.call(&node, Request::Cluster).await {
-                    self.install(view);
+            let (down, up): (Vec<NodeId>, Vec<NodeId>) = table
+                .view()
+                .membership()
+                .ring_members()
+                .map(|n| n.id.clone())
+                .partition(|n| self.health.liveness.borrow().is_down(n));
+            for node in up.into_iter().chain(down) {
+                if let Ok(Response::Status(report)) = caller.call(&node, Request::Status).await {
+                    self.health.adopt(&report);
+                    self.install(report.view);
                     return Ok(());
                 }
             }
@@ -458,6 +537,10 @@ impl Inner {
     pub(crate) fn view(&self) -> Rc<RoutingTable> {
         self.table()
     }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
 }
 
 /// The values of a read (none for a deleted or absent key) and its context (none when no
@@ -488,13 +571,14 @@ impl Retryable for coordinator::PutError {
 async fn drive_get(
     caller: Rc<WebCaller>,
     prefs: PreferenceList,
+    held_down: Vec<NodeId>,
     store: &StoreName,
     config: &StoreConfig,
     key: &[u8],
     timeout: Duration,
 ) -> Result<GetOutcome, coordinator::GetError> {
     let (required, quorum) = (config.r(), config.quorum_kind());
-    let machine = GetCoordinator::new(&prefs, config, &[], timeout, Duration::ZERO);
+    let machine = GetCoordinator::new(&prefs, config, &held_down, timeout, Duration::ZERO);
     let read = RoutedRequests::new(store.clone(), key.to_vec());
     let mut repair = read.clone();
     drive::run(
@@ -511,13 +595,14 @@ async fn drive_get(
 async fn drive_put(
     caller: Rc<WebCaller>,
     prefs: PreferenceList,
+    held_down: Vec<NodeId>,
     (store, key): (&StoreName, &[u8]),
     config: &StoreConfig,
     write: Write,
     minter: Option<NodeId>,
 ) -> Result<SealedState, coordinator::PutError> {
     let (required, quorum) = (config.w(), config.quorum_kind());
-    let machine = ForwardPut::new(&prefs, config, &[], write, minter);
+    let machine = ForwardPut::new(&prefs, config, &held_down, write, minter);
     let requests = RoutedRequests::new(store.clone(), key.to_vec());
     let handed = move |to: &NodeId, write| requests.handed_put(to, write);
     drive::run(caller, machine, handed, coordinator::handed_answer, |_to| None)

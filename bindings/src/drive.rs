@@ -34,6 +34,8 @@ pub(crate) struct WebCaller {
     pub(crate) stale: Cell<bool>,
     /// The nodes asked, in order (what `Client.lastRoute` reports).
     pub(crate) asked: RefCell<std::vec::Vec<NodeId>>,
+    /// What the client believes of each node, fed by every answer and failure here.
+    pub(crate) liveness: Rc<crate::client::Health>,
 }
 
 impl WebCaller {
@@ -41,6 +43,12 @@ impl WebCaller {
     /// could not be reached is `Unavailable`; one that was sent the request but gave no answer
     /// `NoAnswer` (it may have acted on it).
     pub(crate) async fn call(&self, to: &NodeId, body: Request) -> Result<Response, ReplicaFailure> {
+        let answer = self.exchange(to, body).await;
+        self.liveness.heard(to, answer.as_ref().err());
+        answer
+    }
+
+    async fn exchange(&self, to: &NodeId, body: Request) -> Result<Response, ReplicaFailure> {
         let view = self.table.view();
         let Some(node) = view.membership().node(to) else { return Err(ReplicaFailure::Unavailable) };
         let hashes: std::vec::Vec<std::string::String> =

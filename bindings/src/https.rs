@@ -8,6 +8,7 @@
 //! WebTransport writes carry an id and go back to the node that took them, so they never do.
 
 use quickv_core::cluster::ClusterView;
+use quickv_core::coordinator::ReplicaFailure;
 use quickv_core::identity::NodeId;
 use quickv_core::ring::PreferenceList;
 use quickv_core::store::StoreName;
@@ -64,10 +65,12 @@ fn percent(bytes: &[u8]) -> String {
     out
 }
 
-/// The key's nodes in preference order that serve HTTPS, with their addresses.
+/// The key's nodes that serve HTTPS, with their addresses: in preference order, those the
+/// client holds down last.
 fn candidates(inner: &Inner, prefs: &PreferenceList) -> Vec<(NodeId, String)> {
     let table = inner.view();
-    prefs
+    let down = inner.health().held_down(prefs);
+    let (later, first): (Vec<_>, Vec<_>) = prefs
         .primaries()
         .iter()
         .chain(prefs.fallbacks())
@@ -75,7 +78,8 @@ fn candidates(inner: &Inner, prefs: &PreferenceList) -> Vec<(NodeId, String)> {
             let https = table.view().membership().node(id)?.web.https()?.to_owned();
             Some((id.clone(), https))
         })
-        .collect()
+        .partition(|(id, _)| down.contains(id));
+    first.into_iter().chain(later).collect()
 }
 
 /// The error a node's JSON error answer describes.
@@ -102,10 +106,12 @@ pub(crate) async fn get(
         let answer = match call(inner, &key_url(&https, store, key), "GET", None, None).await {
             Ok(answer) => answer,
             Err(e) => {
+                inner.health().heard(&node, Some(&ReplicaFailure::Unavailable));
                 last = ClientError::new(503, "unavailable", &e);
                 continue;
             }
         };
+        inner.health().heard(&node, None);
         // An empty context (a key never written) reads as none, as over WebTransport.
         let context = answer.context.clone().filter(|c| c.parse::<CausalContext>().is_ok_and(|c| !c.is_empty()));
         let read = match answer.status {
@@ -143,10 +149,12 @@ pub(crate) async fn write(
         let answer = match call(inner, &url, method, context.clone(), value.clone()).await {
             Ok(answer) => answer,
             Err(e) => {
+                inner.health().heard(&node, Some(&ReplicaFailure::Unavailable));
                 last = ClientError::new(503, "unavailable", &e);
                 continue;
             }
         };
+        inner.health().heard(&node, None);
         match answer.status {
             204 | 200 => return (Ok(answer.context.unwrap_or_default()), asked),
             _ if passes_on(&answer) => last = error_of(&answer),
