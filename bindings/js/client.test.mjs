@@ -92,6 +92,29 @@ test("a client loads the view from the ring JSON it is given", async () => {
   client.close();
 });
 
+test("a write whose answer was lost is sent again to the node that took it, and applied once", async () => {
+  // The first PUT reaches its node and is applied; its answer is lost (a reset connection).
+  let lost = 0;
+  const losing = async (url, init = {}) => {
+    const res = await cluster.fetch(url, init);
+    if (init.method === "PUT" && lost === 0) {
+      lost++;
+      await res.arrayBuffer();
+      throw Object.assign(new Error("socket hang up"), { code: "ECONNRESET" });
+    }
+    return res;
+  };
+  const client = await Client.connect({ seeds: cluster.seeds(), fetch: losing });
+  const key = `lost-answer-${Date.now()}`;
+  await client.put("default", key, "once");
+  assert.equal(lost, 1);
+  const prefs = client.preferenceList("default", key);
+  assert.deepEqual(client.lastRoute.nodes, prefs.primaries.slice(0, 2), "sent again, through the next node");
+  const read = await client.get("default", key);
+  assert.deepEqual(read.values.map(text), ["once"], "applied once, not as two siblings");
+  client.close();
+});
+
 test("the Node example runs against the cluster", async () => {
   const { execFileSync } = await import("node:child_process");
   const { join } = await import("node:path");

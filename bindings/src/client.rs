@@ -399,7 +399,8 @@ impl Inner {
         match self.mode {
             Mode::Https => {
                 let prefs = self.prefs(&key, &config)?;
-                let (written, route) = https::write(self, &prefs, &name, &key, value, context).await;
+                let write_id = format!("{:032x}", new_write_id().0);
+                let (written, route) = https::write(self, &prefs, (&name, &key), (value, context), write_id).await;
                 self.note_route(&key, route);
                 written
             }

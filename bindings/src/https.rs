@@ -3,9 +3,9 @@
 //! order, the first that answers coordinating it; a node that cannot be reached, or that answers
 //! a retryable error, passes the request to the next.
 //!
-//! A write that reached a node but got no answer may have been applied there: sent on to the
-//! next node it may then stand twice, as two siblings of one value (never lost). Over
-//! WebTransport writes carry an id and go back to the node that took them, so they never do.
+//! A write that reached a node but got no answer may have been applied there: its next attempts
+//! name it by its id and go to that node only (see [`write`]), so it is applied once, as over
+//! WebTransport.
 
 use quickv_core::cluster::ClusterView;
 use quickv_core::coordinator::ReplicaFailure;
@@ -20,26 +20,36 @@ use crate::client::Inner;
 use crate::convert::{self, Answer, ClientError};
 use crate::io;
 
-/// One request to `url`; `Err` when it got no answer (the message says why).
+/// Why a request got no answer: `sent` when it may have reached the node (it may have acted on
+/// it), and what went wrong.
+struct NoAnswer {
+    sent: bool,
+    message: String,
+}
+
+/// One request to `url`; a write names its id and, sent again, the node that may have applied
+/// it (`retry`).
 async fn call(
     inner: &Inner,
     url: &str,
     method: &str,
-    context: Option<String>,
-    body: Option<Vec<u8>>,
-) -> Result<Answer, String> {
+    (context, body): (Option<String>, Option<Vec<u8>>),
+    retry: (Option<String>, Option<String>),
+) -> Result<Answer, NoAnswer> {
     let timeout_ms = inner.timeout().as_secs_f64() * 1000.0 * 3.0;
-    let promise = io::https_call(inner.fetch(), url, method, context, body, timeout_ms);
-    let answer = JsFuture::from(promise).await.map_err(|e| convert::failure_message(&e))?;
+    let promise = io::https_call(inner.fetch(), url, method, context, body, timeout_ms, retry.0, retry.1);
+    let answer = JsFuture::from(promise)
+        .await
+        .map_err(|e| NoAnswer { sent: !convert::failed_to_connect(&e), message: convert::failure_message(&e) })?;
     Ok(convert::https_answer(&answer))
 }
 
 /// The view a seed (`https://host:port`) serves at `GET /v1/ring`.
 pub(crate) async fn ring(inner: &Inner, seed: &str) -> Result<ClusterView, ClientError> {
     let url = format!("{}/v1/ring", seed.trim_end_matches('/'));
-    let answer = call(inner, &url, "GET", None, None)
-        .await
-        .map_err(|e| ClientError::new(503, "unavailable", &format!("cannot load the ring from {seed}: {e}")))?;
+    let answer = call(inner, &url, "GET", (None, None), (None, None)).await.map_err(|e| {
+        ClientError::new(503, "unavailable", &format!("cannot load the ring from {seed}: {}", e.message))
+    })?;
     if answer.status != 200 {
         return Err(error_of(&answer));
     }
@@ -103,11 +113,11 @@ pub(crate) async fn get(
     let mut last = ClientError::new(503, "unavailable", "no node of the key serves HTTPS");
     for (node, https) in candidates(inner, prefs) {
         asked.push(node.clone());
-        let answer = match call(inner, &key_url(&https, store, key), "GET", None, None).await {
+        let answer = match call(inner, &key_url(&https, store, key), "GET", (None, None), (None, None)).await {
             Ok(answer) => answer,
             Err(e) => {
                 inner.health().heard(&node, Some(&ReplicaFailure::Unavailable));
-                last = ClientError::new(503, "unavailable", &e);
+                last = ClientError::new(503, "unavailable", &e.message);
                 continue;
             }
         };
@@ -132,32 +142,50 @@ pub(crate) async fn get(
 
 /// Writes (or, without a value, deletes) `key` at the first of its nodes that takes it.
 /// Returns the context of the new state and the nodes asked.
+///
+/// Every attempt names the write by one id (`write_id`). Once an attempt may have been applied
+/// (it reached a node and got no answer, or the node's error names the write's minter), the
+/// attempts after it send the write again to that node only (through whichever node answers):
+/// it applies the write, or answers that it had. So a write is applied once, as over
+/// WebTransport; if that node stays away, the write fails naming it (`indeterminate`).
 pub(crate) async fn write(
     inner: &Inner,
     prefs: &PreferenceList,
-    store: &StoreName,
-    key: &[u8],
-    value: Option<Vec<u8>>,
-    context: Option<String>,
+    (store, key): (&StoreName, &[u8]),
+    (value, context): (Option<Vec<u8>>, Option<String>),
+    write_id: String,
 ) -> (Result<String, ClientError>, Vec<NodeId>) {
     let method = if value.is_some() { "PUT" } else { "DELETE" };
     let mut asked = Vec::new();
     let mut last = ClientError::new(503, "unavailable", "no node of the key serves HTTPS");
+    let mut minter: Option<String> = None;
     for (node, https) in candidates(inner, prefs) {
         asked.push(node.clone());
         let url = key_url(&https, store, key);
-        let answer = match call(inner, &url, method, context.clone(), value.clone()).await {
+        let retry = (Some(write_id.clone()), minter.clone());
+        let answer = match call(inner, &url, method, (context.clone(), value.clone()), retry).await {
             Ok(answer) => answer,
             Err(e) => {
                 inner.health().heard(&node, Some(&ReplicaFailure::Unavailable));
-                last = ClientError::new(503, "unavailable", &e);
+                if e.sent && minter.is_none() {
+                    // The node took the write, maybe: it is the one to ask again.
+                    minter = Some(node.to_string());
+                }
+                last = ClientError::new(503, "unavailable", &e.message);
+                if let Some(node) = &minter {
+                    last = ClientError::new(503, "indeterminate", &e.message);
+                    last.minter = Some(node.clone());
+                }
                 continue;
             }
         };
         inner.health().heard(&node, None);
         match answer.status {
             204 | 200 => return (Ok(answer.context.unwrap_or_default()), asked),
-            _ if passes_on(&answer) => last = error_of(&answer),
+            _ if passes_on(&answer) => {
+                last = error_of(&answer);
+                minter = minter.or_else(|| last.minter.clone());
+            }
             _ => return (Err(error_of(&answer)), asked),
         }
     }

@@ -118,15 +118,37 @@ export class Sessions {
   }
 }
 
+/** Error codes (Node's, undici's) that say no connection was made: the request never left. */
+const CONNECT_CODES = new Set([
+  "ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_CONNECT", "ERR_TLS_CERT_ALTNAME_INVALID", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "CERT_HAS_EXPIRED",
+]);
+
+/**
+ * Whether a failed fetch never reached the server: its error (or the error's cause) names a
+ * connection failure. A runtime that says nothing of why (browsers) counts as not reached; a
+ * request that timed out, or whose connection broke later, may have been acted on.
+ */
+function neverSent(e) {
+  const code = (e && (e.code || (e.cause && e.cause.code))) || undefined;
+  if (e && e.name === "AbortError") return false;
+  if (code === undefined) return !(e && e.cause);
+  return CONNECT_CODES.has(code);
+}
+
 /**
  * One HTTPS request with `fetchFn` (the global fetch unless the caller gave one): resolves
- * `{ status, contentType, context, body }` (body a Uint8Array), rejects with `{ connect: true }`
- * when the request got no answer (no connection, or none in `timeoutMs`).
+ * `{ status, contentType, context, body }` (body a Uint8Array). Rejects with `{ connect }`,
+ * true when the request never reached the node (see `neverSent`), when it got no answer in
+ * `timeoutMs` or failed. A write carries its id and, sent again, the node it may have reached.
  */
-export async function httpsCall(fetchFn, url, method, context, body, timeoutMs) {
+export async function httpsCall(fetchFn, url, method, context, body, timeoutMs, writeId, minter) {
   const headers = {};
   if (context) headers["x-quickv-context"] = context;
   if (body) headers["content-type"] = "application/octet-stream";
+  if (writeId) headers["x-quickv-write-id"] = writeId;
+  if (minter) headers["x-quickv-minter"] = minter;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
@@ -139,7 +161,8 @@ export async function httpsCall(fetchFn, url, method, context, body, timeoutMs) 
       body: bytes,
     };
   } catch (e) {
-    throw { connect: true, message: `${method} ${url}: ${e && e.message ? e.message : e}` };
+    const connect = !controller.signal.aborted && neverSent(e);
+    throw { connect, message: `${method} ${url}: ${e && e.message ? e.message : e}` };
   } finally {
     clearTimeout(timer);
   }

@@ -31,8 +31,10 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub(crate) fn close(this: &Sessions);
 
-    /// One HTTPS request; resolves `{ status, contentType, context, body }`.
+    /// One HTTPS request; resolves `{ status, contentType, context, body }`. A write names its
+    /// id, and a retry the node that may have applied it.
     #[wasm_bindgen(js_name = httpsCall)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn https_call(
         fetch: &JsValue,
         url: &str,
@@ -40,5 +42,7 @@ extern "C" {
         context: Option<String>,
         body: Option<Vec<u8>>,
         timeout_ms: f64,
+        write_id: Option<String>,
+        minter: Option<String>,
     ) -> Promise;
 }

@@ -289,3 +289,39 @@ async fn https_callers_are_held_to_the_nodes_bounds() {
     }
     cluster.shutdown().await;
 }
+
+/// A write named by `X-Quickv-Write-Id` that failed naming its minter (W=3 with a node stopped:
+/// applied at the minter, not acknowledged) is sent again with `X-Quickv-Minter` once the node
+/// is back: it completes, and the key holds the value once, not as two siblings. Malformed ids,
+/// and a retry that names no write, are refused and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_writes_named_by_an_id_are_retried_at_their_minter_and_applied_once() {
+    use quickv_server::node::http::{MINTER_HEADER, WRITE_ID_HEADER};
+    let mut cluster = Cluster::start_tweaked(3, Limits::default(), Bounds::default(), with_http).await;
+    let (ca, http) = (cluster.ca(), cluster.node(0).http_addr().unwrap());
+    let strict = br#"{"name":"all","n":3,"r":2,"w":3,"quorum":"strict"}"#;
+    assert_eq!(call(http, &ca, Method::POST, "/v1/stores", &[], strict).await.status, StatusCode::OK);
+    let id = "0123456789abcdef0123456789abcdef";
+    for (headers, what) in [
+        (&[(WRITE_ID_HEADER, "xyz")][..], "not hex"),
+        (&[(WRITE_ID_HEADER, "00000000000000000000000000000000")], "zero"),
+        (&[(MINTER_HEADER, "n0")], "a retry naming no write"),
+        (&[(WRITE_ID_HEADER, id), (MINTER_HEADER, "not a name")], "a minter that is no name"),
+    ] {
+        let answer = call(http, &ca, Method::PUT, "/v1/stores/all/keys/k", headers, b"v").await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "malformed".into()), "{what}");
+    }
+    cluster.stop(2).await;
+    let first = call(http, &ca, Method::PUT, "/v1/stores/all/keys/k", &[(WRITE_ID_HEADER, id)], b"once").await;
+    assert_eq!((first.status, first.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into()));
+    let json: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    let minter = json["minter"].as_str().expect("the failure names the node that applied the write").to_owned();
+    cluster.restart(2).await;
+    cluster.settle().await;
+    let retry = [(WRITE_ID_HEADER, id), (MINTER_HEADER, minter.as_str())];
+    let again = call(http, &ca, Method::PUT, "/v1/stores/all/keys/k", &retry, b"once").await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&again.body));
+    let read = call(http, &ca, Method::GET, "/v1/stores/all/keys/k", &[], b"").await;
+    assert_eq!((read.status, &read.body[..]), (StatusCode::OK, &b"once"[..]), "one version, not two siblings");
+    cluster.shutdown().await;
+}

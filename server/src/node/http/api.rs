@@ -22,9 +22,10 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use quickv_core::cluster::ClusterView;
+use quickv_core::identity::NodeId;
 use quickv_core::membership::NodeStatus;
 use quickv_core::store::{StoreConfig, StoreName};
-use quickv_core::version::{CausalContext, SealedState, Write};
+use quickv_core::version::{CausalContext, SealedState, Write, WriteId};
 use quickv_core::wire::{self, Message};
 use tokio::sync::{mpsc, oneshot};
 
@@ -179,9 +180,10 @@ impl Api {
         slot: &ConnectionSlot,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let context = context_of(request.headers())?.unwrap_or_else(CausalContext::empty);
+        let retry = Retry::of(request.headers())?;
         let value = self.body(request, slot).await?;
         let write = Write::put(value.to_vec(), context, wall_clock_ms());
-        self.write(store, key, write).await
+        self.write(store, key, write, retry).await
     }
 
     async fn delete(
@@ -197,11 +199,25 @@ impl Api {
                 format!("a delete needs the {CONTEXT_HEADER} header of a read: it removes the versions that read saw"),
             )
         })?;
-        self.write(store, key, Write::delete(context, wall_clock_ms())).await
+        let retry = Retry::of(headers)?;
+        self.write(store, key, Write::delete(context, wall_clock_ms()), retry).await
     }
 
-    async fn write(&self, store: StoreName, key: Vec<u8>, write: Write) -> Result<Response<Full<Bytes>>, ApiError> {
-        match self.ask(wire::Request::CoordinatePut { store, key, write, minter: None }).await? {
+    async fn write(
+        &self,
+        store: StoreName,
+        key: Vec<u8>,
+        write: Write,
+        retry: Retry,
+    ) -> Result<Response<Full<Bytes>>, ApiError> {
+        let write = match retry.id {
+            Some(id) => write.with_id(id),
+            None => write,
+        };
+        // A retry goes to the node that took the write, which recognises it by its id.
+        let write = if retry.minter.is_some() { write.resend() } else { write };
+        let minter = retry.minter;
+        match self.ask(wire::Request::CoordinatePut { store, key, write, minter }).await? {
             wire::Response::State(Some(state)) => {
                 let mut response = answer(StatusCode::NO_CONTENT, Bytes::new(), None);
                 set_context(response.headers_mut(), &state);
@@ -345,7 +361,10 @@ fn preflight() -> Response<Full<Bytes>> {
     let mut response = answer(StatusCode::NO_CONTENT, Bytes::new(), None);
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, PUT, DELETE, POST, OPTIONS"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-quickv-context"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, x-quickv-context, x-quickv-write-id, x-quickv-minter"),
+    );
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     response
 }
@@ -384,6 +403,58 @@ fn context_of(headers: &HeaderMap) -> Result<Option<CausalContext>, ApiError> {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_context", format!("the {CONTEXT_HEADER} header: {e}"))
     })?;
     Ok(Some(context))
+}
+
+/// The header that names a write (32 hex digits, not all zero): every attempt of one write
+/// carries the same, so that a retry is recognised and applied once.
+pub const WRITE_ID_HEADER: &str = "x-quickv-write-id";
+
+/// The header that sends a write again to the node that may have applied it (the `minter` of a
+/// failed attempt's error): that node only applies it, or answers it had.
+pub const MINTER_HEADER: &str = "x-quickv-minter";
+
+/// What a write's headers say of its attempts.
+struct Retry {
+    id: Option<WriteId>,
+    minter: Option<NodeId>,
+}
+
+impl Retry {
+    fn of(headers: &HeaderMap) -> Result<Retry, ApiError> {
+        let text = |name: &str| -> Result<Option<&str>, ApiError> {
+            headers
+                .get(name)
+                .map(|v| {
+                    v.to_str().map(str::trim).map_err(|_| ApiError::malformed(format!("the {name} header is not text")))
+                })
+                .transpose()
+        };
+        let id = match text(WRITE_ID_HEADER)? {
+            Some(hex) => {
+                let id = (hex.len() == 32)
+                    .then(|| u128::from_str_radix(hex, 16).ok())
+                    .flatten()
+                    .filter(|&id| id != 0)
+                    .ok_or_else(|| {
+                        ApiError::malformed(format!("the {WRITE_ID_HEADER} header must be 32 hex digits, not all zero"))
+                    })?;
+                Some(WriteId(id))
+            }
+            None => None,
+        };
+        let minter = match text(MINTER_HEADER)? {
+            Some(name) => {
+                Some(NodeId::new(name).map_err(|e| ApiError::malformed(format!("the {MINTER_HEADER} header: {e}")))?)
+            }
+            None => None,
+        };
+        if minter.is_some() && id.is_none() {
+            return Err(ApiError::malformed(format!(
+                "a retry ({MINTER_HEADER}) must name its write ({WRITE_ID_HEADER})"
+            )));
+        }
+        Ok(Retry { id, minter })
+    }
 }
 
 fn set_context(headers: &mut HeaderMap, state: &SealedState) {

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub(crate) use api::Api;
-pub use api::{AllowedOrigins, CONTEXT_HEADER};
+pub use api::{AllowedOrigins, CONTEXT_HEADER, MINTER_HEADER, WRITE_ID_HEADER};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
