@@ -3,7 +3,7 @@
 // /ring.json, the cluster view a node answers at GET /v1/ring (fetched trusting the cluster CA:
 // the browser then trusts each node by its certificate hash, in the view).
 //
-//   node bindings/examples/browser/serve.mjs [--port 8080] [--node https://127.0.0.1:8101] [--ca quickv-dev/ca.pem]
+//   node bindings/examples/browser/serve.mjs [--port 8080] [--node https://127.0.0.1:8101,https://127.0.0.1:8102] [--ca quickv-dev/ca.pem]
 import http from "node:http";
 import https from "node:https";
 import { readFileSync, existsSync } from "node:fs";
@@ -25,15 +25,23 @@ export function serve({ port = 8080, node = "https://127.0.0.1:8101", ca, pkg = 
       return;
     }
     if (path === "/ring.json") {
-      https
-        .get(`${node}/v1/ring`, { ca }, (ring) => {
-          res.writeHead(ring.statusCode, { "content-type": "application/json" });
-          ring.pipe(res);
-        })
-        .on("error", (e) => {
-          res.writeHead(502);
-          res.end(String(e));
-        });
+      // The first node (of `node`: one URL or a list) that answers.
+      const nodes = Array.isArray(node) ? [...node] : [node];
+      const next = (last) => {
+        const url = nodes.shift();
+        if (!url) {
+          res.writeHead(502, { "content-type": "application/json" });
+          res.end(JSON.stringify({ code: "unavailable", message: `no node answered: ${last}` }));
+          return;
+        }
+        https
+          .get(`${url}/v1/ring`, { ca }, (ring) => {
+            res.writeHead(ring.statusCode, { "content-type": "application/json" });
+            ring.pipe(res);
+          })
+          .on("error", next);
+      };
+      next("none given");
       return;
     }
     const file =
@@ -55,8 +63,12 @@ export function serve({ port = 8080, node = "https://127.0.0.1:8101", ca, pkg = 
 
 if (process.argv[1] === new URL(import.meta.url).pathname) {
   const { values } = parseArgs({
-    options: { port: { type: "string", default: "8080" }, node: { type: "string", default: "https://127.0.0.1:8101" }, ca: { type: "string", default: "quickv-dev/ca.pem" } },
+    options: {
+      port: { type: "string", default: "8080" },
+      node: { type: "string", default: "https://127.0.0.1:8101,https://127.0.0.1:8102,https://127.0.0.1:8103" },
+      ca: { type: "string", default: "quickv-dev/ca.pem" },
+    },
   });
-  const server = await serve({ port: Number(values.port), node: values.node, ca: readFileSync(values.ca) });
+  const server = await serve({ port: Number(values.port), node: values.node.split(","), ca: readFileSync(values.ca) });
   console.log(`open http://127.0.0.1:${server.address().port}/ in a browser with WebTransport (Chromium, Firefox)`);
 }
