@@ -319,6 +319,17 @@ impl Inner {
         self.loaded_at.set(io::monotonic_ms());
     }
 
+    /// Takes a view a node answered: merged into the one held (views are CRDTs, and a node that
+    /// lags must not take the client back to an older ring), or in its place when they do not
+    /// merge (the first view, or a new cluster at the same addresses).
+    fn learn(&self, fresh: ClusterView) {
+        let mut view = self.table().view().clone();
+        if view.merge(&fresh).is_err() {
+            view = fresh;
+        }
+        self.install(view);
+    }
+
     fn table(&self) -> Rc<RoutingTable> {
         self.table.borrow().clone()
     }
@@ -506,14 +517,22 @@ impl Inner {
             for node in up.into_iter().chain(down) {
                 if let Ok(Response::Status(report)) = caller.call(&node, Request::Status).await {
                     self.health.adopt(&report);
-                    self.install(report.view);
+                    self.learn(report.view);
                     return Ok(());
                 }
             }
         }
-        let view = self.view_from_seeds().await?;
-        self.install(view);
-        Ok(())
+        match self.view_from_seeds().await {
+            Ok(view) => {
+                self.learn(view);
+                Ok(())
+            }
+            Err(e) => {
+                // Nobody answered: the view held goes on routing; the next try waits as long.
+                self.loaded_at.set(io::monotonic_ms());
+                Err(e)
+            }
+        }
     }
 
     async fn view_from_seeds(&self) -> Result<ClusterView, ClientError> {
