@@ -162,6 +162,35 @@ impl From<NodeInfoBeforeCertificates> for NodeInfo {
     }
 }
 
+/// What a node's rotation of its browser certificates decides at a moment (the schedule of the
+/// certificates [`WebAccess`] publishes; the server's `browser_cert` makes and serves them), given when each certificate was made and expires
+/// (oldest first): pure, so that its schedule is tested without clocks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RotationPlan {
+    /// Make a new certificate.
+    pub make: bool,
+    /// The indexes of the certificates still valid (to keep and publish).
+    pub keep: Vec<usize>,
+    /// The index of the certificate to serve (among those kept, after any new one is made).
+    pub serve: Option<usize>,
+}
+
+/// The rotation's decision at `now` for certificates `(made, not_after)`, oldest first, each
+/// valid for `lifetime` seconds: the next is made at `lifetime/2`, served once published for
+/// `lifetime/4`, and one that expires within `lifetime/8` is neither kept nor served.
+pub fn rotation_plan(certs: &[(u64, u64)], now: u64, lifetime: u64) -> RotationPlan {
+    // One that expires within the next L/8 is not served and not kept: a browser's handshake
+    // must not outlive it.
+    let keep: Vec<usize> = (0..certs.len()).filter(|&i| certs[i].1 > now + lifetime / 8).collect();
+    let newest = keep.last().map(|&i| certs[i].0);
+    let make = newest.is_none_or(|made| now >= made + lifetime / 2);
+    // Served: the newest kept that has been published for L/4; else the oldest kept; else the
+    // one about to be made (the first, at a node's first start).
+    let ready = keep.iter().rev().find(|&&i| now >= certs[i].0 + lifetime / 4);
+    let serve = ready.or(keep.first()).copied();
+    RotationPlan { make, keep, serve }
+}
+
 /// A node entry as encoded before entries published their web access (saved-view format 3,
 /// wire version 8; see [`crate::cluster::ViewBeforeWebAccess`]).
 #[derive(Debug, Deserialize)]
@@ -376,6 +405,40 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: u64 = 24 * 3600;
+
+    /// The browser certificates' schedule (server `browser_cert`'s docs), over 30 days at a 10-day lifetime: a new certificate
+    /// every 5 days, served 2.5 days after it is made, the old one published until it expires;
+    /// never more than two; always one served that is valid for the next 1.25 days.
+    #[test]
+    fn certificates_rotate_before_they_expire_and_overlap() {
+        let lifetime = 10 * DAY;
+        let mut certs: Vec<(u64, u64)> = Vec::new();
+        let mut served_changes = Vec::new();
+        let mut last_served = None;
+        let start = 1_000 * DAY;
+        for hour in 0..30 * 24 {
+            let now = start + hour * 3600;
+            let p = rotation_plan(&certs, now, lifetime);
+            let mut kept: Vec<(u64, u64)> = p.keep.iter().map(|&i| certs[i]).collect();
+            if p.make {
+                kept.push((now, now - 3600 + lifetime)); // valid from an hour before
+            }
+            certs = kept;
+            let serve = rotation_plan(&certs, now, lifetime).serve.expect("one is served");
+            assert!(certs.len() <= 2, "at {hour} h: {certs:?}");
+            assert!(certs[serve].1 > now + lifetime / 8, "the served one outlives handshakes");
+            if last_served != Some(certs[serve].0) {
+                served_changes.push((hour, (certs[serve].0 - start) / 3600));
+                last_served = Some(certs[serve].0);
+            }
+        }
+        // (hour switched, hour the served certificate was made): the first at once, then each
+        // one 60 hours (L/4) after it was made, every 120 hours (L/2).
+        assert_eq!(served_changes, alloc::vec![(0, 0), (180, 120), (300, 240), (420, 360), (540, 480), (660, 600)]);
+    }
+
     use proptest::prelude::*;
 
     fn entry(id: u8, version: u64, status: u8, capacity: u32) -> NodeInfo {

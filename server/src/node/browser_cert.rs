@@ -7,6 +7,8 @@
 //!
 //! - a certificate is valid for the node's lifetime `L` (10 days by default, at most 13), from an
 //!   hour before it was made (a tenth of `L` if that is shorter) for browsers whose clocks lag;
+//! - the schedule is core's ([`rotation_plan`]: the node decides, this module makes and keeps
+//!   the certificates and serves them):
 //! - when the newest certificate is `L/2` old, the node makes the next one and publishes both;
 //! - it serves the next one once that has been published for `L/4` (the views browsers loaded
 //!   since hold its hash), and keeps publishing the old one until it expires, for the browsers
@@ -23,7 +25,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use quickv_core::identity::{CertificateDigest, NodeId};
-use quickv_core::membership::WebAccess;
+use quickv_core::membership::{RotationPlan, WebAccess, rotation_plan};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -84,33 +86,6 @@ struct Made {
     key: Vec<u8>,
 }
 
-/// What the rotation decides at a moment, given when each certificate was made and expires
-/// (oldest first): pure, so that its schedule is tested without clocks.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Plan {
-    /// Make a new certificate.
-    pub(crate) make: bool,
-    /// The indexes of the certificates still valid (to keep and publish).
-    pub(crate) keep: Vec<usize>,
-    /// The index of the certificate to serve (among those kept, after any new one is made).
-    pub(crate) serve: Option<usize>,
-}
-
-/// The rotation's decision at `now` for certificates `(made, not_after)`, oldest first, each
-/// valid for `lifetime` (see the module docs).
-pub(crate) fn plan(certs: &[(u64, u64)], now: u64, lifetime: u64) -> Plan {
-    // One that expires within the next L/8 is not served and not kept: a browser's handshake
-    // must not outlive it.
-    let keep: Vec<usize> = (0..certs.len()).filter(|&i| certs[i].1 > now + lifetime / 8).collect();
-    let newest = keep.last().map(|&i| certs[i].0);
-    let make = newest.is_none_or(|made| now >= made + lifetime / 2);
-    // Served: the newest kept that has been published for L/4; else the oldest kept; else the
-    // one about to be made (the first, at a node's first start).
-    let ready = keep.iter().rev().find(|&&i| now >= certs[i].0 + lifetime / 4);
-    let serve = ready.or(keep.first()).copied();
-    Plan { make, keep, serve }
-}
-
 /// The node's browser certificates, in its folder.
 #[derive(Debug)]
 pub(crate) struct BrowserCertificates {
@@ -141,13 +116,13 @@ impl BrowserCertificates {
     pub(crate) fn rotate(&mut self, now: u64) -> Result<bool, BrowserCertError> {
         let lifetime = self.lifetime.as_secs();
         let times: Vec<(u64, u64)> = self.certs.iter().map(|c| (c.made, c.not_after)).collect();
-        let Plan { make, keep, .. } = plan(&times, now, lifetime);
+        let RotationPlan { make, keep, .. } = rotation_plan(&times, now, lifetime);
         let mut certs: Vec<Made> = keep.iter().map(|&i| self.certs[i].clone()).collect();
         if make {
             certs.push(make_certificate(now, lifetime)?);
         }
         let times: Vec<(u64, u64)> = certs.iter().map(|c| (c.made, c.not_after)).collect();
-        let served = plan(&times, now, lifetime).serve.unwrap_or(0);
+        let served = rotation_plan(&times, now, lifetime).serve.unwrap_or(0);
         let changed = certs != self.certs;
         if changed {
             save(&self.path, &certs)?;
@@ -310,37 +285,6 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 24 * 3600;
-
-    /// The schedule of the module docs, over 30 days at a 10-day lifetime: a new certificate
-    /// every 5 days, served 2.5 days after it is made, the old one published until it expires;
-    /// never more than two; always one served that is valid for the next 1.25 days.
-    #[test]
-    fn certificates_rotate_before_they_expire_and_overlap() {
-        let lifetime = 10 * DAY;
-        let mut certs: Vec<(u64, u64)> = Vec::new();
-        let mut served_changes = Vec::new();
-        let mut last_served = None;
-        let start = 1_000 * DAY;
-        for hour in 0..30 * 24 {
-            let now = start + hour * 3600;
-            let p = plan(&certs, now, lifetime);
-            let mut kept: Vec<(u64, u64)> = p.keep.iter().map(|&i| certs[i]).collect();
-            if p.make {
-                kept.push((now, now - CLOCK_LAG + lifetime));
-            }
-            certs = kept;
-            let serve = plan(&certs, now, lifetime).serve.expect("one is served");
-            assert!(certs.len() <= 2, "at {hour} h: {certs:?}");
-            assert!(certs[serve].1 > now + lifetime / 8, "the served one outlives handshakes");
-            if last_served != Some(certs[serve].0) {
-                served_changes.push((hour, (certs[serve].0 - start) / 3600));
-                last_served = Some(certs[serve].0);
-            }
-        }
-        // (hour switched, hour the served certificate was made): the first at once, then each
-        // one 60 hours (L/4) after it was made, every 120 hours (L/2).
-        assert_eq!(served_changes, vec![(0, 0), (180, 120), (300, 240), (420, 360), (540, 480), (660, 600)]);
-    }
 
     /// The files: made on first open, kept (same hashes) on the next, rotated once time passes,
     /// private (mode 0600); a damaged file is a clear error that names it.
